@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: real Fashion-MNIST (Debian's dataset-fashion-mnist),
+# local execution, no SLURM. Installs what is missing first (scripts/setup.sh).
+# Output goes to runs/demo/ (or $NLS_DEMO_DIR).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$root/scripts/setup.sh"
+out=${NLS_DEMO_DIR:-$root/runs/demo}
+trainer=$root/target/release/trainer
+data=/usr/share/datasets/fashion-mnist
+
+echo "== dataset"
+"$trainer" data-info --data-dir "$data"
+
+echo "== label noise: cleanlab-style noise matrices, 3 noise levels x 2 sparsities x 2 seeds"
+"$trainer" noise --data-dir "$data" --kind matrix --noise 0.2,0.4,0.6 --sparsity 0,0.4 --seeds 0-1 \
+    --out "$out/noisy-labels"
+
+echo "== label noise: symmetric and asymmetric at 40%"
+"$trainer" noise --data-dir "$data" --kind symmetric --noise 0.4 --out "$out/noisy-labels"
+"$trainer" noise --data-dir "$data" --kind asymmetric --noise 0.4 --out "$out/noisy-labels"
+echo "demo output in $out"

@@ -1,0 +1,5 @@
+//! Subcommands of the `trainer` binary: argument parsing and orchestration only; the work lives
+//! in the library modules.
+
+pub mod data_info;
+pub mod noise;

@@ -1,0 +1,286 @@
+//! `trainer noise`: generate a grid of noise configurations, one file per configuration, or import
+//! an existing label file into the same format. Everything is generated before anything is
+//! written, so a bad argument or a failed configuration leaves no partial output.
+
+use crate::data::{DatasetName, Source, Split, SplitData};
+use crate::noise::decimal::{parse_decimal_list, parse_seed_list};
+use crate::noise::file::{self, NoiseFile, Origin};
+use crate::noise::symmetric::Convention;
+use crate::noise::{self as noise_gen, stats, CleanSet, Kind, Spec};
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct NoiseArgs {
+    /// Dataset folder (or its parent); the format is detected.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Expected dataset name (cifar10, cifar100, fashion-mnist, imagefolder); checked against the data.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Kind of noise.
+    #[arg(long, value_enum, default_value = "matrix")]
+    pub kind: Kind,
+    /// Noise levels in [0, 1], e.g. `0.4` or `0,0.1,...,0.7`.
+    #[arg(long, default_value = "0.2")]
+    pub noise: String,
+    /// Fractions of zero off-diagonal noise rates in [0, 1) (matrix kind), e.g. `0,0.2,0.4,0.6`.
+    #[arg(long, default_value = "0")]
+    pub sparsity: String,
+    /// Seeds, e.g. `0`, `0-4` or `0,3,5-7`.
+    #[arg(long, default_value = "0")]
+    pub seeds: String,
+    /// Symmetric noise: `any` (new label uniform over all classes) or `other` (over the other classes).
+    #[arg(long, value_enum, default_value = "any")]
+    pub convention: Convention,
+    /// Matrix kind: accept only noise matrices that are learnable under the class prior.
+    #[arg(long)]
+    pub valid: bool,
+    /// Output folder (created if missing).
+    #[arg(long, default_value = "noisy-labels")]
+    pub out: PathBuf,
+    /// Also write the original tools' form: noisy_labels_{seed}/noisylabels_noise{n}_sparsity{s}.json.
+    #[arg(long)]
+    pub legacy: bool,
+    /// Import instead of generating: an nls file, an original-form JSON, or a CIFAR-N file (.pt/.npy).
+    #[arg(long, conflicts_with_all = ["noise", "sparsity", "seeds", "legacy"])]
+    pub import: Option<PathBuf>,
+    /// CIFAR-N label set to import (aggre, worse, random1, random2, random3, noisy).
+    #[arg(long, requires = "import")]
+    pub label_set: Option<String>,
+    /// Print the realized matrix of every configuration (default: only when there are at most 4).
+    #[arg(long)]
+    pub tables: bool,
+}
+
+/// A configuration ready to be written.
+struct Output {
+    path: PathBuf,
+    file: NoiseFile,
+    legacy: Option<PathBuf>,
+}
+
+pub fn run(args: NoiseArgs) -> Result<()> {
+    let specs = if args.import.is_none() {
+        grid(&args)?
+    } else {
+        Vec::new()
+    };
+    let source = Source::detect(&args.data_dir)?;
+    if let Some(expected) = &args.dataset {
+        let expected = DatasetName::parse(expected)?;
+        ensure!(
+            expected == source.name,
+            "--dataset {} was given, but {} holds {}",
+            expected.as_str(),
+            args.data_dir.display(),
+            source.name.as_str()
+        );
+    }
+    eprintln!("found {}", source.describe());
+    let train = source.load(Split::Train)?;
+    let clean = to_classes(&train.labels, source.num_classes)
+        .with_context(|| format!("labels of {}", source.root.display()))?;
+    let outputs = match &args.import {
+        Some(path) => vec![import(&args, path, &source, &train, &clean)?],
+        None => generate_all(&args, &specs, &source, &train, &clean)?,
+    };
+    let show_tables = args.tables || outputs.len() <= 4;
+    for out in &outputs {
+        write_output(out, &train_keys(&source, &train))?;
+        report(out, show_tables);
+    }
+    eprintln!(
+        "wrote {} configuration(s) to {}",
+        outputs.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// All (noise, sparsity, seed) configurations; noise 0 is the same at every sparsity, so it is
+/// produced once, with sparsity 0, as the original grid does.
+fn grid(args: &NoiseArgs) -> Result<Vec<Spec>> {
+    let noises = parse_decimal_list(&args.noise).context("--noise")?;
+    let sparsities = parse_decimal_list(&args.sparsity).context("--sparsity")?;
+    let seeds = parse_seed_list(&args.seeds).context("--seeds")?;
+    let mut specs = Vec::new();
+    for &seed in &seeds {
+        for &noise in &noises {
+            for &sparsity in &sparsities {
+                if noise.is_zero() && !sparsity.is_zero() && sparsities.iter().any(|s| s.is_zero())
+                {
+                    continue;
+                }
+                let spec = Spec {
+                    kind: args.kind,
+                    noise,
+                    sparsity,
+                    seed,
+                    convention: args.convention,
+                    valid_check: args.valid,
+                };
+                spec.validate()?;
+                specs.push(spec);
+            }
+        }
+    }
+    Ok(specs)
+}
+
+fn generate_all(
+    args: &NoiseArgs,
+    specs: &[Spec],
+    source: &Source,
+    train: &SplitData,
+    clean: &[usize],
+) -> Result<Vec<Output>> {
+    let pixels = if specs.iter().any(|s| s.kind == Kind::Instance) {
+        Some(image_bytes(train)?)
+    } else {
+        None
+    };
+    let clean_set = CleanSet {
+        dataset: source.name,
+        num_classes: source.num_classes,
+        labels: clean,
+        pixels: pixels.as_deref(),
+    };
+    specs
+        .iter()
+        .map(|spec| {
+            let generated =
+                noise_gen::generate(spec, &clean_set).with_context(|| describe(spec))?;
+            let file = NoiseFile::new(
+                source.name,
+                source.num_classes,
+                clean,
+                generated.labels,
+                generated.requested_matrix,
+                Origin {
+                    spec: Some(spec),
+                    source: None,
+                },
+            );
+            Ok(Output {
+                path: args.out.join(file::file_name(source.name, spec)),
+                file,
+                legacy: args
+                    .legacy
+                    .then(|| file::legacy_path(&args.out, spec.noise, spec.sparsity, spec.seed)),
+            })
+        })
+        .collect()
+}
+
+fn import(
+    args: &NoiseArgs,
+    path: &Path,
+    source: &Source,
+    train: &SplitData,
+    clean: &[usize],
+) -> Result<Output> {
+    let labels = crate::noise::import::read_labels(
+        path,
+        args.label_set.as_deref(),
+        &train_keys(source, train),
+        source.num_classes,
+    )?;
+    ensure!(
+        labels.len() == clean.len(),
+        "{} has {} labels, but the training split has {}",
+        path.display(),
+        labels.len(),
+        clean.len()
+    );
+    let origin = match &args.label_set {
+        Some(set) => format!("{} ({set})", path.display()),
+        None => path.display().to_string(),
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match &args.label_set {
+        Some(set) => format!("{}-imported-{stem}-{set}.json", source.name.as_str()),
+        None => format!("{}-imported-{stem}.json", source.name.as_str()),
+    };
+    let file = NoiseFile::new(
+        source.name,
+        source.num_classes,
+        clean,
+        labels,
+        None,
+        Origin {
+            spec: None,
+            source: Some(origin),
+        },
+    );
+    Ok(Output {
+        path: args.out.join(name),
+        file,
+        legacy: None,
+    })
+}
+
+fn write_output(out: &Output, keys: &[String]) -> Result<()> {
+    out.file.write(&out.path)?;
+    if let Some(legacy) = &out.legacy {
+        file::write_legacy(legacy, keys, &out.file.labels)?;
+    }
+    Ok(())
+}
+
+fn report(out: &Output, table: bool) {
+    let f = &out.file;
+    println!(
+        "{}: realized flip rate {:.4}",
+        out.path.display(),
+        f.realized_flip_rate
+    );
+    if table {
+        println!(
+            "{}",
+            stats::matrix_table(&f.realized_matrix, "realized noise matrix")
+        );
+    }
+}
+
+fn describe(spec: &Spec) -> String {
+    format!(
+        "{} noise {} sparsity {} seed {}",
+        spec.kind.as_str(),
+        spec.noise,
+        spec.sparsity,
+        spec.seed
+    )
+}
+
+/// Names of the training samples for the original JSON form: the image path for an ImageFolder
+/// (as `<data root>/train/<class>/<file>`), else the sample id.
+pub fn train_keys(source: &Source, train: &SplitData) -> Vec<String> {
+    match &train.paths {
+        Some(paths) => paths
+            .iter()
+            .map(|p| source.root.join(p).display().to_string())
+            .collect(),
+        None => train.ids.iter().map(u64::to_string).collect(),
+    }
+}
+
+/// Dataset labels as class indices, checked against the class count.
+pub fn to_classes(labels: &[i64], k: usize) -> Result<Vec<usize>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| match usize::try_from(l) {
+            Ok(c) if c < k => Ok(c),
+            _ => bail!("label {l} of sample {i} is outside 0..{k}"),
+        })
+        .collect()
+}
+
+fn image_bytes(train: &SplitData) -> Result<Vec<u8>> {
+    Vec::<u8>::try_from(train.images.flatten(0, -1)).context("reading image bytes")
+}

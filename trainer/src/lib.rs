@@ -1,0 +1,7 @@
+//! nls trainer library. Modules follow the data's path:
+//! cluster env → distributed → data → noise → model → method → checkpoint → metrics.
+
+pub mod atomic;
+pub mod cmd;
+pub mod data;
+pub mod noise;

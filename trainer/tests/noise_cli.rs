@@ -1,0 +1,205 @@
+//! `trainer noise` end to end on the real Fashion-MNIST: files, grids, the original JSON form,
+//! determinism across thread counts, and clear errors that leave nothing behind.
+
+mod common;
+
+use common::{stderr, trainer, FASHION_MNIST};
+use std::path::Path;
+use trainer::noise::file::NoiseFile;
+
+fn have_data() -> bool {
+    let ok = Path::new(FASHION_MNIST).exists();
+    if !ok {
+        eprintln!("skipping: {FASHION_MNIST} is missing (scripts/setup.sh installs it)");
+    }
+    ok
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+#[test]
+fn grid_writes_one_checked_file_per_configuration() {
+    if !have_data() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("labels");
+    let o = trainer(&[
+        "noise",
+        "--data-dir",
+        FASHION_MNIST,
+        "--dataset",
+        "fashion-mnist",
+        "--kind",
+        "matrix",
+        "--noise",
+        "0,0.2,...,0.6",
+        "--sparsity",
+        "0,0.4",
+        "--seeds",
+        "0-1",
+        "--legacy",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 4 noise levels × 2 sparsities × 2 seeds, minus the duplicate noise-0 rows.
+    let names: Vec<String> = files_in(&out)
+        .into_iter()
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(names.len(), 14, "{names:?}");
+    assert!(names.contains(&"fashion-mnist-matrix-noise0.6-sparsity0.4-seed1.json".to_string()));
+    let f =
+        NoiseFile::read(&out.join("fashion-mnist-matrix-noise0.6-sparsity0.4-seed1.json")).unwrap();
+    assert_eq!(
+        (f.num_samples, f.num_classes, f.noise, f.sparsity, f.seed),
+        (60000, 10, Some(0.6), Some(0.4), Some(1))
+    );
+    assert_eq!(f.class_counts, vec![6000; 10]);
+    // Exact-count flipping: realized cell = trunc(nm·p(y)·N) / n_y with p(y)·N = 6000.
+    let nm = f.requested_matrix.as_ref().unwrap();
+    for s in 0..10 {
+        for y in (0..10).filter(|&y| y != s) {
+            let count = (nm[s][y] * 0.1 * 60000.0) as usize;
+            assert!((f.realized_matrix[s][y] - count as f64 / 6000.0).abs() < 1e-12);
+        }
+    }
+    let diag: f64 = (0..10).map(|i| nm[i][i]).sum();
+    assert!((diag - 4.0).abs() < 1e-6, "trace {diag}");
+    // The original tools' form holds the same labels, keyed by sample id for IDX data.
+    let legacy = out.join("noisy_labels_1/noisylabels_noise0.6_sparsity0.4.json");
+    let map: std::collections::HashMap<String, usize> =
+        serde_json::from_str(&std::fs::read_to_string(&legacy).unwrap()).unwrap();
+    assert_eq!(map.len(), 60000);
+    assert!((0..60000).all(|i| map[&i.to_string()] == f.labels[i]));
+    assert!(out
+        .join("noisy_labels_0/noisylabels_noise0.0_sparsity0.0.json")
+        .exists());
+    assert!(!out
+        .join("noisy_labels_0/noisylabels_noise0.0_sparsity0.4.json")
+        .exists());
+    // Reading the original form back reproduces our labels.
+    let imported = tmp.path().join("imported");
+    let o = trainer(&[
+        "noise",
+        "--data-dir",
+        FASHION_MNIST,
+        "--import",
+        legacy.to_str().unwrap(),
+        "--out",
+        imported.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let back = NoiseFile::read(
+        &imported.join("fashion-mnist-imported-noisylabels_noise0.6_sparsity0.4.json"),
+    )
+    .unwrap();
+    assert_eq!(back.labels, f.labels);
+    assert_eq!(back.realized_flip_rate, f.realized_flip_rate);
+}
+
+#[test]
+fn output_is_identical_across_thread_counts() {
+    if !have_data() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(threads);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args([
+                "noise",
+                "--data-dir",
+                FASHION_MNIST,
+                "--kind",
+                "symmetric",
+                "--noise",
+                "0.3",
+                "--seeds",
+                "4",
+            ])
+            .args(["--out", out.to_str().unwrap()])
+            .env("OMP_NUM_THREADS", threads)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        outputs.push(
+            std::fs::read(out.join("fashion-mnist-symmetric-any-noise0.3-seed4.json")).unwrap(),
+        );
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn bad_arguments_fail_clearly_and_write_nothing() {
+    if !have_data() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("never");
+    let out_s = out.to_str().unwrap();
+    let unreadable = tmp.path().join("missing.json");
+    let wrong_classes = tmp.path().join("wrong.json");
+    // An original-form file for all 60000 images, with one label beyond Fashion-MNIST's 10 classes.
+    let map: std::collections::BTreeMap<String, usize> = (0..60000)
+        .map(|i| (i.to_string(), if i == 5 { 10 } else { 1 }))
+        .collect();
+    std::fs::write(&wrong_classes, serde_json::to_string(&map).unwrap()).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--noise", "1.5"], "outside [0, 1]"),
+        (vec!["--noise", "0.2,-0.1"], "not a plain decimal"),
+        (vec!["--sparsity", "1"], "outside [0, 1)"),
+        (vec!["--kind", "gaussian"], "invalid value 'gaussian'"),
+        (vec!["--dataset", "mnist2"], "unknown dataset"),
+        (vec!["--dataset", "cifar10"], "holds fashion-mnist"),
+        (
+            vec!["--kind", "symmetric", "--sparsity", "0.2"],
+            "applies only to --kind matrix",
+        ),
+        (
+            vec!["--kind", "matrix", "--valid", "--noise", "0.9"],
+            "trace > 1",
+        ),
+        (
+            vec!["--import", unreadable.to_str().unwrap()],
+            "missing.json",
+        ),
+        (
+            vec!["--import", wrong_classes.to_str().unwrap()],
+            "not below the class count 10",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["noise", "--data-dir", FASHION_MNIST, "--out", out_s];
+        args.extend(&extra);
+        let o = trainer(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{extra:?} succeeded");
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{extra:?}: message was {err}"
+        );
+        assert!(!out.exists(), "{extra:?} left output behind");
+    }
+    let o = trainer(&[
+        "noise",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        out_s,
+    ]);
+    assert!(!o.status.success());
+    assert!(!out.exists());
+}
