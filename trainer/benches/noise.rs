@@ -5,7 +5,7 @@
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use rand_xoshiro::Xoshiro256PlusPlus as ChaCha8Rng;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -17,7 +17,9 @@ const K: usize = 100;
 const N: usize = 50_000;
 const NOISE: f64 = 0.6;
 const SPARSITY: f64 = 0.4;
-const SEEDS: [u64; 5] = [0, 1, 2, 3, 4];
+const SEEDS: [u64; 20] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+];
 
 struct Measured {
     seconds: Vec<f64>,

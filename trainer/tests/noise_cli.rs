@@ -1,6 +1,9 @@
 //! `trainer noise` end to end on the real Fashion-MNIST: files, grids, the original JSON form,
 //! determinism across thread counts, and clear errors that leave nothing behind.
 
+// Matrix cells are indexed (s, y), as in the formulas they are checked against.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use common::{stderr, trainer, FASHION_MNIST};
@@ -201,5 +204,94 @@ fn bad_arguments_fail_clearly_and_write_nothing() {
         out_s,
     ]);
     assert!(!o.status.success());
+    assert!(!out.exists());
+}
+
+/// CIFAR-10N files as published (torch.save zip and np.save object array), written by the venv's
+/// torch and numpy for a small CIFAR-10 made by the fixture script.
+#[test]
+fn cifar_n_label_sets_import_from_pt_and_npy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = common::workspace_root().join("tests/fixtures/make_datasets.py");
+    let o = std::process::Command::new(common::python())
+        .arg(&script)
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = tmp.path().join("c10bin");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("expected.json")).unwrap())
+            .unwrap();
+    let clean = expected["cifar10-binary"]["train"]["labels"].to_string();
+    let code = r#"
+import json, sys, numpy as np, torch
+clean = np.array(json.loads(sys.argv[1])); out = sys.argv[2]
+rng = np.random.default_rng(5)
+d = {"clean_label": clean, "worse_label": rng.integers(0, 10, len(clean)), "aggre_label": rng.integers(0, 10, len(clean))}
+torch.save(d, out + "/CIFAR-10_human.pt")
+np.save(out + "/CIFAR-10_human.npy", d, allow_pickle=True)
+d["clean_label"] = (clean + 1) % 10
+torch.save(d, out + "/other.pt")
+print(json.dumps(d["worse_label"].tolist()))
+"#;
+    let worse: Vec<usize> = serde_json::from_str(&common::run_python(
+        code,
+        &[&clean, tmp.path().to_str().unwrap()],
+    ))
+    .unwrap();
+    for ext in ["pt", "npy"] {
+        let out = tmp.path().join(format!("out-{ext}"));
+        let file = tmp.path().join(format!("CIFAR-10_human.{ext}"));
+        let o = trainer(&[
+            "noise",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--import",
+            file.to_str().unwrap(),
+            "--label-set",
+            "worse",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{ext}: {}", stderr(&o));
+        let f = NoiseFile::read(&out.join("cifar10-imported-CIFAR-10_human-worse.json")).unwrap();
+        assert_eq!(f.labels, worse, "{ext}");
+        assert!(f.source.unwrap().contains("(worse)"));
+    }
+    let out = tmp.path().join("never");
+    let other = tmp.path().join("other.pt");
+    let o = trainer(&[
+        "noise",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--import",
+        other.to_str().unwrap(),
+        "--label-set",
+        "aggre",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("another dataset"),
+        "{}",
+        stderr(&o)
+    );
+    let o = trainer(&[
+        "noise",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--import",
+        other.to_str().unwrap(),
+        "--label-set",
+        "random9",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("unknown --label-set"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists());
 }

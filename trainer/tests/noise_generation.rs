@@ -1,10 +1,13 @@
 //! Label-noise generators checked against independent computations: cleanlab itself (run in the
 //! project venv), hand-derived class maps, and the definitions of the statistics.
 
+// Matrix cells are indexed (s, y), as in the formulas they are checked against.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand_xoshiro::Xoshiro256PlusPlus as ChaCha8Rng;
 use trainer::data::DatasetName;
 use trainer::noise::decimal::Decimal;
 use trainer::noise::matrix::{self, TraceSpec};

@@ -18,7 +18,7 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
     for split in [Split::Train, Split::Test] {
         let data = source.load(split)?;
         let counts = crate::noise::class_counts(
-            &crate::cmd::noise::to_classes(&data.labels, source.num_classes)?,
+            &crate::data::to_classes(&data.labels, source.num_classes)?,
             source.num_classes,
         );
         println!(

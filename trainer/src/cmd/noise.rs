@@ -2,12 +2,13 @@
 //! an existing label file into the same format. Everything is generated before anything is
 //! written, so a bad argument or a failed configuration leaves no partial output.
 
-use crate::data::{DatasetName, Source, Split, SplitData};
+use crate::data::{to_classes, DatasetName, Source, Split, SplitData};
 use crate::noise::decimal::{parse_decimal_list, parse_seed_list};
 use crate::noise::file::{self, NoiseFile, Origin};
+use crate::noise::import::{read_labels, Target};
 use crate::noise::symmetric::Convention;
 use crate::noise::{self as noise_gen, stats, CleanSet, Kind, Spec};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -181,12 +182,13 @@ fn import(
     train: &SplitData,
     clean: &[usize],
 ) -> Result<Output> {
-    let labels = crate::noise::import::read_labels(
-        path,
-        args.label_set.as_deref(),
-        &train_keys(source, train),
-        source.num_classes,
-    )?;
+    let keys = train_keys(source, train);
+    let target = Target {
+        keys: &keys,
+        clean,
+        num_classes: source.num_classes,
+    };
+    let labels = read_labels(path, args.label_set.as_deref(), &target)?;
     ensure!(
         labels.len() == clean.len(),
         "{} has {} labels, but the training split has {}",
@@ -267,18 +269,6 @@ pub fn train_keys(source: &Source, train: &SplitData) -> Vec<String> {
             .collect(),
         None => train.ids.iter().map(u64::to_string).collect(),
     }
-}
-
-/// Dataset labels as class indices, checked against the class count.
-pub fn to_classes(labels: &[i64], k: usize) -> Result<Vec<usize>> {
-    labels
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| match usize::try_from(l) {
-            Ok(c) if c < k => Ok(c),
-            _ => bail!("label {l} of sample {i} is outside 0..{k}"),
-        })
-        .collect()
 }
 
 fn image_bytes(train: &SplitData) -> Result<Vec<u8>> {

@@ -173,7 +173,7 @@ fn read_binary_file(path: &Path, label_bytes: usize) -> Result<(Vec<u8>, Vec<i64
     let bytes = read_file(path)?;
     let record = label_bytes + PIXELS;
     ensure!(
-        !bytes.is_empty() && bytes.len() % record == 0,
+        !bytes.is_empty() && bytes.len().is_multiple_of(record),
         "{}: expected a whole number of {record}-byte records ({label_bytes} label byte(s) + {PIXELS} pixels), \
          found {} bytes (truncated or not a CIFAR binary file?)",
         path.display(),

@@ -89,7 +89,7 @@ pub fn read_split(root: &Path, split: Split, classes: &[String]) -> Result<RawSp
     let (h, w) = (images[0].height, images[0].width);
     if let Some(bad) = images.iter().find(|im| (im.height, im.width) != (h, w)) {
         bail!(
-            "{}: image is {}x{}, but {} is {h}x{w}; all images of a split must share one size",
+            "{}: image is {}x{} (width x height), but {} is {w}x{h}; all images of a split must share one size",
             bad.path.display(),
             bad.width,
             bad.height,

@@ -222,3 +222,15 @@ fn detect_in(dir: &Path) -> Result<Option<Source>> {
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
+
+/// Dataset labels as class indices, checked against the class count.
+pub fn to_classes(labels: &[i64], k: usize) -> Result<Vec<usize>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| match usize::try_from(l) {
+            Ok(c) if c < k => Ok(c),
+            _ => bail!("label {l} of sample {i} is not below the class count {k}"),
+        })
+        .collect()
+}

@@ -1,9 +1,10 @@
 //! A small, safe pickle reader: enough of the protocol for the CIFAR python batches (written by
-//! Python 2, protocol 2) and for numpy arrays and dicts written by Python 3 (protocols 2–4),
-//! as in CIFAR-N's label files. Only whitelisted globals are understood (numpy's array and
-//! dtype reconstruction, `_codecs.encode`); nothing is ever executed.
+//! Python 2 with protocol 2), for the same data re-saved by Python 3 (protocols 2–5), and for
+//! the dicts of numpy arrays in CIFAR-N's label files. Only whitelisted globals are understood
+//! (numpy's array and dtype reconstruction, `_codecs.encode`, `bytes`); nothing is executed.
 
 use anyhow::{bail, ensure, Context, Result};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -43,11 +44,34 @@ impl Value {
         let Value::Dict(items) = self else {
             return None;
         };
-        items.iter().find_map(|(k, v)| match k {
-            Value::Bytes(b) if b == key.as_bytes() => Some(v),
-            Value::Str(s) if s == key => Some(v),
-            _ => None,
-        })
+        items
+            .iter()
+            .find(|(k, _)| key_is(k, key))
+            .map(|(_, v)| v)
+    }
+
+    /// Move a dict entry out (large arrays need not be copied).
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        let Value::Dict(items) = self else {
+            return None;
+        };
+        let i = items.iter().position(|(k, _)| key_is(k, key))?;
+        Some(items.swap_remove(i).1)
+    }
+
+    /// The dict's keys as Python would print them (`b'data'`, `'labels'`), for error messages.
+    pub fn keys(&self) -> Vec<String> {
+        let Value::Dict(items) = self else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .map(|(k, _)| match k {
+                Value::Bytes(b) => format!("b'{}'", String::from_utf8_lossy(b)),
+                Value::Str(s) => format!("'{s}'"),
+                other => other.kind().to_string(),
+            })
+            .collect()
     }
 
     /// Integers of a list, tuple or integer numpy array.
@@ -83,6 +107,15 @@ impl Value {
     }
 }
 
+/// Python 2 files have `str` (bytes) keys, Python 3 ones may have `str` keys; accept both.
+fn key_is(k: &Value, key: &str) -> bool {
+    match k {
+        Value::Bytes(b) => b == key.as_bytes(),
+        Value::Str(s) => s == key,
+        _ => false,
+    }
+}
+
 impl NdArray {
     fn elem_size(&self) -> Option<usize> {
         self.dtype.get(1..).and_then(|s| s.parse().ok())
@@ -104,7 +137,7 @@ impl NdArray {
             "unsupported integer size {size}"
         );
         ensure!(
-            bytes.len() % size == 0,
+            bytes.len().is_multiple_of(size),
             "array data is not a whole number of elements"
         );
         Ok(bytes
@@ -138,10 +171,85 @@ pub fn parse(data: &[u8], what: &str) -> Result<Value> {
         pos: 0,
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: Vec::new(),
+        memo: HashMap::new(),
     }
     .run()
     .with_context(|| format!("{what}: not a readable pickle"))
+}
+
+/// Opcode names from CPython's pickletools, for error messages.
+fn opcode_name(op: u8) -> Option<&'static str> {
+    Some(match op {
+        b'(' => "MARK",
+        b'.' => "STOP",
+        b'0' => "POP",
+        b'1' => "POP_MARK",
+        b'2' => "DUP",
+        b'F' => "FLOAT",
+        b'I' => "INT",
+        b'J' => "BININT",
+        b'K' => "BININT1",
+        b'L' => "LONG",
+        b'M' => "BININT2",
+        b'N' => "NONE",
+        b'P' => "PERSID",
+        b'Q' => "BINPERSID",
+        b'R' => "REDUCE",
+        b'S' => "STRING",
+        b'T' => "BINSTRING",
+        b'U' => "SHORT_BINSTRING",
+        b'V' => "UNICODE",
+        b'X' => "BINUNICODE",
+        b'a' => "APPEND",
+        b'b' => "BUILD",
+        b'c' => "GLOBAL",
+        b'd' => "DICT",
+        b'}' => "EMPTY_DICT",
+        b'e' => "APPENDS",
+        b'g' => "GET",
+        b'h' => "BINGET",
+        b'i' => "INST",
+        b'j' => "LONG_BINGET",
+        b'l' => "LIST",
+        b']' => "EMPTY_LIST",
+        b'o' => "OBJ",
+        b'p' => "PUT",
+        b'q' => "BINPUT",
+        b'r' => "LONG_BINPUT",
+        b's' => "SETITEM",
+        b't' => "TUPLE",
+        b')' => "EMPTY_TUPLE",
+        b'u' => "SETITEMS",
+        b'G' => "BINFLOAT",
+        b'B' => "BINBYTES",
+        b'C' => "SHORT_BINBYTES",
+        0x80 => "PROTO",
+        0x81 => "NEWOBJ",
+        0x82 => "EXT1",
+        0x83 => "EXT2",
+        0x84 => "EXT4",
+        0x85 => "TUPLE1",
+        0x86 => "TUPLE2",
+        0x87 => "TUPLE3",
+        0x88 => "NEWTRUE",
+        0x89 => "NEWFALSE",
+        0x8a => "LONG1",
+        0x8b => "LONG4",
+        0x8c => "SHORT_BINUNICODE",
+        0x8d => "BINUNICODE8",
+        0x8e => "BINBYTES8",
+        0x8f => "EMPTY_SET",
+        0x90 => "ADDITEMS",
+        0x91 => "FROZENSET",
+        0x92 => "NEWOBJ_EX",
+        0x93 => "STACK_GLOBAL",
+        0x94 => "MEMOIZE",
+        0x95 => "FRAME",
+        0x96 => "BYTEARRAY8",
+        0x97 => "NEXT_BUFFER",
+        0x98 => "READONLY_BUFFER",
+        _ => return None,
+    })
 }
 
 struct Machine<'a> {
@@ -149,7 +257,8 @@ struct Machine<'a> {
     pos: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
-    memo: Vec<Option<Value>>,
+    /// A map, not a Vec: memo ids come from the file, and a huge one must not allocate.
+    memo: HashMap<usize, Value>,
 }
 
 impl<'a> Machine<'a> {
@@ -158,162 +267,198 @@ impl<'a> Machine<'a> {
             let at = self.pos;
             let op = self.take(1)?[0];
             if op == b'.' {
-                return self.pop();
+                return self.pop().context("STOP with an empty stack");
             }
-            self.step(op)
-                .with_context(|| format!("opcode 0x{op:02x} at offset {at}"))?;
+            self.step(op).with_context(|| match opcode_name(op) {
+                Some(name) => format!("opcode {name} (0x{op:02x}) at offset {at}"),
+                None => format!("unknown opcode 0x{op:02x} at offset {at}"),
+            })?;
         }
     }
 
+    /// One opcode; the groups below keep each arm to one line.
     fn step(&mut self, op: u8) -> Result<()> {
         match op {
-            0x80 => drop(self.take(1)?),   // PROTO
-            0x95 => drop(self.take(8)?),   // FRAME
+            0x80 | 0x95 => self.skip_header(op),
+            b'(' | b'0' | b'1' | b'2' => self.stack_op(op),
+            b'N' | 0x88 | 0x89 | b'J' | b'K' | b'M' | 0x8a | b'I' | b'L' | b'F' | b'G' => {
+                let v = self.scalar(op)?;
+                self.push(v)
+            }
+            b'U' | b'C' | b'T' | b'B' | 0x8e | 0x96 | 0x8c | b'X' | 0x8d | b'V' => {
+                let v = self.text(op)?;
+                self.push(v)
+            }
+            b']' | b'}' | b')' | b'l' | b't' | b'd' | 0x85..=0x87 => self.collection(op),
+            b'a' | b'e' | b's' | b'u' => self.extend(op),
+            b'c' | 0x93 | b'R' | b'b' => self.object(op),
+            b'q' | b'r' | b'p' | 0x94 | b'h' | b'j' | b'g' => self.memo_op(op),
+            b'Q' | b'P' => {
+                bail!("persistent ids (torch tensors) are not supported; save labels as numpy arrays or lists")
+            }
+            _ => bail!("not supported by this reader"),
+        }
+    }
+
+    fn skip_header(&mut self, op: u8) -> Result<()> {
+        // PROTO's version and FRAME's length carry nothing a sequential reader needs.
+        self.take(if op == 0x80 { 1 } else { 8 })?;
+        Ok(())
+    }
+
+    fn stack_op(&mut self, op: u8) -> Result<()> {
+        match op {
             b'(' => self.marks.push(self.stack.len()),
-            b'N' => self.stack.push(Value::None),
-            0x88 => self.stack.push(Value::Bool(true)),
-            0x89 => self.stack.push(Value::Bool(false)),
-            b'J' => {
-                let v = i32::from_le_bytes(self.take(4)?.try_into()?);
-                self.stack.push(Value::Int(v.into()))
+            b'0' => drop(self.pop()?),
+            b'1' => drop(self.pop_mark()?),
+            _ => {
+                let top = self.stack.last().context("DUP of an empty stack")?.clone();
+                self.stack.push(top);
             }
-            b'K' => {
-                let v = self.take(1)?[0];
-                self.stack.push(Value::Int(v.into()))
-            }
-            b'M' => {
-                let v = u16::from_le_bytes(self.take(2)?.try_into()?);
-                self.stack.push(Value::Int(v.into()))
-            }
-            0x8a => {
-                let n = self.take(1)?[0] as usize;
-                ensure!(n <= 8, "integer of {n} bytes is too large");
-                let bytes = self.take(n)?;
-                let v = if n == 0 { 0 } else { int_from(bytes, true, false) };
-                self.stack.push(Value::Int(v))
-            }
-            b'I' | b'L' => {
-                let line = self.line()?;
-                let text = line.trim_end_matches('L');
-                let v = match text {
-                    "01" => Value::Bool(true),
-                    "00" => Value::Bool(false),
-                    t => Value::Int(t.parse().with_context(|| format!("bad integer '{t}'"))?),
-                };
-                self.stack.push(v)
-            }
-            b'G' => {
-                let v = f64::from_be_bytes(self.take(8)?.try_into()?);
-                self.stack.push(Value::Float(v))
-            }
-            b'U' | b'C' => self.push_bytes(1)?,
-            b'T' | b'B' => self.push_bytes(4)?,
-            0x8e => self.push_bytes(8)?,
-            0x8c => self.push_str(1)?,
-            b'X' => self.push_str(4)?,
-            0x8d => self.push_str(8)?,
-            b'V' => {
-                let s = self.line()?;
-                self.stack.push(Value::Str(s))
-            }
-            b']' => self.stack.push(Value::List(Vec::new())),
-            b'}' => self.stack.push(Value::Dict(Vec::new())),
-            b')' => self.stack.push(Value::Tuple(Vec::new())),
-            b'l' => {
-                let items = self.pop_mark()?;
-                self.stack.push(Value::List(items))
-            }
-            b't' => {
-                let items = self.pop_mark()?;
-                self.stack.push(Value::Tuple(items))
-            }
-            b'd' => {
-                let items = self.pop_mark()?;
-                self.stack.push(Value::Dict(pairs(items)?))
-            }
-            0x85..=0x87 => {
-                let n = (op - 0x84) as usize;
-                ensure!(self.stack.len() >= n, "stack underflow");
-                let items = self.stack.split_off(self.stack.len() - n);
-                self.stack.push(Value::Tuple(items))
-            }
-            b'a' => {
-                let v = self.pop()?;
-                self.extend_list(vec![v])?
-            }
-            b'e' => {
-                let items = self.pop_mark()?;
-                self.extend_list(items)?
-            }
-            b's' => {
-                let v = self.pop()?;
-                let k = self.pop()?;
-                self.extend_dict(vec![(k, v)])?
-            }
-            b'u' => {
-                let items = self.pop_mark()?;
-                self.extend_dict(pairs(items)?)?
-            }
-            b'c' => {
-                let module = self.line()?;
-                let name = self.line()?;
-                self.stack.push(global(module, name)?)
-            }
-            0x93 => {
-                let name = self.pop_str()?;
-                let module = self.pop_str()?;
-                self.stack.push(global(module, name)?)
-            }
-            b'R' | 0x81 => {
-                let args = self.pop()?;
-                let callable = self.pop()?;
-                self.stack.push(reduce(callable, args)?)
-            }
-            b'b' => {
-                let state = self.pop()?;
-                let target = self.pop()?;
-                self.stack.push(build(target, state)?)
-            }
-            b'q' => {
-                let i = self.take(1)?[0] as usize;
-                self.put(i)?
-            }
-            b'r' => {
-                let i = u32::from_le_bytes(self.take(4)?.try_into()?) as usize;
-                self.put(i)?
-            }
-            b'p' => {
-                let i = self.line()?.parse()?;
-                self.put(i)?
-            }
-            0x94 => self.put(self.memo.len())?,
-            b'h' => {
-                let i = self.take(1)?[0] as usize;
-                self.get(i)?
-            }
-            b'j' => {
-                let i = u32::from_le_bytes(self.take(4)?.try_into()?) as usize;
-                self.get(i)?
-            }
-            b'g' => {
-                let i = self.line()?.parse()?;
-                self.get(i)?
-            }
-            b'Q' | b'P' => bail!("persistent ids (torch tensors) are not supported; save labels as numpy arrays or lists"),
-            other => bail!("unsupported pickle opcode 0x{other:02x}"),
         }
         Ok(())
     }
 
+    fn scalar(&mut self, op: u8) -> Result<Value> {
+        Ok(match op {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'J' => Value::Int(i32::from_le_bytes(self.array()?).into()),
+            b'K' => Value::Int(self.take(1)?[0].into()),
+            b'M' => Value::Int(u16::from_le_bytes(self.array()?).into()),
+            0x8a => {
+                let n = self.take(1)?[0] as usize;
+                ensure!(n <= 8, "integer of {n} bytes is too large");
+                let bytes = self.take(n)?;
+                Value::Int(if n == 0 { 0 } else { int_from(bytes, true, false) })
+            }
+            b'I' | b'L' => match self.line()?.trim_end_matches('L') {
+                "01" => Value::Bool(true),
+                "00" => Value::Bool(false),
+                t => Value::Int(t.parse().with_context(|| format!("bad integer '{t}'"))?),
+            },
+            b'F' => {
+                let t = self.line()?;
+                Value::Float(t.parse().with_context(|| format!("bad float '{t}'"))?)
+            }
+            _ => Value::Float(f64::from_be_bytes(self.array()?)),
+        })
+    }
+
+    /// Bytes and strings. Python 2's `str` (BINSTRING) is bytes, as `encoding='bytes'` reads it.
+    fn text(&mut self, op: u8) -> Result<Value> {
+        let width = match op {
+            b'U' | b'C' | 0x8c => 1,
+            b'T' | b'B' | b'X' => 4,
+            b'V' => return Ok(Value::Str(self.line()?)),
+            _ => 8,
+        };
+        let n = self.length(width)?;
+        let raw = self.take(n)?;
+        Ok(match op {
+            0x8c | b'X' | 0x8d => Value::Str(
+                std::str::from_utf8(raw)
+                    .context("string is not UTF-8")?
+                    .to_owned(),
+            ),
+            _ => Value::Bytes(raw.to_vec()),
+        })
+    }
+
+    fn collection(&mut self, op: u8) -> Result<()> {
+        let v = match op {
+            b']' => Value::List(Vec::new()),
+            b'}' => Value::Dict(Vec::new()),
+            b')' => Value::Tuple(Vec::new()),
+            b'l' => Value::List(self.pop_mark()?),
+            b't' => Value::Tuple(self.pop_mark()?),
+            b'd' => Value::Dict(pairs(self.pop_mark()?)?),
+            _ => {
+                let n = (op - 0x84) as usize;
+                ensure!(self.stack.len() >= n, "stack underflow");
+                Value::Tuple(self.stack.split_off(self.stack.len() - n))
+            }
+        };
+        self.push(v)
+    }
+
+    fn extend(&mut self, op: u8) -> Result<()> {
+        let items = match op {
+            b'a' | b's' => {
+                let n = if op == b'a' { 1 } else { 2 };
+                ensure!(self.stack.len() > n, "stack underflow");
+                self.stack.split_off(self.stack.len() - n)
+            }
+            _ => self.pop_mark()?,
+        };
+        match (self.stack.last_mut(), op) {
+            (Some(Value::List(list)), b'a' | b'e') => list.extend(items),
+            (Some(Value::Dict(dict)), b's' | b'u') => dict.extend(pairs(items)?),
+            (top, _) => bail!(
+                "cannot add items to {}",
+                top.map_or("an empty stack", |v| v.kind())
+            ),
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, op: u8) -> Result<()> {
+        let v = match op {
+            b'c' => {
+                let module = self.line()?;
+                global(module, self.line()?)?
+            }
+            0x93 => {
+                let name = self.pop_str()?;
+                global(self.pop_str()?, name)?
+            }
+            b'R' => {
+                let args = self.pop()?;
+                reduce(self.pop()?, args)?
+            }
+            _ => {
+                let state = self.pop()?;
+                build(self.pop()?, state)?
+            }
+        };
+        self.push(v)
+    }
+
+    fn memo_op(&mut self, op: u8) -> Result<()> {
+        let index = match op {
+            b'q' | b'h' => self.take(1)?[0] as usize,
+            b'r' | b'j' => u32::from_le_bytes(self.array()?) as usize,
+            b'p' | b'g' => {
+                let t = self.line()?;
+                t.parse().with_context(|| format!("bad memo index '{t}'"))?
+            }
+            _ => self.memo.len(),
+        };
+        if matches!(op, b'h' | b'j' | b'g') {
+            let v = self.memo.get(&index).cloned();
+            self.push(v.with_context(|| format!("memo {index} is empty"))?)
+        } else {
+            let top = self.stack.last().context("memo of an empty stack")?;
+            self.memo.insert(index, top.clone());
+            Ok(())
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let rest = self.data.len() - self.pos;
         ensure!(
-            self.pos + n <= self.data.len(),
-            "truncated: needed {n} more bytes at offset {}",
+            n <= rest,
+            "truncated: needed {n} bytes at offset {}, only {rest} left",
             self.pos
         );
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
     }
 
     fn line(&mut self) -> Result<String> {
@@ -329,20 +474,11 @@ impl<'a> Machine<'a> {
     fn length(&mut self, width: usize) -> Result<usize> {
         let mut buf = [0u8; 8];
         buf[..width].copy_from_slice(self.take(width)?);
-        Ok(u64::from_le_bytes(buf) as usize)
+        usize::try_from(u64::from_le_bytes(buf)).context("length does not fit in memory")
     }
 
-    fn push_bytes(&mut self, width: usize) -> Result<()> {
-        let n = self.length(width)?;
-        let b = self.take(n)?.to_vec();
-        self.stack.push(Value::Bytes(b));
-        Ok(())
-    }
-
-    fn push_str(&mut self, width: usize) -> Result<()> {
-        let n = self.length(width)?;
-        let s = String::from_utf8(self.take(n)?.to_vec()).context("string is not UTF-8")?;
-        self.stack.push(Value::Str(s));
+    fn push(&mut self, v: Value) -> Result<()> {
+        self.stack.push(v);
         Ok(())
     }
 
@@ -362,44 +498,10 @@ impl<'a> Machine<'a> {
         ensure!(mark <= self.stack.len(), "MARK beyond the stack");
         Ok(self.stack.split_off(mark))
     }
-
-    fn extend_list(&mut self, items: Vec<Value>) -> Result<()> {
-        match self.stack.last_mut() {
-            Some(Value::List(list)) => Ok(list.extend(items)),
-            _ => bail!("APPEND without a list"),
-        }
-    }
-
-    fn extend_dict(&mut self, items: Vec<(Value, Value)>) -> Result<()> {
-        match self.stack.last_mut() {
-            Some(Value::Dict(dict)) => Ok(dict.extend(items)),
-            _ => bail!("SETITEM without a dict"),
-        }
-    }
-
-    fn put(&mut self, i: usize) -> Result<()> {
-        let top = self.stack.last().context("memo of an empty stack")?.clone();
-        if self.memo.len() <= i {
-            self.memo.resize(i + 1, None);
-        }
-        self.memo[i] = Some(top);
-        Ok(())
-    }
-
-    fn get(&mut self, i: usize) -> Result<()> {
-        let v = self
-            .memo
-            .get(i)
-            .cloned()
-            .flatten()
-            .with_context(|| format!("memo {i} is empty"))?;
-        self.stack.push(v);
-        Ok(())
-    }
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-    ensure!(items.len() % 2 == 0, "odd number of dict items");
+    ensure!(items.len().is_multiple_of(2), "odd number of dict items");
     let mut it = items.into_iter();
     let mut out = Vec::new();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -408,12 +510,18 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
     Ok(out)
 }
 
-const ALLOWED: [(&str, &str); 5] = [
+/// Everything a pickle may name. numpy 2 moved `numpy.core` to `numpy._core`; Python 3 writes
+/// bytes as `_codecs.encode` (and empty bytes as `bytes()`) under protocol 2.
+const ALLOWED: [(&str, &str); 9] = [
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "dtype"),
     ("numpy", "ndarray"),
     ("_codecs", "encode"),
+    ("__builtin__", "bytes"),
+    ("builtins", "bytes"),
 ];
 
 fn global(module: String, name: String) -> Result<Value> {
@@ -432,25 +540,36 @@ fn reduce(callable: Value, args: Value) -> Result<Value> {
         bail!("REDUCE arguments are {}", args.kind())
     };
     match (name.as_str(), args.as_slice()) {
-        ("_reconstruct", _) => Ok(Value::Array(NdArray {
-            dtype: String::new(),
-            byte_order: '|',
-            shape: Vec::new(),
-            data: ArrayData::Raw(Vec::new()),
-        })),
-        ("dtype", [d, ..]) => {
-            let d = text_of(d).context("numpy dtype without a type code")?;
-            let (order, code) = match d.chars().next() {
-                Some(c @ ('<' | '>' | '|' | '=')) => (c, d[1..].to_string()),
-                _ => ('|', d.clone()),
-            };
-            Ok(Value::Dtype(code, order))
+        // An empty array of the class; BUILD fills it in.
+        ("_reconstruct", [Value::Global(_, class), ..]) if class == "ndarray" => {
+            Ok(Value::Array(NdArray {
+                dtype: String::new(),
+                byte_order: '|',
+                shape: Vec::new(),
+                data: ArrayData::Raw(Vec::new()),
+            }))
         }
-        ("encode", [Value::Str(s), ..]) => {
-            Ok(Value::Bytes(s.chars().map(|c| c as u32 as u8).collect()))
-        }
-        _ => bail!("unsupported call {module}.{name}{args:?}"),
+        ("dtype", [d, ..]) => dtype(d),
+        ("encode", [Value::Str(s), ..]) => latin1(s).map(Value::Bytes),
+        ("bytes", []) => Ok(Value::Bytes(Vec::new())),
+        ("_frombuffer", _) => from_buffer(args),
+        _ => bail!("unsupported call {module}.{name} with {} argument(s)", args.len()),
     }
+}
+
+fn dtype(d: &Value) -> Result<Value> {
+    let d = text_of(d).context("numpy dtype without a type code")?;
+    Ok(match d.chars().next() {
+        Some(c @ ('<' | '>' | '|' | '=')) => Value::Dtype(d[1..].to_string(), c),
+        _ => Value::Dtype(d, '|'),
+    })
+}
+
+/// `_codecs.encode(s, 'latin1')`: each char is one byte.
+fn latin1(s: &str) -> Result<Vec<u8>> {
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).context("_codecs.encode of a non-latin1 string"))
+        .collect()
 }
 
 /// A str, or the bytes of a Python 2 `str`.
@@ -477,29 +596,53 @@ fn build(target: Value, state: Value) -> Result<Value> {
     }
 }
 
-/// numpy's `ndarray.__setstate__`: (version, shape, dtype, is_fortran, data).
-fn array_from_state(s: Vec<Value>) -> Result<Value> {
-    let [_, Value::Tuple(shape), Value::Dtype(dtype, order), Value::Bool(fortran), data] =
-        s.as_slice()
-    else {
-        bail!("unexpected numpy array state");
+/// numpy's `ndarray.__setstate__`: (version, shape, dtype, is_fortran, data). The data is moved,
+/// not copied: it is the whole CIFAR batch.
+fn array_from_state(state: Vec<Value>) -> Result<Value> {
+    let Ok([_, shape, dtype, fortran, data]) = <[Value; 5]>::try_from(state) else {
+        bail!("numpy array state is not (version, shape, dtype, is_fortran, data)");
     };
-    ensure!(!*fortran, "Fortran-ordered arrays are not supported");
-    let shape = shape
+    ensure!(
+        matches!(fortran, Value::Bool(false) | Value::Int(0)),
+        "Fortran-ordered arrays are not supported"
+    );
+    let data = match data {
+        Value::Bytes(b) => ArrayData::Raw(b),
+        Value::List(items) => ArrayData::Objects(items),
+        other => bail!("array data is {}", other.kind()),
+    };
+    new_array(shape, dtype, data)
+}
+
+/// Protocol 5's `_frombuffer(buffer, dtype, shape, order)`.
+fn from_buffer(args: Vec<Value>) -> Result<Value> {
+    let Ok([buffer, dtype, shape, order]) = <[Value; 4]>::try_from(args) else {
+        bail!("_frombuffer takes (buffer, dtype, shape, order)");
+    };
+    ensure!(
+        text_of(&order).as_deref() == Some("C"),
+        "Fortran-ordered arrays are not supported"
+    );
+    let Value::Bytes(raw) = buffer else {
+        bail!("_frombuffer of {} (out-of-band buffers are not supported)", buffer.kind())
+    };
+    new_array(shape, dtype, ArrayData::Raw(raw))
+}
+
+fn new_array(shape: Value, dtype: Value, data: ArrayData) -> Result<Value> {
+    let (Value::Tuple(dims), Value::Dtype(dtype, byte_order)) = (shape, dtype) else {
+        bail!("numpy array without a shape tuple and dtype");
+    };
+    let shape = dims
         .iter()
         .map(|d| match d {
             Value::Int(n) if *n >= 0 => Ok(*n as usize),
-            _ => bail!("bad array dimension"),
+            other => bail!("bad array dimension {other:?}"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let data = match data {
-        Value::Bytes(b) => ArrayData::Raw(b.clone()),
-        Value::List(items) => ArrayData::Objects(items.clone()),
-        other => bail!("array data is {}", other.kind()),
-    };
     Ok(Value::Array(NdArray {
-        dtype: dtype.clone(),
-        byte_order: *order,
+        dtype,
+        byte_order,
         shape,
         data,
     }))
@@ -508,6 +651,10 @@ fn array_from_state(s: Vec<Value>) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn err_of(p: &[u8]) -> String {
+        format!("{:#}", parse(p, "test.pkl").unwrap_err())
+    }
 
     #[test]
     fn protocol2_dict_with_ints() {
@@ -522,11 +669,69 @@ mod tests {
         assert_eq!(v.get("labels").unwrap().to_ints().unwrap(), [1, 300, 70000]);
     }
 
+    /// The layout of the real `cifar-10-batches-py/data_batch_1` (Python 2 cPickle, numpy 1.x),
+    /// shrunk to a 2×3 array: str keys as SHORT_BINSTRING, memo ids from 1, dtype args as ints,
+    /// pixel data as BINSTRING.
+    #[test]
+    fn python2_cifar_layout() {
+        let mut p = b"\x80\x02}q\x01(U\x04dataq\x02cnumpy.core.multiarray\n_reconstruct\nq\x03".to_vec();
+        p.extend(b"cnumpy\nndarray\nq\x04K\x00\x85U\x01b\x87Rq\x05(K\x01K\x02K\x03\x86");
+        p.extend(b"cnumpy\ndtype\nq\x06U\x02u1K\x00K\x01\x87Rq\x07");
+        p.extend(b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89");
+        p.extend(b"T\x06\x00\x00\x00\x01\x02\x03\xfd\xfe\xfftbU\x06labelsq\x08]q\x09(K\x07K\x09eu.");
+        let v = parse(&p, "py2").unwrap();
+        let Some(Value::Array(a)) = v.get("data") else {
+            panic!("{v:?}")
+        };
+        assert_eq!((a.dtype.as_str(), a.byte_order), ("u1", '|'));
+        assert_eq!(a.shape, [2, 3]);
+        assert_eq!(a.data, ArrayData::Raw(vec![1, 2, 3, 253, 254, 255]));
+        assert_eq!(v.get("labels").unwrap().to_ints().unwrap(), [7, 9]);
+        assert_eq!(v.keys(), ["b'data'", "b'labels'"]);
+    }
+
+    #[test]
+    fn python3_protocol2_bytes_via_codecs() {
+        // _codecs.encode('\xff\x00', 'latin1'): the str is UTF-8 in the file (c3 bf 00).
+        let p = b"\x80\x02c_codecs\nencode\nq\x00X\x03\x00\x00\x00\xc3\xbf\x00q\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.";
+        assert_eq!(parse(p, "t").unwrap(), Value::Bytes(vec![0xff, 0]));
+        let empty = b"\x80\x02c__builtin__\nbytes\n)R.";
+        assert_eq!(parse(empty, "t").unwrap(), Value::Bytes(vec![]));
+    }
+
+    #[test]
+    fn protocol4_stack_global_and_memoize() {
+        // numpy.dtype('i8', False, True) by STACK_GLOBAL, then BUILD with byte order '<'.
+        let mut p = vec![0x80, 4, 0x95, 0, 0, 0, 0, 0, 0, 0, 0];
+        p.extend(b"\x8c\x05numpy\x94\x8c\x05dtype\x94\x93\x94\x8c\x02i8\x94\x89\x88\x87\x94R\x94");
+        p.extend(b"(K\x03\x8c\x01<\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94b.");
+        assert_eq!(parse(&p, "t").unwrap(), Value::Dtype("i8".into(), '<'));
+    }
+
     #[test]
     fn unknown_global_is_refused() {
-        let p = b"cos\nsystem\n(S'x'\ntR.";
-        let err = format!("{:#}", parse(p, "evil").unwrap_err());
-        assert!(err.contains("os.system"), "{err}");
+        let err = err_of(b"cos\nsystem\n(S'x'\ntR.");
+        assert!(
+            err.contains("os.system") && err.contains("test.pkl") && err.contains("offset 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_unsupported_opcodes_are_named_with_offset() {
+        let err = err_of(b"\x80\x02K\x01\xff.");
+        assert!(err.contains("unknown opcode 0xff at offset 4"), "{err}");
+        let err = err_of(b"\x80\x02]\x8f.");
+        assert!(err.contains("EMPTY_SET (0x8f) at offset 3"), "{err}");
+    }
+
+    #[test]
+    fn truncation_and_huge_lengths_are_errors_not_panics() {
+        let err = err_of(b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\x7f");
+        assert!(err.contains("truncated"), "{err}");
+        let err = err_of(b"\x80\x02K\x01r\xff\xff\xff\xffj\x00\x00\x00\x00.");
+        assert!(err.contains("memo 0 is empty"), "{err}");
+        assert!(err_of(b"\x80\x02K").contains("truncated"));
     }
 
     #[test]

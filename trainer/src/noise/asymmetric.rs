@@ -7,10 +7,9 @@
 //!   T-shirt/top↔Shirt, Pullover→Coat, Sandal→Sneaker, Ankle boot→Sneaker.
 
 use super::decimal::Decimal;
-use super::rng::choose;
+use super::rng::{choose, NoiseRng};
 use crate::data::DatasetName;
 use anyhow::{bail, Result};
-use rand_chacha::ChaCha8Rng;
 
 /// CIFAR-100 fine label → coarse (super-class) label, from the dataset's `coarse_labels`.
 const CIFAR100_COARSE: [usize; 100] = [
@@ -57,7 +56,7 @@ pub fn flip(
     labels: &[usize],
     map: &[Option<usize>],
     noise: Decimal,
-    rng: &mut ChaCha8Rng,
+    rng: &mut NoiseRng,
 ) -> Vec<usize> {
     let mut noisy = labels.to_vec();
     for (class, target) in map.iter().enumerate() {

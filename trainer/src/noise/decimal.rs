@@ -49,7 +49,7 @@ impl Decimal {
     }
 
     fn normalized(mut self) -> Decimal {
-        while self.scale > 0 && self.units % 10 == 0 {
+        while self.scale > 0 && self.units.is_multiple_of(10) {
             self.units /= 10;
             self.scale -= 1;
         }
@@ -160,7 +160,7 @@ fn expand_ellipsis(before: &[Decimal], after: Option<&&str>, text: &str) -> Resu
     ensure!(b > a, "'...' in '{text}' needs increasing values before it");
     let step = b - a;
     ensure!(
-        (end - b.min(end)) % step == 0 && end > b,
+        (end - b.min(end)).is_multiple_of(step) && end > b,
         "'{text}': {last} is not reached from {} in steps of {}",
         Decimal { units: b, scale }.normalized(),
         Decimal { units: step, scale }.normalized()

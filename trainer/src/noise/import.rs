@@ -3,24 +3,31 @@
 //! human label sets (`CIFAR-10_human.pt` / `.npy`).
 
 use super::file::{self, NoiseFile};
+use crate::data::to_classes;
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 
-/// Noisy labels by sample id from any supported file. `keys` name the training samples as the
-/// original JSON form does (see `cmd::noise::train_keys`).
-pub fn read_labels(
-    path: &Path,
-    label_set: Option<&str>,
-    keys: &[String],
-    k: usize,
-) -> Result<Vec<usize>> {
+/// The clean training split that imported labels must fit.
+pub struct Target<'a> {
+    /// Sample names as the original JSON form keys them (see `cmd::noise::train_keys`).
+    pub keys: &'a [String],
+    pub clean: &'a [usize],
+    pub num_classes: usize,
+}
+
+/// Noisy labels by sample id from any supported file.
+pub fn read_labels(path: &Path, label_set: Option<&str>, target: &Target) -> Result<Vec<usize>> {
+    let (keys, k) = (target.keys, target.num_classes);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "json" => {
             ensure!(label_set.is_none(), "--label-set applies to CIFAR-N files, not to {}", path.display());
             read_json(path, keys, k)
         }
-        "pt" | "npy" => super::cifarn::read(path, label_set, k),
+        "pt" | "npy" => {
+            let labels = super::cifarn::read(path, label_set, target.clean)?;
+            to_classes(&labels, k).with_context(|| format!("in {}", path.display()))
+        }
         _ => bail!(
             "{}: unknown label file type '.{ext}'; expected .json (nls or original form) or .pt/.npy (CIFAR-N)",
             path.display()

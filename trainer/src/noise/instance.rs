@@ -7,10 +7,10 @@
 //! about 0.2 or above 0.8 realize a little more or less than asked.
 
 use super::decimal::Decimal;
-use super::rng::{stream, Stream};
+use super::rng::{stream, NoiseRng, Stream};
 use anyhow::{ensure, Result};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+
 use rand_distr::{Distribution, Normal, StandardNormal};
 
 const RATE_STD: f64 = 0.1;
@@ -25,7 +25,7 @@ pub fn flip(
 ) -> Result<Vec<usize>> {
     let n = labels.len();
     ensure!(
-        n > 0 && pixels.len() % n == 0,
+        n > 0 && pixels.len().is_multiple_of(n),
         "instance noise needs one image per label"
     );
     if noise.is_zero() {
@@ -51,7 +51,7 @@ pub fn flip(
     Ok(noisy)
 }
 
-fn flip_rates(n: usize, mean: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
+fn flip_rates(n: usize, mean: f64, rng: &mut NoiseRng) -> Vec<f64> {
     let normal = Normal::new(mean, RATE_STD).expect("valid normal");
     (0..n)
         .map(|_| loop {
@@ -64,7 +64,7 @@ fn flip_rates(n: usize, mean: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
 }
 
 /// K blocks of d×K weights, block y used for samples of true class y.
-fn projection(k: usize, d: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+fn projection(k: usize, d: usize, rng: &mut NoiseRng) -> Vec<f32> {
     (0..k * d * k).map(|_| StandardNormal.sample(rng)).collect()
 }
 

@@ -4,10 +4,10 @@
 //! Draws come from ChaCha, not numpy's Mersenne Twister, so matrices match cleanlab's in
 //! distribution and in every counted statistic, not bit for bit.
 
-use super::rng::choose;
+use super::rng::{choose, partial_shuffle, NoiseRng};
 use anyhow::{bail, ensure, Result};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+
 use rand_distr::{Distribution, Exp1};
 
 /// cleanlab's `FLOATING_POINT_COMPARISON`.
@@ -29,7 +29,7 @@ pub struct TraceSpec<'a> {
 }
 
 /// A random K×K noise matrix with the given trace (cleanlab's algorithm).
-pub fn from_trace(spec: &TraceSpec, rng: &mut ChaCha8Rng) -> Result<Matrix> {
+pub fn from_trace(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
     let k = spec.num_classes;
     ensure!(k >= 2, "a noise matrix needs at least 2 classes, got {k}");
     ensure!(
@@ -72,7 +72,7 @@ pub fn identity(k: usize) -> Matrix {
         .collect()
 }
 
-fn two_class(spec: &TraceSpec, rng: &mut ChaCha8Rng) -> Matrix {
+fn two_class(spec: &TraceSpec, rng: &mut NoiseRng) -> Matrix {
     let t = spec.trace;
     if spec.sparsity >= 0.5 {
         let m = vec![vec![1.0, 2.0 - t], vec![0.0, t - 1.0]];
@@ -87,7 +87,7 @@ fn two_class(spec: &TraceSpec, rng: &mut ChaCha8Rng) -> Matrix {
     }
 }
 
-fn one_candidate(spec: &TraceSpec, rng: &mut ChaCha8Rng) -> Result<Matrix> {
+fn one_candidate(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
     let k = spec.num_classes;
     let diag = probabilities_summing_to(rng, k, spec.trace, 1.0, MIN_TRACE_PROB);
     let mut nm = identity(k);
@@ -111,7 +111,7 @@ fn one_candidate(spec: &TraceSpec, rng: &mut ChaCha8Rng) -> Result<Matrix> {
 /// `n` random non-negative values summing to `m`, each within [min_p, max_p]: a flat Dirichlet
 /// scaled by `m`, then mass moved between the extremes until the bounds hold (cleanlab's loop).
 fn probabilities_summing_to(
-    rng: &mut ChaCha8Rng,
+    rng: &mut NoiseRng,
     n: usize,
     m: f64,
     max_p: f64,
@@ -159,7 +159,7 @@ fn max_of(v: &[f64]) -> (usize, f64) {
 /// `balls` spread randomly over `bins`, at most `max_per_bin` each (cleanlab's
 /// `randomly_distribute_N_balls_into_K_bins`; asking for more than fits gives as many as fit).
 fn distribute_balls(
-    rng: &mut ChaCha8Rng,
+    rng: &mut NoiseRng,
     balls: usize,
     bins: usize,
     max_per_bin: usize,
@@ -217,17 +217,17 @@ pub fn is_valid(nm: &Matrix, py: &[f64]) -> bool {
 /// Number of samples to flip from true class `y` to `s`: trunc(nm[s][y] · p(y) · N), off the
 /// diagonal, evaluated in cleanlab's order of float operations.
 pub fn flip_counts(nm: &Matrix, class_counts: &[usize]) -> Vec<Vec<usize>> {
-    let n: usize = class_counts.iter().sum();
+    let n = class_counts.iter().sum::<usize>() as f64;
+    let py: Vec<f64> = class_counts.iter().map(|&c| c as f64 / n).collect();
     let k = class_counts.len();
     (0..k)
         .map(|s| {
             (0..k)
                 .map(|y| {
-                    let py = class_counts[y] as f64 / n as f64;
                     if s == y {
                         0
                     } else {
-                        (nm[s][y] * py * n as f64) as usize
+                        (nm[s][y] * py[y] * n) as usize
                     }
                 })
                 .collect()
@@ -237,34 +237,42 @@ pub fn flip_counts(nm: &Matrix, class_counts: &[usize]) -> Vec<Vec<usize>> {
 
 /// cleanlab's `generate_noisy_labels`: for each true class, exactly `flip_counts` distinct
 /// samples of that class receive each other label.
-pub fn flip_exact(labels: &[usize], nm: &Matrix, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+pub fn flip_exact(labels: &[usize], nm: &Matrix, rng: &mut NoiseRng) -> Result<Vec<usize>> {
     let k = nm.len();
     let class_counts = super::class_counts(labels, k);
     let counts = flip_counts(nm, &class_counts);
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); k];
-    for (i, &y) in labels.iter().enumerate() {
-        by_class[y].push(i);
-    }
+    let (order, starts) = indices_by_class(labels, &class_counts);
+    let mut order = order;
     let mut noisy = labels.to_vec();
     for y in 0..k {
-        let targets: Vec<usize> = (0..k)
-            .flat_map(|s| std::iter::repeat_n(s, counts[s][y]))
-            .collect();
-        if targets.is_empty() {
-            continue;
-        }
+        let members = &mut order[starts[y]..starts[y + 1]];
+        let total: usize = (0..k).map(|s| counts[s][y]).sum();
         ensure!(
-            targets.len() <= by_class[y].len(),
-            "the noise matrix asks to flip {} samples of class {y}, which has only {}",
-            targets.len(),
-            by_class[y].len()
+            total <= members.len(),
+            "the noise matrix asks to flip {total} samples of class {y}, which has only {}",
+            members.len()
         );
-        for (idx, s) in choose(rng, &by_class[y], targets.len())
-            .into_iter()
-            .zip(targets)
-        {
-            noisy[idx] = s;
+        // A uniformly random ordered subset of the class, handed out to the new labels in turn.
+        let chosen = partial_shuffle(rng, members, total);
+        let targets = (0..k).flat_map(|s| std::iter::repeat_n(s, counts[s][y]));
+        for (&idx, s) in chosen.iter().zip(targets) {
+            noisy[idx as usize] = s;
         }
     }
     Ok(noisy)
+}
+
+/// Sample indices grouped by class (a counting sort), with each class's start offset.
+fn indices_by_class(labels: &[usize], class_counts: &[usize]) -> (Vec<u32>, Vec<usize>) {
+    let mut starts = vec![0; class_counts.len() + 1];
+    for (y, &c) in class_counts.iter().enumerate() {
+        starts[y + 1] = starts[y] + c;
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0u32; labels.len()];
+    for (i, &y) in labels.iter().enumerate() {
+        order[next[y]] = i as u32;
+        next[y] += 1;
+    }
+    (order, starts)
 }

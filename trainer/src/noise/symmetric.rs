@@ -6,10 +6,9 @@
 //!   the realized flip rate is exactly ⌊noise·N⌋/N.
 
 use super::decimal::Decimal;
-use super::rng::choose;
+use super::rng::{below, choose, NoiseRng};
 use clap::ValueEnum;
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -26,15 +25,15 @@ pub fn flip(
     k: usize,
     noise: Decimal,
     convention: Convention,
-    rng: &mut ChaCha8Rng,
+    rng: &mut NoiseRng,
 ) -> Vec<usize> {
     let all: Vec<usize> = (0..labels.len()).collect();
     let mut noisy = labels.to_vec();
     for idx in choose(rng, &all, noise.floor_times(labels.len())) {
         noisy[idx] = match convention {
-            Convention::Any => rng.gen_range(0..k),
+            Convention::Any => below(rng, k),
             Convention::Other => {
-                let r = rng.gen_range(0..k - 1);
+                let r = below(rng, k - 1);
                 if r >= labels[idx] {
                     r + 1
                 } else {
