@@ -1,30 +1,47 @@
 //! Dataset readers against files written by tests/fixtures/make_datasets.py (numpy and the
-//! standard library only): every official format, its pixels, labels, ids and class names,
-//! and clear errors for damaged files.
+//! standard library only): every official format, its pixels, labels, ids and class names, and
+//! clear errors for damaged files.
 
 mod common;
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use trainer::data::{Source, Split};
+use std::time::Instant;
+use trainer::data::{DatasetName, Format, Source, Split};
 
-fn make_fixtures() -> (tempfile::TempDir, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let script = common::workspace_root().join("tests/fixtures/make_datasets.py");
-    let out = std::process::Command::new(common::python())
-        .arg(&script)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fixture script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("expected.json")).unwrap())
-            .unwrap();
-    (dir, expected)
+/// The fixture cases in a temporary folder, and the script's expectations for them.
+struct Fixtures {
+    dir: tempfile::TempDir,
+    expected: Value,
+}
+
+impl Fixtures {
+    /// Writes only `cases` (all when empty): each damage test gets its own fresh copy.
+    fn new(cases: &[&str], extra: &[&str]) -> Fixtures {
+        let dir = tempfile::tempdir().unwrap();
+        let script = common::workspace_root().join("tests/fixtures/make_datasets.py");
+        let out = std::process::Command::new(common::python())
+            .arg(&script)
+            .arg(dir.path())
+            .args(extra)
+            .args(cases)
+            .output()
+            .expect("starting the fixture script");
+        assert!(
+            out.status.success(),
+            "fixture script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.path().join("expected.json")).unwrap();
+        let expected = serde_json::from_str(&text).unwrap();
+        Fixtures { dir, expected }
+    }
+
+    /// The folder holding the case's dataset folder, as a user would pass it to --data-dir.
+    fn case(&self, case: &str) -> PathBuf {
+        self.dir.path().join(case)
+    }
 }
 
 fn sha256_hex(t: &tch::Tensor) -> String {
@@ -32,56 +49,106 @@ fn sha256_hex(t: &tch::Tensor) -> String {
     hex::encode(Sha256::digest(&bytes))
 }
 
+fn json<T: serde::de::DeserializeOwned>(v: &Value) -> T {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn check_split(case: &str, source: &Source, split: Split, want: &Value) {
+    let what = format!("{case} {split:?}");
+    let data = source
+        .load(split)
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let labels: Vec<i64> = json(&want["labels"]);
+    let shape: Vec<i64> = json(&want["shape"]);
+    let n = labels.len() as i64;
+    assert_eq!(data.images.size(), [&[n][..], &shape].concat(), "{what}");
+    assert_eq!(data.images.kind(), tch::Kind::Uint8, "{what}");
+    assert_eq!(data.labels, labels, "{what}");
+    assert_eq!(data.ids, (0..n as u64).collect::<Vec<_>>(), "{what}");
+    // Single pixels first: a layout mistake (HWC vs CHW, W vs H) shows as a readable mismatch.
+    for s in want["samples"].as_array().unwrap() {
+        let [i, c, y, x, v]: [i64; 5] = json(s);
+        let got = data.images.int64_value(&[i, c, y, x]);
+        assert_eq!(got, v, "{what}: pixel [{i}, {c}, {y}, {x}]");
+    }
+    assert_eq!(sha256_hex(&data.images), want["sha256"], "{what}: pixels");
+    let paths: Option<Vec<String>> = want.get("paths").map(json);
+    assert_eq!(data.paths, paths, "{what}: paths");
+    let cheap = source
+        .load_labels(split)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(cheap, labels, "{what}: load_labels");
+}
+
 #[test]
 fn every_format_reads_what_python_wrote() {
-    let (_dir, expected) = make_fixtures();
-    for (case, want) in expected.as_object().unwrap() {
-        let path = PathBuf::from(want["path"].as_str().unwrap());
-        // Point at the parent folder, as a user would: detection must find the dataset inside.
-        let source =
-            Source::detect(path.parent().unwrap()).unwrap_or_else(|e| panic!("{case}: {e:#}"));
-        assert_eq!(source.root, path, "{case}");
+    let fx = Fixtures::new(&[], &[]);
+    let cases = fx.expected.as_object().unwrap();
+    assert_eq!(cases.len(), 12, "cases: {:?}", cases.keys());
+    for (case, want) in cases {
+        let root = PathBuf::from(want["path"].as_str().unwrap());
+        // Pointing at the parent is what users do; pointing at the folder itself must agree.
+        let source = Source::detect(&fx.case(case)).unwrap_or_else(|e| panic!("{case}: {e:#}"));
+        let direct = Source::detect(&root).unwrap_or_else(|e| panic!("{case}: {e:#}"));
+        assert_eq!(source.root, root, "{case}");
+        assert_eq!(direct.root, root, "{case}");
         assert_eq!(source.name.as_str(), want["name"], "{case}");
         assert_eq!(format!("{:?}", source.format), want["format"], "{case}");
-        let classes: Vec<String> = serde_json::from_value(want["classes"].clone()).unwrap();
+        let classes: Vec<String> = json(&want["classes"]);
+        assert_eq!(source.num_classes, classes.len(), "{case}");
         assert_eq!(source.class_names, classes, "{case}");
         for (split, key) in [(Split::Train, "train"), (Split::Test, "test")] {
-            let data = source.load(split).unwrap();
-            let labels: Vec<i64> = serde_json::from_value(want[key]["labels"].clone()).unwrap();
-            let shape: Vec<i64> = serde_json::from_value(want[key]["shape"].clone()).unwrap();
-            assert_eq!(
-                data.images.size(),
-                [&[labels.len() as i64][..], &shape].concat(),
-                "{case} {key}"
-            );
-            assert_eq!(data.images.kind(), tch::Kind::Uint8);
-            assert_eq!(data.labels, labels, "{case} {key}");
-            assert_eq!(data.ids, (0..labels.len() as u64).collect::<Vec<_>>());
-            assert_eq!(
-                sha256_hex(&data.images),
-                want[key]["sha256"],
-                "{case} {key}: pixels differ"
-            );
-            assert_eq!(source.load_labels(split).unwrap(), labels, "{case} {key}");
+            check_split(case, &source, split, &want[key]);
         }
     }
 }
 
 #[test]
-fn imagefolder_paths_follow_torchvision_order() {
-    let (dir, _) = make_fixtures();
-    let source = Source::detect(&dir.path().join("folder")).unwrap();
-    let train = source.load(Split::Train).unwrap();
-    let paths = train.paths.unwrap();
-    assert_eq!(paths[0], "train/ant/img000.png");
-    assert_eq!(paths[4], "train/bee/img001.png");
-    assert_eq!(paths.len(), 9);
+fn describe_and_names() {
+    let fx = Fixtures::new(&["cifar10-binary", "fashion-gz"], &[]);
+    let source = Source::detect(&fx.case("cifar10-binary")).unwrap();
+    assert_eq!(
+        source.describe(),
+        format!(
+            "cifar10 in CIFAR binary format at {} (10 classes)",
+            fx.case("cifar10-binary/cifar-10-batches-bin").display()
+        )
+    );
+    let fashion = Source::detect(&fx.case("fashion-gz")).unwrap();
+    assert!(
+        fashion
+            .describe()
+            .starts_with("fashion-mnist in IDX format"),
+        "{}",
+        fashion.describe()
+    );
+    for (s, want) in [
+        ("cifar10", DatasetName::Cifar10),
+        ("CIFAR-10", DatasetName::Cifar10),
+        ("cifar-100", DatasetName::Cifar100),
+        ("fmnist", DatasetName::FashionMnist),
+        ("fashion_mnist", DatasetName::FashionMnist),
+        ("fashion-mnist", DatasetName::FashionMnist),
+        ("imagefolder", DatasetName::ImageFolder),
+    ] {
+        assert_eq!(DatasetName::parse(s).unwrap(), want, "{s}");
+    }
+    let err = format!("{:#}", DatasetName::parse("mnist").unwrap_err());
+    assert!(
+        err.contains("cifar10, cifar100, fashion-mnist, imagefolder"),
+        "{err}"
+    );
+    assert_eq!(
+        serde_json::to_string(&DatasetName::FashionMnist).unwrap(),
+        "\"fashion-mnist\""
+    );
+    assert_eq!(Format::CifarPython.to_string(), "CIFAR python pickle");
 }
 
-/// Copy a fixture, damage it with `damage`, and return the loader's error for the train split.
-fn error_after(case_dir: &str, damage: impl Fn(&Path)) -> String {
-    let (dir, _) = make_fixtures();
-    let root = dir.path().join(case_dir);
+/// Write `case`, damage it, and return the error of detecting it and loading the train split.
+fn error_after(case: &str, damage: impl Fn(&Path)) -> String {
+    let fx = Fixtures::new(&[case], &[]);
+    let root = PathBuf::from(fx.expected[case]["path"].as_str().unwrap());
     damage(&root);
     let result = Source::detect(&root).and_then(|s| s.load(Split::Train).map(|_| ()));
     format!("{:#}", result.expect_err("damaged data was accepted"))
@@ -93,147 +160,289 @@ fn truncate(path: &Path, by: u64) {
     f.set_len(len - by).unwrap();
 }
 
+fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    change(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn assert_mentions(err: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(err.contains(p), "error lacks {p:?}: {err}");
+    }
+}
+
+/// Rewrite a pickled batch with Python: `code` edits the dict `d`.
+fn repickle(path: &Path, code: &str, protocol: u8) {
+    let script = format!(
+        "import pickle,sys,collections; p=sys.argv[1]; d=pickle.load(open(p,'rb'),encoding='bytes'); {code}; \
+         pickle.dump(d,open(p,'wb'),protocol={protocol})"
+    );
+    common::run_python(&script, &[path.to_str().unwrap()]);
+}
+
 #[test]
-fn damaged_files_give_errors_naming_file_and_problem() {
-    let err = error_after("c10bin", |r| {
-        truncate(&r.join("cifar-10-batches-bin/data_batch_3.bin"), 1)
+fn truncated_cifar_binary() {
+    // 4 records of 3073 bytes in the fixture; one byte short.
+    let err = error_after("cifar10-binary", |r| {
+        truncate(&r.join("data_batch_3.bin"), 1)
     });
-    assert!(
-        err.contains("data_batch_3.bin")
-            && err.contains("3073-byte records")
-            && err.contains("12291 bytes"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "cifar-10-batches-bin/data_batch_3.bin",
+            "expected 12292 bytes (4 records of 3073), found 12291",
+        ],
     );
-
-    let err = error_after("c10bin", |r| {
-        truncate(&r.join("cifar-10-batches-bin/data_batch_2.bin"), 3073)
+    // Cut at a record boundary: only the other batches' size gives it away.
+    let err = error_after("cifar10-binary", |r| {
+        truncate(&r.join("data_batch_2.bin"), 3073)
     });
-    assert!(
-        err.contains("data_batch_2.bin")
-            && err.contains("expected 4 records")
-            && err.contains("found 3"),
-        "{err}"
+    assert_mentions(&err, &["data_batch_2.bin", "expected 4 records", "found 3"]);
+}
+
+#[test]
+fn cifar100_fine_label_out_of_range() {
+    let err = error_after("cifar100-binary", |r| {
+        edit(&r.join("train.bin"), |b| b[3074 + 1] = 150) // fine label of record 1
+    });
+    assert_mentions(
+        &err,
+        &[
+            "cifar-100-binary/train.bin",
+            "label 150 of record 1",
+            "outside 0..100",
+        ],
     );
+}
 
-    let err = error_after("fmnist-raw", |r| {
-        let p = r.join("fashion-mnist/train-images-idx3-ubyte");
-        let mut b = std::fs::read(&p).unwrap();
-        b[3] = 0x01;
-        std::fs::write(&p, b).unwrap();
+#[test]
+fn bad_idx_magic() {
+    let err = error_after("fashion-raw", |r| {
+        edit(&r.join("train-images-idx3-ubyte"), |b| b[3] = 0x01)
     });
-    assert!(
-        err.contains("train-images-idx3-ubyte") && err.contains("magic is 0x00000801"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "train-images-idx3-ubyte",
+            "magic is 0x00000801, expected 0x00000803",
+        ],
     );
+}
 
-    let err = error_after("fmnist-gz", |r| {
-        truncate(&r.join("fashion-mnist/train-images-idx3-ubyte.gz"), 100)
+#[test]
+fn truncated_idx_files() {
+    let err = error_after("fashion-gz", |r| {
+        truncate(&r.join("train-images-idx3-ubyte.gz"), 100)
     });
-    assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
-
-    let err = error_after("fmnist-raw", |r| {
-        truncate(&r.join("fashion-mnist/train-labels-idx1-ubyte"), 1)
+    assert_mentions(&err, &["train-images-idx3-ubyte.gz"]);
+    // 11 labels after an 8-byte header.
+    let err = error_after("fashion-raw", |r| {
+        truncate(&r.join("train-labels-idx1-ubyte"), 1)
     });
-    assert!(
-        err.contains("train-labels-idx1-ubyte")
-            && err.contains("expected 19 bytes")
-            && err.contains("found 18"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["train-labels-idx1-ubyte", "expected 19 bytes", "found 18"],
     );
+}
 
-    let err = error_after("c10py2", |r| {
-        let code = "import pickle,sys; p=sys.argv[1]; d=pickle.load(open(p,'rb'),encoding='bytes'); del d[b'data']; pickle.dump(d,open(p,'wb'),protocol=2)";
-        common::run_python(
-            code,
-            &[r.join("cifar-10-batches-py/data_batch_1").to_str().unwrap()],
+#[test]
+fn idx_label_count_mismatch() {
+    // A consistent label file for 10 samples, next to 11 images.
+    let damage = |r: &Path| {
+        edit(&r.join("train-labels-idx1-ubyte"), |b| {
+            b[7] = 10;
+            b.pop();
+        })
+    };
+    let err = error_after("fashion-raw", damage);
+    assert_mentions(
+        &err,
+        &[
+            "train-images-idx3-ubyte: 11 images",
+            "train-labels-idx1-ubyte has 10 labels",
+        ],
+    );
+    // The labels-only path reads just the images header, and must notice too.
+    let fx = Fixtures::new(&["fashion-raw"], &[]);
+    let root = fx.case("fashion-raw/fashion-mnist");
+    damage(&root);
+    let source = Source::detect(&root).unwrap();
+    let err = format!("{:#}", source.load_labels(Split::Train).unwrap_err());
+    assert_mentions(&err, &["11 images", "has 10 labels"]);
+    assert_eq!(source.load_labels(Split::Test).unwrap().len(), 6);
+}
+
+#[test]
+fn idx_label_out_of_range() {
+    let fx = Fixtures::new(&["fashion-gz"], &[]);
+    let root = fx.case("fashion-gz/fashion-mnist");
+    let path = root.join("t10k-labels-idx1-ubyte.gz");
+    let code = "import gzip,sys; p=sys.argv[1]; b=bytearray(gzip.open(p).read()); b[8+2]=12; open(p,'wb').write(gzip.compress(bytes(b)))";
+    common::run_python(code, &[path.to_str().unwrap()]);
+    let source = Source::detect(&root).unwrap();
+    for err in [
+        source.load(Split::Test).err().unwrap(),
+        source.load_labels(Split::Test).unwrap_err(),
+    ] {
+        let err = format!("{err:#}");
+        assert_mentions(
+            &err,
+            &[
+                "t10k-labels-idx1-ubyte.gz",
+                "label 12 of record 2",
+                "outside 0..10",
+            ],
         );
-    });
-    assert!(
-        err.contains("data_batch_1") && err.contains("no 'data' array"),
-        "{err}"
-    );
+    }
+}
 
-    let err = error_after("c10py4", |r| {
-        let code = "import pickle,sys; p=sys.argv[1]; d=pickle.load(open(p,'rb'),encoding='bytes'); d[b'labels'].append(1); pickle.dump(d,open(p,'wb'),protocol=4)";
-        common::run_python(
-            code,
-            &[r.join("cifar-10-batches-py/data_batch_4").to_str().unwrap()],
-        );
+#[test]
+fn pickle_without_data() {
+    let err = error_after("cifar10-python-p2", |r| {
+        repickle(&r.join("data_batch_1"), "del d[b'data']", 2)
     });
-    assert!(
-        err.contains("data_batch_4") && err.contains("expected [4, 3072]"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "cifar-10-batches-py/data_batch_1",
+            "no b'data' entry",
+            "b'labels'",
+        ],
     );
+}
 
-    let err = error_after("folder", |r| {
-        std::fs::copy(
-            r.join("base_dataset/train/ant/img000.png"),
-            r.join("base_dataset/train/cat/odd.png"),
-        )
-        .unwrap();
+#[test]
+fn pickle_with_more_labels_than_rows() {
+    let err = error_after("cifar10-python-p4", |r| {
+        repickle(&r.join("data_batch_4"), "d[b'labels'].append(1)", 4)
+    });
+    assert_mentions(
+        &err,
+        &["data_batch_4", "has shape [3, 3072], expected [4, 3072]"],
+    );
+}
+
+#[test]
+fn pickle_with_a_foreign_object_is_refused() {
+    let err = error_after("cifar10-python-p2", |r| {
+        let code = "d[b'extra']=collections.OrderedDict()";
+        repickle(&r.join("data_batch_5"), code, 2)
+    });
+    assert_mentions(
+        &err,
+        &["data_batch_5", "collections.OrderedDict", "does not allow"],
+    );
+}
+
+#[test]
+fn mismatched_png_size() {
+    let err = error_after("imagefolder", |r| {
         let code = "import struct,zlib,sys\nraw=b''.join(b'\\x00'+bytes(3*5) for _ in range(4))\nc=lambda t,d: struct.pack('>I',len(d))+t+d+struct.pack('>I',zlib.crc32(t+d)&0xffffffff)\nopen(sys.argv[1],'wb').write(b'\\x89PNG\\r\\n\\x1a\\n'+c(b'IHDR',struct.pack('>IIBBBBB',5,4,8,2,0,0,0))+c(b'IDAT',zlib.compress(raw))+c(b'IEND',b''))";
-        common::run_python(
-            code,
-            &[r.join("base_dataset/train/cat/odd.png").to_str().unwrap()],
-        );
+        common::run_python(code, &[r.join("train/cat/odd.png").to_str().unwrap()]);
     });
-    assert!(
-        err.contains("odd.png") && err.contains("5x4") && err.contains("6x8"),
-        "{err}"
+    // The first image in sorted order is train/ant/img10.png, 6 wide and 8 high.
+    assert_mentions(
+        &err,
+        &["train/cat/odd.png", "5x4", "train/ant/img10.png is 6x8"],
+    );
+}
+
+#[test]
+fn imagefolder_class_sets_must_match() {
+    let err = error_after("imagefolder-gray", |r| {
+        std::fs::create_dir(r.join("test/c")).unwrap();
+        std::fs::remove_dir_all(r.join("test/b")).unwrap();
+    });
+    assert_mentions(&err, &["only in train/: [\"b\"]", "only in test/: [\"c\"]"]);
+}
+
+#[test]
+fn empty_or_ambiguous_folders_are_explained() {
+    let fx = Fixtures::new(&["cifar10-binary", "fashion-gz"], &[]);
+    let both = tempfile::tempdir().unwrap();
+    let link = |from: &str, to: &str| {
+        std::os::unix::fs::symlink(fx.case(from), both.path().join(to)).unwrap()
+    };
+    link("cifar10-binary/cifar-10-batches-bin", "a");
+    link("fashion-gz/fashion-mnist", "b");
+    let err = format!("{:#}", Source::detect(both.path()).unwrap_err());
+    assert_mentions(
+        &err,
+        &[
+            "several datasets",
+            "cifar10 in CIFAR binary",
+            "fashion-mnist in IDX",
+            "point --data-dir at one",
+        ],
     );
 
-    let err = error_after("c100bin", |r| {
-        let p = r.join("cifar-100-binary/train.bin");
-        let mut b = std::fs::read(&p).unwrap();
-        b[1] = 150; // fine label of the first record
-        std::fs::write(&p, b).unwrap();
-    });
-    assert!(
-        err.contains("label 150") && err.contains("outside 0..100"),
-        "{err}"
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("cifar-10-binary.tar.gz"), b"").unwrap();
+    let err = format!("{:#}", Source::detect(empty.path()).unwrap_err());
+    assert_mentions(
+        &err,
+        &[
+            "no dataset found",
+            "cifar-10-batches-bin",
+            "cifar-100-python",
+            "train-images-idx3-ubyte",
+            "cifar-10-binary.tar.gz: extract",
+        ],
     );
 }
 
 #[test]
 fn real_fashion_mnist_loads() {
-    if !Path::new(common::FASHION_MNIST).exists() {
+    let dir = Path::new(common::FASHION_MNIST);
+    if !dir.exists() {
         eprintln!(
             "skipping: {} is missing (scripts/setup.sh installs it)",
-            common::FASHION_MNIST
+            dir.display()
         );
         return;
     }
-    let source = Source::detect(Path::new(common::FASHION_MNIST)).unwrap();
+    let source = Source::detect(dir).unwrap();
+    assert_eq!(
+        (source.name, source.format),
+        (DatasetName::FashionMnist, Format::Idx)
+    );
     for (split, n) in [(Split::Train, 60000), (Split::Test, 10000)] {
+        let start = Instant::now();
         let data = source.load(split).unwrap();
+        eprintln!("{split:?}: loaded in {:?}", start.elapsed());
         assert_eq!(data.images.size(), [n, 1, 28, 28]);
-        let per_class = n as usize / 10;
         for c in 0..10 {
-            assert_eq!(data.labels.iter().filter(|&&l| l == c).count(), per_class);
+            let count = data.labels.iter().filter(|&&l| l == c).count();
+            assert_eq!(count, n as usize / 10, "{split:?} class {c}");
         }
+        assert_eq!(source.load_labels(split).unwrap(), data.labels);
     }
 }
 
+/// Full-size CIFAR-10 (150 MB of pixels) in each format, timed. Run with `-- --ignored`.
 #[test]
-fn empty_or_ambiguous_folders_are_explained() {
-    let (dir, _) = make_fixtures();
-    let both = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(
-        dir.path().join("c10bin/cifar-10-batches-bin"),
-        both.path().join("a"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        dir.path().join("fmnist-gz/fashion-mnist"),
-        both.path().join("b"),
-    )
-    .unwrap();
-    let err = format!("{:#}", Source::detect(both.path()).unwrap_err());
-    assert!(err.contains("several datasets"), "{err}");
-    let empty = tempfile::tempdir().unwrap();
-    let err = format!("{:#}", Source::detect(empty.path()).unwrap_err());
-    assert!(
-        err.contains("no dataset found") && err.contains("cifar-10-batches-bin"),
-        "{err}"
-    );
+#[ignore]
+fn full_size_cifar10_loads_quickly() {
+    let cases = [
+        "cifar10-binary",
+        "cifar10-python-py2",
+        "cifar10-python-p2",
+        "cifar10-python-p4",
+        "cifar10-python-p5",
+    ];
+    let fx = Fixtures::new(&cases, &["--full"]);
+    for case in cases {
+        let source = Source::detect(&fx.case(case)).unwrap();
+        let start = Instant::now();
+        let train = source.load(Split::Train).unwrap();
+        let took = start.elapsed();
+        eprintln!("{case}: train split in {took:?}");
+        assert_eq!(train.images.size(), [50000, 3, 32, 32]);
+        assert_eq!(
+            sha256_hex(&train.images),
+            fx.expected[case]["train"]["sha256"]
+        );
+        assert!(took.as_secs_f64() < 2.0, "{case}: {took:?}");
+    }
 }

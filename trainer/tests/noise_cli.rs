@@ -219,10 +219,10 @@ fn cifar_n_label_sets_import_from_pt_and_npy() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let data = tmp.path().join("c10bin");
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tmp.path().join("expected.json")).unwrap())
             .unwrap();
+    let data = std::path::PathBuf::from(expected["cifar10-binary"]["path"].as_str().unwrap());
     let clean = expected["cifar10-binary"]["train"]["labels"].to_string();
     let code = r#"
 import json, sys, numpy as np, torch

@@ -88,10 +88,15 @@ pub fn run(args: NoiseArgs) -> Result<()> {
         None => generate_all(&args, &specs, &source, &train, &clean)?,
     };
     let show_tables = args.tables || outputs.len() <= 4;
+    let keys = train_keys(&source, &train);
     for out in &outputs {
-        write_output(out, &train_keys(&source, &train))?;
-        report(out, show_tables);
+        write_output(out, &keys)?;
+        if show_tables {
+            let title = format!("{}: realized noise matrix", out.path.display());
+            println!("{}", stats::matrix_table(&out.file.realized_matrix, &title));
+        }
     }
+    print_summary(&outputs);
     eprintln!(
         "wrote {} configuration(s) to {}",
         outputs.len(),
@@ -234,17 +239,21 @@ fn write_output(out: &Output, keys: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn report(out: &Output, table: bool) {
-    let f = &out.file;
-    println!(
-        "{}: realized flip rate {:.4}",
-        out.path.display(),
-        f.realized_flip_rate
-    );
-    if table {
+/// One Markdown row per configuration.
+fn print_summary(outputs: &[Output]) {
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |x| x.to_string());
+    println!("| file | kind | noise | sparsity | seed | realized flip rate |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for out in outputs {
+        let f = &out.file;
+        let name = out.path.file_name().unwrap_or_default().to_string_lossy();
+        let seed = f.seed.map_or("-".to_string(), |s| s.to_string());
         println!(
-            "{}",
-            stats::matrix_table(&f.realized_matrix, "realized noise matrix")
+            "| {name} | {} | {} | {} | {seed} | {:.4} |",
+            f.kind.as_str(),
+            show(f.noise),
+            show(f.sparsity),
+            f.realized_flip_rate
         );
     }
 }

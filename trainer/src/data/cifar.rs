@@ -1,10 +1,14 @@
 //! CIFAR-10 and CIFAR-100 in both official formats.
 //! - binary: records of [label byte(s), 1024 R, 1024 G, 1024 B]; CIFAR-100 has coarse then fine.
-//! - python: pickled dicts with `data` (uint8 N×3072 numpy array) and `labels` / `fine_labels`.
+//! - python: pickled dicts with b'data' (uint8 N×3072 numpy array, rows already in R, G, B plane
+//!   order) and b'labels' (CIFAR-10) or b'fine_labels' (CIFAR-100).
+//!
+//! Both store each image as three 32×32 planes, i.e. already C×H×W: rows are copied as they are.
 
 use super::pickle::{self, ArrayData, Value};
-use super::{read_file, DatasetName, Format, RawSplit, Source, Split};
+use super::{check_labels, read_file, DatasetName, Format, RawSplit, Source, Split};
 use anyhow::{bail, ensure, Context, Result};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const PIXELS: usize = 3 * 32 * 32;
@@ -26,18 +30,16 @@ const CIFAR10_CLASSES: [&str; 10] = [
 /// The CIFAR dataset held directly in `dir`, if any.
 pub fn detect(dir: &Path) -> Result<Option<Source>> {
     let has = |name: &str| dir.join(name).is_file();
-    let found = if has("data_batch_1.bin") {
-        Some((DatasetName::Cifar10, Format::CifarBinary))
+    let (name, format) = if has("data_batch_1.bin") {
+        (DatasetName::Cifar10, Format::CifarBinary)
     } else if has("train.bin") && has("test.bin") {
-        Some((DatasetName::Cifar100, Format::CifarBinary))
+        (DatasetName::Cifar100, Format::CifarBinary)
     } else if has("data_batch_1") {
-        Some((DatasetName::Cifar10, Format::CifarPython))
-    } else if has("train") && has("test") && has("meta") {
-        Some((DatasetName::Cifar100, Format::CifarPython))
+        (DatasetName::Cifar10, Format::CifarPython)
+    } else if is_pickle(&dir.join("train")) && is_pickle(&dir.join("test")) {
+        // Files named just `train` and `test` are common; the pickle header makes them CIFAR-100's.
+        (DatasetName::Cifar100, Format::CifarPython)
     } else {
-        None
-    };
-    let Some((name, format)) = found else {
         return Ok(None);
     };
     let class_names = class_names(dir, name, format)?;
@@ -50,190 +52,258 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
     }))
 }
 
-fn class_names(dir: &Path, name: DatasetName, format: Format) -> Result<Vec<String>> {
-    let k = if name == DatasetName::Cifar10 {
+fn is_pickle(path: &Path) -> bool {
+    let mut head = [0u8; 1];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+        && head[0] == 0x80
+}
+
+fn num_classes(name: DatasetName) -> usize {
+    if name == DatasetName::Cifar10 {
         10
     } else {
         100
-    };
-    let (file, key) = match (name, format) {
-        (DatasetName::Cifar10, Format::CifarBinary) => ("batches.meta.txt", ""),
-        (DatasetName::Cifar10, _) => ("batches.meta", "label_names"),
-        (_, Format::CifarBinary) => ("fine_label_names.txt", ""),
-        _ => ("meta", "fine_label_names"),
-    };
-    let path = dir.join(file);
-    let names = if !path.is_file() {
-        None
-    } else if key.is_empty() {
-        let text = String::from_utf8_lossy(&read_file(&path)?).into_owned();
-        Some(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        Some(pickled_names(&path, key)?)
-    };
-    match names {
-        Some(n) => {
-            ensure!(
-                n.len() == k,
-                "{}: expected {k} class names, found {}",
-                path.display(),
-                n.len()
-            );
-            Ok(n)
-        }
-        None if k == 10 => Ok(CIFAR10_CLASSES.map(String::from).to_vec()),
-        None => Ok((0..k).map(|i| i.to_string()).collect()),
     }
 }
 
-fn pickled_names(path: &Path, key: &str) -> Result<Vec<String>> {
-    let meta = pickle::parse(&read_file(path)?, &path.display().to_string())?;
+/// From the meta file when present (it is in the official archives), else the standard names.
+fn class_names(dir: &Path, name: DatasetName, format: Format) -> Result<Vec<String>> {
+    let k = num_classes(name);
+    let (file, key) = match (name, format) {
+        (DatasetName::Cifar10, Format::CifarBinary) => ("batches.meta.txt", None),
+        (DatasetName::Cifar10, _) => ("batches.meta", Some("label_names")),
+        (_, Format::CifarBinary) => ("fine_label_names.txt", None),
+        _ => ("meta", Some("fine_label_names")),
+    };
+    let path = dir.join(file);
+    if !path.is_file() {
+        return Ok(if k == 10 {
+            CIFAR10_CLASSES.map(String::from).to_vec()
+        } else {
+            (0..k).map(|i| i.to_string()).collect()
+        });
+    }
+    let names = match key {
+        None => names_from_text(&path)?,
+        Some(key) => names_from_pickle(&path, key)?,
+    };
+    ensure!(
+        names.len() == k,
+        "{}: expected {k} class names, found {}",
+        path.display(),
+        names.len()
+    );
+    Ok(names)
+}
+
+/// One name a line; the official files end with blank lines.
+fn names_from_text(path: &Path) -> Result<Vec<String>> {
+    let text = String::from_utf8_lossy(&read_file(path)?).into_owned();
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+fn names_from_pickle(path: &Path, key: &str) -> Result<Vec<String>> {
+    let what = path.display().to_string();
+    let meta = pickle::parse(&read_file(path)?, &what)?;
     let Some(Value::List(items)) = meta.get(key) else {
-        bail!("{}: no list '{key}' in the pickle", path.display());
+        bail!(
+            "{what}: no list b'{key}' in the pickle (it has {})",
+            meta.keys().join(", ")
+        );
     };
     items
         .iter()
         .map(|v| match v {
             Value::Str(s) => Ok(s.clone()),
             Value::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            other => bail!("{}: class name is {}", path.display(), other.kind()),
+            other => bail!("{what}: a class name is {}", other.kind()),
         })
         .collect()
 }
 
+/// The files of a split in the official order, which defines the sample ids.
 fn split_files(source: &Source, split: Split) -> Vec<PathBuf> {
-    let names: Vec<String> = match (source.name, source.format, split) {
-        (DatasetName::Cifar10, Format::CifarBinary, Split::Train) => {
-            (1..=5).map(|i| format!("data_batch_{i}.bin")).collect()
-        }
-        (DatasetName::Cifar10, Format::CifarBinary, Split::Test) => vec!["test_batch.bin".into()],
-        (DatasetName::Cifar10, _, Split::Train) => {
+    let ext = if source.format == Format::CifarBinary {
+        ".bin"
+    } else {
+        ""
+    };
+    let stems: Vec<String> = match (source.name, split) {
+        (DatasetName::Cifar10, Split::Train) => {
             (1..=5).map(|i| format!("data_batch_{i}")).collect()
         }
-        (DatasetName::Cifar10, _, Split::Test) => vec!["test_batch".into()],
-        (_, Format::CifarBinary, Split::Train) => vec!["train.bin".into()],
-        (_, Format::CifarBinary, Split::Test) => vec!["test.bin".into()],
-        (_, _, Split::Train) => vec!["train".into()],
-        (_, _, Split::Test) => vec!["test".into()],
+        (DatasetName::Cifar10, Split::Test) => vec!["test_batch".into()],
+        (_, split) => vec![split.as_str().into()],
     };
-    names.into_iter().map(|n| source.root.join(n)).collect()
+    stems
+        .into_iter()
+        .map(|s| source.root.join(s + ext))
+        .collect()
 }
 
-fn concat(parts: Vec<(Vec<u8>, Vec<i64>)>) -> RawSplit {
+pub(crate) fn read_split(source: &Source, split: Split) -> Result<RawSplit> {
+    read_files(source, split, true)
+}
+
+/// Labels without copying the pixels.
+pub(crate) fn read_binary_labels(source: &Source, split: Split) -> Result<Vec<i64>> {
+    Ok(read_files(source, split, false)?.labels)
+}
+
+fn read_files(source: &Source, split: Split, with_pixels: bool) -> Result<RawSplit> {
+    let files = split_files(source, split);
     let mut raw = RawSplit {
         pixels: Vec::new(),
         shape: SHAPE,
         labels: Vec::new(),
         paths: None,
     };
-    for (pixels, labels) in parts {
-        raw.pixels.extend(pixels);
-        raw.labels.extend(labels);
+    let mut counts = Vec::new();
+    for path in &files {
+        let before = raw.labels.len();
+        match source.format {
+            Format::CifarBinary => read_binary_file(path, source.name, with_pixels, &mut raw)?,
+            _ => read_python_file(path, source.name, &mut raw)?,
+        }
+        check_labels(path, &raw.labels[before..], source.num_classes)?;
+        counts.push(raw.labels.len() - before);
+        if counts.len() == 1 {
+            // The batches are equal in size: one allocation for all, no regrowth copies.
+            raw.pixels.reserve(raw.pixels.len() * (files.len() - 1));
+        }
     }
-    raw
-}
-
-pub fn read_binary(source: &Source, split: Split) -> Result<RawSplit> {
-    let label_bytes = if source.name == DatasetName::Cifar10 {
-        1
-    } else {
-        2
-    };
-    let parts = split_files(source, split)
-        .iter()
-        .map(|path| read_binary_file(path, label_bytes))
-        .collect::<Result<Vec<_>>>()?;
-    check_equal_batches(&parts, source, split)?;
-    Ok(concat(parts))
+    check_equal_batches(&files, &counts)?;
+    Ok(raw)
 }
 
 /// The five CIFAR-10 training batches are the same size; a shorter one was cut at a record boundary.
-fn check_equal_batches(parts: &[(Vec<u8>, Vec<i64>)], source: &Source, split: Split) -> Result<()> {
-    let files = split_files(source, split);
-    let first = parts[0].1.len();
-    for (part, path) in parts.iter().zip(&files) {
+fn check_equal_batches(files: &[PathBuf], counts: &[usize]) -> Result<()> {
+    for (path, &n) in files.iter().zip(counts) {
         ensure!(
-            part.1.len() == first,
-            "{}: expected {first} records like {}, found {} (truncated?)",
+            n == counts[0],
+            "{}: expected {} records like {}, found {n} (truncated?)",
             path.display(),
-            files[0].display(),
-            part.1.len()
+            counts[0],
+            files[0].display()
         );
     }
     Ok(())
 }
 
-fn read_binary_file(path: &Path, label_bytes: usize) -> Result<(Vec<u8>, Vec<i64>)> {
+fn read_binary_file(
+    path: &Path,
+    name: DatasetName,
+    with_pixels: bool,
+    out: &mut RawSplit,
+) -> Result<()> {
+    // CIFAR-100 records start with the coarse label, then the fine one, which is what we use.
+    let label_bytes = if name == DatasetName::Cifar10 { 1 } else { 2 };
     let bytes = read_file(path)?;
     let record = label_bytes + PIXELS;
-    ensure!(
-        !bytes.is_empty() && bytes.len().is_multiple_of(record),
-        "{}: expected a whole number of {record}-byte records ({label_bytes} label byte(s) + {PIXELS} pixels), \
-         found {} bytes (truncated or not a CIFAR binary file?)",
-        path.display(),
-        bytes.len()
-    );
-    let n = bytes.len() / record;
-    let mut pixels = Vec::with_capacity(n * PIXELS);
-    let mut labels = Vec::with_capacity(n);
-    for rec in bytes.chunks_exact(record) {
-        // The fine label is the last label byte in CIFAR-100 (coarse, fine).
-        labels.push(i64::from(rec[label_bytes - 1]));
-        pixels.extend_from_slice(&rec[label_bytes..]);
+    check_record_size(path, bytes.len(), record)?;
+    if with_pixels {
+        out.pixels.reserve(bytes.len() / record * PIXELS);
     }
-    Ok((pixels, labels))
+    for rec in bytes.chunks_exact(record) {
+        out.labels.push(i64::from(rec[label_bytes - 1]));
+        if with_pixels {
+            out.pixels.extend_from_slice(&rec[label_bytes..]);
+        }
+    }
+    Ok(())
 }
 
-pub fn read_python(source: &Source, split: Split) -> Result<RawSplit> {
-    let key = if source.name == DatasetName::Cifar10 {
+/// A partial last record means a truncated file; say how big the whole file would be.
+fn check_record_size(path: &Path, len: usize, record: usize) -> Result<()> {
+    ensure!(
+        len > 0,
+        "{}: empty file; expected records of {record} bytes ({} label byte(s) + {PIXELS} pixels)",
+        path.display(),
+        record - PIXELS
+    );
+    let whole = len.div_ceil(record);
+    ensure!(
+        len.is_multiple_of(record),
+        "{}: expected {} bytes ({whole} records of {record}), found {len}; the last record is cut short \
+         (truncated file?)",
+        path.display(),
+        whole * record
+    );
+    Ok(())
+}
+
+fn read_python_file(path: &Path, name: DatasetName, out: &mut RawSplit) -> Result<()> {
+    let key = if name == DatasetName::Cifar10 {
         "labels"
     } else {
         "fine_labels"
     };
-    let parts = split_files(source, split)
-        .iter()
-        .map(|path| read_python_file(path, key))
-        .collect::<Result<Vec<_>>>()?;
-    check_equal_batches(&parts, source, split)?;
-    Ok(concat(parts))
+    let what = path.display().to_string();
+    let mut batch = pickle::parse(&read_file(path)?, &what)?;
+    ensure!(
+        matches!(batch, Value::Dict(_)),
+        "{what}: expected a pickled dict, found {}",
+        batch.kind()
+    );
+    let missing = |key: &str, batch: &Value| {
+        format!(
+            "{what}: the pickle has no b'{key}' entry (it has {})",
+            batch.keys().join(", ")
+        )
+    };
+    let labels = batch
+        .get(key)
+        .with_context(|| missing(key, &batch))?
+        .to_ints()
+        .with_context(|| format!("{what}: b'{key}'"))?;
+    let data = batch
+        .take("data")
+        .with_context(|| missing("data", &batch))?;
+    let mut pixels = pixel_rows(&what, data, labels.len())?;
+    if out.pixels.is_empty() {
+        out.pixels = pixels; // the first batch moves in without a copy
+    } else {
+        out.pixels.append(&mut pixels);
+    }
+    out.labels.extend(labels);
+    Ok(())
 }
 
-fn read_python_file(path: &Path, label_key: &str) -> Result<(Vec<u8>, Vec<i64>)> {
-    let what = path.display().to_string();
-    let batch = pickle::parse(&read_file(path)?, &what)?;
-    let labels = batch
-        .get(label_key)
-        .with_context(|| format!("{what}: the pickle has no '{label_key}' entry"))?
-        .to_ints()
-        .with_context(|| format!("{what}: '{label_key}'"))?;
-    let Some(Value::Array(data)) = batch.get("data") else {
-        bail!("{what}: the pickle has no 'data' array");
+/// b'data' must be a uint8 array of one 3072-pixel row per label.
+fn pixel_rows(what: &str, data: Value, n: usize) -> Result<Vec<u8>> {
+    let Value::Array(data) = data else {
+        bail!(
+            "{what}: b'data' is {}, expected a numpy uint8 array",
+            data.kind()
+        );
     };
     ensure!(
         data.dtype == "u1",
-        "{what}: 'data' has dtype {}, expected uint8 (u1)",
+        "{what}: b'data' has dtype {}, expected uint8 (u1)",
         data.dtype
     );
     ensure!(
-        data.shape == [labels.len(), PIXELS],
-        "{what}: 'data' has shape {:?}, expected [{}, {PIXELS}] (one row per label)",
-        data.shape,
-        labels.len()
+        data.shape == [n, PIXELS],
+        "{what}: b'data' has shape {:?}, expected [{n}, {PIXELS}]: one row of {PIXELS} pixels for each of \
+         the {n} labels",
+        data.shape
     );
-    let ArrayData::Raw(pixels) = &data.data else {
-        bail!("{what}: 'data' is an object array")
+    let ArrayData::Raw(pixels) = data.data else {
+        bail!("{what}: b'data' is an object array")
     };
     ensure!(
-        pixels.len() == labels.len() * PIXELS,
-        "{what}: 'data' holds {} bytes, expected {}",
+        pixels.len() == n * PIXELS,
+        "{what}: b'data' holds {} bytes, expected {}",
         pixels.len(),
-        labels.len() * PIXELS
+        n * PIXELS
     );
-    Ok((pixels.clone(), labels))
+    Ok(pixels)
 }

@@ -1,10 +1,11 @@
 //! IDX files (MNIST, Fashion-MNIST), gzipped or not: big-endian magic 0x00000803 for images
-//! (dims N, rows, cols) and 0x00000801 for labels (dim N).
+//! (dims N, rows, cols) and 0x00000801 for labels (dim N), then the uint8 payload.
 
-use super::{read_file, DatasetName, Format, RawSplit, Source, Split};
+use super::{check_labels, DatasetName, Format, RawSplit, Source, Split};
 use anyhow::{ensure, Context, Result};
 use flate2::read::GzDecoder;
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 const CLASSES: [&str; 10] = [
@@ -20,110 +21,167 @@ const CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-fn prefix(split: Split) -> &'static str {
-    match split {
-        Split::Train => "train",
-        Split::Test => "t10k",
+/// What an IDX file holds: its magic number and number of dimensions.
+#[derive(Clone, Copy)]
+struct Kind {
+    stem: &'static str,
+    magic: u32,
+    ndims: usize,
+}
+
+const IMAGES: Kind = Kind {
+    stem: "images-idx3-ubyte",
+    magic: 0x0000_0803,
+    ndims: 3,
+};
+const LABELS: Kind = Kind {
+    stem: "labels-idx1-ubyte",
+    magic: 0x0000_0801,
+    ndims: 1,
+};
+
+impl Kind {
+    fn header_len(self) -> usize {
+        4 + 4 * self.ndims
     }
 }
 
+fn file_name(split: Split, kind: Kind) -> String {
+    let prefix = match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
+    };
+    format!("{prefix}-{}", kind.stem)
+}
+
 /// `name` or `name.gz`, whichever exists.
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    [dir.join(name), dir.join(format!("{name}.gz"))]
+fn find(dir: &Path, split: Split, kind: Kind) -> Option<PathBuf> {
+    let name = file_name(split, kind);
+    [dir.join(&name), dir.join(format!("{name}.gz"))]
         .into_iter()
         .find(|p| p.is_file())
 }
 
-fn images_path(dir: &Path, split: Split) -> Option<PathBuf> {
-    find(dir, &format!("{}-images-idx3-ubyte", prefix(split)))
+fn path_of(dir: &Path, split: Split, kind: Kind) -> Result<PathBuf> {
+    find(dir, split, kind).with_context(|| {
+        format!(
+            "{}: no {} file (with or without .gz)",
+            dir.display(),
+            file_name(split, kind)
+        )
+    })
 }
 
-fn labels_path(dir: &Path, split: Split) -> Option<PathBuf> {
-    find(dir, &format!("{}-labels-idx1-ubyte", prefix(split)))
-}
-
-pub fn detect(dir: &Path) -> bool {
-    images_path(dir, Split::Train).is_some()
-}
-
-pub fn source(dir: &Path) -> Source {
-    Source {
+pub fn detect(dir: &Path) -> Option<Source> {
+    find(dir, Split::Train, IMAGES)?;
+    Some(Source {
         name: DatasetName::FashionMnist,
         format: Format::Idx,
         root: dir.to_path_buf(),
         num_classes: CLASSES.len(),
         class_names: CLASSES.map(String::from).to_vec(),
-    }
+    })
 }
 
-/// File contents, decompressed when they start with the gzip magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_file(path)?;
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok(bytes);
-    }
+/// Up to `limit` bytes of the file's contents, gunzipped when it starts with the gzip magic
+/// (the official downloads are gzipped; many people unpack them).
+fn read_contents(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let cannot = || format!("cannot read {}", path.display());
+    let mut reader = BufReader::new(File::open(path).with_context(cannot)?);
+    let gz = reader
+        .fill_buf()
+        .with_context(cannot)?
+        .starts_with(&[0x1f, 0x8b]);
     let mut out = Vec::new();
-    GzDecoder::new(bytes.as_slice())
-        .read_to_end(&mut out)
-        .with_context(|| format!("{}: corrupt gzip data", path.display()))?;
+    if gz {
+        GzDecoder::new(reader)
+            .take(limit)
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: corrupt gzip data", path.display()))?;
+    } else {
+        reader
+            .take(limit)
+            .read_to_end(&mut out)
+            .with_context(cannot)?;
+    }
     Ok(out)
 }
 
-/// Check the magic and sizes; returns the dimensions and the payload.
-fn parse(path: &Path, bytes: &[u8], magic: u32, ndims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    let header = 4 + 4 * ndims;
+/// The dimensions from the header, after checking the magic number.
+fn dims(path: &Path, bytes: &[u8], kind: Kind) -> Result<Vec<usize>> {
     ensure!(
-        bytes.len() >= header,
-        "{}: {} bytes is shorter than the IDX header ({header})",
+        bytes.len() >= kind.header_len(),
+        "{}: {} bytes is shorter than the IDX header ({} bytes)",
         path.display(),
-        bytes.len()
+        bytes.len(),
+        kind.header_len()
     );
     let word = |i: usize| u32::from_be_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap());
     ensure!(
-        word(0) == magic,
-        "{}: IDX magic is 0x{:08x}, expected 0x{magic:08x} ({})",
+        word(0) == kind.magic,
+        "{}: IDX magic is 0x{:08x}, expected 0x{:08x} (uint8 data in {} dimension(s)); is this an IDX {} file?",
         path.display(),
         word(0),
-        if ndims == 3 {
-            "uint8 images"
-        } else {
-            "uint8 labels"
-        }
+        kind.magic,
+        kind.ndims,
+        kind.stem
     );
-    let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();
-    let expected = header + dims.iter().product::<usize>();
+    Ok((1..=kind.ndims).map(|i| word(i) as usize).collect())
+}
+
+/// The whole file, checked against its header; returns the dimensions and the payload.
+fn read_idx(path: &Path, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
+    let mut bytes = read_contents(path, u64::MAX)?;
+    let dims = dims(path, &bytes, kind)?;
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|payload| payload.checked_add(kind.header_len()))
+        .with_context(|| format!("{}: impossible dimensions {dims:?}", path.display()))?;
     ensure!(
         bytes.len() == expected,
         "{}: expected {expected} bytes for dimensions {dims:?}, found {} (truncated?)",
         path.display(),
         bytes.len()
     );
-    Ok((dims, bytes[header..].to_vec()))
+    bytes.drain(..kind.header_len());
+    Ok((dims, bytes))
 }
 
-fn missing(dir: &Path, what: &str) -> String {
-    format!("{}: no {what} file (with or without .gz)", dir.display())
+fn read_label_file(dir: &Path, split: Split) -> Result<(PathBuf, Vec<i64>)> {
+    let path = path_of(dir, split, LABELS)?;
+    let (_, labels) = read_idx(&path, LABELS)?;
+    let labels: Vec<i64> = labels.into_iter().map(i64::from).collect();
+    check_labels(&path, &labels, CLASSES.len())?;
+    Ok((path, labels))
 }
 
-pub fn read_labels(dir: &Path, split: Split) -> Result<Vec<i64>> {
-    let path = labels_path(dir, split)
-        .with_context(|| missing(dir, &format!("{}-labels-idx1-ubyte", prefix(split))))?;
-    let (_, labels) = parse(&path, &read_maybe_gz(&path)?, 0x0000_0801, 1)?;
-    Ok(labels.into_iter().map(i64::from).collect())
-}
-
-pub fn read_split(dir: &Path, split: Split) -> Result<RawSplit> {
-    let path = images_path(dir, split)
-        .with_context(|| missing(dir, &format!("{}-images-idx3-ubyte", prefix(split))))?;
-    let (dims, pixels) = parse(&path, &read_maybe_gz(&path)?, 0x0000_0803, 3)?;
-    let labels = read_labels(dir, split)?;
+fn check_counts(images: &Path, n: usize, labels_path: &Path, labels: usize) -> Result<()> {
     ensure!(
-        labels.len() == dims[0],
-        "{}: {} images but the label file has {} labels",
-        path.display(),
-        dims[0],
-        labels.len()
+        n == labels,
+        "{}: {n} images, but {} has {labels} labels",
+        images.display(),
+        labels_path.display()
     );
+    Ok(())
+}
+
+/// The labels, checked against the image count in the images file's header (only the header
+/// is read, so this stays cheap).
+pub(crate) fn read_labels(dir: &Path, split: Split) -> Result<Vec<i64>> {
+    let (labels_path, labels) = read_label_file(dir, split)?;
+    let images = path_of(dir, split, IMAGES)?;
+    let header = read_contents(&images, IMAGES.header_len() as u64)?;
+    let n = dims(&images, &header, IMAGES)?[0];
+    check_counts(&images, n, &labels_path, labels.len())?;
+    Ok(labels)
+}
+
+pub(crate) fn read_split(dir: &Path, split: Split) -> Result<RawSplit> {
+    let images = path_of(dir, split, IMAGES)?;
+    let (dims, pixels) = read_idx(&images, IMAGES)?;
+    let (labels_path, labels) = read_label_file(dir, split)?;
+    check_counts(&images, dims[0], &labels_path, labels.len())?;
     Ok(RawSplit {
         pixels,
         shape: [1, dims[1], dims[2]],

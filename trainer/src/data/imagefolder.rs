@@ -8,14 +8,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-fn split_dir(split: Split) -> &'static str {
-    match split {
-        Split::Train => "train",
-        Split::Test => "test",
-    }
-}
-
-/// Sorted names of the sub-folders (or, with `files`, the PNG files) of `dir`; hidden entries skipped.
+/// Sorted names of the sub-folders (or, with `files`, the files) of `dir`; hidden entries skipped.
 fn sorted_entries(dir: &Path, files: bool) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
@@ -45,12 +38,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
     if classes.is_empty() {
         return Ok(None);
     }
-    let test_classes = sorted_entries(&test, false)?;
-    ensure!(
-        test_classes == classes,
-        "{}: test classes {test_classes:?} differ from train classes {classes:?}",
-        dir.display()
-    );
+    check_same_classes(dir, &classes, &sorted_entries(&test, false)?)?;
     Ok(Some(Source {
         name: DatasetName::ImageFolder,
         format: Format::ImageFolder,
@@ -58,6 +46,25 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         num_classes: classes.len(),
         class_names: classes,
     }))
+}
+
+/// Labels are indices into the class list, so both splits must have the same classes.
+fn check_same_classes(dir: &Path, train: &[String], test: &[String]) -> Result<()> {
+    let only = |split: &str, a: &[String], b: &[String]| {
+        let extra: Vec<&String> = a.iter().filter(|c| !b.contains(c)).collect();
+        (!extra.is_empty()).then(|| format!("only in {split}/: {extra:?}"))
+    };
+    let differences: Vec<String> = [only("train", train, test), only("test", test, train)]
+        .into_iter()
+        .flatten()
+        .collect();
+    ensure!(
+        differences.is_empty(),
+        "{}: train/ and test/ must have the same class folders; {}",
+        dir.display(),
+        differences.join(", ")
+    );
+    Ok(())
 }
 
 /// A decoded image, height × width × channels (1 or 3).
@@ -69,33 +76,26 @@ struct Decoded {
     hwc: Vec<u8>,
 }
 
-pub fn read_split(root: &Path, split: Split, classes: &[String]) -> Result<RawSplit> {
-    let mut images = Vec::new();
+pub(crate) fn read_split(root: &Path, split: Split, classes: &[String]) -> Result<RawSplit> {
+    let mut files = Vec::new();
     let mut labels = Vec::new();
     let mut paths = Vec::new();
     for (label, class) in classes.iter().enumerate() {
-        let dir = root.join(split_dir(split)).join(class);
+        let dir = root.join(split.as_str()).join(class);
         for file in sorted_entries(&dir, true)? {
-            images.push(decode(&dir.join(&file))?);
+            files.push(dir.join(&file));
             labels.push(label as i64);
-            paths.push(format!("{}/{class}/{file}", split_dir(split)));
+            paths.push(format!("{}/{class}/{file}", split.as_str()));
         }
     }
     ensure!(
-        !images.is_empty(),
+        !files.is_empty(),
         "{}: no images",
-        root.join(split_dir(split)).display()
+        root.join(split.as_str()).display()
     );
-    let (h, w) = (images[0].height, images[0].width);
-    if let Some(bad) = images.iter().find(|im| (im.height, im.width) != (h, w)) {
-        bail!(
-            "{}: image is {}x{} (width x height), but {} is {w}x{h}; all images of a split must share one size",
-            bad.path.display(),
-            bad.width,
-            bad.height,
-            images[0].path.display()
-        );
-    }
+    let images = decode_all(&files)?;
+    let [_, h, w] = check_same_size(&images)?;
+    // Colour wins: one RGB image makes the split RGB, with gray images replicated.
     let channels = images.iter().map(|im| im.channels).max().unwrap_or(1);
     let mut pixels = Vec::with_capacity(images.len() * channels * h * w);
     for im in &images {
@@ -106,6 +106,43 @@ pub fn read_split(root: &Path, split: Split, classes: &[String]) -> Result<RawSp
         shape: [channels, h, w],
         labels,
         paths: Some(paths),
+    })
+}
+
+/// One tensor needs one size; name the first image that differs from the first one.
+fn check_same_size(images: &[Decoded]) -> Result<[usize; 3]> {
+    let first = &images[0];
+    if let Some(bad) = images
+        .iter()
+        .find(|im| (im.height, im.width) != (first.height, first.width))
+    {
+        bail!(
+            "{}: image is {}x{} (width x height), but {} is {}x{}; all images of a split must share one size",
+            bad.path.display(),
+            bad.width,
+            bad.height,
+            first.path.display(),
+            first.width,
+            first.height
+        );
+    }
+    Ok([first.channels, first.height, first.width])
+}
+
+/// Decode on all cores: PNG inflate dominates the load time of a large folder.
+fn decode_all(files: &[PathBuf]) -> Result<Vec<Decoded>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|f| decode(f)).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for h in handles {
+            out.extend(h.join().expect("PNG decoder thread panicked")?);
+        }
+        Ok(out)
     })
 }
 
@@ -120,6 +157,7 @@ fn append_chw(out: &mut Vec<u8>, im: &Decoded, channels: usize) {
 fn decode(path: &Path) -> Result<Decoded> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
+    // Palette → RGB(A), gray below 8 bits → 8 bits, 16 bits → 8 bits: every output is 8-bit.
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
         .read_info()
@@ -129,7 +167,12 @@ fn decode(path: &Path) -> Result<Decoded> {
         .next_frame(&mut buf)
         .with_context(|| format!("{}: corrupt PNG data", path.display()))?;
     buf.truncate(info.buffer_size());
-    let (height, width) = (info.height as usize, info.width as usize);
+    ensure!(
+        info.bit_depth == png::BitDepth::Eight,
+        "{}: {:?}-bit output after expansion",
+        path.display(),
+        info.bit_depth
+    );
     let (hwc, channels) = match info.color_type {
         png::ColorType::Grayscale => (buf, 1),
         png::ColorType::Rgb => (buf, 3),
@@ -139,8 +182,8 @@ fn decode(path: &Path) -> Result<Decoded> {
     };
     Ok(Decoded {
         path: path.to_path_buf(),
-        height,
-        width,
+        height: info.height as usize,
+        width: info.width as usize,
         channels,
         hwc,
     })

@@ -10,7 +10,7 @@ pub mod idx;
 pub mod imagefolder;
 pub mod pickle;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ impl DatasetName {
         }
     }
 
+    /// Also accepts the spellings people type: `CIFAR-10`, `fmnist`, `fashion_mnist`, `image-folder`.
     pub fn parse(s: &str) -> Result<Self> {
         let norm = s.to_ascii_lowercase().replace(['_', '-'], "");
         Ok(match norm.as_str() {
@@ -54,6 +55,12 @@ impl DatasetName {
                 Self::ALL.map(Self::as_str).join(", ")
             ),
         })
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -82,6 +89,18 @@ pub enum Split {
     Test,
 }
 
+impl Split {
+    pub const ALL: [Split; 2] = [Split::Train, Split::Test];
+
+    /// "train" / "test", as the ImageFolder sub-folders are named.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
 /// A dataset found on disk.
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -104,36 +123,36 @@ pub struct SplitData {
     pub paths: Option<Vec<String>>,
 }
 
-/// What a reader produces before it becomes a tensor.
-pub struct RawSplit {
+impl SplitData {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// What a reader produces: pixels already in N×C×H×W order, so one copy makes the tensor.
+pub(crate) struct RawSplit {
     pub pixels: Vec<u8>,
+    /// C, H, W.
     pub shape: [usize; 3],
     pub labels: Vec<i64>,
     pub paths: Option<Vec<String>>,
 }
 
 impl RawSplit {
-    fn into_split(self, num_classes: usize, what: &Path) -> Result<SplitData> {
+    fn into_split(self, root: &Path) -> Result<SplitData> {
         let n = self.labels.len();
         let [c, h, w] = self.shape;
-        anyhow::ensure!(
+        ensure!(
             self.pixels.len() == n * c * h * w,
-            "{}: {n} labels but {} pixel bytes",
-            what.display(),
+            "{}: {n} labels but {} pixel bytes for images of {c}x{h}x{w}",
+            root.display(),
             self.pixels.len()
         );
-        if let Some(i) = self
-            .labels
-            .iter()
-            .position(|&l| l < 0 || l as usize >= num_classes)
-        {
-            bail!(
-                "{}: label {} of sample {i} is outside 0..{num_classes}",
-                what.display(),
-                self.labels[i]
-            );
-        }
-        let dims = [n as i64, c as i64, h as i64, w as i64];
+        let dims = [n, c, h, w].map(|d| d as i64);
         Ok(SplitData {
             images: Tensor::from_slice(&self.pixels).view(dims),
             ids: (0..n as u64).collect(),
@@ -144,40 +163,39 @@ impl RawSplit {
 }
 
 impl Source {
-    /// Find the dataset in `data_dir` or in one of its sub-folders.
+    /// Find the dataset in `data_dir` itself or, failing that, in one of its sub-folders.
     pub fn detect(data_dir: &Path) -> Result<Source> {
-        anyhow::ensure!(
+        ensure!(
             data_dir.is_dir(),
             "--data-dir {} is not a folder",
             data_dir.display()
         );
-        let mut found: Vec<Source> = detect_in(data_dir)?.into_iter().collect();
+        let mut found = detect_in(data_dir)?;
         if found.is_empty() {
-            for entry in std::fs::read_dir(data_dir)
-                .with_context(|| format!("listing {}", data_dir.display()))?
-            {
-                let path = entry?.path();
-                if path.is_dir() {
-                    found.extend(detect_in(&path)?);
-                }
+            for dir in sub_folders(data_dir)? {
+                found.extend(detect_in(&dir)?);
             }
         }
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => bail!(
-                "no dataset found in {}: looked for cifar-10-batches-bin, cifar-10-batches-py, cifar-100-binary, \
-                 cifar-100-python, Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz]), and train/ + test/ \
-                 class folders of PNG images",
-                data_dir.display()
+                "no dataset found in {} or its sub-folders: looked for cifar-10-batches-bin/ \
+                 (data_batch_1.bin …), cifar-10-batches-py/ (data_batch_1 …), cifar-100-binary/ \
+                 (train.bin, test.bin), cifar-100-python/ (train, test), Fashion-MNIST IDX files \
+                 (train-images-idx3-ubyte[.gz] …), and train/ + test/ folders of class folders of PNG \
+                 images{}",
+                data_dir.display(),
+                archives_hint(data_dir)
             ),
             _ => bail!(
                 "several datasets in {}: {}; point --data-dir at one of them",
                 data_dir.display(),
-                found.iter().map(|s| s.root.display().to_string()).collect::<Vec<_>>().join(", ")
+                found.iter().map(Source::describe).collect::<Vec<_>>().join("; ")
             ),
         }
     }
 
+    /// One line, e.g. "cifar10 in CIFAR binary format at /x/cifar-10-batches-bin (10 classes)".
     pub fn describe(&self) -> String {
         format!(
             "{} in {} format at {} ({} classes)",
@@ -190,37 +208,85 @@ impl Source {
 
     pub fn load(&self, split: Split) -> Result<SplitData> {
         let raw = match self.format {
-            Format::CifarBinary => cifar::read_binary(self, split)?,
-            Format::CifarPython => cifar::read_python(self, split)?,
+            Format::CifarBinary | Format::CifarPython => cifar::read_split(self, split)?,
             Format::Idx => idx::read_split(&self.root, split)?,
             Format::ImageFolder => imagefolder::read_split(&self.root, split, &self.class_names)?,
         };
-        raw.into_split(self.num_classes, &self.root)
+        raw.into_split(&self.root)
     }
 
-    /// Labels only; cheaper where the format keeps them apart (IDX).
+    /// Labels only; cheaper where labels can be read without the pixels (IDX, CIFAR binary).
     pub fn load_labels(&self, split: Split) -> Result<Vec<i64>> {
         match self.format {
             Format::Idx => idx::read_labels(&self.root, split),
+            Format::CifarBinary => cifar::read_binary_labels(self, split),
             _ => Ok(self.load(split)?.labels),
         }
     }
 }
 
-/// The dataset held directly in `dir`, if any.
-fn detect_in(dir: &Path) -> Result<Option<Source>> {
-    if let Some(s) = cifar::detect(dir)? {
-        return Ok(Some(s));
+/// Every dataset held directly in `dir` (more than one is an error for the caller to explain).
+fn detect_in(dir: &Path) -> Result<Vec<Source>> {
+    let mut found: Vec<Source> = cifar::detect(dir)?.into_iter().collect();
+    found.extend(idx::detect(dir));
+    found.extend(imagefolder::detect(dir)?);
+    Ok(found)
+}
+
+/// Sorted, so that messages listing several datasets are stable.
+fn sub_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            dirs.push(path);
+        }
     }
-    if idx::detect(dir) {
-        return Ok(Some(idx::source(dir)));
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The downloads are archives; say so when someone points at an unextracted one.
+fn archives_hint(dir: &Path) -> String {
+    let archives: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            [".tar.gz", ".tgz", ".tar", ".zip"]
+                .iter()
+                .any(|x| n.ends_with(x))
+        })
+        .collect();
+    if archives.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (found archive(s) {}: extract them first)",
+            archives.join(", ")
+        )
     }
-    imagefolder::detect(dir)
 }
 
 /// Read a whole file, naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Every label of `path` must be a class index below `num_classes`.
+pub(crate) fn check_labels(path: &Path, labels: &[i64], num_classes: usize) -> Result<()> {
+    if let Some(i) = labels
+        .iter()
+        .position(|&l| usize::try_from(l).map_or(true, |l| l >= num_classes))
+    {
+        bail!(
+            "{}: label {} of record {i} is outside 0..{num_classes} (the class count)",
+            path.display(),
+            labels[i]
+        );
+    }
+    Ok(())
 }
 
 /// Dataset labels as class indices, checked against the class count.

@@ -44,10 +44,7 @@ impl Value {
         let Value::Dict(items) = self else {
             return None;
         };
-        items
-            .iter()
-            .find(|(k, _)| key_is(k, key))
-            .map(|(_, v)| v)
+        items.iter().find(|(k, _)| key_is(k, key)).map(|(_, v)| v)
     }
 
     /// Move a dict entry out (large arrays need not be copied).
@@ -331,7 +328,11 @@ impl<'a> Machine<'a> {
                 let n = self.take(1)?[0] as usize;
                 ensure!(n <= 8, "integer of {n} bytes is too large");
                 let bytes = self.take(n)?;
-                Value::Int(if n == 0 { 0 } else { int_from(bytes, true, false) })
+                Value::Int(if n == 0 {
+                    0
+                } else {
+                    int_from(bytes, true, false)
+                })
             }
             b'I' | b'L' => match self.line()?.trim_end_matches('L') {
                 "01" => Value::Bool(true),
@@ -356,6 +357,11 @@ impl<'a> Machine<'a> {
         };
         let n = self.length(width)?;
         let raw = self.take(n)?;
+        if op != b'C' && op != b'U' && op != b'T' && n >= LARGE && self.before_latin1_encode() {
+            if let Some(bytes) = latin1_from_utf8(raw) {
+                return Ok(Value::Bytes(bytes));
+            }
+        }
         Ok(match op {
             0x8c | b'X' | 0x8d => Value::Str(
                 std::str::from_utf8(raw)
@@ -364,6 +370,15 @@ impl<'a> Machine<'a> {
             ),
             _ => Value::Bytes(raw.to_vec()),
         })
+    }
+
+    /// Python 3 writes bytes under protocol 2 as `_codecs.encode(<str>, 'latin1')`, and a CIFAR
+    /// batch is one 46 MB str of that kind. Turning it straight into bytes skips UTF-8 validation
+    /// and a char-by-char pass, which were most of the load time. Only large strings qualify:
+    /// those are never shared (interned) objects, so the memo cannot return these bytes where a
+    /// str is meant; REDUCE still checks that the encoding is latin1.
+    fn before_latin1_encode(&self) -> bool {
+        matches!(self.stack.last(), Some(Value::Global(m, f)) if m == "_codecs" && f == "encode")
     }
 
     fn collection(&mut self, op: u8) -> Result<()> {
@@ -550,10 +565,13 @@ fn reduce(callable: Value, args: Value) -> Result<Value> {
             }))
         }
         ("dtype", [d, ..]) => dtype(d),
-        ("encode", [Value::Str(s), ..]) => latin1(s).map(Value::Bytes),
+        ("encode", _) => encode(args),
         ("bytes", []) => Ok(Value::Bytes(Vec::new())),
         ("_frombuffer", _) => from_buffer(args),
-        _ => bail!("unsupported call {module}.{name} with {} argument(s)", args.len()),
+        _ => bail!(
+            "unsupported call {module}.{name} with {} argument(s)",
+            args.len()
+        ),
     }
 }
 
@@ -565,11 +583,51 @@ fn dtype(d: &Value) -> Result<Value> {
     })
 }
 
-/// `_codecs.encode(s, 'latin1')`: each char is one byte.
-fn latin1(s: &str) -> Result<Vec<u8>> {
-    s.chars()
-        .map(|c| u8::try_from(u32::from(c)).context("_codecs.encode of a non-latin1 string"))
-        .collect()
+/// Strings this long in front of `_codecs.encode` are decoded to bytes as they are read.
+const LARGE: usize = 4096;
+
+/// `_codecs.encode(s, 'latin1')`: each char is one byte. Large `s` arrive already decoded.
+fn encode(args: Vec<Value>) -> Result<Value> {
+    let Ok([text, encoding]) = <[Value; 2]>::try_from(args) else {
+        bail!("_codecs.encode takes (str, encoding)");
+    };
+    ensure!(
+        matches!(text_of(&encoding).as_deref(), Some("latin1" | "latin-1")),
+        "_codecs.encode with encoding {encoding:?}; only latin1 is understood"
+    );
+    match text {
+        Value::Bytes(b) => Ok(Value::Bytes(b)),
+        Value::Str(s) => latin1_from_utf8(s.as_bytes())
+            .map(Value::Bytes)
+            .context("_codecs.encode of a str with characters above U+00FF"),
+        other => bail!("_codecs.encode of {}", other.kind()),
+    }
+}
+
+/// UTF-8 of characters up to U+00FF (one byte, or 0xC2/0xC3 and a continuation byte) to
+/// latin-1; None for anything else. Branch-free per byte: pixel data is random, so branches on
+/// it would mispredict half the time.
+fn latin1_from_utf8(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; raw.len()];
+    let (mut i, mut j, mut valid) = (0, 0, true);
+    while i + 1 < raw.len() {
+        let (b, c) = (raw[i], raw[i + 1]);
+        let two = b >> 7; // 1 for a two-byte sequence
+        let mask = 0u8.wrapping_sub(two);
+        let wide = ((b & 0x03) << 6) | (c & 0x3f);
+        out[j] = (b & !mask) | (wide & mask);
+        valid &= (two == 0) | (((b & 0xfe) == 0xc2) & ((c & 0xc0) == 0x80)); // `|`, `&`: no branches
+        i += 1 + two as usize;
+        j += 1;
+    }
+    if i < raw.len() {
+        // A last lone byte must be ASCII.
+        valid &= raw[i] < 0x80;
+        out[j] = raw[i];
+        j += 1;
+    }
+    out.truncate(j);
+    valid.then_some(out)
 }
 
 /// A str, or the bytes of a Python 2 `str`.
@@ -624,7 +682,10 @@ fn from_buffer(args: Vec<Value>) -> Result<Value> {
         "Fortran-ordered arrays are not supported"
     );
     let Value::Bytes(raw) = buffer else {
-        bail!("_frombuffer of {} (out-of-band buffers are not supported)", buffer.kind())
+        bail!(
+            "_frombuffer of {} (out-of-band buffers are not supported)",
+            buffer.kind()
+        )
     };
     new_array(shape, dtype, ArrayData::Raw(raw))
 }
@@ -674,11 +735,14 @@ mod tests {
     /// pixel data as BINSTRING.
     #[test]
     fn python2_cifar_layout() {
-        let mut p = b"\x80\x02}q\x01(U\x04dataq\x02cnumpy.core.multiarray\n_reconstruct\nq\x03".to_vec();
+        let mut p =
+            b"\x80\x02}q\x01(U\x04dataq\x02cnumpy.core.multiarray\n_reconstruct\nq\x03".to_vec();
         p.extend(b"cnumpy\nndarray\nq\x04K\x00\x85U\x01b\x87Rq\x05(K\x01K\x02K\x03\x86");
         p.extend(b"cnumpy\ndtype\nq\x06U\x02u1K\x00K\x01\x87Rq\x07");
         p.extend(b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89");
-        p.extend(b"T\x06\x00\x00\x00\x01\x02\x03\xfd\xfe\xfftbU\x06labelsq\x08]q\x09(K\x07K\x09eu.");
+        p.extend(
+            b"T\x06\x00\x00\x00\x01\x02\x03\xfd\xfe\xfftbU\x06labelsq\x08]q\x09(K\x07K\x09eu.",
+        );
         let v = parse(&p, "py2").unwrap();
         let Some(Value::Array(a)) = v.get("data") else {
             panic!("{v:?}")
@@ -697,6 +761,27 @@ mod tests {
         assert_eq!(parse(p, "t").unwrap(), Value::Bytes(vec![0xff, 0]));
         let empty = b"\x80\x02c__builtin__\nbytes\n)R.";
         assert_eq!(parse(empty, "t").unwrap(), Value::Bytes(vec![]));
+    }
+
+    #[test]
+    fn large_codecs_strings_become_bytes_directly() {
+        let all: Vec<u8> = (0..=255u8).cycle().take(LARGE + 3).collect();
+        let text: String = all.iter().map(|&b| char::from(b)).collect();
+        let mut p = b"\x80\x02c_codecs\nencode\nq\x00X".to_vec();
+        p.extend((text.len() as u32).to_le_bytes());
+        p.extend(text.as_bytes());
+        p.extend(b"q\x01X\x06\x00\x00\x00latin1\x86R.");
+        assert_eq!(parse(&p, "t").unwrap(), Value::Bytes(all));
+        // Characters above U+00FF are not latin1: the str path reports it.
+        let mut p = b"\x80\x02c_codecs\nencode\nX".to_vec();
+        let wide = "\u{100}".repeat(LARGE);
+        p.extend((wide.len() as u32).to_le_bytes());
+        p.extend(wide.as_bytes());
+        p.extend(b"X\x06\x00\x00\x00latin1\x86R.");
+        assert!(err_of(&p).contains("above U+00FF"), "{}", err_of(&p));
+        let bad_encoding =
+            b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R.";
+        assert!(err_of(bad_encoding).contains("only latin1"));
     }
 
     #[test]
