@@ -5,7 +5,7 @@
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus as ChaCha8Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -29,7 +29,7 @@ struct Measured {
 
 fn main() {
     let mut labels: Vec<usize> = (0..N).map(|i| i % K).collect();
-    labels.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
+    labels.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(0));
     let trace = K as f64 * (1.0 - NOISE);
     let ours = measure_ours(&labels, trace);
     let reference = measure_cleanlab(&labels, trace);

@@ -240,20 +240,27 @@ print(json.dumps(d["worse_label"].tolist()))
         &[&clean, tmp.path().to_str().unwrap()],
     ))
     .unwrap();
-    for ext in ["pt", "npy"] {
-        let out = tmp.path().join(format!("out-{ext}"));
-        let file = tmp.path().join(format!("CIFAR-10_human.{ext}"));
-        let o = trainer(&[
+    let import = |file: &Path, set: &str, out: &Path| {
+        let [d, f, o] = [data.as_path(), file, out].map(|p| p.to_str().unwrap().to_string());
+        trainer(&[
             "noise",
             "--data-dir",
-            data.to_str().unwrap(),
+            &d,
             "--import",
-            file.to_str().unwrap(),
+            &f,
             "--label-set",
-            "worse",
+            set,
             "--out",
-            out.to_str().unwrap(),
-        ]);
+            &o,
+        ])
+    };
+    for ext in ["pt", "npy"] {
+        let out = tmp.path().join(format!("out-{ext}"));
+        let o = import(
+            &tmp.path().join(format!("CIFAR-10_human.{ext}")),
+            "worse",
+            &out,
+        );
         assert!(o.status.success(), "{ext}: {}", stderr(&o));
         let f = NoiseFile::read(&out.join("cifar10-imported-CIFAR-10_human-worse.json")).unwrap();
         assert_eq!(f.labels, worse, "{ext}");
@@ -261,37 +268,16 @@ print(json.dumps(d["worse_label"].tolist()))
     }
     let out = tmp.path().join("never");
     let other = tmp.path().join("other.pt");
-    let o = trainer(&[
-        "noise",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--import",
-        other.to_str().unwrap(),
-        "--label-set",
-        "aggre",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("another dataset"),
-        "{}",
-        stderr(&o)
-    );
-    let o = trainer(&[
-        "noise",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--import",
-        other.to_str().unwrap(),
-        "--label-set",
-        "random9",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("unknown --label-set"),
-        "{}",
-        stderr(&o)
-    );
+    for (set, needle) in [
+        ("aggre", "another dataset"),
+        ("random9", "unknown --label-set"),
+    ] {
+        let o = import(&other, set, &out);
+        assert!(
+            !o.status.success() && stderr(&o).contains(needle),
+            "{}",
+            stderr(&o)
+        );
+    }
     assert!(!out.exists());
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus as ChaCha8Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use trainer::data::DatasetName;
 use trainer::noise::decimal::Decimal;
 use trainer::noise::matrix::{self, TraceSpec};
@@ -21,7 +21,7 @@ fn labels_with_counts(counts: &[usize], seed: u64) -> Vec<usize> {
         .enumerate()
         .flat_map(|(c, &n)| std::iter::repeat_n(c, n))
         .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     use rand::seq::SliceRandom;
     labels.shuffle(&mut rng);
     labels
@@ -281,7 +281,7 @@ fn instance_noise_realizes_the_requested_mean_rate() {
     let n = 10_000;
     let (k, d) = (10, 64);
     let labels = labels_with_counts(&[1000; 10], 9);
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
     let pixels: Vec<u8> = (0..n * d).map(|_| rng.gen()).collect();
     for noise in ["0.2", "0.4", "0.5"] {
         let set = CleanSet {

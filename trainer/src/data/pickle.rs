@@ -357,7 +357,7 @@ impl<'a> Machine<'a> {
         };
         let n = self.length(width)?;
         let raw = self.take(n)?;
-        if op != b'C' && op != b'U' && op != b'T' && n >= LARGE && self.before_latin1_encode() {
+        if matches!(op, 0x8c | b'X' | 0x8d) && n >= LARGE && self.before_latin1_encode() {
             if let Some(bytes) = latin1_from_utf8(raw) {
                 return Ok(Value::Bytes(bytes));
             }

@@ -1,7 +1,7 @@
 //! Class-conditional noise as cleanlab generates it (`generate_noise_matrix_from_trace` and
 //! `generate_noisy_labels` in `cleanlab.benchmarking.noise_generation`), ported step by step.
 //! Convention: `nm[s][y] = P(noisy = s | true = y)`; every column sums to 1.
-//! Draws come from ChaCha, not numpy's Mersenne Twister, so matrices match cleanlab's in
+//! Draws come from Xoshiro256++, not numpy's Mersenne Twister, so matrices match cleanlab's in
 //! distribution and in every counted statistic, not bit for bit.
 
 use super::rng::{choose, partial_shuffle, NoiseRng};
