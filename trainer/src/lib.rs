@@ -2,6 +2,8 @@
 //! cluster env → distributed → data → noise → model → method → checkpoint → metrics.
 
 pub mod atomic;
+pub mod cluster;
 pub mod cmd;
 pub mod data;
+pub mod distributed;
 pub mod noise;

@@ -21,6 +21,8 @@ enum Command {
     Noise(cmd::noise::NoiseArgs),
     /// Detect a dataset folder's format and summarize it.
     DataInfo(cmd::data_info::DataInfoArgs),
+    /// Check that this job's ranks can talk: every collective once, results verified.
+    DistCheck(cmd::dist_check::DistCheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Noise(args) => cmd::noise::run(args),
         Command::DataInfo(args) => cmd::data_info::run(args),
+        Command::DistCheck(args) => cmd::dist_check::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,4 +2,6 @@
 //! in the library modules.
 
 pub mod data_info;
+pub mod dist_args;
+pub mod dist_check;
 pub mod noise;

@@ -1,0 +1,20 @@
+// Shared between the shim's translation units: the handles behind the C ABI.
+#pragma once
+
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+
+enum { NLS_SUM = 0, NLS_MAX = 1, NLS_MIN = 2 };
+
+struct nls_store {
+  c10::intrusive_ptr<c10d::Store> store;
+};
+
+struct nls_group {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank;
+  int world;
+  std::chrono::milliseconds timeout;
+};

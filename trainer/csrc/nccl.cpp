@@ -1,0 +1,66 @@
+// The NCCL backend, compiled only when CUDA and NCCL headers are found (NLS_WITH_NCCL); otherwise
+// nls_group_new_nccl explains how to get a build that has it. Kept apart so the CPU build never
+// needs CUDA.
+#include "c10d_shim.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#ifdef NLS_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace {
+char* dup_message(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+}  // namespace
+
+extern "C" {
+
+int nls_nccl_compiled() {
+#ifdef NLS_WITH_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int nls_group_new_nccl(nls_store* store, int rank, int world, int64_t timeout_ms, int device,
+                       nls_group** out, char** err) {
+#ifdef NLS_WITH_NCCL
+  try {
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    // Python's default NCCL group: PrefixStore("default_pg") → "0/" → "cuda/".
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(
+        "cuda/", c10::make_intrusive<c10d::PrefixStore>(
+                     "0/", c10::make_intrusive<c10d::PrefixStore>("default_pg", store->store)));
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, world, opts);
+    backend->setSequenceNumberForGroup();
+    *out = new nls_group{backend, rank, world, timeout};
+    return 0;
+  } catch (const std::exception& e) {
+    *err = dup_message(e.what());
+  } catch (...) {
+    *err = dup_message("unknown C++ exception");
+  }
+  return 1;
+#else
+  (void)store, (void)rank, (void)world, (void)timeout_ms, (void)device, (void)out;
+  *err = dup_message(
+      "this trainer was built without NCCL (no CUDA headers were found at build time): install "
+      "them into the venv with `pip install \"cuda-toolkit[crt,cccl]==13.0.3\"`, rebuild, or use "
+      "--backend gloo");
+  return 1;
+#endif
+}
+
+}  // extern "C"

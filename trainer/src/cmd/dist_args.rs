@@ -1,0 +1,47 @@
+//! Options shared by every subcommand that joins the job's process group.
+
+use crate::cluster::ClusterEnv;
+use crate::distributed::{BackendKind, GroupOptions, ProcessGroup};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct DistArgs {
+    /// Communication backend: nccl on GPUs, gloo on CPUs; auto picks by CUDA availability.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
+    /// Seconds to wait for the rendezvous and for any one collective before failing.
+    #[arg(long, default_value_t = 600.0)]
+    pub dist_timeout_s: f64,
+}
+
+impl DistArgs {
+    /// Reads the cluster environment (SLURM, torchrun or single) and joins the group.
+    pub fn join(&self) -> Result<(ClusterEnv, ProcessGroup)> {
+        let env = ClusterEnv::from_env().context("reading the cluster environment")?;
+        anyhow::ensure!(
+            self.dist_timeout_s > 0.0 && self.dist_timeout_s.is_finite(),
+            "--dist-timeout-s must be a positive number of seconds, not {}",
+            self.dist_timeout_s
+        );
+        let opts = GroupOptions {
+            backend: self.backend,
+            timeout: Duration::from_secs_f64(self.dist_timeout_s),
+        };
+        let group = ProcessGroup::init(&env, &opts)?;
+        log::info!(
+            "rank {} of {} ({:?}, node {} of {}) joined via {}:{} with {} on {:?}",
+            env.rank,
+            env.world_size,
+            env.launcher,
+            env.node_rank,
+            env.num_nodes,
+            env.master_addr,
+            env.master_port,
+            group.backend_name(),
+            group.device()
+        );
+        Ok((env, group))
+    }
+}

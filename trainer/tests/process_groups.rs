@@ -1,0 +1,169 @@
+//! Real process groups on loopback: Rust ranks among themselves and beside Python
+//! `torch.distributed` ranks, failures that name the rank, and two jobs that derive one port.
+
+mod common;
+
+use common::ranks::{as_rank, describe, free_port, wait_all};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn rust_rank(rank: usize, world: usize, port: u16, extra: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    cmd.args(["dist-check", "--backend", "gloo", "--dist-timeout-s", "30"]).args(extra);
+    as_rank(cmd, rank, world, port).spawn().unwrap()
+}
+
+fn python_rank(rank: usize, world: usize, port: u16) -> Child {
+    let mut cmd = Command::new(common::python());
+    cmd.arg(common::workspace_root().join("tests/python/dist_peer.py"))
+        .env("NLS_DIST_TIMEOUT_S", "30");
+    as_rank(cmd, rank, world, port).spawn().unwrap()
+}
+
+fn all_ok(outputs: &[Output]) {
+    assert!(outputs.iter().all(|o| o.status.success()), "{}", describe(outputs));
+    for o in outputs {
+        assert!(String::from_utf8_lossy(&o.stdout).contains("dist-check ok"), "{}", describe(outputs));
+    }
+}
+
+#[test]
+fn rust_ranks_agree_on_every_collective() {
+    for world in [2, 4] {
+        let port = free_port();
+        let children = (0..world).map(|r| rust_rank(r, world, port, &["--rounds", "3"])).collect();
+        all_ok(&wait_all(children, LIMIT));
+    }
+}
+
+#[test]
+fn rust_and_python_ranks_share_a_group_in_both_orders() {
+    for python_is_rank0 in [false, true] {
+        let port = free_port();
+        let children = if python_is_rank0 {
+            vec![python_rank(0, 2, port), rust_rank(1, 2, port, &[])]
+        } else {
+            vec![rust_rank(0, 2, port, &[]), python_rank(1, 2, port)]
+        };
+        all_ok(&wait_all(children, LIMIT));
+    }
+}
+
+#[test]
+fn three_way_mixed_group() {
+    let port = free_port();
+    let children = vec![rust_rank(0, 3, port, &[]), python_rank(1, 3, port), rust_rank(2, 3, port, &[])];
+    all_ok(&wait_all(children, LIMIT));
+}
+
+/// Kills `victim` mid-run; the survivors must exit non-zero well within the timeout, naming the
+/// operation, their rank and what the store knows about the victim.
+fn kill_one(world: usize, victim: usize, expected: &str) {
+    let port = free_port();
+    let mut children: Vec<Child> = (0..world)
+        .map(|r| rust_rank(r, world, port, &["--rounds", "100000", "--pause-ms", "5"]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    children[victim].kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    let outputs = wait_all(children, Duration::from_secs(60));
+    let elapsed = killed_at.elapsed();
+    assert!(elapsed < Duration::from_secs(30), "survivors took {elapsed:?} (timeout is 30 s)");
+    for (r, o) in outputs.iter().enumerate().filter(|(r, _)| *r != victim) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "rank {r}:\n{}", describe(&outputs));
+        assert!(err.contains(&format!("failed on rank {r} of {world}")), "rank {r}: {err}");
+        assert!(err.contains(expected), "rank {r} should say {expected:?}: {err}");
+    }
+}
+
+#[test]
+fn killing_a_rank_fails_the_others_with_a_diagnosis() {
+    kill_one(3, 1, "no heartbeat from rank(s) [1]");
+    kill_one(2, 0, "rank 0, which hosts it, has exited");
+}
+
+#[test]
+fn a_hung_rank_times_out_the_others() {
+    let port = free_port();
+    let mut children: Vec<Child> = (0..2)
+        .map(|r| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+            cmd.args(["dist-check", "--backend", "gloo", "--dist-timeout-s", "4"])
+                .args(["--rounds", "100000", "--pause-ms", "5"]);
+            as_rank(cmd, r, 2, port).spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let victim = children[1].id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::SIGSTOP).unwrap();
+    let stopped_at = Instant::now();
+    let first = wait_all(children.drain(..1).collect(), Duration::from_secs(60));
+    let elapsed = stopped_at.elapsed();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::SIGKILL).unwrap();
+    let _ = wait_all(children, Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&first[0].stderr);
+    assert_eq!(first[0].status.code(), Some(2), "{err}");
+    assert!(err.contains("failed on rank 0 of 2"), "{err}");
+    assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(25), "{elapsed:?}: {err}");
+}
+
+#[test]
+fn a_busy_port_is_reported() {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = wait_all(vec![rust_rank(0, 2, port, &[])], LIMIT);
+    let err = String::from_utf8_lossy(&out[0].stderr);
+    assert_eq!(out[0].status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("port {port} on 127.0.0.1 is busy")), "{err}");
+    assert!(err.contains("MASTER_PORT"), "{err}");
+}
+
+fn slurm_rank(job: u64, rank: usize, world: usize) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    cmd.args(["dist-check", "--backend", "gloo", "--dist-timeout-s", "10"])
+        .args(["--rounds", "300", "--pause-ms", "10"]);
+    for var in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("SLURM_JOB_ID", job.to_string())
+        .env("SLURM_PROCID", rank.to_string())
+        .env("SLURM_LOCALID", rank.to_string())
+        .env("SLURM_NTASKS", world.to_string())
+        .env("SLURM_NODEID", "0")
+        .env("SLURM_JOB_NODELIST", "localhost")
+        .env("SLURM_TASKS_PER_NODE", world.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// Two job ids with the same derived port, that port currently free.
+fn colliding_jobs() -> (u64, u64) {
+    use trainer::cluster::derive_port;
+    let first = (700_000..800_000)
+        .find(|&j| std::net::TcpListener::bind(("0.0.0.0", derive_port(j, None))).is_ok())
+        .unwrap();
+    let port = derive_port(first, None);
+    let second = (first + 1..first + 10_000_000)
+        .find(|&j| derive_port(j, None) == port)
+        .expect("derive_port maps some other job id to the same port");
+    (first, second)
+}
+
+#[test]
+fn two_jobs_deriving_one_port_never_join_each_other() {
+    let (a, b) = colliding_jobs();
+    let children = vec![slurm_rank(a, 0, 2), slurm_rank(b, 0, 2), slurm_rank(a, 1, 2), slurm_rank(b, 1, 2)];
+    let out = wait_all(children, LIMIT);
+    let ok = |i: usize| out[i].status.success();
+    // Exactly one job completes (both of its ranks); every rank of the other fails cleanly.
+    let (winner, loser) = if ok(0) { ([0, 2], [1, 3]) } else { ([1, 3], [0, 2]) };
+    assert!(winner.iter().all(|&i| ok(i)), "{}", describe(&out));
+    assert!(loser.iter().all(|&i| out[i].status.code() == Some(2)), "{}", describe(&out));
+    let said = |i: usize| String::from_utf8_lossy(&out[i].stderr).into_owned();
+    assert!(said(loser[0]).contains("is busy"), "{}", said(loser[0]));
+    assert!(said(loser[1]).contains("belongs to another group"), "{}", said(loser[1]));
+}
