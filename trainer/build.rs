@@ -12,7 +12,8 @@ fn main() {
         println!("cargo:rerun-if-changed={f}");
     }
     let lib = PathBuf::from(
-        std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not export DEP_TCH_LIBTORCH_LIB"),
+        std::env::var("DEP_TCH_LIBTORCH_LIB")
+            .expect("torch-sys did not export DEP_TCH_LIBTORCH_LIB"),
     );
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     compile_shim(&lib);
@@ -27,7 +28,9 @@ fn main() {
 
 fn compile_shim(lib: &Path) {
     let torch = lib.parent().expect("libtorch lib dir has a parent");
-    shim_build(torch).file("csrc/c10d_shim.cpp").compile("nls_c10d");
+    shim_build(torch)
+        .file("csrc/c10d_shim.cpp")
+        .compile("nls_c10d");
     compile_nccl(torch);
 }
 

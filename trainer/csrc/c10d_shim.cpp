@@ -124,7 +124,7 @@ extern "C" {
 void nls_free_string(char* s) { std::free(s); }
 
 int nls_store_new(const char* host, uint16_t port, int is_server, int world, int64_t timeout_ms,
-                  nls_store** out, char** err) {
+                  const char* prefix, nls_store** out, char** err) {
   return guarded(err, [&] {
     c10d::TCPStoreOptions opts;
     opts.port = port;
@@ -135,21 +135,26 @@ int nls_store_new(const char* host, uint16_t port, int is_server, int world, int
     opts.waitWorkers = false;
     opts.multiTenant = true;  // as Python's env:// rendezvous does
     opts.timeout = std::chrono::milliseconds(timeout_ms);
-    auto store = c10::make_intrusive<c10d::TCPStore>(host, opts);
-    *out = new nls_store{store};
+    c10::intrusive_ptr<c10d::Store> tcp = c10::make_intrusive<c10d::TCPStore>(host, opts);
+    auto store = tcp;
+    if (std::strlen(prefix) > 0) store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
+    *out = new nls_store{store, tcp};
   });
 }
 
 int nls_store_wait_workers(nls_store* store, char** err) {
   return guarded(err, [&] {
-    auto* tcp = dynamic_cast<c10d::TCPStore*>(store->store.get());
+    auto* tcp = dynamic_cast<c10d::TCPStore*>(store->tcp.get());
     if (tcp == nullptr) throw std::logic_error("not a TCPStore");
     tcp->waitForWorkers();
   });
 }
 
 int nls_store_clone(nls_store* store, nls_store** out, char** err) {
-  return guarded(err, [&] { *out = new nls_store{store->store->clone()}; });
+  return guarded(err, [&] {
+    auto copy = store->store->clone();
+    *out = new nls_store{copy, copy};
+  });
 }
 
 void nls_store_free(nls_store* store) { delete store; }

@@ -9,7 +9,8 @@
 enum { NLS_SUM = 0, NLS_MAX = 1, NLS_MIN = 2 };
 
 struct nls_store {
-  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Store> store;  // what collectives and keys use (maybe prefixed)
+  c10::intrusive_ptr<c10d::Store> tcp;    // the TCPStore underneath, for waitForWorkers
 };
 
 struct nls_group {

@@ -23,6 +23,8 @@ enum Command {
     DataInfo(cmd::data_info::DataInfoArgs),
     /// Check that this job's ranks can talk: every collective once, results verified.
     DistCheck(cmd::dist_check::DistCheckArgs),
+    /// Measure all-reduce bandwidth and gradient-sync time between this job's ranks.
+    DistBench(cmd::dist_bench::DistBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Noise(args) => cmd::noise::run(args),
         Command::DataInfo(args) => cmd::data_info::run(args),
         Command::DistCheck(args) => cmd::dist_check::run(args),
+        Command::DistBench(args) => cmd::dist_bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

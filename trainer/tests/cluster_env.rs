@@ -62,6 +62,7 @@ fn slurm_multi_node() {
         array_job_id: None,
         array_task_id: None,
         restart_count: 0,
+        agent_store_prefix: None,
     };
     assert_eq!(env, want);
     assert!(!env.is_main());
@@ -104,6 +105,27 @@ fn slurm_variants() {
                 assert_eq!(e.nodes, strings(&["n2", "n3"]));
                 assert_eq!((e.num_nodes, e.local_world_size), (2, 4));
                 assert_eq!(e.master_addr, "n2");
+            },
+        ),
+        (
+            "srun --preserve-env: step counts win over the job's",
+            with(
+                SLURM,
+                &[
+                    ("SLURM_NTASKS", "16"),
+                    ("SLURM_NNODES", "4"),
+                    ("SLURM_JOB_NODELIST", "gpu-[01-04]"),
+                    ("SLURM_JOB_NUM_NODES", "4"),
+                    ("SLURM_TASKS_PER_NODE", "4(x4)"),
+                    ("SLURM_STEP_NUM_TASKS", "8"),
+                    ("SLURM_STEP_NODELIST", "gpu-[01-02]"),
+                    ("SLURM_STEP_NUM_NODES", "2"),
+                    ("SLURM_STEP_TASKS_PER_NODE", "4(x2)"),
+                ],
+            ),
+            |e| {
+                assert_eq!((e.world_size, e.num_nodes, e.local_world_size), (8, 2, 4));
+                assert_eq!(e.nodes, strings(&["gpu-01", "gpu-02"]));
             },
         ),
         (
@@ -221,6 +243,7 @@ fn torchrun_full() {
         ("MASTER_PORT", "29400"),
         ("TORCHELASTIC_RUN_ID", "job7"),
         ("TORCHELASTIC_RESTART_COUNT", "2"),
+        ("TORCHELASTIC_USE_AGENT_STORE", "True"),
     ])
     .unwrap();
     let want = ClusterEnv {
@@ -239,6 +262,7 @@ fn torchrun_full() {
         array_job_id: None,
         array_task_id: None,
         restart_count: 2,
+        agent_store_prefix: Some("/worker/attempt_2".into()),
     };
     assert_eq!(env, want);
 }
@@ -334,12 +358,16 @@ fn malformed_values_are_clear_errors() {
             "SLURM_LOCALID=' 1' is not".into(),
         ),
         (
+            with(SLURM, &[("SLURM_STEP_NUM_TASKS", "6")]),
+            "SLURM_TASKS_PER_NODE='4(x2)' sums to 8 tasks but SLURM_STEP_NUM_TASKS=6".into(),
+        ),
+        (
             with(SLURM, &[("SLURM_NTASKS", "0")]),
             "SLURM_NTASKS='0' is not a positive integer".into(),
         ),
         (
             with(SLURM, &[("SLURM_NTASKS", "")]),
-            format!("SLURM_NTASKS (or SLURM_NPROCS) is not set {hint}"),
+            format!("SLURM_STEP_NUM_TASKS (or SLURM_NTASKS, SLURM_NPROCS) is not set {hint}"),
         ),
         (
             with(SLURM, &[("SLURM_NODEID", "")]),
@@ -412,7 +440,7 @@ fn malformed_values_are_clear_errors() {
                 SLURM,
                 &[("SLURM_NTASKS", "7"), ("SLURM_TASKS_PER_NODE", "")],
             ),
-            "SLURM_NTASKS=7 does not divide over 2 nodes".into(),
+            "SLURM_NTASKS=7 tasks do not divide over 2 nodes".into(),
         ),
         (
             with(SLURM, &[("MASTER_PORT", "0")]),
@@ -491,7 +519,8 @@ fn malformed_values_are_clear_errors() {
         ),
     ];
     for (vars, want) in cases {
-        match read(&vars) {
+        // Errors must travel through `?` into the trainer's anyhow results.
+        match read(&vars).map_err(anyhow::Error::from) {
             Ok(env) => {
                 panic!("{vars:?} was accepted as {env:?}; want an error mentioning {want:?}")
             }

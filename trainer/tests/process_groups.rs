@@ -11,7 +11,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn rust_rank(rank: usize, world: usize, port: u16, extra: &[&str]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
-    cmd.args(["dist-check", "--backend", "gloo", "--dist-timeout-s", "30"]).args(extra);
+    cmd.args(["dist-check", "--backend", "gloo", "--dist-timeout-s", "30"])
+        .args(extra);
     as_rank(cmd, rank, world, port).spawn().unwrap()
 }
 
@@ -23,9 +24,17 @@ fn python_rank(rank: usize, world: usize, port: u16) -> Child {
 }
 
 fn all_ok(outputs: &[Output]) {
-    assert!(outputs.iter().all(|o| o.status.success()), "{}", describe(outputs));
+    assert!(
+        outputs.iter().all(|o| o.status.success()),
+        "{}",
+        describe(outputs)
+    );
     for o in outputs {
-        assert!(String::from_utf8_lossy(&o.stdout).contains("dist-check ok"), "{}", describe(outputs));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("dist-check ok"),
+            "{}",
+            describe(outputs)
+        );
     }
 }
 
@@ -33,7 +42,9 @@ fn all_ok(outputs: &[Output]) {
 fn rust_ranks_agree_on_every_collective() {
     for world in [2, 4] {
         let port = free_port();
-        let children = (0..world).map(|r| rust_rank(r, world, port, &["--rounds", "3"])).collect();
+        let children = (0..world)
+            .map(|r| rust_rank(r, world, port, &["--rounds", "3"]))
+            .collect();
         all_ok(&wait_all(children, LIMIT));
     }
 }
@@ -54,7 +65,11 @@ fn rust_and_python_ranks_share_a_group_in_both_orders() {
 #[test]
 fn three_way_mixed_group() {
     let port = free_port();
-    let children = vec![rust_rank(0, 3, port, &[]), python_rank(1, 3, port), rust_rank(2, 3, port, &[])];
+    let children = vec![
+        rust_rank(0, 3, port, &[]),
+        python_rank(1, 3, port),
+        rust_rank(2, 3, port, &[]),
+    ];
     all_ok(&wait_all(children, LIMIT));
 }
 
@@ -70,12 +85,26 @@ fn kill_one(world: usize, victim: usize, expected: &str) {
     let killed_at = Instant::now();
     let outputs = wait_all(children, Duration::from_secs(60));
     let elapsed = killed_at.elapsed();
-    assert!(elapsed < Duration::from_secs(30), "survivors took {elapsed:?} (timeout is 30 s)");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "survivors took {elapsed:?} (timeout is 30 s)"
+    );
     for (r, o) in outputs.iter().enumerate().filter(|(r, _)| *r != victim) {
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "rank {r}:\n{}", describe(&outputs));
-        assert!(err.contains(&format!("failed on rank {r} of {world}")), "rank {r}: {err}");
-        assert!(err.contains(expected), "rank {r} should say {expected:?}: {err}");
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "rank {r}:\n{}",
+            describe(&outputs)
+        );
+        assert!(
+            err.contains(&format!("failed on rank {r} of {world}")),
+            "rank {r}: {err}"
+        );
+        assert!(
+            err.contains(expected),
+            "rank {r} should say {expected:?}: {err}"
+        );
     }
 }
 
@@ -98,16 +127,27 @@ fn a_hung_rank_times_out_the_others() {
         .collect();
     std::thread::sleep(Duration::from_secs(3));
     let victim = children[1].id() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::SIGSTOP,
+    )
+    .unwrap();
     let stopped_at = Instant::now();
     let first = wait_all(children.drain(..1).collect(), Duration::from_secs(60));
     let elapsed = stopped_at.elapsed();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
     let _ = wait_all(children, Duration::from_secs(5));
     let err = String::from_utf8_lossy(&first[0].stderr);
     assert_eq!(first[0].status.code(), Some(2), "{err}");
     assert!(err.contains("failed on rank 0 of 2"), "{err}");
-    assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(25), "{elapsed:?}: {err}");
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(25),
+        "{elapsed:?}: {err}"
+    );
 }
 
 #[test]
@@ -117,7 +157,10 @@ fn a_busy_port_is_reported() {
     let out = wait_all(vec![rust_rank(0, 2, port, &[])], LIMIT);
     let err = String::from_utf8_lossy(&out[0].stderr);
     assert_eq!(out[0].status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("port {port} on 127.0.0.1 is busy")), "{err}");
+    assert!(
+        err.contains(&format!("port {port} on 127.0.0.1 is busy")),
+        "{err}"
+    );
     assert!(err.contains("MASTER_PORT"), "{err}");
 }
 
@@ -125,7 +168,14 @@ fn slurm_rank(job: u64, rank: usize, world: usize) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
     cmd.args(["dist-check", "--backend", "gloo", "--dist-timeout-s", "10"])
         .args(["--rounds", "300", "--pause-ms", "10"]);
-    for var in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"] {
+    for var in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "TORCHELASTIC_RUN_ID",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("SLURM_JOB_ID", job.to_string())
@@ -156,14 +206,68 @@ fn colliding_jobs() -> (u64, u64) {
 #[test]
 fn two_jobs_deriving_one_port_never_join_each_other() {
     let (a, b) = colliding_jobs();
-    let children = vec![slurm_rank(a, 0, 2), slurm_rank(b, 0, 2), slurm_rank(a, 1, 2), slurm_rank(b, 1, 2)];
+    let children = vec![
+        slurm_rank(a, 0, 2),
+        slurm_rank(b, 0, 2),
+        slurm_rank(a, 1, 2),
+        slurm_rank(b, 1, 2),
+    ];
     let out = wait_all(children, LIMIT);
     let ok = |i: usize| out[i].status.success();
     // Exactly one job completes (both of its ranks); every rank of the other fails cleanly.
-    let (winner, loser) = if ok(0) { ([0, 2], [1, 3]) } else { ([1, 3], [0, 2]) };
+    let (winner, loser) = if ok(0) {
+        ([0, 2], [1, 3])
+    } else {
+        ([1, 3], [0, 2])
+    };
     assert!(winner.iter().all(|&i| ok(i)), "{}", describe(&out));
-    assert!(loser.iter().all(|&i| out[i].status.code() == Some(2)), "{}", describe(&out));
+    assert!(
+        loser.iter().all(|&i| out[i].status.code() == Some(2)),
+        "{}",
+        describe(&out)
+    );
     let said = |i: usize| String::from_utf8_lossy(&out[i].stderr).into_owned();
     assert!(said(loser[0]).contains("is busy"), "{}", said(loser[0]));
-    assert!(said(loser[1]).contains("belongs to another group"), "{}", said(loser[1]));
+    assert!(
+        said(loser[1]).contains("belongs to another group"),
+        "{}",
+        said(loser[1])
+    );
+}
+
+#[test]
+fn torchrun_launches_rust_ranks() {
+    let port = free_port().to_string();
+    let out = Command::new(common::python())
+        .args([
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port,
+        ])
+        .args([
+            "--no-python",
+            env!("CARGO_BIN_EXE_trainer"),
+            "dist-check",
+            "--backend",
+            "gloo",
+        ])
+        .args(["--dist-timeout-s", "30", "--rounds", "2"])
+        .env_remove("SLURM_PROCID")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for r in 0..2 {
+        assert!(
+            stdout.contains(&format!("dist-check ok: rank {r} of 2")),
+            "{stdout}"
+        );
+    }
 }

@@ -1,13 +1,5 @@
-//! Which launcher started this process, and where the process sits in the job.
-//!
-//! Detection, first match wins:
-//! 1. `TORCHELASTIC_RUN_ID` set → torchrun. torchrun started inside a SLURM allocation (one
-//!    `srun` task per node running `torchrun`) inherits `SLURM_PROCID` & co., but those describe
-//!    the srun task that ran torchrun, not the worker; torchrun's own variables are the truth.
-//! 2. `SLURM_PROCID` set → SLURM (`srun` sets it for every task of a step).
-//! 3. `RANK` or `WORLD_SIZE` set → torchrun (or any launcher using torch's variables). Both are
-//!    then required: half a configuration is an error, not a silent single-process run.
-//! 4. Otherwise a single process.
+//! Which launcher started this process, and where the process sits in the job. The detection
+//! order is documented on [`ClusterEnv::from_vars`], where users of the crate can see it.
 
 use super::port::DEFAULT_PORT;
 use super::vars::Vars;
@@ -17,10 +9,14 @@ use std::fmt;
 /// torch's default rendezvous address for a job on one machine.
 pub(super) const DEFAULT_ADDR: &str = "127.0.0.1";
 
+/// What started this process, which decides the variables it is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launcher {
+    /// A task of an `srun` step.
     Slurm,
+    /// A torchrun worker, or any launcher that sets torch's `RANK`/`WORLD_SIZE`.
     Torchrun,
+    /// Started by hand: rank 0 of 1.
     Single,
 }
 
@@ -57,6 +53,10 @@ pub struct ClusterEnv {
     pub array_task_id: Option<u64>,
     /// `SLURM_RESTART_COUNT` (requeues), or `TORCHELASTIC_RESTART_COUNT`; 0 when unset.
     pub restart_count: u32,
+    /// Under torchrun with `TORCHELASTIC_USE_AGENT_STORE=True`, torchrun's agent already serves
+    /// the store at MASTER_ADDR:MASTER_PORT: every worker joins it as a client, under this
+    /// prefix (`/worker/attempt_<restart>`), as Python's env:// rendezvous does.
+    pub agent_store_prefix: Option<String>,
 }
 
 impl ClusterEnv {
@@ -67,7 +67,15 @@ impl ClusterEnv {
     }
 
     /// Detect the launcher and read its variables through `get`: the testable core of
-    /// [`from_env`](Self::from_env).
+    /// [`from_env`](Self::from_env). Detection, first match wins:
+    ///
+    /// 1. `TORCHELASTIC_RUN_ID` set → torchrun. torchrun started inside a SLURM allocation (one
+    ///    `srun` task per node running `torchrun`) inherits `SLURM_PROCID` & co., but those
+    ///    describe the srun task that ran torchrun, not this worker; torchrun's variables win.
+    /// 2. `SLURM_PROCID` set → SLURM (`srun` sets it for every task of a step).
+    /// 3. `RANK` or `WORLD_SIZE` set → torchrun (or any launcher using torch's variables). Both
+    ///    are then required: half a configuration is an error, not a silent single-process run.
+    /// 4. Otherwise a single process (`MASTER_ADDR`/`MASTER_PORT` still honoured).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<ClusterEnv, ClusterError> {
         let vars = Vars(get);
         match detect(&vars) {
@@ -95,6 +103,7 @@ impl ClusterEnv {
             array_job_id: None,
             array_task_id: None,
             restart_count: 0,
+            agent_store_prefix: None,
         }
     }
 

@@ -7,10 +7,10 @@
 //! values are errors that name the variable and the value: a job that guesses its rank wrong
 //! hangs at rendezvous, which is far harder to diagnose than a refusal to start.
 //!
-//! - [`env`]: launcher detection and [`ClusterEnv`] (see its docs for the detection order).
+//! - [`ClusterEnv`]: the result; [`ClusterEnv::from_vars`] documents the launcher detection.
 //! - [`hostlist`]: SLURM node lists, `gpu-[01-03,07],cpu5`.
 //! - [`tasks`]: SLURM tasks-per-node lists, `4(x2),3`.
-//! - [`port`]: the rendezvous port derived from the job id.
+//! - [`derive_port`]: the rendezvous port derived from the job id.
 
 mod env;
 mod error;

@@ -2,8 +2,13 @@
 //!
 //! Within a step, the step's own variables describe the processes that will meet; the job's
 //! describe the whole allocation, which a step may use only part of (`srun -N1` in a two-node
-//! job). So the step's node list and tasks-per-node are preferred, and each node list is checked
-//! only against the node count of the same scope.
+//! job), and `srun --preserve-env` leaves `SLURM_NTASKS` and `SLURM_NNODES` at the job's values.
+//! So the step's task count, node list and tasks-per-node are preferred, and each node list is
+//! checked only against the node count of the same scope.
+//!
+//! Not detected: running the trainer directly in an `sbatch` script without `srun`. The batch
+//! script is task 0 of the job, so it reads as rank 0 of the job's task count and will wait at
+//! rendezvous for peers that were never started.
 
 use super::env::{ensure, ClusterEnv, Launcher};
 use super::vars::Vars;
@@ -12,6 +17,7 @@ use super::{derive_port, hostlist, parse_tasks_per_node, ClusterError};
 type Result<T> = std::result::Result<T, ClusterError>;
 
 const HINT: &str = "set by srun; are you running inside a SLURM step?";
+const WORLD_VARS: [&str; 3] = ["SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_NPROCS"];
 const NODE_LISTS: [&str; 3] = [
     "SLURM_STEP_NODELIST",
     "SLURM_JOB_NODELIST",
@@ -21,14 +27,15 @@ const TASK_LISTS: [&str; 2] = ["SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NOD
 
 pub(super) fn read<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<ClusterEnv> {
     let rank = v.uint(&["SLURM_PROCID"], HINT)?;
-    let world_size = v.positive(&["SLURM_NTASKS", "SLURM_NPROCS"], HINT)?;
+    let world_size = v.positive(&WORLD_VARS, HINT)?;
     let local_rank = v.uint(&["SLURM_LOCALID"], HINT)?;
     let node_rank = v.uint(&["SLURM_NODEID"], HINT)?;
     let job: u64 = v.uint(&["SLURM_JOB_ID", "SLURM_JOBID"], HINT)?;
     let array_task_id = v.opt_uint(&["SLURM_ARRAY_TASK_ID"], HINT)?;
     let nodes = nodes(v)?;
     check(rank < world_size, || {
-        format!("SLURM_PROCID={rank} is not below SLURM_NTASKS={world_size}")
+        let world_var = v.first_name(&WORLD_VARS);
+        format!("SLURM_PROCID={rank} is not below {world_var}={world_size}")
     })?;
     check(node_rank < nodes.len(), || {
         format!(
@@ -58,6 +65,7 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Cluster
         array_job_id: v.opt_uint(&["SLURM_ARRAY_JOB_ID"], HINT)?,
         array_task_id,
         restart_count: v.opt_uint(&["SLURM_RESTART_COUNT"], HINT)?.unwrap_or(0),
+        agent_store_prefix: None,
     })
 }
 
@@ -75,8 +83,8 @@ fn nodes<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Vec<String>> {
         "SLURM_STEP_NODELIST" => &["SLURM_STEP_NUM_NODES"],
         _ => &["SLURM_JOB_NUM_NODES", "SLURM_NNODES"],
     };
-    if let Some((count_var, _)) = v.first(count_vars) {
-        let count: usize = v.uint(count_vars, HINT)?;
+    if let Some(count) = v.opt_uint::<usize>(count_vars, HINT)? {
+        let count_var = v.first_name(count_vars);
         check(count == nodes.len(), || {
             format!(
                 "{count_var}={count} but {var}='{list}' names {} nodes",
@@ -97,8 +105,8 @@ fn local_world_size<F: Fn(&str) -> Option<String>>(
     let Some((var, list)) = v.first(&TASK_LISTS) else {
         check(world_size.is_multiple_of(num_nodes), || {
             format!(
-                "SLURM_NTASKS={world_size} does not divide over {num_nodes} nodes and \
-                 {} is unset",
+                "{}={world_size} tasks do not divide over {num_nodes} nodes and {} is unset",
+                v.first_name(&WORLD_VARS),
                 TASK_LISTS.join(" / ")
             )
         })?;
@@ -107,7 +115,8 @@ fn local_world_size<F: Fn(&str) -> Option<String>>(
     let counts = parse_tasks_per_node(&list).map_err(|e| e.in_var(var))?;
     let sum = counts.iter().fold(0usize, |s, &c| s.saturating_add(c));
     check(counts.len() != num_nodes || sum == world_size, || {
-        format!("{var}='{list}' sums to {sum} tasks but SLURM_NTASKS={world_size}")
+        let world_var = v.first_name(&WORLD_VARS);
+        format!("{var}='{list}' sums to {sum} tasks but {world_var}={world_size}")
     })?;
     check(node_rank < counts.len(), || {
         format!("{var}='{list}' has no entry for SLURM_NODEID={node_rank}")

@@ -33,7 +33,7 @@ fn parse_item(item: &str) -> Result<(usize, usize), String> {
     let repeat = rest
         .strip_prefix('x')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("'{item}' has a malformed repeat: expected 'N(xR)'"))?;
+        .ok_or_else(|| format!("the repeat in '{item}' is not of the form '(xR)'"))?;
     Ok((
         positive(tasks, "task count", item)?,
         positive(repeat, "repeat count", item)?,
@@ -74,9 +74,9 @@ mod tests {
         let cases = [
             ("4(x0)", "repeat count '0'"),
             ("(x2)", "task count ''"),
-            ("4(2)", "malformed repeat"),
-            ("4(x2", "malformed repeat"),
-            ("4(y2)", "malformed repeat"),
+            ("4(2)", "repeat in '4(2)' is not of the form"),
+            ("4(x2", "repeat in '4(x2'"),
+            ("4(y2)", "repeat in '4(y2)'"),
             ("a", "task count 'a'"),
             ("0", "task count '0'"),
             ("-1", "task count '-1'"),

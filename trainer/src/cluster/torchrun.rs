@@ -34,6 +34,9 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Cluster
         format!("GROUP_RANK={node_rank} is not below the node count {num_nodes} (WORLD_SIZE / LOCAL_WORLD_SIZE)")
     })?;
     let master_addr = v.master_addr()?.unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    let restart_count = v
+        .opt_uint(&["TORCHELASTIC_RESTART_COUNT"], HINT)?
+        .unwrap_or(0);
     Ok(ClusterEnv {
         launcher: Launcher::Torchrun,
         rank,
@@ -49,9 +52,10 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Cluster
         step_id: None,
         array_job_id: None,
         array_task_id: None,
-        restart_count: v
-            .opt_uint(&["TORCHELASTIC_RESTART_COUNT"], HINT)?
-            .unwrap_or(0),
+        restart_count,
+        // torch/distributed/rendezvous.py: `_torchelastic_use_agent_store()`.
+        agent_store_prefix: (v.get("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"))
+            .then(|| format!("/worker/attempt_{restart_count}")),
     })
 }
 

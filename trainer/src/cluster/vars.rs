@@ -26,6 +26,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         names.iter().find_map(|&n| self.get(n).map(|v| (n, v)))
     }
 
+    /// The name under which [`first`](Self::first) finds a value, for messages; the preferred
+    /// name when none is set.
+    pub fn first_name(&self, names: &[&'static str]) -> &'static str {
+        self.first(names).map_or(names[0], |(n, _)| n)
+    }
+
     /// The error for "none of `names` is set", naming the preferred one and its aliases.
     pub fn missing(&self, names: &[&str], hint: &'static str) -> ClusterError {
         let var = match names {

@@ -52,7 +52,11 @@ pub fn check_round(group: &ProcessGroup) -> Result<()> {
     // 2. max of r = w-1; integers travel exactly
     let mut t = Tensor::from_slice(&[r as i64, -(r as i64)]).to_device(dev);
     group.all_reduce(&mut t, ReduceOp::Max)?;
-    expect("all_reduce max", &t, &Tensor::from_slice(&[w as i64 - 1, 0]).to_device(dev))?;
+    expect(
+        "all_reduce max",
+        &t,
+        &Tensor::from_slice(&[w as i64 - 1, 0]).to_device(dev),
+    )?;
 
     // 3. average of r·[1..5] = (w-1)/2·[1..5]
     let mut t = &base * r;
@@ -63,7 +67,11 @@ pub fn check_round(group: &ProcessGroup) -> Result<()> {
     let root = group.world_size() - 1;
     let mut t = Tensor::arange(4, (Kind::Float, dev)) + 100.0 * r;
     group.broadcast(&mut t, root)?;
-    expect("broadcast", &t, &(Tensor::arange(4, (Kind::Float, dev)) + 100.0 * root as f64))?;
+    expect(
+        "broadcast",
+        &t,
+        &(Tensor::arange(4, (Kind::Float, dev)) + 100.0 * root as f64),
+    )?;
 
     // 5. all_gather of a 2×3 block filled with r: rows 2k, 2k+1 hold k
     let t = Tensor::full([2, 3], r, (Kind::Float, dev));
@@ -81,7 +89,10 @@ pub fn check_round(group: &ProcessGroup) -> Result<()> {
 fn expect(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
     let (got, want) = (got.to_device(Device::Cpu), want.to_device(Device::Cpu));
     ensure!(
-        got.size() == want.size() && got.to_kind(Kind::Double).allclose(&want.to_kind(Kind::Double), 1e-6, 1e-6, false),
+        got.size() == want.size()
+            && got
+                .to_kind(Kind::Double)
+                .allclose(&want.to_kind(Kind::Double), 1e-6, 1e-6, false),
         "{what}: got {:?}, expected {:?}",
         Vec::<f64>::try_from(got.to_kind(Kind::Double).flatten(0, -1))?,
         Vec::<f64>::try_from(want.to_kind(Kind::Double).flatten(0, -1))?

@@ -3,5 +3,6 @@
 
 pub mod data_info;
 pub mod dist_args;
+pub mod dist_bench;
 pub mod dist_check;
 pub mod noise;

@@ -70,7 +70,11 @@ impl GradSync {
         if group.world_size() == 1 {
             return Ok(());
         }
-        tch::no_grad(|| self.buckets.iter().try_for_each(|b| average_bucket(group, b)))
+        tch::no_grad(|| {
+            self.buckets
+                .iter()
+                .try_for_each(|b| average_bucket(group, b))
+        })
     }
 }
 
@@ -107,4 +111,3 @@ pub fn gradient_bytes(vs: &VarStore) -> i64 {
         .map(|v| v.numel() as i64 * v.kind().elt_size_in_bytes() as i64)
         .sum()
 }
-

@@ -9,7 +9,11 @@ pub enum DistError {
         "port {port} on {host} is busy (another job or a leftover process holds it): set \
          MASTER_PORT to a free port, or wait for that process to exit\n  ({cause})"
     )]
-    PortBusy { host: String, port: u16, cause: String },
+    PortBusy {
+        host: String,
+        port: u16,
+        cause: String,
+    },
 
     #[error(
         "the rendezvous at {addr} belongs to another group ({found:?}, not ours {ours:?}): two \
@@ -78,9 +82,12 @@ fn diagnosis(missing: &Missing) -> String {
              collectives in a different order)"
                 .into()
         }
-        Missing::Ranks(r) => format!("\n  (no heartbeat from rank(s) {r:?}: they have exited or hung)"),
+        Missing::Ranks(r) => {
+            format!("\n  (no heartbeat from rank(s) {r:?}: they have exited or hung)")
+        }
         Missing::StoreGone => {
-            "\n  (the rendezvous store is unreachable, so rank 0, which hosts it, has exited)".into()
+            "\n  (the rendezvous store is unreachable, so rank 0, which hosts it, has exited)"
+                .into()
         }
     }
 }

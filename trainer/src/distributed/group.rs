@@ -166,8 +166,12 @@ impl ProcessGroup {
 
     /// Sum over ranks that keeps the graph (its gradient is summed over ranks as well).
     pub fn all_reduce_sum_with_grad(&self, t: &Tensor) -> Result<Tensor, DistError> {
-        self.gather_like("all_reduce_sum_with_grad", t, ffi::nls_allreduce_sum_with_grad)
-            .map(|o| o.unwrap_or_else(|| t.shallow_clone()))
+        self.gather_like(
+            "all_reduce_sum_with_grad",
+            t,
+            ffi::nls_allreduce_sum_with_grad,
+        )
+        .map(|o| o.unwrap_or_else(|| t.shallow_clone()))
     }
 
     /// Waits until every rank has reached this point.
@@ -209,7 +213,10 @@ impl ProcessGroup {
         f: impl FnOnce(*mut *mut c_char) -> c_int,
     ) -> Result<(), DistError> {
         ffi::call(f).map_err(|cause| {
-            log::error!("{op} failed on rank {}: {cause}; asking the store which ranks are gone", self.rank);
+            log::error!(
+                "{op} failed on rank {}: {cause}; asking the store which ranks are gone",
+                self.rank
+            );
             DistError::Collective {
                 op,
                 rank: self.rank,
@@ -225,7 +232,14 @@ impl ProcessGroup {
             return Err(self.bad_tensor(op, "needs a contiguous tensor (call .contiguous())"));
         }
         if t.device() != self.device && self.backend == "nccl" {
-            return Err(self.bad_tensor(op, &format!("tensor is on {:?}, the group on {:?}", t.device(), self.device)));
+            return Err(self.bad_tensor(
+                op,
+                &format!(
+                    "tensor is on {:?}, the group on {:?}",
+                    t.device(),
+                    self.device
+                ),
+            ));
         }
         Ok(())
     }
@@ -268,7 +282,10 @@ fn connect(env: &ClusterEnv, opts: &GroupOptions, device: Device) -> Result<Conn
 fn connect_store(env: &ClusterEnv, timeout: Duration) -> Result<Store, DistError> {
     let (host, port) = (&env.master_addr, env.master_port);
     log::debug!("rank {} joining the rendezvous at {host}:{port}", env.rank);
-    Store::connect(host, port, env.rank == 0, env.world_size, timeout).map_err(|cause| {
+    // Under torchrun's agent store nobody serves: the agent already does.
+    let prefix = env.agent_store_prefix.as_deref().unwrap_or("");
+    let is_server = env.rank == 0 && env.agent_store_prefix.is_none();
+    Store::connect(host, port, is_server, env.world_size, timeout, prefix).map_err(|cause| {
         if cause.contains("EADDRINUSE") || cause.contains("already in use") {
             DistError::PortBusy {
                 host: host.clone(),
@@ -320,15 +337,33 @@ fn create_backend(
     let timeout_ms = opts.timeout.as_millis() as i64;
     let mut raw = std::ptr::null_mut();
     let (name, result) = match device {
-        Device::Cuda(index) => ("nccl", ffi::call(|err| unsafe {
-            ffi::nls_group_new_nccl(store.raw(), rank, world, timeout_ms, index as c_int, &mut raw, err)
-        })),
-        _ if opts.backend == BackendKind::Nccl => ("nccl", Err(
-            "--backend nccl needs CUDA, and no CUDA device is visible to this process".to_string(),
-        )),
-        _ => ("gloo", ffi::call(|err| unsafe {
-            ffi::nls_group_new_gloo(store.raw(), rank, world, timeout_ms, &mut raw, err)
-        })),
+        Device::Cuda(index) => (
+            "nccl",
+            ffi::call(|err| unsafe {
+                ffi::nls_group_new_nccl(
+                    store.raw(),
+                    rank,
+                    world,
+                    timeout_ms,
+                    index as c_int,
+                    &mut raw,
+                    err,
+                )
+            }),
+        ),
+        _ if opts.backend == BackendKind::Nccl => (
+            "nccl",
+            Err(
+                "--backend nccl needs CUDA, and no CUDA device is visible to this process"
+                    .to_string(),
+            ),
+        ),
+        _ => (
+            "gloo",
+            ffi::call(|err| unsafe {
+                ffi::nls_group_new_gloo(store.raw(), rank, world, timeout_ms, &mut raw, err)
+            }),
+        ),
     };
     result.map_err(|cause| DistError::Backend {
         backend: name,

@@ -15,6 +15,7 @@ unsafe impl Send for Store {}
 
 impl Store {
     /// Rank 0 (`is_server`) listens on `port`; the others connect (retrying until `timeout`).
+    /// A non-empty `prefix` puts every key under it (torchrun's agent store).
     /// Call [`Store::wait_workers`] next, as Python's TCPStore does with `wait_for_workers=True`.
     pub fn connect(
         host: &str,
@@ -22,8 +23,9 @@ impl Store {
         is_server: bool,
         world: usize,
         timeout: Duration,
+        prefix: &str,
     ) -> Result<Store, String> {
-        let c_host = cstring(host)?;
+        let (c_host, c_prefix) = (cstring(host)?, cstring(prefix)?);
         let mut raw = std::ptr::null_mut();
         ffi::call(|err| unsafe {
             ffi::nls_store_new(
@@ -32,6 +34,7 @@ impl Store {
                 is_server as c_int,
                 world as c_int,
                 timeout.as_millis() as i64,
+                c_prefix.as_ptr(),
                 &mut raw,
                 err,
             )
@@ -68,7 +71,14 @@ impl Store {
         let (k, e, d) = (cstring(key)?, cstring(expected)?, cstring(desired)?);
         let mut current = std::ptr::null_mut();
         ffi::call(|err| unsafe {
-            ffi::nls_store_compare_set(self.raw, k.as_ptr(), e.as_ptr(), d.as_ptr(), &mut current, err)
+            ffi::nls_store_compare_set(
+                self.raw,
+                k.as_ptr(),
+                e.as_ptr(),
+                d.as_ptr(),
+                &mut current,
+                err,
+            )
         })?;
         Ok(unsafe { ffi::take_string(current) }.unwrap_or_default())
     }
@@ -77,7 +87,9 @@ impl Store {
     pub fn add(&self, key: &str, delta: i64) -> Result<i64, String> {
         let k = cstring(key)?;
         let mut value = 0;
-        ffi::call(|err| unsafe { ffi::nls_store_add(self.raw, k.as_ptr(), delta, &mut value, err) })?;
+        ffi::call(|err| unsafe {
+            ffi::nls_store_add(self.raw, k.as_ptr(), delta, &mut value, err)
+        })?;
         Ok(value)
     }
 

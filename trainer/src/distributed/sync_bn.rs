@@ -35,25 +35,39 @@ impl SyncBatchNorm {
 
     /// Normalizes x (N×C or N×C×…) with global-batch statistics when training, running ones
     /// otherwise.
-    pub fn forward(&self, x: &Tensor, train: bool, group: &ProcessGroup) -> Result<Tensor, DistError> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        group: &ProcessGroup,
+    ) -> Result<Tensor, DistError> {
         let shape = channel_shape(x);
         let (mean, var) = if train {
             self.global_stats(x, group)?
         } else {
-            (self.running_mean.shallow_clone(), self.running_var.shallow_clone())
+            (
+                self.running_mean.shallow_clone(),
+                self.running_var.shallow_clone(),
+            )
         };
-        let normalized = (x - mean.view(shape.as_slice())) / (var + self.eps).sqrt().view(shape.as_slice());
+        let normalized =
+            (x - mean.view(shape.as_slice())) / (var + self.eps).sqrt().view(shape.as_slice());
         Ok(normalized * self.weight.view(shape.as_slice()) + self.bias.view(shape.as_slice()))
     }
 
-    fn global_stats(&self, x: &Tensor, group: &ProcessGroup) -> Result<(Tensor, Tensor), DistError> {
+    fn global_stats(
+        &self,
+        x: &Tensor,
+        group: &ProcessGroup,
+    ) -> Result<(Tensor, Tensor), DistError> {
         let dims = reduce_dims(x);
         let c = x.size()[1];
         let count = (x.numel() as i64 / c) as f64;
         let local = Tensor::cat(
             &[
                 x.sum_dim_intlist(dims.as_slice(), false, Kind::Float),
-                x.square().sum_dim_intlist(dims.as_slice(), false, Kind::Float),
+                x.square()
+                    .sum_dim_intlist(dims.as_slice(), false, Kind::Float),
                 Tensor::from_slice(&[count as f32]).to_device(x.device()),
             ],
             0,
@@ -71,8 +85,16 @@ impl SyncBatchNorm {
             let n = n.double_value(&[]);
             let unbiased = var * (n / (n - 1.0).max(1.0));
             let m = self.momentum;
-            let _ = self.running_mean.shallow_clone().g_mul_scalar_(1.0 - m).g_add_(&(mean * m));
-            let _ = self.running_var.shallow_clone().g_mul_scalar_(1.0 - m).g_add_(&(unbiased * m));
+            let _ = self
+                .running_mean
+                .shallow_clone()
+                .g_mul_scalar_(1.0 - m)
+                .g_add_(&(mean * m));
+            let _ = self
+                .running_var
+                .shallow_clone()
+                .g_mul_scalar_(1.0 - m)
+                .g_add_(&(unbiased * m));
         });
     }
 }
@@ -88,4 +110,3 @@ fn channel_shape(x: &Tensor) -> Vec<i64> {
     shape[1] = x.size()[1];
     shape
 }
-

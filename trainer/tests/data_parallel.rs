@@ -1,0 +1,193 @@
+//! Data-parallel training over real Gloo groups equals one process on the whole batch.
+//!
+//! Workers are this test binary re-executed (test `ddp_worker`, inert unless NLS_DDP_OUT is set).
+//! Each rank starts from a *different* random init (so the broadcast matters), trains a small
+//! MLP with SyncBatchNorm on its slice of a global batch, adds a loss on the all-gathered hidden
+//! layer (gradient through the gather), and averages gradients in several buckets. The reference is
+//! one process with libtorch's own batch_norm and no collectives at all.
+
+mod common;
+
+use common::ranks::{as_rank, describe, free_port, wait_all};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+use tch::nn::{self, Module, ModuleT, OptimizerConfig, VarStore};
+use tch::{Device, Kind, Tensor};
+use trainer::cluster::ClusterEnv;
+use trainer::distributed::ddp::{broadcast_variables, GradSync};
+use trainer::distributed::sync_bn::SyncBatchNorm;
+use trainer::distributed::{GroupOptions, ProcessGroup};
+
+const GLOBAL_BATCH: i64 = 16;
+const STEPS: i64 = 6;
+type Weights = BTreeMap<String, Vec<f32>>;
+
+/// The global batch of step `step`, identical on every rank.
+fn batch(step: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(1000 + step);
+    let x = Tensor::randn([GLOBAL_BATCH, 8], (Kind::Float, Device::Cpu)) * 2.0 + 0.5;
+    let y = Tensor::randint(4, [GLOBAL_BATCH], (Kind::Int64, Device::Cpu));
+    (x, y)
+}
+
+/// Loss on the gathered hidden layer: the same global quantity on every rank.
+fn global_loss(h_all: &Tensor) -> Tensor {
+    h_all.matmul(&h_all.tr()).square().mean(Kind::Float) * 1e-3
+}
+
+fn weights(vs: &VarStore) -> Weights {
+    vs.variables()
+        .into_iter()
+        .map(|(k, v)| (k, Vec::<f32>::try_from(v.flatten(0, -1)).unwrap()))
+        .collect()
+}
+
+fn sgd(vs: &VarStore) -> nn::Optimizer {
+    nn::Sgd {
+        momentum: 0.9,
+        ..Default::default()
+    }
+    .build(vs, 0.05)
+    .unwrap()
+}
+
+/// One process, whole batch, libtorch's batch_norm: the independent reference. Returns the weights
+/// before and after training.
+fn reference() -> (Weights, Weights) {
+    let vs = VarStore::new(Device::Cpu);
+    tch::manual_seed(100);
+    let lin1 = nn::linear(vs.root() / "lin1", 8, 16, Default::default());
+    // PyTorch's BatchNorm init (tch's default draws the weight uniformly).
+    let bn_config = nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        ..Default::default()
+    };
+    let bn = nn::batch_norm1d(vs.root() / "bn", 16, bn_config);
+    let lin2 = nn::linear(vs.root() / "lin2", 16, 4, Default::default());
+    let initial = weights(&vs);
+    let mut opt = sgd(&vs);
+    for step in 0..STEPS {
+        let (x, y) = batch(step);
+        let h = bn.forward_t(&lin1.forward(&x), true).relu();
+        let loss = lin2.forward(&h).cross_entropy_for_logits(&y) + global_loss(&h);
+        opt.backward_step(&loss);
+    }
+    (initial, weights(&vs))
+}
+
+/// One rank of the data-parallel run.
+fn train_rank(group: &ProcessGroup) -> Weights {
+    let (rank, world) = (group.rank() as i64, group.world_size() as i64);
+    let vs = VarStore::new(Device::Cpu);
+    tch::manual_seed(100 + rank);
+    let lin1 = nn::linear(vs.root() / "lin1", 8, 16, Default::default());
+    let bn = SyncBatchNorm::new(vs.root() / "bn", 16);
+    let lin2 = nn::linear(vs.root() / "lin2", 16, 4, Default::default());
+    broadcast_variables(group, &vs).unwrap();
+    let sync = GradSync::new(&vs, 0.0002); // 200-byte buckets: several collectives per step
+    assert!(
+        sync.num_buckets() >= 3,
+        "expected several buckets, got {}",
+        sync.num_buckets()
+    );
+    let mut opt = sgd(&vs);
+    let local = GLOBAL_BATCH / world;
+    for step in 0..STEPS {
+        let (x, y) = batch(step);
+        let (x, y) = (
+            x.narrow(0, rank * local, local),
+            y.narrow(0, rank * local, local),
+        );
+        let h = bn.forward(&lin1.forward(&x), true, group).unwrap().relu();
+        let h_all = group.all_gather_with_grad(&h).unwrap();
+        let loss = lin2.forward(&h).cross_entropy_for_logits(&y) + global_loss(&h_all);
+        opt.zero_grad();
+        loss.backward();
+        sync.average(group).unwrap();
+        opt.step();
+    }
+    weights(&vs)
+}
+
+#[test]
+fn ddp_worker() {
+    let Some(out) = std::env::var_os("NLS_DDP_OUT") else {
+        return; // only active when re-executed by `data_parallel_equals_single_process`
+    };
+    let env = ClusterEnv::from_env().unwrap();
+    let opts = GroupOptions {
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let group = ProcessGroup::init(&env, &opts).unwrap();
+    let w = train_rank(&group);
+    std::fs::write(out, serde_json::to_string(&w).unwrap()).unwrap();
+}
+
+fn run_ranks(world: usize) -> Vec<Weights> {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let children = (0..world)
+        .map(|r| {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
+                .env("NLS_DDP_OUT", dir.path().join(format!("{r}.json")));
+            as_rank(cmd, r, world, port).spawn().unwrap()
+        })
+        .collect();
+    let outputs = wait_all(children, Duration::from_secs(180));
+    assert!(
+        outputs.iter().all(|o| o.status.success()),
+        "{}",
+        describe(&outputs)
+    );
+    (0..world)
+        .map(|r| {
+            let text = std::fs::read_to_string(dir.path().join(format!("{r}.json"))).unwrap();
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &Weights, b: &Weights) -> f32 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .flat_map(|(k, va)| va.iter().zip(&b[k]).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f32::max)
+}
+
+fn pick(w: &Weights, key: &str) -> Weights {
+    w.iter()
+        .filter(|(k, _)| *k == key)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn data_parallel_equals_single_process() {
+    let (initial, want) = reference();
+    let moved = max_abs_diff(&initial, &want);
+    assert!(
+        moved > 1e-2,
+        "training should move the weights (max |Δ| = {moved})"
+    );
+    for world in [2, 4] {
+        let got = run_ranks(world);
+        for (rank, w) in got.iter().enumerate() {
+            let diff = max_abs_diff(w, &want);
+            let per_key: Vec<_> = w
+                .keys()
+                .map(|k| (k, max_abs_diff(&pick(w, k), &pick(&want, k))))
+                .collect();
+            assert!(
+                diff < 1e-5,
+                "world {world}, rank {rank}: max |Δ| = {diff:e} {per_key:?}"
+            );
+        }
+        assert!(
+            got.iter().all(|w| w == &got[0]),
+            "world {world}: ranks disagree"
+        );
+    }
+}
