@@ -6,4 +6,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod data;
 pub mod distributed;
+pub mod method;
+pub mod model;
 pub mod noise;
+pub mod optim;

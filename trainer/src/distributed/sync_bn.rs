@@ -34,25 +34,34 @@ impl SyncBatchNorm {
     }
 
     /// Normalizes x (N×C or N×C×…) with global-batch statistics when training, running ones
-    /// otherwise.
+    /// otherwise. Alone (or in eval mode) this is libtorch's fused batch_norm.
     pub fn forward(
         &self,
         x: &Tensor,
         train: bool,
         group: &ProcessGroup,
     ) -> Result<Tensor, DistError> {
+        if !train || group.world_size() == 1 {
+            return Ok(self.local(x, train));
+        }
         let shape = channel_shape(x);
-        let (mean, var) = if train {
-            self.global_stats(x, group)?
-        } else {
-            (
-                self.running_mean.shallow_clone(),
-                self.running_var.shallow_clone(),
-            )
-        };
-        let normalized =
-            (x - mean.view(shape.as_slice())) / (var + self.eps).sqrt().view(shape.as_slice());
-        Ok(normalized * self.weight.view(shape.as_slice()) + self.bias.view(shape.as_slice()))
+        let (mean, var) = self.global_stats(x, group)?;
+        let scale = (var + self.eps).rsqrt() * &self.weight;
+        let shift = &self.bias - &mean * &scale;
+        Ok(x * scale.view(shape.as_slice()) + shift.view(shape.as_slice()))
+    }
+
+    fn local(&self, x: &Tensor, train: bool) -> Tensor {
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            self.momentum,
+            self.eps,
+            true,
+        )
     }
 
     fn global_stats(

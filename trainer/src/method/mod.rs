@@ -1,0 +1,1 @@
+//! Training methods: self-supervised losses (ssl) and evaluation (being written).
