@@ -67,7 +67,8 @@ fn shim_build(torch: &Path) -> cc::Build {
         .define("USE_DISTRIBUTED", None)
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .flag_if_supported("-Wno-unused-parameter")
-        .flag_if_supported("-Wno-deprecated-declarations");
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .flag_if_supported("-Wno-interference-size");
     build
 }
 
@@ -81,6 +82,7 @@ fn cuda_include_dirs(torch: &Path) -> Option<Vec<PathBuf>> {
     let has = |d: &PathBuf, h: &str| d.join(h).exists();
     let complete = has(&dirs[0], "cuda_runtime_api.h")
         && has(&dirs[0], "crt/host_defines.h")
+        && has(&dirs[0], "nv/target")
         && has(&dirs[1], "nccl.h");
     complete.then_some(dirs)
 }

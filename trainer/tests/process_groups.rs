@@ -271,3 +271,30 @@ fn torchrun_launches_rust_ranks() {
         );
     }
 }
+
+/// scripts/setup.sh installs the CUDA headers, so every build (CPU machines too) compiles the
+/// NCCL backend; without CUDA at run time, asking for it is a clear error.
+#[test]
+fn the_nccl_backend_is_compiled_and_refuses_without_cuda() {
+    assert!(
+        trainer::distributed::nccl_compiled(),
+        "build.rs did not find the CUDA headers"
+    );
+    if tch::Cuda::is_available() {
+        return;
+    }
+    let port = free_port();
+    let children = (0..2)
+        .map(|r| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+            cmd.args(["dist-check", "--backend", "nccl", "--dist-timeout-s", "20"]);
+            as_rank(cmd, r, 2, port).spawn().unwrap()
+        })
+        .collect();
+    let out = wait_all(children, LIMIT);
+    for o in &out {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("--backend nccl needs CUDA"), "{err}");
+    }
+}

@@ -83,12 +83,12 @@ pub fn run(args: NoiseArgs) -> Result<()> {
     let train = source.load(Split::Train)?;
     let clean = to_classes(&train.labels, source.num_classes)
         .with_context(|| format!("labels of {}", source.root.display()))?;
+    let keys = train_keys(&source, &train);
     let outputs = match &args.import {
-        Some(path) => vec![import(&args, path, &source, &train, &clean)?],
+        Some(path) => vec![import(&args, path, &source, &keys, &clean)?],
         None => generate_all(&args, &specs, &source, &train, &clean)?,
     };
     let show_tables = args.tables || outputs.len() <= 4;
-    let keys = train_keys(&source, &train);
     for out in &outputs {
         write_output(out, &keys)?;
         if show_tables {
@@ -184,12 +184,11 @@ fn import(
     args: &NoiseArgs,
     path: &Path,
     source: &Source,
-    train: &SplitData,
+    keys: &[String],
     clean: &[usize],
 ) -> Result<Output> {
-    let keys = train_keys(source, train);
     let target = Target {
-        keys: &keys,
+        keys,
         clean,
         num_classes: source.num_classes,
     };

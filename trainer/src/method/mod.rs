@@ -1,1 +1,3 @@
-//! Training methods: self-supervised losses (ssl) and evaluation (being written).
+//! Training methods: self-supervised losses ([`ssl`]) and evaluation (being written).
+
+pub mod ssl;

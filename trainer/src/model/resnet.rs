@@ -1,0 +1,462 @@
+//! ResNet-18/34/50 backbones whose variables carry torchvision's state_dict names.
+//!
+//! The pretrained backbone is the product of this project: it is exported and loaded into an
+//! *unmodified* `torchvision.models.resnetXX` (with `fc = Identity`, and for the CIFAR stem
+//! `conv1 = Conv2d(3, 64, 3, 1, 1, bias=False)`, `maxpool = Identity`). Hence the same names
+//! (`layer2.0.downsample.1.running_var`, …), the same shapes, torchvision's v1.5 layout (the
+//! stride of a Bottleneck sits on its 3×3 conv), its initialization (kaiming-normal fan-out convs,
+//! `zero_init_residual=True`) and always three input channels (see [`to_rgb`]).
+//!
+//! Every batch norm is a [`SyncBatchNorm`], so a distributed run normalizes with the statistics
+//! of the global batch, as `nn.SyncBatchNorm.convert_sync_batchnorm` does in the reference code.
+//! The forward pass is memory-format agnostic: convolutions, batch norm, pooling and the residual
+//! additions all accept channels-last input, and nothing calls `view` on the activations.
+
+use crate::distributed::sync_bn::SyncBatchNorm;
+use crate::distributed::{DistError, ProcessGroup};
+use anyhow::{bail, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use tch::nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use tch::nn::{self, Init, Path};
+use tch::Tensor;
+
+/// Input channels of every backbone: the exported weights must fit torchvision's `conv1`.
+pub const IN_CHANNELS: i64 = 3;
+
+/// Backbone architecture (torchvision's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    #[value(name = "resnet18")]
+    Resnet18,
+    #[value(name = "resnet34")]
+    Resnet34,
+    #[value(name = "resnet50")]
+    Resnet50,
+}
+
+/// The first layers: what the input resolution calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// 3×3 stride-1 conv, no max-pool: 32×32 images keep their resolution (CIFAR, Fashion-MNIST).
+    Cifar,
+    /// torchvision's 7×7 stride-2 conv and 3×3 stride-2 max-pool, for ≥ 224-pixel images.
+    Imagenet,
+}
+
+/// The two residual blocks of torchvision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockKind {
+    /// Two 3×3 convs (ResNet-18/34).
+    Basic,
+    /// 1×1 reduce, 3×3, 1×1 expand by 4 (ResNet-50).
+    Bottleneck,
+}
+
+impl Arch {
+    /// Width of the pooled embedding that [`ResNet::forward`] returns.
+    pub fn embedding_dim(self) -> i64 {
+        64 * 8 * self.block().expansion()
+    }
+
+    /// Blocks in layer1..layer4.
+    fn depths(self) -> [usize; 4] {
+        match self {
+            Arch::Resnet18 => [2, 2, 2, 2],
+            Arch::Resnet34 | Arch::Resnet50 => [3, 4, 6, 3],
+        }
+    }
+
+    fn block(self) -> BlockKind {
+        match self {
+            Arch::Resnet18 | Arch::Resnet34 => BlockKind::Basic,
+            Arch::Resnet50 => BlockKind::Bottleneck,
+        }
+    }
+}
+
+/// `Display` and `FromStr` use the command-line names, so configs and flags agree.
+fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .expect("no skipped variants")
+        .get_name()
+        .to_owned()
+}
+
+fn parse_value<T: ValueEnum>(s: &str, what: &str) -> Result<T> {
+    match T::from_str(s, true) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            let names: Vec<String> = T::value_variants().iter().map(value_name).collect();
+            bail!(
+                "unknown {what} '{s}' (expected one of: {})",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&value_name(self))
+    }
+}
+
+impl FromStr for Arch {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Arch> {
+        parse_value(s, "architecture")
+    }
+}
+
+impl fmt::Display for Stem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&value_name(self))
+    }
+}
+
+impl FromStr for Stem {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Stem> {
+        parse_value(s, "stem")
+    }
+}
+
+impl BlockKind {
+    /// Output channels of a block = planes × expansion.
+    fn expansion(self) -> i64 {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+
+    /// The convs of the residual branch, in order (named conv1, conv2, … with bn1, bn2, …).
+    fn branch(self, c_in: i64, planes: i64, stride: i64) -> Vec<ConvSpec> {
+        match self {
+            BlockKind::Basic => vec![
+                ConvSpec::new(c_in, planes, 3, stride),
+                ConvSpec::new(planes, planes, 3, 1),
+            ],
+            BlockKind::Bottleneck => vec![
+                ConvSpec::new(c_in, planes, 1, 1),
+                ConvSpec::new(planes, planes, 3, stride),
+                ConvSpec::new(planes, planes * 4, 1, 1),
+            ],
+        }
+    }
+}
+
+/// A bias-free square convolution padded to keep the size at stride 1 (as torchvision's).
+#[derive(Clone, Copy, Debug)]
+struct ConvSpec {
+    c_in: i64,
+    c_out: i64,
+    kernel: i64,
+    stride: i64,
+}
+
+impl ConvSpec {
+    fn new(c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvSpec {
+        ConvSpec {
+            c_in,
+            c_out,
+            kernel,
+            stride,
+        }
+    }
+
+    /// torchvision: `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, no bias (the batch
+    /// norm that follows has one).
+    fn build(self, p: Path) -> nn::Conv2D {
+        let config = nn::ConvConfig {
+            stride: self.stride,
+            padding: self.kernel / 2,
+            bias: false,
+            ws_init: Init::Kaiming {
+                dist: NormalOrUniform::Normal,
+                fan: FanInOut::FanOut,
+                non_linearity: NonLinearity::ReLU,
+            },
+            ..Default::default()
+        };
+        nn::conv2d(p, self.c_in, self.c_out, self.kernel, config)
+    }
+}
+
+/// A convolution and the batch norm after it. The two are siblings in torchvision's naming
+/// (`conv1`/`bn1`, `downsample.0`/`downsample.1`), hence two paths.
+#[derive(Debug)]
+struct ConvBn {
+    conv: nn::Conv2D,
+    bn: SyncBatchNorm,
+}
+
+impl ConvBn {
+    fn new(conv: Path, bn: Path, spec: ConvSpec) -> ConvBn {
+        ConvBn {
+            conv: spec.build(conv),
+            bn: SyncBatchNorm::new(bn, spec.c_out),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool, group: &ProcessGroup) -> Result<Tensor, DistError> {
+        self.bn.forward(&x.apply(&self.conv), train, group)
+    }
+}
+
+/// A residual block: `relu(branch(x) + shortcut(x))`, the shortcut being x itself or a strided
+/// 1×1 conv + BN (`downsample`) when the shape changes.
+#[derive(Debug)]
+pub struct Block {
+    branch: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+    in_channels: i64,
+}
+
+impl Block {
+    fn new(p: &Path, kind: BlockKind, c_in: i64, planes: i64, stride: i64) -> Block {
+        let specs = kind.branch(c_in, planes, stride);
+        let branch: Vec<ConvBn> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ConvBn::new(p / format!("conv{}", i + 1), p / format!("bn{}", i + 1), *s))
+            .collect();
+        let c_out = planes * kind.expansion();
+        let downsample = (stride != 1 || c_in != c_out).then(|| {
+            let d = p / "downsample";
+            ConvBn::new(&d / "0", &d / "1", ConvSpec::new(c_in, c_out, 1, stride))
+        });
+        zero_init_residual(&branch);
+        Block {
+            branch,
+            downsample,
+            in_channels: c_in,
+        }
+    }
+
+    /// Channels this block expects.
+    pub fn in_channels(&self) -> i64 {
+        self.in_channels
+    }
+
+    /// The whole block: `relu(branch(x) + shortcut(x))`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        group: &ProcessGroup,
+    ) -> Result<Tensor, DistError> {
+        let mut h = x.shallow_clone();
+        for (i, cb) in self.branch.iter().enumerate() {
+            h = cb.forward(&h, train, group)?;
+            if i + 1 < self.branch.len() {
+                h = h.relu();
+            }
+        }
+        Ok((h + self.shortcut(x, train, group)?).relu())
+    }
+
+    /// The identity path: x, or `downsample(x)` when the block changes shape.
+    pub fn shortcut(
+        &self,
+        x: &Tensor,
+        train: bool,
+        group: &ProcessGroup,
+    ) -> Result<Tensor, DistError> {
+        match &self.downsample {
+            Some(d) => d.forward(x, train, group),
+            None => Ok(x.shallow_clone()),
+        }
+    }
+}
+
+/// torchvision's `zero_init_residual=True`: the last BN of each branch starts with weight 0, so
+/// every block starts as `relu(shortcut(x))` and the deep network trains like a shallow one at
+/// first (Goyal et al. 2017). The reference SSL code (VICReg, Barlow Twins) builds its ResNets so.
+fn zero_init_residual(branch: &[ConvBn]) {
+    if let Some(last) = branch.last() {
+        tch::no_grad(|| {
+            let _ = last.bn.weight.shallow_clone().zero_();
+        });
+    }
+}
+
+/// A ResNet backbone without its classifier: image batch → pooled embedding.
+#[derive(Debug)]
+pub struct ResNet {
+    arch: Arch,
+    stem: Stem,
+    conv1: ConvBn,
+    layers: Vec<Vec<Block>>,
+}
+
+impl ResNet {
+    /// Variables go directly under `p` (`conv1.weight`, `layer1.0.bn1.weight`, …): pass
+    /// `vs.root()` to get torchvision's state_dict names, or `vs.root() / "backbone"` to nest.
+    pub fn new(p: &Path, arch: Arch, stem: Stem) -> ResNet {
+        let conv1 = match stem {
+            Stem::Cifar => ConvSpec::new(IN_CHANNELS, 64, 3, 1),
+            Stem::Imagenet => ConvSpec::new(IN_CHANNELS, 64, 7, 2),
+        };
+        let mut c_in = 64;
+        let layers = (0..4)
+            .map(|i| {
+                let layer = p / format!("layer{}", i + 1);
+                let planes = 64 << i;
+                let first_stride = if i == 0 { 1 } else { 2 };
+                (0..arch.depths()[i])
+                    .map(|j| {
+                        let stride = if j == 0 { first_stride } else { 1 };
+                        let block = Block::new(&(&layer / j), arch.block(), c_in, planes, stride);
+                        c_in = planes * arch.block().expansion();
+                        block
+                    })
+                    .collect()
+            })
+            .collect();
+        ResNet {
+            arch,
+            stem,
+            conv1: ConvBn::new(p / "conv1", p / "bn1", conv1),
+            layers,
+        }
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    pub fn stem(&self) -> Stem {
+        self.stem
+    }
+
+    /// Width of the embedding.
+    pub fn embedding_dim(&self) -> i64 {
+        self.arch.embedding_dim()
+    }
+
+    /// The residual blocks with their torchvision names (`layer2.0`, …), in forward order.
+    pub fn blocks(&self) -> impl Iterator<Item = (String, &Block)> {
+        self.layers.iter().enumerate().flat_map(|(i, layer)| {
+            layer
+                .iter()
+                .enumerate()
+                .map(move |(j, b)| (format!("layer{}.{j}", i + 1), b))
+        })
+    }
+
+    /// N×3×H×W images (contiguous or channels-last) → N×embedding_dim, after global average
+    /// pooling. `train` selects batch statistics (synchronized over `group`) in every BN.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        group: &ProcessGroup,
+    ) -> Result<Tensor, DistError> {
+        check_input(x, group)?;
+        let mut h = self.conv1.forward(x, train, group)?.relu();
+        if self.stem == Stem::Imagenet {
+            h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
+        for (_, block) in self.blocks() {
+            h = block.forward(&h, train, group)?;
+        }
+        Ok(h.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+    }
+}
+
+/// A wrong input shape is a caller's mistake worth a sentence, not a libtorch panic.
+fn check_input(x: &Tensor, group: &ProcessGroup) -> Result<(), DistError> {
+    let size = x.size();
+    if size.len() == 4 && size[1] == IN_CHANNELS {
+        return Ok(());
+    }
+    Err(DistError::BadTensor {
+        op: "ResNet::forward",
+        rank: group.rank(),
+        problem: format!(
+            "expected an N×3×H×W image batch, got shape {size:?} (expand gray images with \
+             model::to_rgb)"
+        ),
+    })
+}
+
+/// Gray N×1×H×W batches → N×3×H×W by repeating the channel; 3-channel batches unchanged.
+///
+/// The backbone keeps torchvision's 3-channel `conv1` for every dataset (Fashion-MNIST included)
+/// so that the exported weights load into an unmodified torchvision ResNet and the usual
+/// evaluation code runs on them. Repeating the gray channel is what `transforms.Grayscale(3)`
+/// does on the Python side.
+pub fn to_rgb(x: &Tensor) -> Result<Tensor> {
+    let size = x.size();
+    match size.as_slice() {
+        [_, 1, _, _] => Ok(x.repeat([1, IN_CHANNELS, 1, 1])),
+        [_, c, _, _] if *c == IN_CHANNELS => Ok(x.shallow_clone()),
+        _ => bail!("to_rgb expects an N×1×H×W or N×3×H×W batch, got shape {size:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::VarStore;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn names_round_trip() {
+        for arch in Arch::value_variants() {
+            assert_eq!(arch.to_string().parse::<Arch>().unwrap(), *arch);
+        }
+        assert_eq!("imagenet".parse::<Stem>().unwrap(), Stem::Imagenet);
+        assert_eq!(Arch::Resnet50.to_string(), "resnet50");
+        let err = "resnet101".parse::<Arch>().unwrap_err().to_string();
+        assert!(err.contains("resnet18, resnet34, resnet50"), "{err}");
+    }
+
+    #[test]
+    fn embedding_dims() {
+        let dims: Vec<i64> = Arch::value_variants()
+            .iter()
+            .map(|a| a.embedding_dim())
+            .collect();
+        assert_eq!(dims, [512, 512, 2048]);
+    }
+
+    /// kaiming_normal fan_out: std = sqrt(2 / (out · k²)); checked on the large convs only,
+    /// where the sample std is within a few percent.
+    #[test]
+    fn conv_init_is_kaiming_fan_out() {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let _ = ResNet::new(&vs.root(), Arch::Resnet18, Stem::Cifar);
+        for (name, w) in vs.variables() {
+            if w.dim() != 4 || w.numel() < 100_000 {
+                continue;
+            }
+            let s = w.size();
+            let expected = (2.0 / (s[0] * s[2] * s[3]) as f64).sqrt();
+            let std = w.std(true).double_value(&[]);
+            assert!(
+                (std / expected - 1.0).abs() < 0.05,
+                "{name}: {std} vs {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_channels() {
+        let vs = VarStore::new(Device::Cpu);
+        let net = ResNet::new(&vs.root(), Arch::Resnet18, Stem::Cifar);
+        let x = Tensor::zeros([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let err = net
+            .forward(&x, false, &ProcessGroup::single(Device::Cpu))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("to_rgb"), "{err}");
+    }
+}

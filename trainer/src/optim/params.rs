@@ -1,0 +1,212 @@
+//! The bookkeeping every optimizer shares: the trainable variables in name order, each with
+//! its named buffers and update count, and the conversion of those to and from a flat state.
+
+use super::Optimizer;
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use tch::nn::VarStore;
+use tch::{Kind, Tensor};
+
+/// One trainable variable and what an optimizer remembers about it.
+pub struct Param {
+    /// The variable's VarStore name (`"layer1.0.conv1.weight"`).
+    pub name: String,
+    /// Shares storage with the VarStore's variable: in-place updates reach the model.
+    pub var: Tensor,
+    /// Updates received (PyTorch counts per parameter: one without a gradient is skipped).
+    pub step: i64,
+    /// Buffers shaped like `var` (momentum, moments), created lazily as in PyTorch.
+    pub buffers: BTreeMap<&'static str, Tensor>,
+}
+
+impl Param {
+    /// The buffer `slot`, created as zeros on first use.
+    pub fn zeros_buffer(&mut self, slot: &'static str) -> &mut Tensor {
+        let var = &self.var;
+        self.buffers.entry(slot).or_insert_with(|| var.zeros_like())
+    }
+}
+
+/// The trainable variables of a VarStore, sorted by name: the VarStore is a HashMap, and the
+/// order must not change between runs (reductions and checkpoints depend on it).
+pub struct Params {
+    params: Vec<Param>,
+    /// The buffer names this optimizer may hold, checked when loading a state.
+    slots: &'static [&'static str],
+}
+
+const STEP: &str = "step";
+
+impl Params {
+    pub fn new(vs: &VarStore, slots: &'static [&'static str]) -> Params {
+        let mut params: Vec<Param> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, var)| var.requires_grad())
+            .map(|(name, var)| Param {
+                name,
+                var,
+                step: 0,
+                buffers: BTreeMap::new(),
+            })
+            .collect();
+        params.sort_by(|a, b| a.name.cmp(&b.name));
+        Params { params, slots }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|p| p.name.as_str())
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.var.zero_grad();
+        }
+    }
+
+    /// Runs `update(param, grad)` without autograd on each variable that has a gradient,
+    /// after counting the step; variables without one are left alone, as PyTorch does.
+    pub fn update_each(&mut self, mut update: impl FnMut(&mut Param, &Tensor)) {
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let grad = p.var.grad();
+                if grad.defined() {
+                    p.step += 1;
+                    update(p, &grad);
+                }
+            }
+        })
+    }
+
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for p in self.params.iter().filter(|p| p.step > 0) {
+            out.push((format!("{}:{STEP}", p.name), Tensor::from(p.step)));
+            for (slot, t) in &p.buffers {
+                out.push((format!("{}:{slot}", p.name), t.detach().copy()));
+            }
+        }
+        out
+    }
+
+    /// Validates every entry before touching anything, so a bad state leaves this one intact.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        let mut fresh: Vec<(i64, BTreeMap<&'static str, Tensor>)> =
+            self.params.iter().map(|_| (0, BTreeMap::new())).collect();
+        for (key, value) in state {
+            let (index, slot) = self.locate(&key)?;
+            let (step, buffers) = &mut fresh[index];
+            match slot {
+                None => *step = scalar_step(&key, &value)?,
+                Some(slot) => {
+                    buffers.insert(slot, self.like_var(index, &key, &value)?);
+                }
+            }
+        }
+        for (p, (step, buffers)) in self.params.iter_mut().zip(fresh) {
+            if step == 0 && !buffers.is_empty() {
+                bail!(
+                    "optimizer state has buffers for {} but no step count",
+                    p.name
+                );
+            }
+            p.step = step;
+            p.buffers = buffers;
+        }
+        Ok(())
+    }
+
+    /// The variable index and buffer slot (`None` for the step count) that `key` names.
+    fn locate(&self, key: &str) -> anyhow::Result<(usize, Option<&'static str>)> {
+        let (name, slot) = key.rsplit_once(':').with_context(|| {
+            format!("optimizer state key {key:?} is not \"<variable>:<buffer>\"")
+        })?;
+        let index = self
+            .params
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .map_err(|_| anyhow::anyhow!("optimizer state names an unknown variable {name:?}"))?;
+        if slot == STEP {
+            return Ok((index, None));
+        }
+        match self.slots.iter().find(|s| **s == slot) {
+            Some(s) => Ok((index, Some(*s))),
+            None => bail!(
+                "optimizer state has buffer {slot:?} for {name}; this optimizer keeps {:?}",
+                self.slots
+            ),
+        }
+    }
+
+    /// A private copy of `value` with the variable's shape checked, on its device and kind.
+    fn like_var(&self, index: usize, key: &str, value: &Tensor) -> anyhow::Result<Tensor> {
+        let var = &self.params[index].var;
+        if value.size() != var.size() {
+            bail!(
+                "optimizer state {key} has shape {:?}, the variable {:?}",
+                value.size(),
+                var.size()
+            );
+        }
+        Ok(value
+            .detach()
+            .to_device(var.device())
+            .to_kind(var.kind())
+            .copy())
+    }
+}
+
+fn scalar_step(key: &str, value: &Tensor) -> anyhow::Result<i64> {
+    if value.numel() != 1 || value.is_floating_point() {
+        bail!("optimizer state {key} must be one integer");
+    }
+    let step = value.to_kind(Kind::Int64).reshape([-1]).int64_value(&[0]);
+    if step < 0 {
+        bail!("optimizer state {key} is negative ({step})");
+    }
+    Ok(step)
+}
+
+/// How one variable is updated from its gradient; LARS, SGD and AdamW all update each variable
+/// independently, so one [`PerVariable`] drives any of them.
+pub trait UpdateRule {
+    /// The buffers the rule keeps per variable (the names used in the state).
+    const SLOTS: &'static [&'static str];
+    /// Updates `p.var` in place; runs without autograd, after `p.step` was incremented.
+    fn update(&self, p: &mut Param, grad: &Tensor, lr: f64);
+}
+
+/// An [`Optimizer`] applying `rule` to every trainable variable, in name order.
+pub struct PerVariable<R> {
+    params: Params,
+    pub rule: R,
+}
+
+impl<R: UpdateRule> PerVariable<R> {
+    pub fn new(vs: &VarStore, rule: R) -> PerVariable<R> {
+        PerVariable {
+            params: Params::new(vs, R::SLOTS),
+            rule,
+        }
+    }
+
+    /// The optimized variables' names, in update order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.params.names()
+    }
+}
+
+impl<R: UpdateRule> Optimizer for PerVariable<R> {
+    fn step(&mut self, lr: f64) {
+        let rule = &self.rule;
+        self.params.update_each(|p, g| rule.update(p, g, lr));
+    }
+    fn zero_grad(&mut self) {
+        self.params.zero_grad()
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.params.state()
+    }
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        self.params.load_state(state)
+    }
+}

@@ -1,0 +1,48 @@
+//! SGD with momentum, as `torch.optim.SGD` (dampening 0, no Nesterov):
+//! d = g + wd·p; buf = d on the first step, then buf = momentum·buf + d; p −= lr·buf.
+//! With momentum 0 no buffer is kept and p −= lr·d.
+
+use super::params::{Param, UpdateRule};
+use std::collections::btree_map::Entry;
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sgd {
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for Sgd {
+    /// The evaluation recipe's head optimizer: momentum 0.9, wd 1e-6.
+    fn default() -> Self {
+        Sgd {
+            momentum: 0.9,
+            weight_decay: 1e-6,
+        }
+    }
+}
+
+const MOMENTUM_BUFFER: &str = "momentum_buffer";
+
+impl UpdateRule for Sgd {
+    const SLOTS: &'static [&'static str] = &[MOMENTUM_BUFFER];
+
+    fn update(&self, p: &mut Param, g: &Tensor, lr: f64) {
+        let d = if self.weight_decay != 0.0 {
+            g + &p.var * self.weight_decay
+        } else {
+            g.shallow_clone()
+        };
+        let direction = if self.momentum == 0.0 {
+            d
+        } else {
+            // PyTorch clones the first gradient rather than starting from zeros; a copy, since
+            // `d` may be the gradient itself, which zero_grad overwrites.
+            match p.buffers.entry(MOMENTUM_BUFFER) {
+                Entry::Vacant(e) => e.insert(d.copy()).shallow_clone(),
+                Entry::Occupied(mut e) => e.get_mut().g_mul_scalar_(self.momentum).g_add_(&d),
+            }
+        };
+        let _ = p.var.g_sub_(&(direction * lr));
+    }
+}

@@ -1,0 +1,351 @@
+//! Our optimizers against hand-worked LARS steps and torch.optim (tests/python/optim_reference.py),
+//! their state round trip, and the learning-rate schedule against hand-computed values.
+
+mod common;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::f64::consts::PI;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use trainer::optim::{AdamW, Lars, LrSchedule, Optimizer, OptimizerKind, PerVariable, Sgd};
+
+const REFERENCE: &str = include_str!("../../tests/python/optim_reference.py");
+
+/// Creates variable `name` ("a.b.c" = path a / b, variable c) holding a copy of `value`.
+fn add_var(vs: &VarStore, name: &str, value: &Tensor) {
+    let (dirs, leaf) = name.rsplit_once('.').unwrap_or(("", name));
+    let path = dirs
+        .split('.')
+        .filter(|d| !d.is_empty())
+        .fold(vs.root(), |p, d| p / d);
+    let _ = path.var_copy(leaf, value);
+}
+
+/// A VarStore holding `vars` (name, values, shape) in f64 or f32.
+fn store(vars: &[(&str, &[f64], &[i64])], kind: Kind) -> VarStore {
+    let mut vs = VarStore::new(Device::Cpu);
+    for (name, values, shape) in vars {
+        add_var(&vs, name, &Tensor::from_slice(values).reshape(*shape));
+    }
+    vs.set_kind(kind);
+    vs
+}
+
+/// Gives each variable the gradient `grads[name]`, through autograd as training would:
+/// d/dp Σ p·g = g.
+fn set_grads(vs: &VarStore, opt: &mut dyn Optimizer, grads: &BTreeMap<String, Tensor>) {
+    opt.zero_grad();
+    let vars = vs.variables();
+    let loss = grads
+        .iter()
+        .map(|(name, g)| (&vars[name] * g).sum(Kind::Double))
+        .fold(Tensor::from(0.0), |a, b| a + b);
+    loss.backward();
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol, "{what}[{i}]: got {g}, want {w}");
+    }
+}
+
+fn grads_of(pairs: &[(&str, &[f64], &[i64])]) -> BTreeMap<String, Tensor> {
+    pairs
+        .iter()
+        .map(|(n, g, shape)| (n.to_string(), Tensor::from_slice(g).reshape(*shape)))
+        .collect()
+}
+
+/// Hand case, wd 0.1, lr 0.5, eta 0.001, momentum 0.9, the same gradients on both steps.
+///
+/// `w` (2-D, [1, 2]) = [3, 4], ‖w‖ = 5, g = [0.3, 0.4]:
+/// - step 1: g' = g + 0.1·w = [0.6, 0.8], ‖g'‖ = 1, q = 0.001·5/1 = 0.005, mu = [0.003, 0.004],
+///   w = [3, 4] − 0.5·mu = [2.9985, 3.998] (= 0.9995·[3, 4], ‖w‖ = 4.9975);
+/// - step 2: g' = [0.3, 0.4] + 0.1·w = 0.99975·[0.6, 0.8], so q·g' = 0.001·‖w‖·[0.6, 0.8]
+///   = [0.0029985, 0.003998]; mu = 0.9·[0.003, 0.004] + that = [0.0056985, 0.007598];
+///   w = [2.9985 − 0.00284925, 3.998 − 0.003799] = [2.99565075, 3.994201].
+///
+/// `b` (1-D, excluded from decay and scaling) = [1, 2], g = [0.5, −0.5]:
+/// - step 1: mu = g, b = [1 − 0.25, 2 + 0.25] = [0.75, 2.25];
+/// - step 2: mu = 0.9·g + g = [0.95, −0.95], b = [0.75 − 0.475, 2.25 + 0.475] = [0.275, 2.725].
+///
+/// `z` (2-D) = [0, 0], g = [1, 1]: ‖z‖ = 0 so q = 1: z = −0.5·[1, 1] after step 1; step 2 has
+/// ‖z‖ > 0: g' = [1, 1] + 0.1·z = [0.95, 0.95], q·g' = 0.001·‖z‖·[1, 1]/√2 = [0.0005, 0.0005],
+/// mu = 0.9·[1, 1] + that = [0.9005, 0.9005], z = −0.5 − 0.45025 = −0.95025.
+#[test]
+fn lars_hand_case() {
+    let vs = store(
+        &[
+            ("w", &[3.0, 4.0], &[1, 2]),
+            ("b", &[1.0, 2.0], &[2]),
+            ("z", &[0.0, 0.0], &[1, 2]),
+        ],
+        Kind::Double,
+    );
+    let grads = grads_of(&[
+        ("w", &[0.3, 0.4], &[1, 2]),
+        ("b", &[0.5, -0.5], &[2]),
+        ("z", &[1.0, 1.0], &[1, 2]),
+    ]);
+    let mut opt = PerVariable::new(
+        &vs,
+        Lars {
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+    );
+    let want = [
+        [[2.9985, 3.998], [0.75, 2.25], [-0.5, -0.5]],
+        [[2.99565075, 3.994201], [0.275, 2.725], [-0.95025, -0.95025]],
+    ];
+    for want in want {
+        set_grads(&vs, &mut opt, &grads);
+        opt.step(0.5);
+        let vars = vs.variables();
+        for (name, w) in ["w", "b", "z"].iter().zip(want) {
+            assert_close(name, &values(&vars[*name]), &w, 1e-12);
+        }
+    }
+}
+
+/// Initial variables and three steps of gradients, in f32 as in training.
+fn random_problem() -> (VarStore, Vec<BTreeMap<String, Tensor>>) {
+    tch::manual_seed(3);
+    let shapes: [(&str, &[i64]); 3] = [
+        ("head.weight", &[3, 4]),
+        ("head.bias", &[4]),
+        ("emb", &[2, 3]),
+    ];
+    let vs = VarStore::new(Device::Cpu);
+    for (name, shape) in shapes {
+        add_var(&vs, name, &Tensor::randn(shape, (Kind::Float, Device::Cpu)));
+    }
+    let grads = (0..3)
+        .map(|_| {
+            shapes
+                .iter()
+                .map(|(n, s)| (n.to_string(), Tensor::randn(*s, (Kind::Float, Device::Cpu))))
+                .collect()
+        })
+        .collect();
+    (vs, grads)
+}
+
+#[derive(Deserialize)]
+struct TorchRun {
+    after: Vec<BTreeMap<String, Vec<f64>>>,
+    state: BTreeMap<String, Vec<f64>>,
+}
+
+fn torch_run(
+    vs: &VarStore,
+    grads: &[BTreeMap<String, Tensor>],
+    kind: &str,
+    wd: f64,
+    lrs: &[f64],
+) -> TorchRun {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("problem.npz");
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (format!("p.{n}"), t.detach()))
+        .collect();
+    for (k, step) in grads.iter().enumerate() {
+        named.extend(
+            step.iter()
+                .map(|(n, g)| (format!("g{k}.{n}"), g.shallow_clone())),
+        );
+    }
+    Tensor::write_npz(&named, &path).unwrap();
+    let lrs = lrs
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = [path.to_str().unwrap(), kind, &wd.to_string(), &lrs];
+    serde_json::from_str(&common::run_python(REFERENCE, &args)).unwrap()
+}
+
+/// Our SGD and AdamW take the same three steps as torch.optim on the same numbers, with a
+/// different learning rate on each step, and end with the same buffers.
+#[test]
+fn sgd_and_adamw_match_torch() {
+    let lrs = [0.1, 0.05, 0.02];
+    for (kind, name, wd) in [
+        (OptimizerKind::Sgd, "sgd", 1e-2),
+        (OptimizerKind::Adamw, "adamw", 5e-2),
+    ] {
+        let (vs, grads) = random_problem();
+        let want = torch_run(&vs, &grads, name, wd, &lrs);
+        let mut opt = kind.build(&vs, wd);
+        for (step, lr) in lrs.iter().enumerate() {
+            set_grads(&vs, opt.as_mut(), &grads[step]);
+            opt.step(*lr);
+            for (var, t) in vs.variables() {
+                assert_close(
+                    &format!("{name} step {step} {var}"),
+                    &values(&t),
+                    &want.after[step][&var],
+                    1e-6,
+                );
+            }
+        }
+        let state: BTreeMap<String, Tensor> = opt
+            .state()
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with(":step"))
+            .collect();
+        assert_eq!(
+            state.keys().collect::<Vec<_>>(),
+            want.state.keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        for (key, t) in &state {
+            assert_close(&format!("{name} {key}"), &values(t), &want.state[key], 1e-6);
+        }
+    }
+}
+
+fn bits(vs: &VarStore) -> BTreeMap<String, Vec<u32>> {
+    vs.variables()
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n,
+                Vec::<f32>::try_from(t.flatten(0, -1))
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Two steps, then the state through a file (as a checkpoint would), into a new optimizer over a
+/// copy of the variables: both continue bit-identically.
+#[test]
+fn state_round_trip_continues_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [
+        OptimizerKind::Lars,
+        OptimizerKind::Sgd,
+        OptimizerKind::Adamw,
+    ] {
+        let (vs, grads) = random_problem();
+        let mut opt = kind.build(&vs, 1e-3);
+        let run = |vs: &VarStore, opt: &mut dyn Optimizer, steps: std::ops::Range<usize>| {
+            for step in steps {
+                set_grads(vs, opt, &grads[step % grads.len()]);
+                opt.step(0.1 * (step + 1) as f64);
+            }
+        };
+        run(&vs, opt.as_mut(), 0..2);
+        let path = dir.path().join(format!("{kind}.npz"));
+        Tensor::write_npz(&opt.state(), &path).unwrap();
+        let resumed_vs = VarStore::new(Device::Cpu);
+        for (name, t) in vs.variables() {
+            add_var(&resumed_vs, &name, &t);
+        }
+        let mut resumed = kind.build(&resumed_vs, 1e-3);
+        resumed
+            .load_state(Tensor::read_npz(&path).unwrap())
+            .unwrap();
+        assert_eq!(bits(&resumed_vs), bits(&vs));
+        run(&vs, opt.as_mut(), 2..5);
+        run(&resumed_vs, resumed.as_mut(), 2..5);
+        assert_eq!(bits(&resumed_vs), bits(&vs), "{kind}");
+        let fresh = kind.build(&resumed_vs, 1e-3);
+        assert!(fresh.state().is_empty(), "{kind}: state before any step");
+    }
+}
+
+#[test]
+fn load_state_rejects_foreign_states() {
+    let (vs, grads) = random_problem();
+    let mut adamw = OptimizerKind::Adamw.build(&vs, 0.0);
+    set_grads(&vs, adamw.as_mut(), &grads[0]);
+    adamw.step(0.1);
+    let mut lars = OptimizerKind::Lars.build(&vs, 0.0);
+    let err = lars.load_state(adamw.state()).unwrap_err().to_string();
+    assert!(err.contains("exp_avg"), "{err}");
+    let renamed = vec![(
+        "nope.weight:mu".to_string(),
+        Tensor::zeros([3, 4], (Kind::Float, Device::Cpu)),
+    )];
+    let err = lars.load_state(renamed).unwrap_err().to_string();
+    assert!(err.contains("unknown variable"), "{err}");
+    let reshaped = vec![
+        ("emb:step".to_string(), Tensor::from(1i64)),
+        (
+            "emb:mu".to_string(),
+            Tensor::zeros([3, 2], (Kind::Float, Device::Cpu)),
+        ),
+    ];
+    let err = lars.load_state(reshaped).unwrap_err().to_string();
+    assert!(err.contains("shape"), "{err}");
+}
+
+/// The VarStore is a HashMap; the optimizer must not depend on its order.
+#[test]
+fn variables_in_name_order() {
+    let vs = store(
+        &[
+            ("m", &[1.0], &[1]),
+            ("a.z", &[1.0], &[1]),
+            ("a.b", &[1.0], &[1]),
+            ("z", &[1.0], &[1]),
+        ],
+        Kind::Float,
+    );
+    let opt = PerVariable::new(&vs, Sgd::default());
+    assert_eq!(opt.names().collect::<Vec<_>>(), ["a.b", "a.z", "m", "z"]);
+    let _ = PerVariable::new(&vs, AdamW::default());
+}
+
+#[test]
+fn optimizer_kind_names() {
+    for (kind, name) in [
+        (OptimizerKind::Lars, "lars"),
+        (OptimizerKind::Sgd, "sgd"),
+        (OptimizerKind::Adamw, "adamw"),
+    ] {
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(name.parse::<OptimizerKind>().unwrap(), kind);
+    }
+}
+
+/// base 0.2 at global batch 512 → peak 0.4; 100 epochs × 10 steps, warm-up 10 epochs = 100 steps.
+#[test]
+fn schedule_values() {
+    let s = LrSchedule::new(0.2, 512, 100, 10);
+    assert_eq!(s.peak(), 0.4);
+    let end = 0.4 * 0.001;
+    let cases = [
+        (0, 0.0),               // warm-up starts from 0
+        (1, 0.004),             // 0.4 · 1/100
+        (50, 0.2),              // half-way through warm-up
+        (99, 0.396),            // last warm-up step
+        (100, 0.4),             // cosine starts at the peak (q = 1)
+        (550, 0.2 + end / 2.0), // cosine half-way: q = 1/2 → (0.4 + 0.0004)/2
+        // last step: progress 899/900, q = (1 + cos(π·899/900))/2 = sin²(π/1800)
+        (999, end + (0.4 - end) * (PI / 1800.0).sin().powi(2)),
+        (1000, end), // the end of the run (q = 0)
+        (5000, end), // past the end: stays at the end, no cosine climb
+    ];
+    for (step, want) in cases {
+        let got = s.lr(step);
+        assert!(
+            (got - want).abs() < 1e-15,
+            "step {step}: got {got}, want {want}"
+        );
+    }
+    assert!((s.lr(999) - 0.000_401_217_25).abs() < 1e-11);
+}
