@@ -2,6 +2,7 @@
 //! cluster env → distributed → data → noise → model → method → checkpoint → metrics.
 
 pub mod atomic;
+pub mod augment;
 pub mod cluster;
 pub mod cmd;
 pub mod data;

@@ -1,0 +1,1 @@
+//! Batched image augmentations on the training device (being written).
