@@ -1,0 +1,149 @@
+//! Per-sample random parameters, drawn on the CPU from a stream keyed by [`ViewKey`].
+
+use super::AugmentConfig;
+use crate::noise::rng::below;
+use rand::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use tch::{Device, Tensor};
+
+/// Everything that determines one augmented view's randomness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    pub seed: u64,
+    pub epoch: u64,
+    pub step: u64,
+    pub rank: u64,
+    pub view: u64,
+}
+
+impl ViewKey {
+    pub fn rng(&self) -> Xoshiro256PlusPlus {
+        // Domain tag so this stream never coincides with another module's seeding.
+        let mut h = splitmix64(self.seed ^ 0x4155_474D_454E_5421);
+        for part in [self.epoch, self.step, self.rank, self.view] {
+            h = splitmix64(h ^ splitmix64(part));
+        }
+        Xoshiro256PlusPlus::seed_from_u64(h)
+    }
+
+    pub fn with_view(self, view: u64) -> Self {
+        Self { view, ..self }
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Uniform in `[0, 1)` with 53 random bits.
+fn unit(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+fn uniform(rng: &mut Xoshiro256PlusPlus, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * unit(rng)
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: `(top, left, height, width)` in pixels.
+pub fn sample_crop(
+    rng: &mut Xoshiro256PlusPlus,
+    height: i64,
+    width: i64,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+) -> [i64; 4] {
+    let area = (height * width) as f64;
+    let (log_lo, log_hi) = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target = area * uniform(rng, scale.0, scale.1);
+        let aspect = uniform(rng, log_lo, log_hi).exp();
+        let w = (target * aspect).sqrt().round() as i64;
+        let h = (target / aspect).sqrt().round() as i64;
+        if 0 < w && w <= width && 0 < h && h <= height {
+            let i = below(rng, (height - h + 1) as usize) as i64;
+            let j = below(rng, (width - w + 1) as usize) as i64;
+            return [i, j, h, w];
+        }
+    }
+    let in_ratio = width as f64 / height as f64;
+    let (h, w) = if in_ratio < ratio.0 {
+        ((width as f64 / ratio.0).round() as i64, width)
+    } else if in_ratio > ratio.1 {
+        (height, (height as f64 * ratio.1).round() as i64)
+    } else {
+        (height, width)
+    };
+    [(height - h) / 2, (width - w) / 2, h, w]
+}
+
+/// Per-sample parameters of one view, on the CPU until [`Params::to_device`].
+#[derive(Debug)]
+pub struct Params {
+    /// `[N, 4]` int64: top, left, height, width of the crop.
+    pub crop: Tensor,
+    /// `[N]` bool: flip horizontally.
+    pub flip: Tensor,
+    /// `[N]` bool: apply colour jitter.
+    pub jitter: Tensor,
+    /// `[N, 4]` float: brightness, contrast, saturation factors and hue shift.
+    pub jitter_factors: Tensor,
+    /// `[N]` bool: convert to grayscale.
+    pub gray: Tensor,
+    /// `[N]` bool: solarize.
+    pub solarize: Tensor,
+}
+
+impl Params {
+    /// Draw parameters for `n` images of `height × width`; per image, in a fixed order.
+    pub fn sample(cfg: &AugmentConfig, n: i64, height: i64, width: i64, key: ViewKey) -> Self {
+        let mut rng = key.rng();
+        let mut crop = Vec::with_capacity(4 * n as usize);
+        let mut flip = Vec::with_capacity(n as usize);
+        let mut jitter = Vec::with_capacity(n as usize);
+        let mut factors = Vec::with_capacity(4 * n as usize);
+        let mut gray = Vec::with_capacity(n as usize);
+        let mut solarize = Vec::with_capacity(n as usize);
+        let j = &cfg.jitter;
+        let factor =
+            |rng: &mut Xoshiro256PlusPlus, x: f64| uniform(rng, (1.0 - x).max(0.0), 1.0 + x);
+        for _ in 0..n {
+            crop.extend(sample_crop(
+                &mut rng,
+                height,
+                width,
+                cfg.crop_scale,
+                cfg.crop_ratio,
+            ));
+            jitter.push(unit(&mut rng) < cfg.jitter_p);
+            factors.push(factor(&mut rng, j.brightness) as f32);
+            factors.push(factor(&mut rng, j.contrast) as f32);
+            factors.push(factor(&mut rng, j.saturation) as f32);
+            factors.push(uniform(&mut rng, -j.hue, j.hue) as f32);
+            gray.push(unit(&mut rng) < cfg.gray_p);
+            solarize.push(unit(&mut rng) < cfg.solarize_p);
+            flip.push(unit(&mut rng) < cfg.flip_p);
+        }
+        Self {
+            crop: Tensor::from_slice(&crop).view([n, 4]),
+            flip: Tensor::from_slice(&flip),
+            jitter: Tensor::from_slice(&jitter),
+            jitter_factors: Tensor::from_slice(&factors).view([n, 4]),
+            gray: Tensor::from_slice(&gray),
+            solarize: Tensor::from_slice(&solarize),
+        }
+    }
+
+    pub fn to_device(&self, device: Device) -> Self {
+        Self {
+            crop: self.crop.to_device(device),
+            flip: self.flip.to_device(device),
+            jitter: self.jitter.to_device(device),
+            jitter_factors: self.jitter_factors.to_device(device),
+            gray: self.gray.to_device(device),
+            solarize: self.solarize.to_device(device),
+        }
+    }
+}
