@@ -3,7 +3,9 @@
 //! with one worker per core, in the same run. Prints a table and the ratio (target ≥ 5×).
 //! Run: `cargo bench -p trainer --bench augment` (after scripts/setup.sh).
 
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -33,12 +35,8 @@ fn ours() -> f64 {
 }
 
 fn torchvision() -> f64 {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("NLS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../.venv/bin/python"));
-    let out = Command::new(python)
-        .arg(root.join("benches/augment_torchvision.py"))
+    let out = Command::new(common::python())
+        .arg(common::workspace_root().join("trainer/benches/augment_torchvision.py"))
         .arg(N.to_string())
         .output()
         .expect("starting the venv's python");

@@ -3,6 +3,9 @@
 //! `generate_noisy_labels` in the same run. Prints a table and the speed ratio.
 //! Run: `cargo bench -p trainer --bench noise` (after scripts/setup.sh).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -75,12 +78,9 @@ fn measure_ours(labels: &[usize], trace: f64) -> Measured {
 }
 
 fn measure_cleanlab(labels: &[usize], trace: f64) -> Measured {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("NLS_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| root.join("../.venv/bin/python"));
+    let python = common::python();
     let mut child = Command::new(&python)
-        .arg(root.join("benches/cleanlab_noise.py"))
+        .arg(common::workspace_root().join("trainer/benches/cleanlab_noise.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -1,6 +1,6 @@
 //! Data-parallel training over real Gloo groups equals one process on the whole batch.
 //!
-//! Workers are this test binary re-executed (test `ddp_worker`, inert unless NLS_DDP_OUT is set).
+//! Workers are this test binary re-executed (test `ddp_worker`, inert unless started by `common::ranks::run_test_workers`).
 //! Each rank starts from a *different* random init (so the broadcast matters), trains a small
 //! MLP with SyncBatchNorm on its slice of a global batch, adds a loss on the all-gathered hidden
 //! layer (gradient through the gather), and averages gradients in several buckets. The reference is
@@ -8,9 +8,8 @@
 
 mod common;
 
-use common::ranks::{as_rank, describe, free_port, wait_all};
+use common::ranks::{run_test_workers, worker_output};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -112,7 +111,7 @@ fn train_rank(group: &ProcessGroup) -> Weights {
 
 #[test]
 fn ddp_worker() {
-    let Some(out) = std::env::var_os("NLS_DDP_OUT") else {
+    let Some(out) = worker_output() else {
         return; // only active when re-executed by `data_parallel_equals_single_process`
     };
     let env = ClusterEnv::from_env().unwrap();
@@ -126,28 +125,7 @@ fn ddp_worker() {
 }
 
 fn run_ranks(world: usize) -> Vec<Weights> {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let children = (0..world)
-        .map(|r| {
-            let mut cmd = Command::new(std::env::current_exe().unwrap());
-            cmd.args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
-                .env("NLS_DDP_OUT", dir.path().join(format!("{r}.json")));
-            as_rank(cmd, r, world, port).spawn().unwrap()
-        })
-        .collect();
-    let outputs = wait_all(children, Duration::from_secs(180));
-    assert!(
-        outputs.iter().all(|o| o.status.success()),
-        "{}",
-        describe(&outputs)
-    );
-    (0..world)
-        .map(|r| {
-            let text = std::fs::read_to_string(dir.path().join(format!("{r}.json"))).unwrap();
-            serde_json::from_str(&text).unwrap()
-        })
-        .collect()
+    run_test_workers("ddp_worker", world, Duration::from_secs(180))
 }
 
 fn max_abs_diff(a: &Weights, b: &Weights) -> f32 {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::ranks::{as_rank, describe, free_port, wait_all};
+use common::ranks::{as_rank, assert_succeeded, describe, free_port, wait_all};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,7 @@ fn python_rank(rank: usize, world: usize, port: u16) -> Child {
 }
 
 fn all_ok(outputs: &[Output]) {
-    assert!(
-        outputs.iter().all(|o| o.status.success()),
-        "{}",
-        describe(outputs)
-    );
+    assert_succeeded(outputs);
     for o in outputs {
         assert!(
             String::from_utf8_lossy(&o.stdout).contains("dist-check ok"),

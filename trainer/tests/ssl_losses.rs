@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::ranks::{as_rank, describe, free_port, wait_all};
+use common::ranks::{run_test_workers, worker_output};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 use trainer::cluster::ClusterEnv;
@@ -189,7 +188,7 @@ const WORLD: i64 = 2;
 /// One rank of the two-rank run: its half of the batch, losses over the gathered global batch.
 #[test]
 fn ssl_rank_worker() {
-    let Some(out) = std::env::var_os("NLS_SSL_OUT") else {
+    let Some(out) = worker_output() else {
         return; // only active when re-executed by `two_ranks_equal_one_process`
     };
     let env = ClusterEnv::from_env().unwrap();
@@ -210,33 +209,7 @@ fn ssl_rank_worker() {
 }
 
 fn run_ranks() -> Vec<Outputs> {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let out = |r: i64| dir.path().join(format!("{r}.json"));
-    let children = (0..WORLD)
-        .map(|r| {
-            let mut cmd = Command::new(std::env::current_exe().unwrap());
-            cmd.args([
-                "--exact",
-                "ssl_rank_worker",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("NLS_SSL_OUT", out(r));
-            as_rank(cmd, r as usize, WORLD as usize, port)
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outputs = wait_all(children, Duration::from_secs(120));
-    assert!(
-        outputs.iter().all(|o| o.status.success()),
-        "{}",
-        describe(&outputs)
-    );
-    (0..WORLD)
-        .map(|r| serde_json::from_str(&std::fs::read_to_string(out(r)).unwrap()).unwrap())
-        .collect()
+    run_test_workers("ssl_rank_worker", WORLD as usize, Duration::from_secs(120))
 }
 
 /// What must match, with the global batch split in equal halves over W ranks:

@@ -6,6 +6,7 @@
 use super::dist_args::DistArgs;
 use crate::distributed::ddp::{GradSync, DEFAULT_BUCKET_MB};
 use crate::distributed::{ProcessGroup, ReduceOp};
+use crate::model::{Arch, ResNet, Stem};
 use anyhow::Result;
 use clap::Args;
 use std::time::Instant;
@@ -99,41 +100,11 @@ fn report(group: &ProcessGroup, what: &str, bytes: i64, secs: f64, buckets: Opti
     println!("{record}");
 }
 
-/// A VarStore holding ResNet-18's parameters (ImageNet head: 11.69M values in 62 tensors) with
-/// gradients of ones. Shapes follow torchvision's resnet18.
+/// The pretraining backbone's parameters (`model::ResNet`, ResNet-18, CIFAR stem, no head)
+/// with gradients of ones.
 fn resnet18_parameters(group: &ProcessGroup) -> VarStore {
     let vs = VarStore::new(group.device());
-    // Dotted names as torchvision's; tch wants the path split into segments.
-    let param = |name: String, shape: &[i64]| {
-        let (dir, leaf) = name.rsplit_once('.').unwrap();
-        let path = dir.split('.').fold(vs.root(), |p, seg| p / seg);
-        let _ = path.var(leaf, shape, tch::nn::Init::Const(0.0));
-    };
-    let conv = |name: &str, shape: [i64; 4]| param(format!("{name}.weight"), &shape);
-    let bn = |name: &str, c: i64| {
-        param(format!("{name}.weight"), &[c]);
-        param(format!("{name}.bias"), &[c]);
-    };
-    conv("conv1", [64, 3, 7, 7]);
-    bn("bn1", 64);
-    let mut cin = 64;
-    for (layer, cout) in [(1, 64), (2, 128), (3, 256), (4, 512)] {
-        for block in 0..2 {
-            let p = format!("layer{layer}.{block}");
-            let first_in = if block == 0 { cin } else { cout };
-            conv(&format!("{p}.conv1"), [cout, first_in, 3, 3]);
-            bn(&format!("{p}.bn1"), cout);
-            conv(&format!("{p}.conv2"), [cout, cout, 3, 3]);
-            bn(&format!("{p}.bn2"), cout);
-            if block == 0 && first_in != cout {
-                conv(&format!("{p}.downsample.0"), [cout, first_in, 1, 1]);
-                bn(&format!("{p}.downsample.1"), cout);
-            }
-        }
-        cin = cout;
-    }
-    param("fc.weight".into(), &[1000, 512]);
-    param("fc.bias".into(), &[1000]);
+    let _backbone = ResNet::new(&vs.root(), Arch::Resnet18, Stem::Cifar);
     let total: Tensor = vs
         .trainable_variables()
         .iter()
