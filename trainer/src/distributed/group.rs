@@ -222,7 +222,7 @@ impl ProcessGroup {
                 rank: self.rank,
                 world: self.world,
                 cause,
-                missing: liveness::missing_ranks(&c.store, self.world),
+                missing: liveness::missing_ranks(&c.store, self.rank, self.world),
             }
         })
     }

@@ -12,6 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 const BEAT: Duration = Duration::from_millis(300);
+/// The store's host waits at most this long for the other survivors to finish their diagnosis.
+const LINGER: Duration = Duration::from_secs(8);
+const DIAGNOSED: &str = "nls/diagnosed";
 
 pub struct Heartbeat {
     stop: Arc<AtomicBool>,
@@ -49,7 +52,33 @@ impl Drop for Heartbeat {
 }
 
 /// Ranks whose heartbeat does not move over a few beats; `StoreGone` if the store is unreachable.
-pub fn missing_ranks(store: &Store, world: usize) -> Missing {
+///
+/// Rank 0 hosts the store, so it stays until the other survivors have read it: otherwise its exit
+/// would turn their diagnosis into `StoreGone`.
+pub fn missing_ranks(store: &Store, rank: usize, world: usize) -> Missing {
+    let missing = observe(store, world);
+    if let Missing::Ranks(stalled) = &missing {
+        if rank == 0 {
+            let survivors = (world - 1).saturating_sub(stalled.len());
+            wait_for_diagnoses(store, survivors as i64);
+        } else {
+            let _ = store.add(DIAGNOSED, 1);
+        }
+    }
+    missing
+}
+
+fn wait_for_diagnoses(store: &Store, survivors: i64) {
+    let deadline = std::time::Instant::now() + LINGER;
+    while std::time::Instant::now() < deadline {
+        match store.add(DIAGNOSED, 0) {
+            Ok(done) if done < survivors => std::thread::sleep(BEAT / 3),
+            _ => return,
+        }
+    }
+}
+
+fn observe(store: &Store, world: usize) -> Missing {
     let read = |r: usize| -> Result<Option<i64>, String> {
         if store.check(&key(r))? {
             store.add(&key(r), 0).map(Some)
