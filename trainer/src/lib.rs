@@ -3,11 +3,13 @@
 
 pub mod atomic;
 pub mod augment;
+pub mod checkpoint;
 pub mod cluster;
 pub mod cmd;
 pub mod data;
 pub mod distributed;
 pub mod method;
+pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod optim;

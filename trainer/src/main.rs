@@ -25,6 +25,10 @@ enum Command {
     DistCheck(cmd::dist_check::DistCheckArgs),
     /// Measure all-reduce bandwidth and gradient-sync time between this job's ranks.
     DistBench(cmd::dist_bench::DistBenchArgs),
+    /// Pretrain a ResNet backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
+    Pretrain(Box<cmd::pretrain::PretrainArgs>),
+    /// Write a PNG grid of original images and their augmented views, to check the augmentations by eye.
+    AugmentPreview(cmd::augment_preview::AugmentPreviewArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,14 +36,16 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Noise(args) => cmd::noise::run(args),
-        Command::DataInfo(args) => cmd::data_info::run(args),
-        Command::DistCheck(args) => cmd::dist_check::run(args),
-        Command::DistBench(args) => cmd::dist_bench::run(args),
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Noise(args) => cmd::noise::run(args).map(|()| 0),
+        Command::DataInfo(args) => cmd::data_info::run(args).map(|()| 0),
+        Command::DistCheck(args) => cmd::dist_check::run(args).map(|()| 0),
+        Command::DistBench(args) => cmd::dist_bench::run(args).map(|()| 0),
+        Command::Pretrain(args) => cmd::pretrain::run(*args),
+        Command::AugmentPreview(args) => cmd::augment_preview::run(args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -21,6 +21,7 @@ mod color;
 mod config;
 mod geometry;
 mod params;
+pub mod preview;
 
 pub use color::*;
 pub use config::*;
@@ -53,6 +54,22 @@ pub fn augment(batch: &Tensor, cfg: &AugmentConfig, key: ViewKey) -> Tensor {
     assert_eq!(c, 3, "augment expects RGB batches");
     let params = Params::sample(cfg, n, h, w, key);
     apply(batch, cfg, &params)
+}
+
+/// The view of rows `start..start + local.size(0)` of a global batch of `global_n` images: the
+/// parameters are drawn for the whole global batch, so a rank's part does not depend on how
+/// many ranks share the batch.
+pub fn augment_part(
+    local: &Tensor,
+    cfg: &AugmentConfig,
+    key: ViewKey,
+    global_n: i64,
+    start: i64,
+) -> Tensor {
+    let (n, c, h, w) = local.size4().expect("N×3×H×W batch");
+    assert_eq!(c, 3, "augment expects RGB batches");
+    let params = Params::sample(cfg, global_n, h, w, key).rows(start, n);
+    apply(local, cfg, &params)
 }
 
 /// Two views with `key.view` = 0 and 1 (the `view` field of `key` is ignored).

@@ -136,6 +136,18 @@ impl Params {
         }
     }
 
+    /// Rows `start..start + len`: one rank's part of parameters drawn for the global batch.
+    pub fn rows(&self, start: i64, len: i64) -> Self {
+        Self {
+            crop: self.crop.narrow(0, start, len),
+            flip: self.flip.narrow(0, start, len),
+            jitter: self.jitter.narrow(0, start, len),
+            jitter_factors: self.jitter_factors.narrow(0, start, len),
+            gray: self.gray.narrow(0, start, len),
+            solarize: self.solarize.narrow(0, start, len),
+        }
+    }
+
     pub fn to_device(&self, device: Device) -> Self {
         Self {
             crop: self.crop.to_device(device),

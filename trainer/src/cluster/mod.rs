@@ -16,6 +16,8 @@ mod env;
 mod error;
 pub mod hostlist;
 mod port;
+pub mod requeue;
+pub mod signals;
 mod slurm;
 pub mod tasks;
 mod torchrun;

@@ -1,8 +1,10 @@
 //! Subcommands of the `trainer` binary: argument parsing and orchestration only; the work lives
 //! in the library modules.
 
+pub mod augment_preview;
 pub mod data_info;
 pub mod dist_args;
 pub mod dist_bench;
 pub mod dist_check;
 pub mod noise;
+pub mod pretrain;

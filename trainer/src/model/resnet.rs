@@ -57,10 +57,18 @@ enum BlockKind {
     Bottleneck,
 }
 
+/// torchvision's base width: channels after the stem.
+pub const STANDARD_WIDTH: i64 = 64;
+
 impl Arch {
-    /// Width of the pooled embedding that [`ResNet::forward`] returns.
+    /// Width of the pooled embedding that [`ResNet::forward`] returns at the standard width.
     pub fn embedding_dim(self) -> i64 {
-        64 * 8 * self.block().expansion()
+        self.embedding_dim_at(STANDARD_WIDTH)
+    }
+
+    /// Width of the embedding when the stem has `width` channels.
+    pub fn embedding_dim_at(self, width: i64) -> i64 {
+        width * 8 * self.block().expansion()
     }
 
     /// Blocks in layer1..layer4.
@@ -291,6 +299,7 @@ fn zero_init_residual(branch: &[ConvBn]) {
 pub struct ResNet {
     arch: Arch,
     stem: Stem,
+    width: i64,
     conv1: ConvBn,
     layers: Vec<Vec<Block>>,
 }
@@ -299,15 +308,21 @@ impl ResNet {
     /// Variables go directly under `p` (`conv1.weight`, `layer1.0.bn1.weight`, …): pass
     /// `vs.root()` to get torchvision's state_dict names, or `vs.root() / "backbone"` to nest.
     pub fn new(p: &Path, arch: Arch, stem: Stem) -> ResNet {
+        Self::with_width(p, arch, stem, STANDARD_WIDTH)
+    }
+
+    /// A ResNet whose layers are `width`, 2·`width`, 4·`width`, 8·`width` channels wide. Narrow
+    /// widths make CPU tests and smoke runs fast; only [`STANDARD_WIDTH`] loads into torchvision.
+    pub fn with_width(p: &Path, arch: Arch, stem: Stem, width: i64) -> ResNet {
         let conv1 = match stem {
-            Stem::Cifar => ConvSpec::new(IN_CHANNELS, 64, 3, 1),
-            Stem::Imagenet => ConvSpec::new(IN_CHANNELS, 64, 7, 2),
+            Stem::Cifar => ConvSpec::new(IN_CHANNELS, width, 3, 1),
+            Stem::Imagenet => ConvSpec::new(IN_CHANNELS, width, 7, 2),
         };
-        let mut c_in = 64;
+        let mut c_in = width;
         let layers = (0..4)
             .map(|i| {
                 let layer = p / format!("layer{}", i + 1);
-                let planes = 64 << i;
+                let planes = width << i;
                 let first_stride = if i == 0 { 1 } else { 2 };
                 (0..arch.depths()[i])
                     .map(|j| {
@@ -322,6 +337,7 @@ impl ResNet {
         ResNet {
             arch,
             stem,
+            width,
             conv1: ConvBn::new(p / "conv1", p / "bn1", conv1),
             layers,
         }
@@ -337,7 +353,12 @@ impl ResNet {
 
     /// Width of the embedding.
     pub fn embedding_dim(&self) -> i64 {
-        self.arch.embedding_dim()
+        self.arch.embedding_dim_at(self.width)
+    }
+
+    /// Channels after the stem (64 in torchvision).
+    pub fn width(&self) -> i64 {
+        self.width
     }
 
     /// The residual blocks with their torchvision names (`layer2.0`, …), in forward order.

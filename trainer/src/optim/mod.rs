@@ -19,7 +19,7 @@ pub mod sgd;
 pub use adamw::AdamW;
 pub use lars::Lars;
 pub use params::{Param, PerVariable, UpdateRule};
-pub use schedule::LrSchedule;
+pub use schedule::{LrSchedule, DEFAULT_WARMUP_EPOCHS};
 pub use sgd::Sgd;
 
 use std::fmt;
@@ -47,7 +47,10 @@ pub trait Optimizer {
 }
 
 /// The optimizer chosen on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Lars,
     Sgd,

@@ -20,9 +20,11 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
 }
 
-/// Run a Python snippet with the project venv; panics with its stderr on failure.
+/// Run a Python snippet with the project venv (and `tests/python` importable); panics with its
+/// stderr on failure.
 pub fn run_python(code: &str, args: &[&str]) -> String {
     let out = Command::new(python())
+        .env("PYTHONPATH", workspace_root().join("tests/python"))
         .arg("-c")
         .arg(code)
         .args(args)

@@ -8,7 +8,12 @@
 //! - [`vicreg`]: variance-invariance-covariance (the VICReg reference);
 //! - [`simclr`]: NT-Xent (SimCLR), temperature-scaled cross-entropy over cosine similarities.
 
+pub mod config;
+pub mod model;
+mod monitor;
+pub mod pretrain;
 pub mod simclr;
+pub mod state;
 pub mod vicreg;
 
 pub use simclr::nt_xent;
@@ -20,7 +25,10 @@ use std::str::FromStr;
 use tch::{Kind, Tensor};
 
 /// The pretraining method chosen on the command line (`--method simclr|vicreg`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Method {
     Simclr,
     Vicreg,

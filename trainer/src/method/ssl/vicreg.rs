@@ -13,7 +13,8 @@
 use crate::distributed::{DistError, ProcessGroup};
 use tch::{Kind, Reduction, Tensor};
 
-/// The coefficients of the three terms (`-V`/`--sim-coeff`, `-I`/`--std-coeff`, `-C`/`--cov-coeff`).
+/// The coefficients of the three terms: invariance (`-I`/`--sim-coeff`), variance
+/// (`-V`/`--std-coeff`) and covariance (`-C`/`--cov-coeff`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VicregWeights {
     pub sim: f64,

@@ -1,0 +1,366 @@
+//! The resolved configuration of a pretraining run: built-in defaults, then `--config run.toml`,
+//! then command-line flags, each layer overriding the previous one key by key.
+//!
+//! Layers merge as TOML tables and the result is deserialized once with `deny_unknown_fields`,
+//! so a misspelt key in the file is an error naming it, whichever layer it came from.
+
+use crate::augment::AugmentConfig;
+use crate::data::Source;
+use crate::method::ssl::{Method, SslLoss, VicregWeights};
+use crate::model::{parse_mlp, Arch, Stem};
+use crate::optim::OptimizerKind;
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainConfig {
+    pub data_dir: PathBuf,
+    pub exp_dir: PathBuf,
+    /// Expected dataset name; the folder's contents decide, this only checks them.
+    pub dataset: Option<String>,
+    pub method: Method,
+    pub arch: Arch,
+    pub stem: Stem,
+    /// Channels after the stem; 64 is torchvision's ResNet (narrower only for smoke tests).
+    pub width: i64,
+    /// Projector widths after the embedding, e.g. "1024-1024-1024".
+    pub mlp: String,
+    pub epochs: usize,
+    /// Global batch over all ranks.
+    pub batch_size: usize,
+    pub base_lr: f64,
+    pub wd: f64,
+    pub optimizer: OptimizerKind,
+    pub warmup_epochs: usize,
+    /// NT-Xent temperature (`-T`).
+    pub temperature: f64,
+    /// VICReg invariance (`-I`), variance (`-V`), covariance (`-C`) coefficients.
+    pub sim_coeff: f64,
+    pub std_coeff: f64,
+    pub cov_coeff: f64,
+    pub seed: u64,
+    /// Train on the first N images of the training split only (0: all).
+    pub train_samples: usize,
+    /// Also checkpoint every N steps (0: at epoch ends and on signals only).
+    pub checkpoint_every: usize,
+    pub keep_checkpoints: usize,
+    /// Write a metrics line every N steps (and at every epoch end).
+    pub log_every: usize,
+    /// kNN accuracy on the test split every N epochs (0: never).
+    pub knn_every: usize,
+    pub knn_k: usize,
+    /// Training images in the kNN monitor's bank (0: all).
+    pub knn_train_samples: usize,
+    /// Test images used by the kNN monitor (0: all).
+    pub knn_test_samples: usize,
+    /// End the run as finished after this many steps (0: the whole schedule). The schedule
+    /// still spans `epochs`; used by benchmarks and smoke runs.
+    pub max_steps: usize,
+    /// Requeues after a time-limit signal before the job stops for good (SLURM only).
+    pub max_timeouts: u32,
+    /// Overrides of the method's augmentation recipe (see [`AugmentConfig`]).
+    pub augment: toml::Table,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        PretrainConfig {
+            data_dir: PathBuf::new(),
+            exp_dir: PathBuf::new(),
+            dataset: None,
+            method: Method::Vicreg,
+            arch: Arch::Resnet18,
+            stem: Stem::Cifar,
+            width: crate::model::resnet::STANDARD_WIDTH,
+            mlp: "1024-1024-1024".into(),
+            epochs: 100,
+            batch_size: 256,
+            base_lr: 0.2,
+            wd: 1e-6,
+            optimizer: OptimizerKind::Lars,
+            warmup_epochs: crate::optim::DEFAULT_WARMUP_EPOCHS,
+            temperature: 0.5,
+            sim_coeff: 25.0,
+            std_coeff: 25.0,
+            cov_coeff: 1.0,
+            seed: 0,
+            train_samples: 0,
+            checkpoint_every: 0,
+            keep_checkpoints: 3,
+            log_every: 10,
+            knn_every: 1,
+            knn_k: 20,
+            knn_train_samples: 10_000,
+            knn_test_samples: 2_000,
+            max_steps: 0,
+            max_timeouts: 3,
+            augment: toml::Table::new(),
+        }
+    }
+}
+
+/// Keys that change where or how often things are written, not the weights a run produces:
+/// they may differ between a run and its resumption.
+const BOOKKEEPING: [&str; 11] = [
+    "data_dir",
+    "exp_dir",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "knn_every",
+    "knn_k",
+    "knn_train_samples",
+    "knn_test_samples",
+    "max_steps",
+    "max_timeouts",
+];
+
+impl PretrainConfig {
+    /// Defaults, overridden by the TOML file (if any), overridden by `flags`.
+    pub fn resolve(file: Option<&Path>, flags: toml::Table) -> Result<PretrainConfig> {
+        let mut table = match file {
+            Some(path) => read_table(path)?,
+            None => toml::Table::new(),
+        };
+        table.extend(flags);
+        let config: PretrainConfig = toml::Value::Table(table).try_into().map_err(|e| {
+            anyhow::anyhow!(
+                "invalid pretraining configuration{}: {e}",
+                file.map(|p| format!(" (from {} and the flags)", p.display()))
+                    .unwrap_or_default()
+            )
+        })?;
+        config.check_values()?;
+        Ok(config)
+    }
+
+    /// Everything that can be checked without the data or the cluster.
+    fn check_values(&self) -> Result<()> {
+        ensure!(
+            !self.data_dir.as_os_str().is_empty(),
+            "--data-dir is required"
+        );
+        ensure!(
+            !self.exp_dir.as_os_str().is_empty(),
+            "--exp-dir is required"
+        );
+        ensure!(self.epochs > 0, "--epochs must be at least 1");
+        ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(
+            self.width > 0,
+            "--width must be positive, not {}",
+            self.width
+        );
+        positive("--base-lr", self.base_lr)?;
+        positive("-T/--temperature", self.temperature)?;
+        for (name, v) in [
+            ("--wd", self.wd),
+            ("-I/--sim-coeff", self.sim_coeff),
+            ("-V/--std-coeff", self.std_coeff),
+            ("-C/--cov-coeff", self.cov_coeff),
+        ] {
+            ensure!(v >= 0.0 && v.is_finite(), "{name} must be ≥ 0, not {v}");
+        }
+        ensure!(
+            self.keep_checkpoints >= 1,
+            "--keep-checkpoints must be at least 1"
+        );
+        ensure!(self.log_every >= 1, "--log-every must be at least 1");
+        ensure!(self.knn_k >= 1, "--knn-k must be at least 1");
+        parse_mlp(&self.mlp).context("--mlp")?;
+        self.augment_for(32, 3)?;
+        Ok(())
+    }
+
+    /// Checks that need the job: the global batch splits evenly over `world` ranks and the
+    /// training split holds at least one batch.
+    pub fn check_job(&self, world: usize, train_images: usize) -> Result<()> {
+        ensure!(
+            self.batch_size.is_multiple_of(world),
+            "--batch-size {} (the global batch) is not divisible by the {world} ranks of this job; \
+             use a multiple of {world}",
+            self.batch_size
+        );
+        ensure!(
+            train_images >= self.batch_size,
+            "the training set has {train_images} images, fewer than one batch of {}; lower \
+             --batch-size",
+            self.batch_size
+        );
+        Ok(())
+    }
+
+    /// The dataset in `data_dir`, checked against `dataset` when given.
+    pub fn source(&self) -> Result<Source> {
+        let source = Source::detect(&self.data_dir)?;
+        if let Some(expected) = &self.dataset {
+            let expected = crate::data::DatasetName::parse(expected).context("--dataset")?;
+            ensure!(
+                source.name == expected,
+                "--dataset says {expected} but {} holds {}",
+                self.data_dir.display(),
+                source.describe()
+            );
+        }
+        Ok(source)
+    }
+
+    pub fn loss(&self) -> SslLoss {
+        let weights = VicregWeights {
+            sim: self.sim_coeff,
+            std: self.std_coeff,
+            cov: self.cov_coeff,
+        };
+        SslLoss::new(self.method, self.temperature, weights)
+    }
+
+    /// The method's recipe for images of side `side` with `channels` channels, then the
+    /// `[augment]` overrides. Gray data gets its own normalization (on repeated channels).
+    pub fn augment_for(&self, side: i64, channels: i64) -> Result<AugmentConfig> {
+        let mut base = match self.method {
+            Method::Simclr => AugmentConfig::simclr(),
+            Method::Vicreg => AugmentConfig::vicreg(),
+        };
+        base.size = side;
+        if channels == 1 {
+            base.mean = [FASHION_MNIST_MEAN; 3];
+            base.std = [FASHION_MNIST_STD; 3];
+        }
+        let mut table = toml::Table::try_from(&base).context("serializing the augmentation")?;
+        table.extend(self.augment.clone());
+        let cfg: AugmentConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("invalid [augment] table: {e}"))?;
+        cfg.validate().context("[augment]")?;
+        Ok(cfg)
+    }
+
+    /// The configuration as TOML, as written to `<exp-dir>/config.toml`.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("serializing the configuration")
+    }
+
+    /// The keys that decide the weights, as JSON (bookkeeping keys left out).
+    pub fn trajectory(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let serde_json::Value::Object(mut map) = serde_json::to_value(self)? else {
+            bail!("the configuration did not serialize to an object");
+        };
+        for key in BOOKKEEPING {
+            map.remove(key);
+        }
+        Ok(map)
+    }
+
+    /// SHA-256 of [`trajectory`](Self::trajectory): a checkpoint from another configuration
+    /// must not be resumed silently.
+    pub fn hash(&self) -> Result<String> {
+        let json = serde_json::to_string(&self.trajectory()?)?;
+        Ok(hex::encode(Sha256::digest(json.as_bytes())))
+    }
+}
+
+/// Fashion-MNIST's pixel mean and standard deviation (of the training split, in [0, 1]).
+const FASHION_MNIST_MEAN: f64 = 0.2860;
+const FASHION_MNIST_STD: f64 = 0.3530;
+
+fn positive(name: &str, v: f64) -> Result<()> {
+    ensure!(v > 0.0 && v.is_finite(), "{name} must be positive, not {v}");
+    Ok(())
+}
+
+fn read_table(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --config {}", path.display()))?;
+    text.parse::<toml::Table>()
+        .with_context(|| format!("{} is not valid TOML", path.display()))
+}
+
+/// The keys on which two trajectories differ, for the resume error message.
+pub fn differing_keys(
+    a: &serde_json::Map<String, serde_json::Value>,
+    b: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(pairs: &[(&str, toml::Value)]) -> toml::Table {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn required() -> Vec<(&'static str, toml::Value)> {
+        vec![("data_dir", "/d".into()), ("exp_dir", "/e".into())]
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.toml");
+        std::fs::write(&file, "epochs = 7\nbatch_size = 64\n[augment]\nsize = 24\n").unwrap();
+        let mut f = required();
+        f.push(("batch_size", 32.into()));
+        let c = PretrainConfig::resolve(Some(&file), flags(&f)).unwrap();
+        assert_eq!((c.epochs, c.batch_size, c.base_lr), (7, 32, 0.2));
+        assert_eq!(c.augment_for(28, 1).unwrap().size, 24);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let mut f = required();
+        f.push(("epoch", 3.into()));
+        let err = PretrainConfig::resolve(None, flags(&f)).unwrap_err();
+        assert!(format!("{err:#}").contains("epoch"), "{err:#}");
+        let mut f = required();
+        f.push(("augment", toml::Value::Table(flags(&[("sise", 3.into())]))));
+        let c = PretrainConfig::resolve(None, flags(&f));
+        assert!(format!("{:#}", c.unwrap_err()).contains("sise"));
+    }
+
+    #[test]
+    fn impossible_values_are_refused() {
+        for (key, value) in [
+            ("epochs", toml::Value::from(0)),
+            ("temperature", 0.0.into()),
+            ("mlp", "1024-x".into()),
+            ("keep_checkpoints", 0.into()),
+        ] {
+            let mut f = required();
+            f.push((key, value));
+            assert!(PretrainConfig::resolve(None, flags(&f)).is_err(), "{key}");
+        }
+        let c = PretrainConfig::resolve(None, flags(&required())).unwrap();
+        let err = c.check_job(3, 1000).unwrap_err().to_string();
+        assert!(err.contains("not divisible by the 3 ranks"), "{err}");
+        assert!(c.check_job(2, 100).is_err());
+    }
+
+    #[test]
+    fn bookkeeping_keys_do_not_change_the_hash() {
+        let a = PretrainConfig::resolve(None, flags(&required())).unwrap();
+        let mut b = a.clone();
+        b.exp_dir = "/elsewhere".into();
+        b.knn_every = 5;
+        assert_eq!(a.hash().unwrap(), b.hash().unwrap());
+        b.seed = 1;
+        assert_ne!(a.hash().unwrap(), b.hash().unwrap());
+        let keys = differing_keys(&a.trajectory().unwrap(), &b.trajectory().unwrap());
+        assert_eq!(keys, ["seed"]);
+    }
+}

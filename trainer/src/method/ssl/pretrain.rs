@@ -1,0 +1,307 @@
+//! The pretraining loop: data order → two augmented views → backbone + projector → global-batch
+//! loss → backward → bucketed gradient averaging → optimizer step, with logging, the kNN
+//! monitor, checkpoints, and a stop at the next step boundary after SIGUSR1/SIGTERM.
+//!
+//! Every rank runs the same sequence of collectives: the stop flag is all-reduced after every
+//! step (so no rank is left waiting in a collective when the others stop), and the logged loss
+//! is averaged at the same steps everywhere. Only rank 0 writes files.
+
+use super::config::PretrainConfig;
+use super::model::SslModel;
+use super::monitor::Monitor;
+use super::state::{self, TrainState};
+use super::SslLoss;
+use crate::augment::{augment_part, AugmentConfig, ViewKey};
+use crate::checkpoint::CheckpointDir;
+use crate::cluster::signals::{self, StopSignal};
+use crate::data::order::EpochOrder;
+use crate::data::{Source, Split, SplitData};
+use crate::distributed::ddp::{broadcast_variables, GradSync};
+use crate::distributed::{ProcessGroup, ReduceOp};
+use crate::model::to_rgb;
+use crate::optim::{LrSchedule, Optimizer};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::Tensor;
+
+/// Gradient buckets of this many megabytes (PyTorch DDP's default is 25).
+const BUCKET_MB: f64 = 25.0;
+
+/// How the loop ended.
+pub enum Outcome {
+    /// The schedule (or `max_steps`) is done and the backbone exported.
+    Finished(TrainState),
+    /// A stop signal: the checkpoint of the step reached holds everything needed to continue.
+    Stopped {
+        signal: StopSignal,
+        state: TrainState,
+        checkpoint: PathBuf,
+    },
+}
+
+/// Where the files of a run go.
+pub fn checkpoint_dir(cfg: &PretrainConfig) -> CheckpointDir {
+    CheckpointDir::new(cfg.exp_dir.join("checkpoints"), cfg.keep_checkpoints)
+}
+
+pub struct Pretrainer<'a> {
+    cfg: &'a PretrainConfig,
+    group: &'a ProcessGroup,
+    train: SplitData,
+    /// The training images on the training device, uint8 N×3×H×W.
+    images: Tensor,
+    aug: AugmentConfig,
+    model: SslModel,
+    optimizer: Box<dyn Optimizer>,
+    schedule: LrSchedule,
+    loss: SslLoss,
+    grad_sync: GradSync,
+    checkpoints: CheckpointDir,
+    monitor: Monitor,
+    state: TrainState,
+    end_step: u64,
+}
+
+impl<'a> Pretrainer<'a> {
+    /// Loads the data, builds the model, and resumes from the newest valid checkpoint if any.
+    /// Every check that can fail runs here, before the first step.
+    pub fn new(cfg: &'a PretrainConfig, source: &Source, group: &'a ProcessGroup) -> Result<Self> {
+        let device = group.device();
+        let train = load_train(cfg, source)?;
+        cfg.check_job(group.world_size(), train.len())?;
+        let (_, channels, side, _) = train.images.size4()?;
+        let aug = cfg.augment_for(side, channels)?;
+        let images = to_rgb(&train.images)?.to_device(device);
+        let model = SslModel::new(cfg, device)?;
+        let optimizer = cfg.optimizer.build(&model.vs, cfg.wd);
+        let steps_per_epoch = (train.len() / cfg.batch_size) as u64;
+        let schedule = LrSchedule {
+            warmup_epochs: cfg.warmup_epochs,
+            ..LrSchedule::new(
+                cfg.base_lr,
+                cfg.batch_size,
+                cfg.epochs,
+                steps_per_epoch as usize,
+            )
+        };
+        let total = schedule.total_steps() as u64;
+        let end_step = match cfg.max_steps {
+            0 => total,
+            m => total.min(m as u64),
+        };
+        let grad_sync = GradSync::new(&model.vs, BUCKET_MB);
+        let monitor = Monitor::new(cfg, source, group, &train, &aug)?;
+        let mut trainer = Pretrainer {
+            cfg,
+            group,
+            train,
+            images,
+            aug,
+            model,
+            optimizer,
+            schedule,
+            loss: cfg.loss(),
+            grad_sync,
+            checkpoints: checkpoint_dir(cfg),
+            monitor,
+            state: TrainState::fresh(cfg, steps_per_epoch)?,
+            end_step,
+        };
+        trainer.resume()?;
+        broadcast_variables(group, &trainer.model.vs)?;
+        Ok(trainer)
+    }
+
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// Continue from the newest valid checkpoint; every rank must find the same one.
+    fn resume(&mut self) -> Result<()> {
+        let found = self.checkpoints.load_latest()?;
+        let step = found.as_ref().map_or(0, |(s, _, _)| *s);
+        self.agree_on("the checkpoint to resume from", step)?;
+        let Some((step, path, ckpt)) = found else {
+            self.monitor.start(None)?;
+            return Ok(());
+        };
+        let state = state::restore(ckpt, &self.model.vs, self.optimizer.as_mut())
+            .with_context(|| format!("resuming from {}", path.display()))?;
+        state
+            .check_matches(self.cfg)
+            .with_context(|| format!("resuming from {}", path.display()))?;
+        log::info!(
+            "resuming from {} (step {step}, epoch {})",
+            path.display(),
+            state.epoch
+        );
+        self.state = state;
+        self.monitor.start(Some(step))?;
+        Ok(())
+    }
+
+    /// Fails unless every rank holds the same `value`.
+    fn agree_on(&self, what: &str, value: u64) -> Result<()> {
+        let mut lo = Tensor::from_slice(&[-(value as f64)]).to_device(self.group.device());
+        let mut hi = Tensor::from_slice(&[value as f64]).to_device(self.group.device());
+        self.group.all_reduce(&mut lo, ReduceOp::Max)?;
+        self.group.all_reduce(&mut hi, ReduceOp::Max)?;
+        let (lo, hi) = (-lo.double_value(&[0]), hi.double_value(&[0]));
+        anyhow::ensure!(
+            lo == hi,
+            "ranks disagree on {what} (from {lo} to {hi}): do all ranks see the same exp-dir?"
+        );
+        Ok(())
+    }
+
+    /// Trains until the end of the schedule or a stop signal. `on_stop` records the stop
+    /// (timeout or preemption counters) in the state before it is checkpointed.
+    pub fn run(mut self, mut on_stop: impl FnMut(StopSignal, &mut TrainState)) -> Result<Outcome> {
+        let spe = self.state.steps_per_epoch;
+        let mut order: Option<EpochOrder> = None;
+        let mut saved_at = self.state.step;
+        if self.state.step == 0 {
+            self.monitor_knn_if_due()?;
+        }
+        while self.state.step < self.end_step {
+            let epoch = self.state.step / spe;
+            if order
+                .as_ref()
+                .is_none_or(|_| self.state.step.is_multiple_of(spe))
+            {
+                order = Some(EpochOrder::new(
+                    self.cfg.seed,
+                    epoch,
+                    self.train.len(),
+                    self.cfg.batch_size,
+                ));
+            }
+            self.train_step(order.as_ref().expect("set above"), epoch)?;
+            let epoch_done = self.state.step.is_multiple_of(spe);
+            self.log_if_due(epoch_done)?;
+            if epoch_done {
+                self.state.epoch = self.state.step / spe;
+                self.monitor_knn_if_due()?;
+            }
+            let every = self.cfg.checkpoint_every as u64;
+            if epoch_done || (every > 0 && self.state.step.is_multiple_of(every)) {
+                self.save()?;
+                saved_at = self.state.step;
+            }
+            if let Some(signal) = self.agree_on_stop()? {
+                on_stop(signal, &mut self.state);
+                let checkpoint = self.save()?;
+                self.group.barrier()?;
+                return Ok(Outcome::Stopped {
+                    signal,
+                    state: self.state,
+                    checkpoint,
+                });
+            }
+        }
+        if saved_at != self.state.step {
+            self.save()?;
+        }
+        self.monitor.finish(&self.model, &self.state)?;
+        self.group.barrier()?;
+        Ok(Outcome::Finished(self.state))
+    }
+
+    fn train_step(&mut self, order: &EpochOrder, epoch: u64) -> Result<()> {
+        let started = Instant::now();
+        let (v1, v2) = self.views(order, epoch);
+        let data_time = started.elapsed();
+        let z1 = self.model.project(&v1, self.group)?;
+        let z2 = self.model.project(&v2, self.group)?;
+        let loss = self.loss.compute(&z1, &z2, self.group)?;
+        self.optimizer.zero_grad();
+        loss.total
+            .f_backward()
+            .with_context(|| format!("backward at step {}", self.state.step))?;
+        self.grad_sync.average(self.group)?;
+        let lr = self.schedule.lr(self.state.step as usize);
+        self.optimizer.step(lr);
+        self.state.step += 1;
+        self.monitor
+            .record_step(&loss, lr, data_time, started.elapsed());
+        Ok(())
+    }
+
+    /// This rank's two augmented views for the current step.
+    fn views(&self, order: &EpochOrder, epoch: u64) -> (Tensor, Tensor) {
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        let step_in_epoch = (self.state.step % self.state.steps_per_epoch) as usize;
+        let part = order.slice(step_in_epoch, rank, world);
+        let index = Tensor::from_slice(part).to_device(self.images.device());
+        let local = self.images.index_select(0, &index);
+        let key = ViewKey {
+            seed: self.cfg.seed,
+            epoch,
+            step: step_in_epoch as u64,
+            rank: 0,
+            view: 0,
+        };
+        let global = self.cfg.batch_size as i64;
+        let start = (rank * part.len()) as i64;
+        let view = |v: u64| augment_part(&local, &self.aug, key.with_view(v), global, start);
+        (view(0), view(1))
+    }
+
+    fn log_if_due(&mut self, epoch_done: bool) -> Result<()> {
+        if epoch_done || self.state.step.is_multiple_of(self.cfg.log_every as u64) {
+            let loss = self.monitor.log(&self.state, self.group)?;
+            self.state.last_loss = Some(loss);
+        }
+        Ok(())
+    }
+
+    fn monitor_knn_if_due(&mut self) -> Result<()> {
+        let every = self.cfg.knn_every as u64;
+        let last = self.state.step >= self.end_step;
+        if every > 0 && (self.state.epoch.is_multiple_of(every) || last || self.state.step == 0) {
+            if let Some(acc) = self.monitor.knn(&self.model, &self.state)? {
+                self.state.last_knn = Some(acc);
+            }
+        }
+        Ok(())
+    }
+
+    /// The strongest stop signal any rank has received, agreed by all.
+    fn agree_on_stop(&self) -> Result<Option<StopSignal>> {
+        let code = signals::pending().map_or(0, StopSignal::code);
+        if self.group.world_size() == 1 {
+            return Ok(StopSignal::from_code(code));
+        }
+        let mut flag = Tensor::from_slice(&[code as f32]).to_device(self.group.device());
+        self.group.all_reduce(&mut flag, ReduceOp::Max)?;
+        Ok(StopSignal::from_code(flag.double_value(&[0]) as u8))
+    }
+
+    /// Rank 0 writes the checkpoint of the current step; returns its path on every rank.
+    fn save(&self) -> Result<PathBuf> {
+        let step = self.state.step;
+        if self.group.rank() != 0 {
+            return Ok(self.checkpoints.path_for(step));
+        }
+        let ckpt = state::capture(&self.state, &self.model.vs, self.optimizer.as_ref())?;
+        let path = self.checkpoints.save(step, &ckpt)?;
+        log::info!("checkpoint {}", path.display());
+        Ok(path)
+    }
+}
+
+/// The training split, cut to `train_samples` when set.
+fn load_train(cfg: &PretrainConfig, source: &Source) -> Result<SplitData> {
+    let mut train = source.load(Split::Train)?;
+    if cfg.train_samples > 0 && cfg.train_samples < train.len() {
+        let n = cfg.train_samples;
+        train.images = train.images.narrow(0, 0, n as i64);
+        train.labels.truncate(n);
+        train.ids.truncate(n);
+        if let Some(paths) = &mut train.paths {
+            paths.truncate(n);
+        }
+    }
+    Ok(train)
+}

@@ -1,0 +1,10 @@
+//! What a run reports while it trains: JSON lines in the exp-dir ([`jsonl`]), an online kNN
+//! accuracy of the backbone ([`knn`]), and a status line on a terminal ([`progress`]).
+
+pub mod jsonl;
+pub mod knn;
+pub mod progress;
+
+pub use jsonl::MetricsLog;
+pub use knn::knn_accuracy;
+pub use progress::Progress;
