@@ -19,4 +19,9 @@ echo "== label noise: cleanlab-style noise matrices, 3 noise levels x 2 sparsiti
 echo "== label noise: symmetric and asymmetric at 40%"
 "$trainer" noise --data-dir "$data" --kind symmetric --noise 0.4 --out "$out/noisy-labels"
 "$trainer" noise --data-dir "$data" --kind asymmetric --noise 0.4 --out "$out/noisy-labels"
-echo "demo output in $out"
+echo "== pretraining: VICReg, narrow ResNet-18, 4096 images, 4 epochs (about 2 minutes on 2 cores)"
+"$trainer" augment-preview --data-dir "$data" --method vicreg --out "$out/augment-preview.png"
+"$trainer" pretrain --data-dir "$data" --exp-dir "$out/pretrain" --method vicreg --arch resnet18 \
+    --width 16 --mlp 256-256 --epochs 4 --warmup-epochs 1 --batch-size 256 --train-samples 4096 \
+    --base-lr 0.5 --knn-every 1 --knn-train-samples 4096 --knn-test-samples 1000 --log-every 4
+echo "demo output in $out (pretrain/metrics.jsonl, pretrain/backbone.safetensors + .json)"

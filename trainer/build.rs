@@ -1,4 +1,5 @@
-//! Build script: embeds libtorch's directory as an rpath and compiles the c10d shim.
+//! Build script: embeds libtorch's directory as an rpath and compiles the c10d shim (and the
+//! one-line autocast dtype setter in csrc/precision.cpp).
 //!
 //! torch-sys (`links = "tch"`) exports `DEP_TCH_LIBTORCH_LIB`; its own rpath never reaches the
 //! final binary (see shared/notes/platform.md). The shim (csrc/) is C++ against the wheel's
@@ -8,7 +9,12 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    for f in ["csrc/c10d_shim.cpp", "csrc/c10d_shim.h", "csrc/nccl.cpp"] {
+    for f in [
+        "csrc/c10d_shim.cpp",
+        "csrc/c10d_shim.h",
+        "csrc/nccl.cpp",
+        "csrc/precision.cpp",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     let lib = PathBuf::from(
@@ -30,6 +36,7 @@ fn compile_shim(lib: &Path) {
     let torch = lib.parent().expect("libtorch lib dir has a parent");
     shim_build(torch)
         .file("csrc/c10d_shim.cpp")
+        .file("csrc/precision.cpp")
         .compile("nls_c10d");
     compile_nccl(torch);
 }

@@ -16,9 +16,11 @@
 //! VarStore plus [`torchvision_state_dict_extras`], the counter of every BN set to the number
 //! of training steps, so that `load_state_dict(strict=True)` accepts the file.
 
+pub mod precision;
 pub mod projector;
 pub mod resnet;
 
+pub use precision::Precision;
 pub use projector::{parse_mlp, Projector};
 pub use resnet::{to_rgb, Arch, Block, ResNet, Stem};
 

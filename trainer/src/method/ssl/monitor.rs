@@ -130,7 +130,7 @@ impl Monitor {
         };
         let mut mean = (sums / i.steps as f64).to_kind(Kind::Float).contiguous();
         group.all_reduce(&mut mean, ReduceOp::Avg)?;
-        let values = Vec::<f64>::try_from(mean.to_kind(Kind::Double))?;
+        let values = Vec::<f64>::try_from(mean.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
         let elapsed = i.since.elapsed().as_secs_f64();
         let images_per_s = (i.steps * self.global_batch) as f64 / elapsed.max(1e-9);
         let mut record = json!({

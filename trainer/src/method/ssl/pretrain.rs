@@ -18,7 +18,7 @@ use crate::data::order::EpochOrder;
 use crate::data::{Source, Split, SplitData};
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::{ProcessGroup, ReduceOp};
-use crate::model::to_rgb;
+use crate::model::{to_rgb, Precision};
 use crate::optim::{LrSchedule, Optimizer};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -53,6 +53,7 @@ pub struct Pretrainer<'a> {
     images: Tensor,
     aug: AugmentConfig,
     model: SslModel,
+    precision: Precision,
     optimizer: Box<dyn Optimizer>,
     schedule: LrSchedule,
     loss: SslLoss,
@@ -74,6 +75,14 @@ impl<'a> Pretrainer<'a> {
         let aug = cfg.augment_for(side, channels)?;
         let images = to_rgb(&train.images)?.to_device(device);
         let model = SslModel::new(cfg, device)?;
+        let precision = Precision::for_device(device);
+        precision.convert(&model.vs);
+        log::info!(
+            "{} ({} parameters) on {device:?}, {}",
+            cfg.arch,
+            crate::model::count_parameters(&model.vs),
+            precision.describe()
+        );
         let optimizer = cfg.optimizer.build(&model.vs, cfg.wd);
         let steps_per_epoch = (train.len() / cfg.batch_size) as u64;
         let schedule = LrSchedule {
@@ -99,6 +108,7 @@ impl<'a> Pretrainer<'a> {
             images,
             aug,
             model,
+            precision,
             optimizer,
             schedule,
             loss: cfg.loss(),
@@ -212,9 +222,15 @@ impl<'a> Pretrainer<'a> {
         let started = Instant::now();
         let (v1, v2) = self.views(order, epoch);
         let data_time = started.elapsed();
-        let z1 = self.model.project(&v1, self.group)?;
-        let z2 = self.model.project(&v2, self.group)?;
-        let loss = self.loss.compute(&z1, &z2, self.group)?;
+        let loss = self.precision.autocast(|| -> Result<_> {
+            let z1 = self
+                .model
+                .project(&self.precision.layout(&v1), self.group)?;
+            let z2 = self
+                .model
+                .project(&self.precision.layout(&v2), self.group)?;
+            Ok(self.loss.compute(&z1, &z2, self.group)?)
+        })?;
         self.optimizer.zero_grad();
         loss.total
             .f_backward()
