@@ -1,23 +1,109 @@
 //! `nls-launch`: renders, submits and tracks SLURM jobs and sweeps for the trainer.
-//! Only the crate's place in the workspace exists so far; the launcher itself is issue #6.
+//! Argument parsing only; the work is in the `launcher` library.
 
-use clap::Parser;
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use launcher::config::{Experiment, JobArgs};
+use launcher::{follow, launch};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "nls-launch",
     version,
-    about = "Render, submit and track nls jobs (not implemented yet)"
+    about = "Render, submit and track nls jobs and sweeps on SLURM",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  nls-launch --nodes 2 --ngpus 8 --time 600 --exp-dir runs/vicreg -- pretrain --data-dir /data/cifar10 --method vicreg\n  nls-launch run experiments/noise_sweep.toml --parallel 20 --dry-run\n  nls-launch status runs/vicreg"
 )]
 struct Cli {
-    /// Trainer command and arguments.
-    #[arg(trailing_var_arg = true)]
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    job: JobArgs,
+    #[command(flatten)]
+    how: How,
+    /// The trainer subcommand and its arguments, after `--`.
+    #[arg(last = true)]
     command: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    file: PathBuf,
+    #[command(flatten)]
+    job: JobArgs,
+    #[command(flatten)]
+    how: How,
+    /// Extra trainer arguments, appended to the file's command.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// How to launch.
+#[derive(clap::Args)]
+struct How {
+    /// Print the script; write and submit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run on this machine instead of SLURM (not implemented yet).
+    #[arg(long)]
+    local: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Submit an experiment file ([job], command, optional [grid] sweep); flags override it.
+    Run(Box<RunArgs>),
+    /// State of an experiment's jobs (squeue, scontrol, sacct) and of its runs (stop.json).
+    Status { exp: Option<PathBuf> },
+    /// Print the task logs of the latest submission.
+    Logs {
+        exp: PathBuf,
+        /// Array task (sweeps) or rank (single jobs).
+        #[arg(long)]
+        task: Option<usize>,
+        /// Keep printing as the logs grow (tail -F).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// scancel every recorded job of the experiment.
+    Cancel { exp: PathBuf },
+    /// Resubmit an ended job that left a checkpoint (not implemented yet).
+    Resume { exp: PathBuf },
+    /// Results table of an experiment (not implemented yet).
+    Report { exp: PathBuf },
+}
+
 fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!("error: nls-launch is not implemented yet; run `trainer` directly (see README.md)");
-    ExitCode::from(2)
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(exp: &Experiment, how: &How) -> Result<()> {
+    if how.local {
+        bail!("nls-launch --local (the local executor) is not implemented yet (issue 6)");
+    }
+    launch::launch(exp, how.dry_run)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        None => start(&Experiment::load(None, &cli.job, &cli.command)?, &cli.how),
+        Some(Cmd::Run(r)) => start(
+            &Experiment::load(Some(&r.file), &r.job, &r.command)?,
+            &r.how,
+        ),
+        Some(Cmd::Status { exp }) => follow::status(exp.as_deref()),
+        Some(Cmd::Logs { exp, task, follow }) => follow::logs(&exp, task, follow),
+        Some(Cmd::Cancel { exp }) => follow::cancel(&exp),
+        Some(Cmd::Resume { .. }) => bail!("nls-launch resume is not implemented yet (issue 6)"),
+        Some(Cmd::Report { .. }) => bail!("nls-launch report is not implemented yet (issue 6)"),
+    }
 }

@@ -27,6 +27,8 @@ enum Command {
     DistBench(cmd::dist_bench::DistBenchArgs),
     /// Pretrain a ResNet backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
     Pretrain(Box<cmd::pretrain::PretrainArgs>),
+    /// Train a classifier on a backbone with noisy labels and a robust loss (resumable).
+    Evaluate(Box<cmd::evaluate::EvaluateArgs>),
     /// Write a PNG grid of original images and their augmented views, to check the augmentations by eye.
     AugmentPreview(cmd::augment_preview::AugmentPreviewArgs),
 }
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::DistCheck(args) => cmd::dist_check::run(args).map(|()| 0),
         Command::DistBench(args) => cmd::dist_bench::run(args).map(|()| 0),
         Command::Pretrain(args) => cmd::pretrain::run(*args),
+        Command::Evaluate(args) => cmd::evaluate::run(*args),
         Command::AugmentPreview(args) => cmd::augment_preview::run(args).map(|()| 0),
     };
     match result {

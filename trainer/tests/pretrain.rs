@@ -5,7 +5,7 @@
 mod common;
 
 use common::ranks::{as_rank, describe, free_port, wait_all};
-use common::{stderr, FASHION_MNIST};
+use common::{stderr, with_flags as with, FASHION_MNIST};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -52,17 +52,6 @@ fn small_run(exp: &Path) -> Vec<String> {
     .map(|s| s.to_string())
     .chain(["--exp-dir".to_string(), exp.display().to_string()])
     .collect()
-}
-
-/// `args` with each `(flag, value)` replacing the flag's value, or appended.
-fn with(mut args: Vec<String>, flags: &[(&str, &str)]) -> Vec<String> {
-    for (flag, value) in flags {
-        match args.iter().position(|a| a == flag) {
-            Some(i) => args[i + 1] = value.to_string(),
-            None => args.extend([flag.to_string(), value.to_string()]),
-        }
-    }
-    args
 }
 
 fn pretrain(args: &[String]) -> Command {

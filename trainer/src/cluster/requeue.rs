@@ -390,3 +390,13 @@ mod tests {
         assert!(msg.contains("SLURM client"), "{msg}");
     }
 }
+
+/// How often a resumable run has been stopped, kept in its checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopCounters {
+    /// The SLURM job whose time-limit signals `timeouts` counts.
+    pub job_id: Option<String>,
+    /// Time-limit signals of that job so far.
+    pub timeouts: u32,
+    pub preemptions: u32,
+}

@@ -6,5 +6,8 @@ pub mod data_info;
 pub mod dist_args;
 pub mod dist_bench;
 pub mod dist_check;
+pub mod evaluate;
 pub mod noise;
 pub mod pretrain;
+pub mod run_args;
+pub mod stop;

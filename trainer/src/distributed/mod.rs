@@ -5,6 +5,7 @@
 //! - [`liveness`]: heartbeats that name dead ranks; [`error`]: what failed, where;
 //! - [`ddp`]: parameter broadcast and bucketed gradient averaging; [`sync_bn`]: SyncBatchNorm.
 
+pub mod agree;
 pub mod ddp;
 pub mod error;
 mod ffi;

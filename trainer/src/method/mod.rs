@@ -1,3 +1,5 @@
 //! Training methods: self-supervised losses ([`ssl`]) and evaluation (being written).
 
+pub mod eval;
+pub mod layers;
 pub mod ssl;

@@ -107,7 +107,7 @@ impl Projector {
 
 /// `nn.Linear`'s own init (kaiming_uniform with a=√5, i.e. U(±1/√in) for weight and bias), not
 /// tch's default (U(±√6/√in)), so training starts as in the reference.
-fn torch_linear(p: Path, c_in: i64, c_out: i64, bias: bool) -> nn::Linear {
+pub(crate) fn torch_linear(p: Path, c_in: i64, c_out: i64, bias: bool) -> nn::Linear {
     let bound = 1.0 / (c_in as f64).sqrt();
     let uniform = Init::Uniform {
         lo: -bound,

@@ -50,3 +50,15 @@ pub fn trainer(args: &[&str]) -> Output {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `args` with each `(flag, value)` replacing the flag's value, or appended (clap refuses a
+/// flag given twice).
+pub fn with_flags(mut args: Vec<String>, flags: &[(&str, &str)]) -> Vec<String> {
+    for (flag, value) in flags {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args[i + 1] = value.to_string(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+    args
+}

@@ -121,32 +121,14 @@ const BOOKKEEPING: [&str; 11] = [
 impl PretrainConfig {
     /// Defaults, overridden by the TOML file (if any), overridden by `flags`.
     pub fn resolve(file: Option<&Path>, flags: toml::Table) -> Result<PretrainConfig> {
-        let mut table = match file {
-            Some(path) => read_table(path)?,
-            None => toml::Table::new(),
-        };
-        table.extend(flags);
-        let config: PretrainConfig = toml::Value::Table(table).try_into().map_err(|e| {
-            anyhow::anyhow!(
-                "invalid pretraining configuration{}: {e}",
-                file.map(|p| format!(" (from {} and the flags)", p.display()))
-                    .unwrap_or_default()
-            )
-        })?;
+        let config: PretrainConfig = crate::method::layers::resolve(file, flags, "pretraining")?;
         config.check_values()?;
         Ok(config)
     }
 
     /// Everything that can be checked without the data or the cluster.
     fn check_values(&self) -> Result<()> {
-        ensure!(
-            !self.data_dir.as_os_str().is_empty(),
-            "--data-dir is required"
-        );
-        ensure!(
-            !self.exp_dir.as_os_str().is_empty(),
-            "--exp-dir is required"
-        );
+        crate::method::layers::check_dirs(&self.data_dir, &self.exp_dir)?;
         ensure!(self.epochs > 0, "--epochs must be at least 1");
         ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         ensure!(
@@ -263,19 +245,12 @@ impl PretrainConfig {
 }
 
 /// Fashion-MNIST's pixel mean and standard deviation (of the training split, in [0, 1]).
-const FASHION_MNIST_MEAN: f64 = 0.2860;
-const FASHION_MNIST_STD: f64 = 0.3530;
+pub const FASHION_MNIST_MEAN: f64 = 0.2860;
+pub const FASHION_MNIST_STD: f64 = 0.3530;
 
 fn positive(name: &str, v: f64) -> Result<()> {
     ensure!(v > 0.0 && v.is_finite(), "{name} must be positive, not {v}");
     Ok(())
-}
-
-fn read_table(path: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading --config {}", path.display()))?;
-    text.parse::<toml::Table>()
-        .with_context(|| format!("{} is not valid TOML", path.display()))
 }
 
 /// The keys on which two trajectories differ, for the resume error message.

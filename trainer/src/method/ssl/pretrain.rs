@@ -13,11 +13,12 @@ use super::state::{self, TrainState};
 use super::SslLoss;
 use crate::augment::{augment_part, AugmentConfig, ViewKey};
 use crate::checkpoint::CheckpointDir;
-use crate::cluster::signals::{self, StopSignal};
+use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
 use crate::data::{Source, Split, SplitData};
+use crate::distributed::agree::{same_everywhere, stop_signal};
 use crate::distributed::ddp::{broadcast_variables, GradSync};
-use crate::distributed::{ProcessGroup, ReduceOp};
+use crate::distributed::ProcessGroup;
 use crate::model::{to_rgb, Precision};
 use crate::optim::{LrSchedule, Optimizer};
 use anyhow::{Context, Result};
@@ -131,7 +132,7 @@ impl<'a> Pretrainer<'a> {
     fn resume(&mut self) -> Result<()> {
         let found = self.checkpoints.load_latest()?;
         let step = found.as_ref().map_or(0, |(s, _, _)| *s);
-        self.agree_on("the checkpoint to resume from", step)?;
+        same_everywhere(self.group, "the checkpoint to resume from", step)?;
         let Some((step, path, ckpt)) = found else {
             self.monitor.start(None)?;
             return Ok(());
@@ -148,20 +149,6 @@ impl<'a> Pretrainer<'a> {
         );
         self.state = state;
         self.monitor.start(Some(step))?;
-        Ok(())
-    }
-
-    /// Fails unless every rank holds the same `value`.
-    fn agree_on(&self, what: &str, value: u64) -> Result<()> {
-        let mut lo = Tensor::from_slice(&[-(value as f64)]).to_device(self.group.device());
-        let mut hi = Tensor::from_slice(&[value as f64]).to_device(self.group.device());
-        self.group.all_reduce(&mut lo, ReduceOp::Max)?;
-        self.group.all_reduce(&mut hi, ReduceOp::Max)?;
-        let (lo, hi) = (-lo.double_value(&[0]), hi.double_value(&[0]));
-        anyhow::ensure!(
-            lo == hi,
-            "ranks disagree on {what} (from {lo} to {hi}): do all ranks see the same exp-dir?"
-        );
         Ok(())
     }
 
@@ -199,7 +186,7 @@ impl<'a> Pretrainer<'a> {
                 self.save()?;
                 saved_at = self.state.step;
             }
-            if let Some(signal) = self.agree_on_stop()? {
+            if let Some(signal) = stop_signal(self.group)? {
                 on_stop(signal, &mut self.state);
                 let checkpoint = self.save()?;
                 self.group.barrier()?;
@@ -281,17 +268,6 @@ impl<'a> Pretrainer<'a> {
             }
         }
         Ok(())
-    }
-
-    /// The strongest stop signal any rank has received, agreed by all.
-    fn agree_on_stop(&self) -> Result<Option<StopSignal>> {
-        let code = signals::pending().map_or(0, StopSignal::code);
-        if self.group.world_size() == 1 {
-            return Ok(StopSignal::from_code(code));
-        }
-        let mut flag = Tensor::from_slice(&[code as f32]).to_device(self.group.device());
-        self.group.all_reduce(&mut flag, ReduceOp::Max)?;
-        Ok(StopSignal::from_code(flag.double_value(&[0]) as u8))
     }
 
     /// Rank 0 writes the checkpoint of the current step; returns its path on every rank.

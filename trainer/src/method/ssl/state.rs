@@ -8,6 +8,7 @@
 
 use super::config::{differing_keys, PretrainConfig};
 use crate::checkpoint::Checkpoint;
+use crate::cluster::requeue::StopCounters;
 use crate::optim::Optimizer;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -26,11 +27,9 @@ pub struct TrainState {
     pub steps_per_epoch: u64,
     pub config_hash: String,
     pub config: serde_json::Map<String, serde_json::Value>,
-    /// The SLURM job (array job) whose time-limit signals `timeouts` counts.
-    pub job_id: Option<String>,
-    /// SLURM time-limit signals of that job so far.
-    pub timeouts: u32,
-    pub preemptions: u32,
+    /// Time limits and preemptions so far.
+    #[serde(flatten)]
+    pub stops: StopCounters,
     /// Mean loss over the last logging interval (NaN before the first).
     pub last_loss: Option<f64>,
     pub last_knn: Option<f64>,

@@ -1,0 +1,463 @@
+//! The job's configuration: defaults ← the experiment file's `[job]` table ← command-line
+//! flags, merged as TOML tables and parsed once into [`JobConfig`] (`deny_unknown_fields`).
+//!
+//! Every error names where the offending key came from ([`Origin::of`]): the flag, or the key
+//! in `[job]` of the file. Decisions worth knowing:
+//! - GPU mode is the default (`ngpus` 1 when unset); one task per GPU. `ngpus = 0` is an
+//!   error: a CPU job is asked for explicitly with `--cpu` (`cpu = true`), which drops the GPU
+//!   lines and runs `tasks_per_node` tasks per node (default 1).
+//! - `exp_dir` is made absolute: the job may start anywhere. The job's working directory is
+//!   the directory `nls-launch` ran in (`#SBATCH --chdir`), so relative trainer paths work.
+
+use crate::quote;
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Subcommands of the trainer that take `--exp-dir` (and `--max-timeouts`: `pretrain`).
+const EXP_DIR_SUBCOMMANDS: [&str; 2] = ["pretrain", "evaluate"];
+
+/// Every key of `[job]`, in the order of [`JobConfig`].
+pub const JOB_KEYS: [&str; 19] = [
+    "nodes",
+    "ngpus",
+    "cpu",
+    "tasks_per_node",
+    "cpus_per_task",
+    "mem",
+    "partition",
+    "account",
+    "qos",
+    "constraint",
+    "time",
+    "signal_delay",
+    "max_timeouts",
+    "parallel",
+    "exp_dir",
+    "name",
+    "trainer",
+    "template",
+    "command",
+];
+
+/// The resolved configuration of one submission (written to `<exp>/job.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// GPUs per node, one task each (GPU mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngpus: Option<u32>,
+    /// CPU mode: no GPU lines, `tasks_per_node` tasks per node.
+    #[serde(default)]
+    pub cpu: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_per_node: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// Time limit in minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<u32>,
+    /// Seconds before the time limit at which SLURM sends SIGUSR1.
+    #[serde(default = "default_signal_delay")]
+    pub signal_delay: u32,
+    /// Time-limit requeues allowed (passed to `trainer pretrain --max-timeouts`).
+    #[serde(default = "default_max_timeouts")]
+    pub max_timeouts: u32,
+    /// Sweeps: at most this many array tasks at once (`--array=...%P`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    pub exp_dir: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainer: Option<PathBuf>,
+    /// sbatch template: a path, or a name looked up in the template folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PathBuf>,
+    /// The trainer subcommand and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_signal_delay() -> u32 {
+    90
+}
+fn default_max_timeouts() -> u32 {
+    3
+}
+
+/// The job flags shared by `nls-launch -- ...` and `nls-launch run FILE`; they override the file.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+pub struct JobArgs {
+    /// Number of nodes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
+    /// GPUs per node; one task per GPU (default 1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ngpus: Option<u32>,
+    /// CPU job: no GPU lines; --tasks-per-node tasks per node.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cpu: bool,
+    /// Tasks per node in CPU mode (default 1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_per_node: Option<u32>,
+    /// CPUs per task (`--cpus-per-task`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, as sbatch takes it (`64G`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    /// SLURM partition.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// SLURM account.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// SLURM QOS.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    /// Node features (`--constraint`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// Time limit in minutes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<u32>,
+    /// SIGUSR1 this many seconds before the time limit (default 90).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_delay: Option<u32>,
+    /// Time-limit requeues allowed before the run stops for good (default 3).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_timeouts: Option<u32>,
+    /// Sweeps: at most P array tasks at once.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    /// Experiment folder: script, job.toml, logs/, submissions.jsonl (and runs/ for sweeps).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp_dir: Option<PathBuf>,
+    /// Job name (default: the exp-dir's name).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Trainer binary (default: `trainer` beside nls-launch, else on PATH).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trainer: Option<PathBuf>,
+    /// sbatch template (default: sbatch.sh.j2 from the templates folder).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<PathBuf>,
+}
+
+/// Where each key's value came from, for error messages.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub file: Option<PathBuf>,
+    file_keys: Vec<String>,
+    flag_keys: Vec<String>,
+}
+
+impl Origin {
+    /// `--ngpus (command line)`, `` `ngpus` in [job] of exp.toml `` or `` `ngpus` (default) ``.
+    pub fn of(&self, key: &str) -> String {
+        if self.flag_keys.iter().any(|k| k == key) {
+            return format!("--{} (command line)", key.replace('_', "-"));
+        }
+        match &self.file {
+            Some(f) if self.file_keys.iter().any(|k| k == key) => {
+                format!("`{key}` in [job] of {}", f.display())
+            }
+            _ => format!("`{key}` (default)"),
+        }
+    }
+
+    /// The file, or "the command line".
+    pub fn source(&self) -> String {
+        match &self.file {
+            Some(f) => f.display().to_string(),
+            None => "the command line".into(),
+        }
+    }
+}
+
+/// An experiment: the job, the optional sweep grid (raw; [`crate::sweep`] reads it) and where
+/// the values came from.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub job: JobConfig,
+    pub grid: Option<toml::Value>,
+    pub origin: Origin,
+}
+
+/// What `job.toml` holds.
+#[derive(Serialize)]
+struct Resolved<'a> {
+    job: &'a JobConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grid: Option<&'a toml::Value>,
+}
+
+impl Experiment {
+    /// Flags (and the trainer args after `--`, appended to the file's `command`) over the file.
+    pub fn load(file: Option<&Path>, flags: &JobArgs, extra: &[String]) -> Result<Experiment> {
+        let (mut job, grid) = match file {
+            Some(f) => read_file(f)?,
+            None => (toml::Table::new(), None),
+        };
+        let mut origin = Origin {
+            file: file.map(Path::to_path_buf),
+            file_keys: job.keys().cloned().collect(),
+            flag_keys: Vec::new(),
+        };
+        let flags = toml::Table::try_from(flags).context("reading the command-line flags")?;
+        origin.flag_keys = flags.keys().cloned().collect();
+        job.extend(flags);
+        append_command(&mut job, extra);
+        let cfg = JobConfig::deserialize(toml::Value::Table(job))
+            .with_context(|| format!("invalid job configuration (from {})", origin.source()))?;
+        cfg.validate(&origin)?;
+        let job = cfg.resolve()?;
+        Ok(Experiment { job, grid, origin })
+    }
+
+    /// The resolved configuration as `job.toml` text.
+    pub fn to_toml(&self) -> Result<String> {
+        let r = Resolved {
+            job: &self.job,
+            grid: self.grid.as_ref(),
+        };
+        toml::to_string(&r).context("writing the resolved configuration as TOML")
+    }
+}
+
+/// The file's `[job]` table (with a top-level `command` moved into it) and its `grid`.
+fn read_file(path: &Path) -> Result<(toml::Table, Option<toml::Value>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut top: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut job = match top.remove("job") {
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => bail!("{}: `job` must be a table ([job])", path.display()),
+        None => toml::Table::new(),
+    };
+    if let Some(cmd) = top.remove("command") {
+        ensure!(
+            !job.contains_key("command"),
+            "{}: `command` is given both at the top level and in [job]",
+            path.display()
+        );
+        job.insert("command".into(), cmd);
+    }
+    let grid = top.remove("grid");
+    if let Some(k) = top.keys().next() {
+        bail!(
+            "{}: unknown key `{k}` (the file holds [job], command and [grid])",
+            path.display()
+        );
+    }
+    if let Some(k) = job.keys().find(|k| !JOB_KEYS.contains(&k.as_str())) {
+        bail!(
+            "{}: unknown key `{k}` in [job] (known keys: {})",
+            path.display(),
+            JOB_KEYS.join(", ")
+        );
+    }
+    Ok((job, grid))
+}
+
+fn append_command(job: &mut toml::Table, extra: &[String]) {
+    if extra.is_empty() {
+        return;
+    }
+    let cmd = job
+        .entry("command")
+        .or_insert_with(|| toml::Value::Array(Vec::new()));
+    if let toml::Value::Array(a) = cmd {
+        a.extend(extra.iter().cloned().map(toml::Value::String));
+    }
+}
+
+impl JobConfig {
+    /// Checks every value; errors name the key and where it came from.
+    pub fn validate(&self, origin: &Origin) -> Result<()> {
+        let at_least_one = |key: &str, v: Option<u32>| -> Result<()> {
+            match v {
+                Some(0) => bail!("{}: {key} = 0; it must be at least 1", origin.of(key)),
+                _ => Ok(()),
+            }
+        };
+        at_least_one("nodes", Some(self.nodes))?;
+        at_least_one("tasks_per_node", self.tasks_per_node)?;
+        at_least_one("cpus_per_task", self.cpus_per_task)?;
+        at_least_one("time", self.time)?;
+        at_least_one("parallel", self.parallel)?;
+        self.validate_mode(origin)?;
+        if let Some(t) = self.time {
+            ensure!(
+                u64::from(self.signal_delay) < u64::from(t) * 60,
+                "{}: signal_delay = {} s is not shorter than the time limit ({t} min)",
+                origin.of("signal_delay"),
+                self.signal_delay
+            );
+        }
+        self.validate_strings(origin)?;
+        ensure!(
+            !self.command.is_empty(),
+            "no trainer command in {}: give it after `--` (nls-launch --exp-dir runs/x -- pretrain ...) \
+             or as `command = [\"pretrain\", ...]` in the experiment file",
+            origin.source()
+        );
+        Ok(())
+    }
+
+    fn validate_mode(&self, origin: &Origin) -> Result<()> {
+        if self.cpu {
+            ensure!(
+                self.ngpus.is_none(),
+                "{}: a CPU job (--cpu) takes no ngpus; drop one of them",
+                origin.of("ngpus")
+            );
+            return Ok(());
+        }
+        ensure!(
+            self.ngpus != Some(0),
+            "{}: ngpus = 0 asks for no GPUs; for a CPU job say so with --cpu (cpu = true) \
+             and --tasks-per-node",
+            origin.of("ngpus")
+        );
+        ensure!(
+            self.tasks_per_node.is_none(),
+            "{}: tasks_per_node is for CPU jobs (--cpu); a GPU job runs one task per GPU (ngpus)",
+            origin.of("tasks_per_node")
+        );
+        Ok(())
+    }
+
+    /// Values that go into `#SBATCH` lines must be writable there.
+    fn validate_strings(&self, origin: &Origin) -> Result<()> {
+        let fields = [
+            ("mem", self.mem.as_deref()),
+            ("partition", self.partition.as_deref()),
+            ("account", self.account.as_deref()),
+            ("qos", self.qos.as_deref()),
+            ("constraint", self.constraint.as_deref()),
+            ("name", self.name.as_deref()),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value {
+                quote::sbatch(v).with_context(|| origin.of(key))?;
+            }
+        }
+        let exp = path_str(&self.exp_dir).with_context(|| origin.of("exp_dir"))?;
+        quote::sbatch(exp).with_context(|| origin.of("exp_dir"))?;
+        quote::slurm_pattern_literal(exp).with_context(|| origin.of("exp_dir"))?;
+        Ok(())
+    }
+
+    /// Fills the defaults that depend on the environment: absolute exp_dir, name, ngpus or
+    /// tasks_per_node, trainer.
+    pub fn resolve(mut self) -> Result<JobConfig> {
+        self.exp_dir = std::path::absolute(&self.exp_dir)
+            .with_context(|| format!("making {} absolute", self.exp_dir.display()))?;
+        if self.name.is_none() {
+            let base = self.exp_dir.file_name().unwrap_or_default();
+            self.name = Some(format!("nls-{}", base.to_string_lossy()));
+        }
+        match self.cpu {
+            true => self.tasks_per_node = Some(self.tasks_per_node.unwrap_or(1)),
+            false => self.ngpus = Some(self.ngpus.unwrap_or(1)),
+        }
+        if self.trainer.is_none() {
+            self.trainer = Some(default_trainer());
+        }
+        Ok(self)
+    }
+
+    /// Tasks per node: one per GPU, or `tasks_per_node` in CPU mode.
+    pub fn tasks_per_node(&self) -> u32 {
+        match self.cpu {
+            true => self.tasks_per_node.unwrap_or(1),
+            false => self.ngpus.unwrap_or(1),
+        }
+    }
+
+    /// GPUs per node, None in CPU mode.
+    pub fn gpus_per_node(&self) -> Option<u32> {
+        match self.cpu {
+            true => None,
+            false => Some(self.ngpus.unwrap_or(1)),
+        }
+    }
+
+    /// The trainer arguments for a run in `run_dir`: `command`, then `extra`, then
+    /// `--exp-dir run_dir` (and `--max-timeouts K` for `pretrain`) when the subcommand takes
+    /// them and they are not already given.
+    pub fn trainer_args(&self, extra: &[String], run_dir: &Path) -> Vec<String> {
+        let mut args: Vec<String> = self.command.iter().chain(extra).cloned().collect();
+        let sub = self.command.first().map(String::as_str).unwrap_or("");
+        if !EXP_DIR_SUBCOMMANDS.contains(&sub) {
+            return args;
+        }
+        if !has_flag(&args, "--exp-dir") {
+            args.extend(["--exp-dir".into(), run_dir.display().to_string()]);
+        }
+        if sub == "pretrain" && !has_flag(&args, "--max-timeouts") {
+            args.extend(["--max-timeouts".into(), self.max_timeouts.to_string()]);
+        }
+        args
+    }
+}
+
+/// `--flag value` or `--flag=value` among `args`.
+pub fn has_flag(args: &[String], flag: &str) -> bool {
+    args.iter()
+        .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+}
+
+/// A path as UTF-8 (scripts and TOML need text).
+pub fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not valid UTF-8", p.display()))
+}
+
+/// `trainer` beside this executable when it exists, else `trainer` from PATH.
+fn default_trainer() -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("trainer")));
+    match beside {
+        Some(p) if p.is_file() => p,
+        _ => PathBuf::from("trainer"),
+    }
+}

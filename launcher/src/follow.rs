@@ -1,0 +1,231 @@
+//! `status`, `logs` and `cancel`: the follow-up commands, reading what [`crate::submit`]
+//! recorded and asking SLURM through [`crate::monitor`].
+
+use crate::monitor::{self, QueueRow};
+use crate::submit::{self, Submission};
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Above this many array rows, status prints counts per state instead of one line each.
+const MAX_ROWS: usize = 20;
+
+/// `status [EXP]`: the jobs of an experiment (or, without one, the user's queue).
+pub fn status(exp: Option<&Path>) -> Result<()> {
+    let exp = match exp {
+        Some(e) => e.to_path_buf(),
+        None if Path::new(submit::SUBMISSIONS).is_file() => PathBuf::from("."),
+        None => return user_queue(),
+    };
+    let subs = submit::read_submissions(&exp)?;
+    let ids: Vec<String> = subs.iter().map(|s| s.job_id.clone()).collect();
+    let rows = monitor::squeue(&ids)?;
+    let mut active = false;
+    for s in &subs {
+        let mine: Vec<&QueueRow> = rows
+            .iter()
+            .filter(|r| monitor::split_job_id(&r.id).0 == s.job_id)
+            .collect();
+        active |= !mine.is_empty();
+        print_submission(s, &mine);
+    }
+    print_runs(&exp, active)
+}
+
+fn user_queue() -> Result<()> {
+    let out = Command::new("squeue")
+        .args(["--me", "-h", "-o", monitor::SQUEUE_FORMAT])
+        .output()
+        .context("running squeue (is SLURM installed here?)")?;
+    ensure!(
+        out.status.success(),
+        "squeue failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let rows = monitor::parse_squeue(&String::from_utf8_lossy(&out.stdout))?;
+    rows.iter().for_each(|r| println!("{}", row_line(r)));
+    if rows.is_empty() {
+        println!("no jobs of yours in the queue");
+    }
+    Ok(())
+}
+
+fn print_submission(s: &Submission, rows: &[&QueueRow]) {
+    let array = s
+        .array
+        .as_deref()
+        .map(|a| format!(" (array {a})"))
+        .unwrap_or_default();
+    println!("job {}{array}, submitted {}", s.job_id, s.time);
+    if rows.is_empty() {
+        println!("  {}", ended(&s.job_id));
+    } else if rows.len() <= MAX_ROWS {
+        rows.iter().for_each(|r| println!("  {}", row_line(r)));
+    } else {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        rows.iter()
+            .for_each(|r| *counts.entry(&r.state).or_default() += 1);
+        let text: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        println!("  {}", text.join(", "));
+    }
+}
+
+fn row_line(r: &QueueRow) -> String {
+    format!(
+        "{:<16} {:<12} {} / {}  {}",
+        r.id, r.state, r.elapsed, r.limit, r.reason
+    )
+}
+
+/// How a job that left the queue ended: scontrol while SLURM remembers it, then sacct.
+fn ended(id: &str) -> String {
+    let recs = monitor::scontrol(id);
+    if !recs.is_empty() {
+        let field = |r: &BTreeMap<String, String>, k: &str| r.get(k).cloned().unwrap_or_default();
+        let lines: Vec<String> = recs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} exit {} restarts {} ({})",
+                    field(r, "JobId"),
+                    field(r, "JobState"),
+                    field(r, "ExitCode"),
+                    field(r, "Restarts"),
+                    field(r, "Reason")
+                )
+            })
+            .collect();
+        return lines.join("\n  ");
+    }
+    match monitor::sacct(id) {
+        Ok(rows) if !rows.is_empty() => rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} exit {} elapsed {}",
+                    r.id, r.state, r.exit_code, r.elapsed
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        Ok(_) => "no longer in the queue; sacct knows nothing of it".into(),
+        Err(why) => format!(
+            "no longer in the queue; its end state is unknown without accounting ({why}); \
+             the run's stop.json and logs say how it ended"
+        ),
+    }
+}
+
+/// `stop.json` / `results.json` of the run (single job) or of every run of a sweep.
+fn print_runs(exp: &Path, active: bool) -> Result<()> {
+    let runs = exp.join("runs");
+    if !runs.is_dir() {
+        let text = match monitor::read_stop(exp)? {
+            Some(stop) => monitor::explain_stop(&stop, active, exp),
+            None => "no stop.json yet (not started, or still in its first attempt)".into(),
+        };
+        println!("run: {text}");
+        return Ok(());
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
+        .with_context(|| format!("reading {}", runs.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &dirs {
+        let key = match (d.join("results.json").is_file(), monitor::read_stop(d)?) {
+            (true, _) => "results".to_string(),
+            (false, Some(stop)) => {
+                if stop.reason == "max-timeouts" || !active {
+                    let name = d.file_name().unwrap_or_default().to_string_lossy();
+                    println!("  {name}: {}", monitor::explain_stop(&stop, active, d));
+                }
+                stop.reason
+            }
+            (false, None) => "no stop.json".to_string(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let text: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("runs ({} folders): {}", dirs.len(), text.join(", "));
+    Ok(())
+}
+
+/// `logs EXP [--task N] [--follow]`: the task logs of the latest submission.
+pub fn logs(exp: &Path, task: Option<usize>, follow: bool) -> Result<()> {
+    let subs = submit::read_submissions(exp)?;
+    let last = subs.last().context("no submission recorded")?;
+    let files = log_files(&exp.join("logs"), last, task)?;
+    ensure!(
+        !files.is_empty(),
+        "no log files of job {} in {}/logs yet (is it still pending?)",
+        last.job_id,
+        exp.display()
+    );
+    if follow {
+        let status = Command::new("tail")
+            .args(["-n", "+1", "-F"])
+            .args(&files)
+            .status()
+            .context("running tail -F")?;
+        ensure!(status.success(), "tail -F exited with {status}");
+        return Ok(());
+    }
+    for f in &files {
+        let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        println!("==> {} <==", f.display());
+        print!("{}", String::from_utf8_lossy(&text));
+    }
+    Ok(())
+}
+
+/// Log files of a submission: `<id>_<rank>.*`, arrays `<id>_<task>_<rank>.*` (plus the batch
+/// shell's `_batch` files); `task` picks the array task (sweeps) or the rank (single jobs).
+pub fn log_files(dir: &Path, sub: &Submission, task: Option<usize>) -> Result<Vec<PathBuf>> {
+    let prefix = match (task, sub.array.is_some()) {
+        (None, _) => format!("{}_", sub.job_id),
+        (Some(t), true) => format!("{}_{t}_", sub.job_id),
+        (Some(t), false) => format!("{}_{t}.", sub.job_id),
+    };
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `cancel EXP`: scancel every recorded job id.
+pub fn cancel(exp: &Path) -> Result<()> {
+    let subs = submit::read_submissions(exp)?;
+    let mut failed = 0;
+    for s in &subs {
+        let out = Command::new("scancel")
+            .arg(&s.job_id)
+            .output()
+            .context("running scancel (is SLURM installed here?)")?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        match (out.status.success(), err.trim()) {
+            (true, "") => println!("cancelled job {}", s.job_id),
+            (true, msg) => println!("job {}: {msg}", s.job_id),
+            (false, msg) => {
+                failed += 1;
+                println!("job {}: scancel failed: {msg}", s.job_id)
+            }
+        }
+    }
+    if failed == subs.len() && failed > 0 {
+        bail!("scancel failed for every job of {}", exp.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `nls-launch -- ...` and `nls-launch run FILE`: render, write the exp-dir, submit.
+
+use crate::atomic::write_atomic;
+use crate::config::Experiment;
+use crate::render::{self, Body};
+use crate::submit::{self, Submission};
+use crate::sweep::{self, Task};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The job script inside the exp-dir.
+pub const SCRIPT: &str = "job.sh";
+/// The resolved configuration inside the exp-dir.
+pub const RESOLVED: &str = "job.toml";
+
+/// What one launch will run.
+pub struct Plan {
+    pub script: String,
+    /// The array tasks (sweeps); None for a single job.
+    pub tasks: Option<Vec<Task>>,
+}
+
+impl Plan {
+    /// The indices submitted this time (sweeps: those without results).
+    pub fn pending(&self) -> Option<Vec<usize>> {
+        let tasks = self.tasks.as_ref()?;
+        Some(tasks.iter().filter(|t| !t.done).map(|t| t.index).collect())
+    }
+}
+
+/// Renders the script; None when a sweep has nothing left to run.
+pub fn plan(exp: &Experiment, workdir: &Path) -> Result<Option<Plan>> {
+    let template = render::load_template(&exp.job, &exp.origin)?;
+    let job = &exp.job;
+    let (body, tasks) = match exp.grid {
+        None => {
+            let args = job.trainer_args(&[], &job.exp_dir);
+            (Body::Single { args }, None)
+        }
+        Some(_) => {
+            let tasks = sweep::plan(exp)?;
+            let pending: Vec<usize> = tasks.iter().filter(|t| !t.done).map(|t| t.index).collect();
+            if pending.is_empty() {
+                return Ok(None);
+            }
+            let spec = sweep::array_spec(&pending, job.parallel);
+            let tasks_dir = sweep::tasks_dir(&job.exp_dir);
+            (Body::Array { spec, tasks_dir }, Some(tasks))
+        }
+    };
+    let script = render::render(job, &body, &template, workdir)?;
+    Ok(Some(Plan { script, tasks }))
+}
+
+/// Plan, then print (`dry_run`) or write and submit.
+pub fn launch(exp: &Experiment, dry_run: bool) -> Result<()> {
+    let workdir = std::env::current_dir().context("reading the current directory")?;
+    let Some(plan) = plan(exp, &workdir)? else {
+        println!(
+            "every configuration of {} has its results.json; nothing to submit",
+            exp.origin.source()
+        );
+        return Ok(());
+    };
+    if let Some(tasks) = &plan.tasks {
+        eprintln!(
+            "{} configurations, {} to run",
+            tasks.len(),
+            plan.pending().map_or(0, |p| p.len())
+        );
+    }
+    if dry_run {
+        print!("{}", plan.script);
+        return Ok(());
+    }
+    let script = write_exp_dir(exp, &plan)?;
+    let s = submit::sbatch(&script)?;
+    let array = plan
+        .pending()
+        .map(|p| sweep::array_spec(&p, exp.job.parallel));
+    submit::record(
+        &exp.job.exp_dir,
+        &Submission {
+            job_id: s.job_id.clone(),
+            cluster: s.cluster.clone(),
+            time: chrono::Utc::now().to_rfc3339(),
+            script: script.clone(),
+            array: array.clone(),
+            tasks: plan.pending(),
+        },
+    )?;
+    let logs = exp.job.exp_dir.join("logs");
+    let pattern = match array {
+        Some(_) => format!("{}_<task>_<rank>.out", s.job_id),
+        None => format!("{}_<rank>.out", s.job_id),
+    };
+    println!("submitted job {}", s.job_id);
+    println!("logs: {}/{pattern}", logs.display());
+    Ok(())
+}
+
+/// `job.sh`, `job.toml`, `tasks/` and `logs/` in the exp-dir; returns the script's path.
+pub fn write_exp_dir(exp: &Experiment, plan: &Plan) -> Result<PathBuf> {
+    let dir = &exp.job.exp_dir;
+    std::fs::create_dir_all(dir.join("logs"))
+        .with_context(|| format!("creating {}/logs", dir.display()))?;
+    if let Some(tasks) = &plan.tasks {
+        sweep::write_tasks(dir, tasks)?;
+    }
+    write_atomic(&dir.join(RESOLVED), exp.to_toml()?.as_bytes())?;
+    let script = dir.join(SCRIPT);
+    write_atomic(&script, plan.script.as_bytes())?;
+    Ok(script)
+}

@@ -1,0 +1,18 @@
+//! `nls-launch` as a library: the binary (`main.rs`) is argument parsing only.
+//!
+//! Modules follow the launcher's data path: [`config`] (flags + experiment file → one
+//! validated [`config::JobConfig`]) → [`sweep`] (a grid → one trainer command per array task)
+//! → [`render`] (the sbatch script from `templates/`, every user value quoted by [`quote`])
+//! → [`submit`] (`sbatch --parsable`, `submissions.jsonl`) → [`monitor`] (squeue, scontrol,
+//! sacct and `stop.json`, parsed by pure functions) → [`follow`] (status, logs, cancel).
+//! Files are written through [`atomic`].
+
+pub mod atomic;
+pub mod config;
+pub mod follow;
+pub mod launch;
+pub mod monitor;
+pub mod quote;
+pub mod render;
+pub mod submit;
+pub mod sweep;

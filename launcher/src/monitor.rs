@@ -1,0 +1,232 @@
+//! What SLURM and the trainer say about a job: parsers for `squeue`, `scontrol show job -o`
+//! and `sacct` output (pure functions), thin wrappers that run those commands, and the
+//! trainer's `stop.json`.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// The squeue format the parser reads: id, state, elapsed, limit, reason or nodes.
+pub const SQUEUE_FORMAT: &str = "%i|%T|%M|%l|%R";
+
+/// One `squeue -h -o '%i|%T|%M|%l|%R'` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRow {
+    /// As printed: `123`, `123_4`, `123_[0-3%2]`.
+    pub id: String,
+    pub state: String,
+    pub elapsed: String,
+    pub limit: String,
+    /// `(Resources)`, `(ReqNodeNotAvail, UnavailableNodes:n1)` or the node list.
+    pub reason: String,
+}
+
+/// A job id split into the job and its array part: `123_[0-3%2]` → (`123`, `[0-3%2]`).
+pub fn split_job_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once('_') {
+        Some((job, task)) => (job, Some(task)),
+        None => (id, None),
+    }
+}
+
+/// Parse squeue lines; blank output (finished jobs) is no rows.
+pub fn parse_squeue(out: &str) -> Result<Vec<QueueRow>> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(5, '|').collect();
+            let [id, state, elapsed, limit, reason] = f[..] else {
+                anyhow::bail!("squeue line {l:?} does not have the 5 fields of {SQUEUE_FORMAT}");
+            };
+            Ok(QueueRow {
+                id: id.trim().into(),
+                state: state.trim().into(),
+                elapsed: elapsed.trim().into(),
+                limit: limit.trim().into(),
+                reason: reason.trim().into(),
+            })
+        })
+        .collect()
+}
+
+/// Parse `scontrol show job -o`: one record per line, `Key=Value` pairs. A value may hold
+/// spaces (`Reason=`, `Command=`, `WorkDir=`): a word that does not start a key
+/// (an upper-case letter, then `[A-Za-z0-9_:/]`, then `=`) continues the previous value.
+pub fn parse_scontrol(out: &str) -> Vec<BTreeMap<String, String>> {
+    out.lines()
+        .filter(|l| l.contains('='))
+        .map(parse_scontrol_record)
+        .collect()
+}
+
+fn parse_scontrol_record(line: &str) -> BTreeMap<String, String> {
+    let mut rec = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for word in line.split(' ').filter(|w| !w.is_empty()) {
+        match word.split_once('=').filter(|(k, _)| is_key(k)) {
+            Some((k, v)) => {
+                rec.insert(k.to_string(), v.to_string());
+                last = Some(k.to_string());
+            }
+            None => {
+                if let Some(v) = last.as_ref().and_then(|k| rec.get_mut(k)) {
+                    v.push(' ');
+                    v.push_str(word);
+                }
+            }
+        }
+    }
+    rec
+}
+
+fn is_key(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_uppercase())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_:/".contains(c))
+}
+
+/// One `sacct -n -P -o JobID,State,ExitCode,Elapsed` record (job steps are dropped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcctRow {
+    pub id: String,
+    pub state: String,
+    pub exit_code: String,
+    pub elapsed: String,
+}
+
+pub fn parse_sacct(out: &str) -> Vec<AcctRow> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.trim().splitn(4, '|').collect();
+            let [id, state, exit_code, elapsed] = f[..] else {
+                return None;
+            };
+            (!id.contains('.')).then(|| AcctRow {
+                id: id.into(),
+                state: state.into(),
+                exit_code: exit_code.into(),
+                elapsed: elapsed.into(),
+            })
+        })
+        .collect()
+}
+
+/// Whether a state (`COMPLETED`, `CANCELLED by 1000`, `PENDING`...) is final. Anything not
+/// known as final (REQUEUED, PREEMPTED, PENDING, RUNNING, REQUEUE_HOLD, ...) is not.
+pub fn is_finished(state: &str) -> bool {
+    const FINAL: [&str; 9] = [
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+    ];
+    let word = state.split_whitespace().next().unwrap_or("");
+    FINAL.contains(&word.trim_end_matches('+'))
+}
+
+/// `squeue` for these job ids; a job that left the queue is no row.
+pub fn squeue(ids: &[String]) -> Result<Vec<QueueRow>> {
+    let out = Command::new("squeue")
+        .args(["-h", "-o", SQUEUE_FORMAT, "-j", &ids.join(",")])
+        .output()
+        .context("running squeue (is SLURM installed here?)")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A single finished job: "slurm_load_jobs error: Invalid job id specified".
+    if !out.status.success() && !stderr.contains("Invalid job id") {
+        anyhow::bail!("squeue failed ({}): {}", out.status, stderr.trim());
+    }
+    parse_squeue(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `scontrol show job -o <id>`: the job's records while SLURM remembers it (MinJobAge).
+pub fn scontrol(id: &str) -> Vec<BTreeMap<String, String>> {
+    Command::new("scontrol")
+        .args(["show", "job", "-o", id])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| parse_scontrol(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default()
+}
+
+/// `sacct` for one job: Ok(rows), or Err(why) when accounting is not available.
+pub fn sacct(id: &str) -> std::result::Result<Vec<AcctRow>, String> {
+    let out = Command::new("sacct")
+        .args(["-n", "-P", "-o", "JobID,State,ExitCode,Elapsed", "-j", id])
+        .output()
+        .map_err(|e| format!("sacct could not run: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(parse_sacct(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The trainer's `stop.json`: how the last attempt of a run ended.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct StopInfo {
+    /// `finished`, `timeout`, `preemption` or `max-timeouts`.
+    pub reason: String,
+    #[serde(default)]
+    pub step: Option<u64>,
+    #[serde(default)]
+    pub timeouts: Option<u32>,
+    #[serde(default)]
+    pub preemptions: Option<u32>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub hint: Option<String>,
+    #[serde(default)]
+    pub requeued: Option<String>,
+}
+
+/// `<run>/stop.json`, None when absent.
+pub fn read_stop(run_dir: &Path) -> Result<Option<StopInfo>> {
+    let path = run_dir.join("stop.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Why a run stopped and what to do, given whether its job is still queued or running.
+pub fn explain_stop(stop: &StopInfo, job_active: bool, exp: &Path) -> String {
+    let at = stop
+        .step
+        .map(|s| format!(" at step {s}"))
+        .unwrap_or_default();
+    let ckpt = stop.file.as_deref().unwrap_or("the newest checkpoint");
+    let resume = format!(
+        "resume with `nls-launch resume {}` (or `sbatch {}/job.sh`: the trainer continues from {ckpt})",
+        exp.display(),
+        exp.display()
+    );
+    match stop.reason.as_str() {
+        "finished" => format!("finished{at}"),
+        "max-timeouts" => format!(
+            "stopped for good{at} after {} time limits; {}",
+            stop.timeouts.unwrap_or(0),
+            stop.hint.clone().unwrap_or(resume)
+        ),
+        r @ ("timeout" | "preemption") if job_active => {
+            format!(
+                "last attempt stopped by a {r}{at}; the job is requeued and resumes from {ckpt}"
+            )
+        }
+        r @ ("timeout" | "preemption") => {
+            format!("stopped by a {r}{at} and the job is no longer queued; {resume}")
+        }
+        other => format!("stopped ({other}){at}"),
+    }
+}

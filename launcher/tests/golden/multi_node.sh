@@ -1,0 +1,42 @@
+#!/bin/bash
+# Rendered by nls-launch 0.1.0; the resolved configuration is job.toml beside this script.
+#SBATCH --job-name="vicreg r50"
+#SBATCH --nodes=4
+#SBATCH --ntasks-per-node=8
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=10
+#SBATCH --mem=480G
+#SBATCH --partition=gpu
+#SBATCH --account=proj-123
+#SBATCH --qos=high
+#SBATCH --constraint="a100&ib"
+#SBATCH --time=1440
+#SBATCH --signal=USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --chdir=/home/user/nls
+#SBATCH --output=/scratch/runs/vicreg-r50/logs/%j_batch.out
+#SBATCH --error=/scratch/runs/vicreg-r50/logs/%j_batch.err
+
+set -euo pipefail
+
+args=(
+  'pretrain'
+  '--data-dir'
+  '/data/cifar10'
+  '--method'
+  'vicreg'
+  '--epochs'
+  '100'
+  '--exp-dir'
+  '/scratch/runs/vicreg-r50'
+  '--max-timeouts'
+  '5'
+)
+
+# One task per GPU (or per --tasks-per-node in CPU mode); the trainer handles SIGUSR1/SIGTERM
+# itself: it checkpoints and runs `scontrol requeue`.
+exec srun --unbuffered --open-mode=append \
+  --output='/scratch/runs/vicreg-r50/logs/%j_%t.out' \
+  --error='/scratch/runs/vicreg-r50/logs/%j_%t.err' \
+  '/opt/nls/bin/trainer' "${args[@]}"

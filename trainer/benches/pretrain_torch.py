@@ -1,0 +1,193 @@
+"""The reference side of `cargo bench --bench pretrain`: one VICReg pretraining step as the VICReg
+reference code does it (torchvision ResNet-18 with the CIFAR stem, 1024-1024-1024 projector,
+VICReg loss 25/25/1, the reference LARS), fp32 on CPU.
+
+    pretrain_torch.py --mode step|e2e --data-dir D --warmup W --steps N
+
+step: two random pre-augmented views already in memory; forward, loss, backward, optimizer step.
+e2e:  CIFAR-10 binary files in D as PIL images, the solo-learn VICReg transform for two views, a
+      DataLoader with one worker per core, then the same step.
+Prints JSON: images_per_s (batch / median step seconds over the N timed steps) and the step times.
+"""
+import argparse
+import glob
+import itertools
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.models import resnet18
+
+BATCH = 256
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def backbone():
+    net = resnet18(zero_init_residual=True)
+    net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return net
+
+
+def projector(dims=(512, 1024, 1024, 1024)):
+    layers = []
+    for a, b in zip(dims[:-2], dims[1:-1]):
+        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(True)]
+    layers.append(nn.Linear(dims[-2], dims[-1], bias=False))
+    return nn.Sequential(*layers)
+
+
+def off_diagonal(x):
+    n, m = x.shape
+    assert n == m
+    return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+class VICReg(nn.Module):
+    """main_vicreg.py's VICReg.forward for one process (the gathers are identities)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone, self.projector = backbone(), projector()
+        self.num_features = 1024
+
+    def forward(self, x, y):
+        x = self.projector(self.backbone(x))
+        y = self.projector(self.backbone(y))
+        repr_loss = F.mse_loss(x, y)
+        x = x - x.mean(dim=0)
+        y = y - y.mean(dim=0)
+        std_x = torch.sqrt(x.var(dim=0) + 0.0001)
+        std_y = torch.sqrt(y.var(dim=0) + 0.0001)
+        std_loss = torch.mean(F.relu(1 - std_x)) / 2 + torch.mean(F.relu(1 - std_y)) / 2
+        n = x.shape[0]
+        cov_x = (x.T @ x) / (n - 1)
+        cov_y = (y.T @ y) / (n - 1)
+        cov_loss = off_diagonal(cov_x).pow_(2).sum().div(self.num_features) + off_diagonal(
+            cov_y).pow_(2).sum().div(self.num_features)
+        return 25.0 * repr_loss + 25.0 * std_loss + 1.0 * cov_loss
+
+
+class LARS(torch.optim.Optimizer):
+    """main_vicreg.py's LARS with exclude_bias_and_norm as both filters."""
+
+    def __init__(self, params, lr, weight_decay=0, momentum=0.9, eta=0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            for p in g["params"]:
+                dp = p.grad
+                if dp is None:
+                    continue
+                if p.ndim != 1:
+                    dp = dp.add(p, alpha=g["weight_decay"])
+                    param_norm = torch.norm(p)
+                    update_norm = torch.norm(dp)
+                    one = torch.ones_like(param_norm)
+                    q = torch.where(param_norm > 0.0,
+                                    torch.where(update_norm > 0, (g["eta"] * param_norm / update_norm), one),
+                                    one)
+                    dp = dp.mul(q)
+                state = self.state[p]
+                if "mu" not in state:
+                    state["mu"] = torch.zeros_like(p)
+                mu = state["mu"]
+                mu.mul_(g["momentum"]).add_(dp)
+                p.add_(mu, alpha=-g["lr"])
+
+
+def vicreg_transform():
+    return transforms.Compose([
+        transforms.RandomResizedCrop(32, scale=(0.2, 1.0)),
+        transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
+        transforms.RandomGrayscale(p=0.2),
+        transforms.RandomSolarize(threshold=128, p=0.1),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(MEAN, STD),
+    ])
+
+
+class CifarBinary(Dataset):
+    """data_batch_*.bin as torchvision's CIFAR10 holds it: uint8 HWC arrays, PIL per item."""
+
+    def __init__(self, data_dir):
+        files = sorted(glob.glob(os.path.join(data_dir, "**", "data_batch_*.bin"), recursive=True))
+        if not files:
+            raise SystemExit(f"no data_batch_*.bin under {data_dir}")
+        raw = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, 3073) for f in files])
+        self.labels = raw[:, 0].astype(np.int64)
+        self.images = raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+        self.transform = vicreg_transform()
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        img = Image.fromarray(self.images[i])
+        return (self.transform(img), self.transform(img)), self.labels[i]
+
+
+def batches(args):
+    """Endless (view1, view2) batches for the chosen mode."""
+    if args.mode == "step":
+        x, y = torch.randn(BATCH, 3, 32, 32), torch.randn(BATCH, 3, 32, 32)
+        return itertools.repeat((x, y))
+    loader = DataLoader(CifarBinary(args.data_dir), batch_size=BATCH, shuffle=True,
+                        num_workers=args.threads, drop_last=True, persistent_workers=True)
+    epochs = itertools.chain.from_iterable(iter(loader) for _ in itertools.count())
+    return (views for views, _ in epochs)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=["step", "e2e"], required=True)
+    p.add_argument("--data-dir", help="folder with CIFAR-10 binary data_batch_*.bin (e2e)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    args = p.parse_args()
+    if args.mode == "e2e" and not args.data_dir:
+        p.error("--mode e2e needs --data-dir")
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    model = VICReg()
+    model.train()
+    optimizer = LARS(model.parameters(), lr=0.2, weight_decay=1e-6)
+    source = batches(args)
+    times, losses = [], []
+    last = time.perf_counter()
+    for step in range(args.warmup + args.steps):
+        x, y = next(source)
+        optimizer.zero_grad()
+        loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        now = time.perf_counter()
+        if step >= args.warmup:
+            times.append(now - last)
+        last = now
+    print(json.dumps({
+        "mode": args.mode,
+        "images_per_s": BATCH / statistics.median(times),
+        "step_s": times,
+        "loss": losses,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()

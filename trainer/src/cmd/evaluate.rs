@@ -1,0 +1,206 @@
+//! `trainer evaluate`: a classifier on a (pretrained, or randomly initialized) backbone, trained
+//! on noisy labels with a robust loss and tested on the clean test split. Resumable like
+//! `pretrain` (same exit codes, `stop.json`); at the end `<exp-dir>/results.json`.
+
+use super::run_args::RunArgs;
+use super::stop::{Ending, StopPolicy};
+use crate::atomic::write_atomic;
+use crate::cluster::requeue::StopKind;
+use crate::cluster::signals;
+use crate::data::{Source, Split, SplitData};
+use crate::method::eval::backbone::BackboneSource;
+use crate::method::eval::config::{EvalConfig, Weights};
+use crate::method::eval::labels::{noisy_labels, NoisyLabels};
+use crate::method::eval::probe::Probe;
+use crate::method::eval::run::{EvalOutcome, EvalRun, EvalState};
+use crate::method::eval::LossKind;
+use crate::model::{Arch, Stem};
+use crate::noise::symmetric::Convention;
+use crate::noise::Kind as NoiseKind;
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Every option may also come from `--config eval.toml` (same names, `_` for `-`); flags win.
+#[serde_with::skip_serializing_none]
+#[derive(Args, Debug, Serialize)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunArgs,
+    /// backbone.safetensors (an export), a pretraining checkpoint, or `none`.
+    #[arg(long)]
+    pub backbone: Option<String>,
+    /// Architecture for `--backbone none`; checked against the backbone otherwise.
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    #[arg(long, value_enum)]
+    pub stem: Option<Stem>,
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Noisy labels written by `trainer noise` (otherwise generated from --kind --noise ...).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub kind: Option<NoiseKind>,
+    #[arg(long)]
+    pub noise: Option<String>,
+    #[arg(long)]
+    pub sparsity: Option<String>,
+    /// Seed of the generated noise (default: --seed).
+    #[arg(long)]
+    pub noise_seed: Option<u64>,
+    #[arg(long, value_enum)]
+    pub convention: Option<Convention>,
+    #[arg(long, value_enum)]
+    pub weights: Option<Weights>,
+    #[arg(long, value_enum)]
+    pub loss: Option<LossKind>,
+    #[arg(long)]
+    pub elr_beta: Option<f64>,
+    #[arg(long)]
+    pub elr_lambda: Option<f64>,
+    #[arg(long)]
+    pub gce_q: Option<f64>,
+    #[arg(long)]
+    pub sce_alpha: Option<f64>,
+    #[arg(long)]
+    pub sce_beta: Option<f64>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Global batch size over all ranks.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr_head: Option<f64>,
+    #[arg(long)]
+    pub lr_backbone: Option<f64>,
+    #[arg(long)]
+    pub wd: Option<f64>,
+    /// Early stopping after N epochs without a better top-1 (0: never).
+    #[arg(long)]
+    pub stopping: Option<usize>,
+    /// Seed of the head, the data order and the augmentations.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Augment training images even with a frozen backbone (turns off the feature cache).
+    #[arg(long)]
+    pub augment: Option<bool>,
+    #[arg(long)]
+    pub train_samples: Option<usize>,
+    #[arg(long)]
+    pub test_samples: Option<usize>,
+}
+
+pub fn run(args: EvaluateArgs) -> Result<u8> {
+    signals::install()?;
+    let flags = toml::Table::try_from(&args).context("reading the flags")?;
+    let cfg = EvalConfig::resolve(args.run.config.as_deref(), flags)?;
+    let source = Source::detect(&cfg.data_dir)?;
+    let backbone = BackboneSource::open(&cfg)?;
+    let (train, test) = load_splits(&cfg, &source)?;
+    let labels = noisy_labels(&cfg, &source, &train)?;
+    let (env, group) = args.run.dist.join()?;
+    anyhow::ensure!(
+        cfg.batch_size.is_multiple_of(group.world_size()) && cfg.batch_size <= train.len(),
+        "--batch-size {} must divide by the {} ranks and not exceed the {} training images",
+        cfg.batch_size,
+        group.world_size(),
+        train.len()
+    );
+    let policy = StopPolicy::new(&env);
+    let classes = source.num_classes as i64;
+    let probe = Probe::new(&cfg, &group, &backbone, &train, &test, &labels, classes)?;
+    let run = EvalRun::new(&cfg, &group, probe)?;
+    let feature_seconds = run.feature_seconds();
+    if group.rank() == 0 {
+        write_atomic(&cfg.exp_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+    }
+    let mut kind = StopKind::Preemption;
+    let outcome = run.run(|signal, state| kind = policy.count(signal, &mut state.stops))?;
+    let results = cfg.exp_dir.join("results.json");
+    let ending = match outcome {
+        EvalOutcome::Finished(state) => {
+            if group.rank() == 0 {
+                let r = results_json(
+                    &cfg,
+                    &backbone.description,
+                    &labels,
+                    &state,
+                    feature_seconds,
+                )?;
+                write_atomic(&results, serde_json::to_string_pretty(&r)?.as_bytes())?;
+                log::info!("results in {}", results.display());
+            }
+            ending(None, state, results)
+        }
+        EvalOutcome::Stopped {
+            signal,
+            state,
+            checkpoint,
+        } => ending(Some((signal, kind)), state, checkpoint),
+    };
+    policy.conclude(&cfg.exp_dir, cfg.max_timeouts, ending)
+}
+
+fn ending(
+    stop: Option<(signals::StopSignal, StopKind)>,
+    state: EvalState,
+    file: PathBuf,
+) -> Ending {
+    Ending {
+        stop,
+        step: state.progress.step as u64,
+        epoch: state.epoch as u64,
+        counters: state.stops,
+        file,
+    }
+}
+
+fn load_splits(cfg: &EvalConfig, source: &Source) -> Result<(SplitData, SplitData)> {
+    let cut = |mut d: SplitData, n: usize| {
+        if n > 0 && n < d.len() {
+            d.images = d.images.narrow(0, 0, n as i64);
+            d.labels.truncate(n);
+            d.ids.truncate(n);
+        }
+        d
+    };
+    let train = cut(source.load(Split::Train)?, cfg.train_samples);
+    let test = cut(source.load(Split::Test)?, cfg.test_samples);
+    Ok((train, test))
+}
+
+fn results_json(
+    cfg: &EvalConfig,
+    backbone: &str,
+    labels: &NoisyLabels,
+    state: &EvalState,
+    feature_seconds: f64,
+) -> Result<serde_json::Value> {
+    let last = state.history.last().context("no epoch ran")?;
+    Ok(json!({
+        "format": "nls-eval-results",
+        "version": 1,
+        "config": cfg,
+        "config_hash": state.config_hash,
+        "backbone": backbone,
+        "labels": labels.description,
+        "metrics": {
+            "acc1": last.acc1,
+            "acc5": last.acc5,
+            "best_acc1": state.best_acc1,
+            "best_acc5": state.best_acc5,
+            "best_epoch": state.best_epoch,
+            "epochs": state.epoch,
+            "stopped_early": state.stopped_early,
+            "noisy_predicted_true": last.noisy_predicted_true,
+            "train_flip_rate": labels.flip_rate(),
+        },
+        "feature_cache_seconds": cfg.cached_features().then_some(feature_seconds),
+        "created_by": format!("trainer {}", env!("CARGO_PKG_VERSION")),
+        "time": chrono::Utc::now().to_rfc3339(),
+    }))
+}

@@ -1,0 +1,32 @@
+//! Decisions every rank must take together: whether to stop (any rank's signal stops all, at
+//! the same step, so none is left waiting in a collective) and checks that ranks agree.
+
+use super::{ProcessGroup, ReduceOp};
+use crate::cluster::signals::{self, StopSignal};
+use anyhow::{ensure, Result};
+use tch::Tensor;
+
+/// The strongest stop signal any rank has received (SIGTERM over SIGUSR1), agreed by all.
+pub fn stop_signal(group: &ProcessGroup) -> Result<Option<StopSignal>> {
+    let code = signals::pending().map_or(0, StopSignal::code);
+    if group.world_size() == 1 {
+        return Ok(StopSignal::from_code(code));
+    }
+    let mut flag = Tensor::from_slice(&[code as f32]).to_device(group.device());
+    group.all_reduce(&mut flag, ReduceOp::Max)?;
+    Ok(StopSignal::from_code(flag.double_value(&[0]) as u8))
+}
+
+/// Fails unless every rank holds the same `value` (exact for values below 2^53).
+pub fn same_everywhere(group: &ProcessGroup, what: &str, value: u64) -> Result<()> {
+    let mut lo = Tensor::from_slice(&[-(value as f64)]).to_device(group.device());
+    let mut hi = Tensor::from_slice(&[value as f64]).to_device(group.device());
+    group.all_reduce(&mut lo, ReduceOp::Max)?;
+    group.all_reduce(&mut hi, ReduceOp::Max)?;
+    let (lo, hi) = (-lo.double_value(&[0]), hi.double_value(&[0]));
+    ensure!(
+        lo == hi,
+        "ranks disagree on {what} (from {lo} to {hi}): do all ranks see the same exp-dir?"
+    );
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The backbone to evaluate: an exported `backbone.safetensors` (architecture from its JSON
+//! card), a pretraining checkpoint (architecture from its configuration), or `none` (random
+//! initialization, the baseline that shows what pretraining is worth).
+
+use super::config::EvalConfig;
+use crate::checkpoint;
+use crate::method::ssl::model::BACKBONE;
+use crate::model::resnet::STANDARD_WIDTH;
+use crate::model::{Arch, ResNet, Stem};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::Tensor;
+
+/// Where the weights come from, and the architecture they need.
+pub struct BackboneSource {
+    pub arch: Arch,
+    pub stem: Stem,
+    pub width: i64,
+    /// torchvision-named tensors; None for a random initialization.
+    pub weights: Option<HashMap<String, Tensor>>,
+    pub description: String,
+}
+
+impl BackboneSource {
+    pub fn open(cfg: &EvalConfig) -> Result<BackboneSource> {
+        if cfg.backbone == "none" {
+            return Ok(BackboneSource {
+                arch: cfg.arch.unwrap_or(Arch::Resnet18),
+                stem: cfg.stem.unwrap_or(Stem::Cifar),
+                width: cfg.width.unwrap_or(STANDARD_WIDTH),
+                weights: None,
+                description: "random initialization".into(),
+            });
+        }
+        let path = Path::new(&cfg.backbone);
+        ensure!(
+            path.is_file(),
+            "--backbone {} does not exist (give a backbone.safetensors export, a pretraining \
+             checkpoint, or none)",
+            path.display()
+        );
+        let found = match checkpoint::read(path) {
+            Ok(ckpt) => from_checkpoint(path, ckpt)?,
+            Err(_) => from_export(path)?,
+        };
+        found.check_against(cfg)?;
+        Ok(found)
+    }
+
+    /// `--arch/--stem/--width`, when given, must match what the weights were trained as.
+    fn check_against(&self, cfg: &EvalConfig) -> Result<()> {
+        let mismatch = |what: &str, given: String, found: String| {
+            anyhow::anyhow!(
+                "architecture mismatch: --{what} {given} was given, but {} is {found}",
+                self.description
+            )
+        };
+        if let Some(a) = cfg.arch.filter(|a| *a != self.arch) {
+            return Err(mismatch("arch", a.to_string(), self.arch.to_string()));
+        }
+        if let Some(s) = cfg.stem.filter(|s| *s != self.stem) {
+            return Err(mismatch(
+                "stem",
+                format!("{s:?}"),
+                format!("{:?}", self.stem),
+            ));
+        }
+        if let Some(w) = cfg.width.filter(|w| *w != self.width) {
+            return Err(mismatch("width", w.to_string(), self.width.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The ResNet under `vs.root()`, loaded with the weights (every variable must be present
+    /// with its shape).
+    pub fn build(&self, vs: &VarStore) -> Result<ResNet> {
+        let net = ResNet::with_width(&vs.root(), self.arch, self.stem, self.width);
+        if let Some(weights) = &self.weights {
+            load_into(vs, weights, &self.description)?;
+        }
+        Ok(net)
+    }
+}
+
+fn load_into(vs: &VarStore, weights: &HashMap<String, Tensor>, from: &str) -> Result<()> {
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            let saved = weights.get(&name).with_context(|| {
+                format!("{from} has no tensor {name}: is it a backbone of this architecture?")
+            })?;
+            ensure!(
+                saved.size() == var.size(),
+                "architecture mismatch: {name} is {:?} in {from} but {:?} here",
+                saved.size(),
+                var.size()
+            );
+            var.copy_(&saved.to_device(var.device()));
+        }
+        Ok(())
+    })
+}
+
+fn from_export(path: &Path) -> Result<BackboneSource> {
+    let card_path = path.with_extension("json");
+    let card: Value = serde_json::from_str(
+        &std::fs::read_to_string(&card_path)
+            .with_context(|| format!("reading the backbone's card {}", card_path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", card_path.display()))?;
+    let tensors = Tensor::read_safetensors(path)
+        .with_context(|| format!("{} is not a safetensors file", path.display()))?;
+    let field = |key: &str| -> Result<Value> {
+        card.get(key)
+            .cloned()
+            .with_context(|| format!("{} has no \"{key}\"", card_path.display()))
+    };
+    Ok(BackboneSource {
+        arch: serde_json::from_value(field("arch")?).context("card: arch")?,
+        stem: serde_json::from_value(field("stem")?).context("card: stem")?,
+        width: field("width")?.as_i64().unwrap_or(STANDARD_WIDTH),
+        weights: Some(tensors.into_iter().collect()),
+        description: format!("the export {}", path.display()),
+    })
+}
+
+fn from_checkpoint(path: &Path, ckpt: checkpoint::Checkpoint) -> Result<BackboneSource> {
+    let config = ckpt
+        .state
+        .get("config")
+        .with_context(|| format!("{} holds no pretraining configuration", path.display()))?;
+    let get = |key: &str| -> Result<Value> {
+        config
+            .get(key)
+            .cloned()
+            .with_context(|| format!("{}: the configuration has no {key}", path.display()))
+    };
+    let prefix = format!("model/{BACKBONE}.");
+    let weights: HashMap<String, Tensor> = ckpt
+        .tensors
+        .into_iter()
+        .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|n| (n.to_string(), t)))
+        .collect();
+    if weights.is_empty() {
+        bail!(
+            "{} is not a pretraining checkpoint (no {prefix}* tensors)",
+            path.display()
+        );
+    }
+    Ok(BackboneSource {
+        arch: serde_json::from_value(get("arch")?).context("arch")?,
+        stem: serde_json::from_value(get("stem")?).context("stem")?,
+        width: get("width")?.as_i64().unwrap_or(STANDARD_WIDTH),
+        weights: Some(weights),
+        description: format!("the checkpoint {}", path.display()),
+    })
+}

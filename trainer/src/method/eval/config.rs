@@ -1,0 +1,172 @@
+//! The resolved configuration of one evaluation: defaults ← `--config` TOML ← flags, as for
+//! pretraining (see [`crate::method::ssl::config`]), with the reference recipe's defaults.
+
+use super::losses::{LossKind, LossParams};
+use crate::model::{Arch, Stem};
+use crate::noise::symmetric::Convention;
+use crate::noise::Kind as NoiseKind;
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Train the head on a frozen backbone, or the whole network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    Freeze,
+    Finetune,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub data_dir: PathBuf,
+    pub exp_dir: PathBuf,
+    /// `backbone.safetensors` (an export), a pretraining checkpoint, or "none" (random init).
+    pub backbone: String,
+    /// Architecture for `backbone = "none"`; checked against the backbone's card otherwise.
+    pub arch: Option<Arch>,
+    pub stem: Option<Stem>,
+    pub width: Option<i64>,
+    /// A noisy-label file written by `trainer noise`; when empty, labels are generated from
+    /// `kind`, `noise`, `sparsity`, `seed`, `convention`.
+    pub labels: Option<PathBuf>,
+    pub kind: NoiseKind,
+    pub noise: String,
+    pub sparsity: String,
+    /// Seed of the generated noise (default: `seed`, as the original tools use one seed).
+    pub noise_seed: Option<u64>,
+    pub convention: Convention,
+    pub weights: Weights,
+    pub loss: LossKind,
+    pub elr_beta: f64,
+    pub elr_lambda: f64,
+    pub gce_q: f64,
+    pub sce_alpha: f64,
+    pub sce_beta: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr_head: f64,
+    pub lr_backbone: f64,
+    pub wd: f64,
+    /// Stop after this many epochs without a new best top-1 accuracy (0: never).
+    pub stopping: usize,
+    /// Seed of the head's initialization, the data order and the augmentations.
+    pub seed: u64,
+    /// Augment the training images (RandomResizedCrop + flip). Finetuning always does; with a
+    /// frozen backbone, off means features are computed once and cached.
+    pub augment: bool,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    pub max_timeouts: u32,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        let losses = LossParams::default();
+        EvalConfig {
+            data_dir: PathBuf::new(),
+            exp_dir: PathBuf::new(),
+            backbone: String::new(),
+            arch: None,
+            stem: None,
+            width: None,
+            labels: None,
+            kind: NoiseKind::Symmetric,
+            noise: "0".into(),
+            sparsity: "0".into(),
+            noise_seed: None,
+            convention: Convention::Any,
+            weights: Weights::Freeze,
+            loss: LossKind::Ce,
+            elr_beta: losses.elr_beta,
+            elr_lambda: losses.elr_lambda,
+            gce_q: losses.gce_q,
+            sce_alpha: losses.sce_alpha,
+            sce_beta: losses.sce_beta,
+            epochs: 100,
+            batch_size: 256,
+            lr_head: 0.1,
+            lr_backbone: 0.0,
+            wd: 1e-6,
+            stopping: 20,
+            seed: 0,
+            augment: false,
+            train_samples: 0,
+            test_samples: 0,
+            max_timeouts: 3,
+        }
+    }
+}
+
+/// Keys that may differ between a run and its resumption.
+const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
+
+impl EvalConfig {
+    pub fn resolve(file: Option<&Path>, flags: toml::Table) -> Result<EvalConfig> {
+        let config: EvalConfig = crate::method::layers::resolve(file, flags, "evaluation")?;
+        config.check_values()?;
+        Ok(config)
+    }
+
+    fn check_values(&self) -> Result<()> {
+        crate::method::layers::check_dirs(&self.data_dir, &self.exp_dir)?;
+        ensure!(
+            !self.backbone.is_empty(),
+            "--backbone is required: a backbone.safetensors export, a pretraining checkpoint, \
+             or none"
+        );
+        ensure!(self.epochs > 0, "--epochs must be at least 1");
+        ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        for (name, v) in [
+            ("--lr-head", self.lr_head),
+            ("--lr-backbone", self.lr_backbone),
+            ("--wd", self.wd),
+        ] {
+            ensure!(v >= 0.0 && v.is_finite(), "{name} must be ≥ 0, not {v}");
+        }
+        ensure!(
+            self.weights == Weights::Finetune || self.lr_backbone == 0.0,
+            "--lr-backbone applies only to --weights finetune"
+        );
+        self.loss_params().validate()?;
+        Ok(())
+    }
+
+    pub fn loss_params(&self) -> LossParams {
+        LossParams {
+            elr_beta: self.elr_beta,
+            elr_lambda: self.elr_lambda,
+            gce_q: self.gce_q,
+            sce_alpha: self.sce_alpha,
+            sce_beta: self.sce_beta,
+        }
+    }
+
+    pub fn noise_seed(&self) -> u64 {
+        self.noise_seed.unwrap_or(self.seed)
+    }
+
+    /// Features computed once: a frozen backbone and no augmentation.
+    pub fn cached_features(&self) -> bool {
+        self.weights == Weights::Freeze && !self.augment
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("serializing the configuration")
+    }
+
+    /// SHA-256 of the keys that decide the result (a checkpoint of another run is refused).
+    pub fn hash(&self) -> Result<String> {
+        let serde_json::Value::Object(mut map) = serde_json::to_value(self)? else {
+            anyhow::bail!("the configuration did not serialize to an object");
+        };
+        for key in BOOKKEEPING {
+            map.remove(key);
+        }
+        Ok(hex::encode(Sha256::digest(
+            serde_json::to_string(&map)?.as_bytes(),
+        )))
+    }
+}

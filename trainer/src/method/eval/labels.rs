@@ -1,0 +1,104 @@
+//! The noisy training labels of an evaluation: read from a `trainer noise` file (checked
+//! against the dataset) or generated on the fly from the same specification, so every rank
+//! derives identical labels from the seed without any communication.
+
+use super::config::EvalConfig;
+use crate::data::{to_classes, Source, SplitData};
+use crate::noise::decimal::Decimal;
+use crate::noise::file::NoiseFile;
+use crate::noise::{self, CleanSet, Kind, Spec};
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+
+pub struct NoisyLabels {
+    pub clean: Vec<usize>,
+    pub noisy: Vec<usize>,
+    /// What the labels are, for results.json.
+    pub description: Value,
+}
+
+impl NoisyLabels {
+    /// Fraction of training samples whose label was flipped.
+    pub fn flip_rate(&self) -> f64 {
+        let flipped = self
+            .clean
+            .iter()
+            .zip(&self.noisy)
+            .filter(|(c, n)| c != n)
+            .count();
+        flipped as f64 / self.clean.len().max(1) as f64
+    }
+}
+
+pub fn noisy_labels(cfg: &EvalConfig, source: &Source, train: &SplitData) -> Result<NoisyLabels> {
+    let clean = to_classes(&train.labels, source.num_classes)
+        .with_context(|| format!("labels of {}", source.root.display()))?;
+    let file = match &cfg.labels {
+        Some(path) => {
+            let file = NoiseFile::read(path)?;
+            file.check_matches(source.name, source.num_classes, &clean)
+                .with_context(|| format!("--labels {} does not fit --data-dir", path.display()))?;
+            file
+        }
+        None => generate(cfg, source, train, &clean)?,
+    };
+    let description = json!({
+        "file": cfg.labels,
+        "kind": file.kind,
+        "noise": file.noise,
+        "sparsity": file.sparsity,
+        "seed": file.seed,
+        "convention": file.convention,
+        "realized_flip_rate": file.realized_flip_rate,
+    });
+    Ok(NoisyLabels {
+        clean,
+        noisy: file.labels,
+        description,
+    })
+}
+
+fn generate(
+    cfg: &EvalConfig,
+    source: &Source,
+    train: &SplitData,
+    clean: &[usize],
+) -> Result<NoiseFile> {
+    ensure!(
+        cfg.kind != Kind::Imported,
+        "--kind imported needs --labels <file>"
+    );
+    let spec = Spec {
+        kind: cfg.kind,
+        noise: Decimal::parse(&cfg.noise).context("--noise")?,
+        sparsity: Decimal::parse(&cfg.sparsity).context("--sparsity")?,
+        seed: cfg.noise_seed(),
+        convention: cfg.convention,
+        valid_check: false,
+    };
+    let pixels = (cfg.kind == Kind::Instance)
+        .then(|| image_bytes(train))
+        .transpose()?;
+    let set = CleanSet {
+        dataset: source.name,
+        num_classes: source.num_classes,
+        labels: clean,
+        pixels: pixels.as_deref(),
+    };
+    let generated = noise::generate(&spec, &set)?;
+    Ok(NoiseFile::new(
+        source.name,
+        source.num_classes,
+        clean,
+        generated.labels,
+        generated.requested_matrix,
+        noise::file::Origin {
+            spec: Some(&spec),
+            source: None,
+        },
+    ))
+}
+
+fn image_bytes(train: &SplitData) -> Result<Vec<u8>> {
+    Ok(Vec::<u8>::try_from(train.images.flatten(0, -1))?)
+}

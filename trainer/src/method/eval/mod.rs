@@ -1,0 +1,16 @@
+//! Evaluation on noisy labels: a classifier on a backbone, trained with a noise-robust loss.
+//!
+//! `config` (the run's options) → `backbone` (export, checkpoint or none) → `labels` (noisy
+//! training labels, read or generated) → `head` (the reference classifier) → `probe` (training
+//! steps over the global batch, the feature cache, testing) → `run` (epochs, early stopping,
+//! checkpoints, metrics). [`losses`]: CE, ELR, GCE, MAE, SCE.
+
+pub mod backbone;
+pub mod config;
+pub mod head;
+pub mod labels;
+pub mod losses;
+pub mod probe;
+pub mod run;
+
+pub use losses::{LossKind, LossParams, RobustLoss, ELR_TARGETS_KEY};

@@ -1,0 +1,446 @@
+//! The evaluation loop: a head (and, when finetuning, the backbone) trained on noisy labels with
+//! a robust loss, tested on the clean test split after every epoch.
+//!
+//! Every rank computes the loss over the *global* batch: logits are gathered with
+//! `all_gather_with_grad` and the labels and sample ids of the global batch are known from the
+//! seeded order, so ELR's per-sample targets evolve identically on every rank and the gradient
+//! (summed back by the gather, averaged by the gradient sync) equals one process's.
+//!
+//! With a frozen backbone and no augmentation the backbone runs once: its features are cached
+//! and the head trains on them (the reference runs the backbone every epoch).
+
+use super::backbone::BackboneSource;
+use super::config::{EvalConfig, Weights};
+use super::head::Head;
+use super::labels::NoisyLabels;
+use super::losses::RobustLoss;
+use crate::augment::{augment_part, normalize, to_unit_float, AugmentConfig, ViewKey};
+use crate::cluster::signals::StopSignal;
+use crate::data::order::EpochOrder;
+use crate::data::SplitData;
+use crate::distributed::agree::stop_signal;
+use crate::distributed::ddp::{broadcast_variables, GradSync};
+use crate::distributed::ProcessGroup;
+use crate::model::{to_rgb, ResNet};
+use crate::optim::{Optimizer, OptimizerKind};
+use anyhow::{Context, Result};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Images embedded at once when caching features or testing.
+const CHUNK: i64 = 512;
+/// The reference schedule ends at this fraction of the initial rate.
+const END_FRACTION: f64 = 0.1;
+
+/// What the head trains on: cached features, or images through the backbone.
+enum Inputs {
+    Features(Tensor),
+    Images(Tensor),
+}
+
+/// Where an epoch stands: the next step and the sums so far (kept in checkpoints, so an epoch
+/// interrupted by a signal reports the same figures once resumed).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    pub step: usize,
+    pub loss_sum: f64,
+    pub fit: i64,
+    pub wrong: i64,
+}
+
+impl EpochProgress {
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.step.max(1) as f64
+    }
+
+    /// Of the noisy samples seen, the fraction predicted as their true class.
+    pub fn noisy_predicted_true(&self) -> Option<f64> {
+        (self.wrong > 0).then(|| self.fit as f64 / self.wrong as f64)
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Default)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub loss: f64,
+    pub acc1: f64,
+    pub acc5: f64,
+    pub best_acc1: f64,
+    pub best_acc5: f64,
+    /// Of the training samples whose label is wrong, the fraction the model predicted as their
+    /// true class during the epoch (training-mode predictions).
+    pub noisy_predicted_true: Option<f64>,
+    pub lr_head: f64,
+}
+
+pub struct Probe<'a> {
+    cfg: &'a EvalConfig,
+    group: &'a ProcessGroup,
+    backbone: ResNet,
+    backbone_vs: VarStore,
+    head: Head,
+    head_vs: VarStore,
+    head_opt: Box<dyn Optimizer>,
+    backbone_opt: Option<Box<dyn Optimizer>>,
+    head_sync: GradSync,
+    backbone_sync: Option<GradSync>,
+    loss: RobustLoss,
+    train: Inputs,
+    test: Inputs,
+    test_labels: Tensor,
+    noisy: Tensor,
+    clean: Tensor,
+    aug: AugmentConfig,
+    steps_per_epoch: usize,
+    pub feature_seconds: f64,
+}
+
+impl<'a> Probe<'a> {
+    pub fn new(
+        cfg: &'a EvalConfig,
+        group: &'a ProcessGroup,
+        source: &BackboneSource,
+        train: &SplitData,
+        test: &SplitData,
+        labels: &NoisyLabels,
+        classes: i64,
+    ) -> Result<Probe<'a>> {
+        let device = group.device();
+        // Seeded before anything is initialized: the `none` baseline's random backbone and the
+        // head must be the same in every run (and every rank) with this seed.
+        tch::manual_seed(cfg.seed as i64);
+        let mut backbone_vs = VarStore::new(device);
+        let backbone = source.build(&backbone_vs)?;
+        let head_vs = VarStore::new(device);
+        let head = Head::new(&head_vs.root(), backbone.embedding_dim(), classes);
+        broadcast_variables(group, &head_vs)?;
+        if source.weights.is_none() {
+            broadcast_variables(group, &backbone_vs)?;
+        }
+        let (_, channels, side, _) = train.images.size4()?;
+        let aug = eval_augment(side, channels);
+        let started = Instant::now();
+        let (train_in, test_in) = if cfg.cached_features() {
+            (
+                Inputs::Features(embed(&backbone, &train.images, &aug, device)?),
+                Inputs::Features(embed(&backbone, &test.images, &aug, device)?),
+            )
+        } else {
+            (
+                Inputs::Images(to_rgb(&train.images)?.to_device(device)),
+                Inputs::Images(to_rgb(&test.images)?.to_device(device)),
+            )
+        };
+        let feature_seconds = started.elapsed().as_secs_f64();
+        let finetune = cfg.weights == Weights::Finetune;
+        if !finetune {
+            backbone_vs.freeze();
+        }
+        let long = |v: &[usize]| {
+            Tensor::from_slice(&v.iter().map(|&x| x as i64).collect::<Vec<_>>()).to_device(device)
+        };
+        Ok(Probe {
+            cfg,
+            group,
+            head_opt: OptimizerKind::Sgd.build(&head_vs, cfg.wd),
+            backbone_opt: finetune.then(|| OptimizerKind::Sgd.build(&backbone_vs, cfg.wd)),
+            head_sync: GradSync::new(&head_vs, 25.0),
+            backbone_sync: finetune.then(|| GradSync::new(&backbone_vs, 25.0)),
+            loss: RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device),
+            backbone,
+            backbone_vs,
+            head,
+            head_vs,
+            train: train_in,
+            test: test_in,
+            test_labels: Tensor::from_slice(&test.labels).to_device(device),
+            noisy: long(&labels.noisy),
+            clean: long(&labels.clean),
+            aug,
+            steps_per_epoch: train.len() / cfg.batch_size,
+            feature_seconds,
+        })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.steps_per_epoch
+    }
+
+    /// The rate of `step` for a base rate: cosine from `base` to `base × 0.1` over the run.
+    fn lr(&self, base: f64, step: usize) -> f64 {
+        let total = (self.cfg.epochs * self.steps_per_epoch).max(1);
+        let q = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+        base * (END_FRACTION + (1.0 - END_FRACTION) * q)
+    }
+
+    /// Trains epoch `epoch` from step `acc.step`, accumulating into `acc`; stops early (at a
+    /// step boundary, on every rank) when a stop signal arrives, and returns it.
+    pub fn train_epoch(
+        &mut self,
+        epoch: usize,
+        acc: &mut EpochProgress,
+    ) -> Result<Option<StopSignal>> {
+        let order = EpochOrder::new(
+            self.cfg.seed,
+            epoch as u64,
+            self.noisy.size()[0] as usize,
+            self.cfg.batch_size,
+        );
+        while acc.step < self.steps_per_epoch {
+            let global = Tensor::from_slice(order.global(acc.step)).to_device(self.group.device());
+            let (logits, loss) = self.step(&order, epoch, acc.step, &global)?;
+            let (fit, wrong) = self.noisy_fit(&logits, &global);
+            acc.loss_sum += loss;
+            acc.fit += fit;
+            acc.wrong += wrong;
+            acc.step += 1;
+            if let Some(signal) = stop_signal(self.group)? {
+                return Ok(Some(signal));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One optimizer step; returns the global batch's logits (detached) and the loss.
+    fn step(
+        &mut self,
+        order: &EpochOrder,
+        epoch: usize,
+        step: usize,
+        global: &Tensor,
+    ) -> Result<(Tensor, f64)> {
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        let part = order.slice(step, rank, world);
+        let local = Tensor::from_slice(part).to_device(self.group.device());
+        let features = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
+        // Dropout draws from libtorch's global generator: seeding it per (seed, epoch, step,
+        // rank) makes a resumed run draw what the uninterrupted one did.
+        tch::manual_seed(dropout_seed(self.cfg.seed, epoch, step, rank));
+        let logits = self.head.forward(&features, true, self.group)?;
+        let all = self.group.all_gather_with_grad(&logits)?;
+        let labels = self.noisy.index_select(0, global);
+        let loss = self.loss.try_compute(&all, &labels, global)?;
+        self.head_opt.zero_grad();
+        if let Some(opt) = &mut self.backbone_opt {
+            opt.zero_grad();
+        }
+        loss.f_backward().context("backward")?;
+        self.head_sync.average(self.group)?;
+        if let Some(sync) = &self.backbone_sync {
+            sync.average(self.group)?;
+        }
+        let global_step = epoch * self.steps_per_epoch + step;
+        self.head_opt.step(self.lr(self.cfg.lr_head, global_step));
+        let lr_backbone = self.lr(self.cfg.lr_backbone, global_step);
+        if let Some(opt) = &mut self.backbone_opt {
+            opt.step(lr_backbone);
+        }
+        Ok((all.detach(), loss.double_value(&[])))
+    }
+
+    /// This rank's inputs for the head: cached features, or (augmented) images through the
+    /// backbone (with gradients only when finetuning).
+    fn features(&self, idx: &Tensor, epoch: usize, step: usize, start: i64) -> Result<Tensor> {
+        let images = match &self.train {
+            Inputs::Features(f) => return Ok(f.index_select(0, idx)),
+            Inputs::Images(images) => images.index_select(0, idx),
+        };
+        let x = if self.cfg.augment || self.cfg.weights == Weights::Finetune {
+            let key = ViewKey {
+                seed: self.cfg.seed,
+                epoch: epoch as u64,
+                step: step as u64,
+                rank: 0,
+                view: 0,
+            };
+            augment_part(&images, &self.aug, key, self.cfg.batch_size as i64, start)
+        } else {
+            normalize(&to_unit_float(&images), self.aug.mean, self.aug.std)
+        };
+        if self.cfg.weights == Weights::Finetune {
+            Ok(self.backbone.forward(&x, true, self.group)?)
+        } else {
+            Ok(tch::no_grad(|| {
+                self.backbone.forward(&x, false, self.group)
+            })?)
+        }
+    }
+
+    /// (noisy samples predicted as their true class, noisy samples) in a global batch.
+    fn noisy_fit(&self, logits: &Tensor, global: &Tensor) -> (i64, i64) {
+        let noisy = self.noisy.index_select(0, global);
+        let clean = self.clean.index_select(0, global);
+        let wrong = noisy.ne_tensor(&clean);
+        let hit = logits
+            .argmax(1, false)
+            .eq_tensor(&clean)
+            .logical_and(&wrong);
+        (
+            hit.sum(Kind::Int64).int64_value(&[]),
+            wrong.sum(Kind::Int64).int64_value(&[]),
+        )
+    }
+
+    /// Top-1 and top-5 accuracy on the test split (eval mode).
+    pub fn test(&self) -> Result<(f64, f64)> {
+        let n = self.test_labels.size()[0];
+        let (mut top1, mut top5) = (0i64, 0i64);
+        for start in (0..n).step_by(CHUNK as usize) {
+            let len = CHUNK.min(n - start);
+            let x = match &self.test {
+                Inputs::Features(f) => f.narrow(0, start, len),
+                Inputs::Images(images) => {
+                    let x = normalize(
+                        &to_unit_float(&images.narrow(0, start, len)),
+                        self.aug.mean,
+                        self.aug.std,
+                    );
+                    tch::no_grad(|| self.backbone.forward(&x, false, self.group))?
+                }
+            };
+            let logits = tch::no_grad(|| self.head.forward(&x, false, self.group))?;
+            let labels = self.test_labels.narrow(0, start, len).unsqueeze(1);
+            let k = 5.min(logits.size()[1]);
+            let (_, top) = logits.topk(k, 1, true, true);
+            let hits = top.eq_tensor(&labels);
+            top1 += hits.narrow(1, 0, 1).sum(Kind::Int64).int64_value(&[]);
+            top5 += hits.sum(Kind::Int64).int64_value(&[]);
+        }
+        Ok((top1 as f64 / n as f64, top5 as f64 / n as f64))
+    }
+
+    /// Everything a checkpoint holds besides the loop position.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        fn named(prefix: &str, vs: &VarStore) -> Vec<(String, Tensor)> {
+            vs.variables()
+                .into_iter()
+                .map(|(n, t)| (format!("{prefix}{n}"), t.detach()))
+                .collect()
+        }
+        let mut out = named("head/", &self.head_vs);
+        out.extend(
+            self.head_opt
+                .state()
+                .into_iter()
+                .map(|(n, t)| (format!("head_optim/{n}"), t)),
+        );
+        if let Some(opt) = &self.backbone_opt {
+            out.extend(named("backbone/", &self.backbone_vs));
+            out.extend(
+                opt.state()
+                    .into_iter()
+                    .map(|(n, t)| (format!("backbone_optim/{n}"), t)),
+            );
+        }
+        if let Some(t) = self.loss.state() {
+            out.push(("loss/elr_targets".into(), t));
+        }
+        out
+    }
+
+    /// Puts back what [`Probe::tensors`] took out.
+    pub fn restore(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
+        let mut groups: std::collections::HashMap<&str, Vec<(String, Tensor)>> = Default::default();
+        for (name, t) in tensors {
+            let (group, rest) = name
+                .split_once('/')
+                .context("checkpoint tensor without a group")?;
+            let key = ["head", "head_optim", "backbone", "backbone_optim", "loss"]
+                .into_iter()
+                .find(|g| *g == group)
+                .with_context(|| format!("unexpected checkpoint tensor {name}"))?;
+            groups.entry(key).or_default().push((rest.to_string(), t));
+        }
+        let device = self.group.device();
+        let on = |v: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
+            v.into_iter()
+                .map(|(n, t)| (n, t.to_device(device)))
+                .collect()
+        };
+        copy_into(&self.head_vs, groups.remove("head").unwrap_or_default())?;
+        self.head_opt
+            .load_state(on(groups.remove("head_optim").unwrap_or_default()))?;
+        if let Some(opt) = &mut self.backbone_opt {
+            copy_into(
+                &self.backbone_vs,
+                groups.remove("backbone").unwrap_or_default(),
+            )?;
+            opt.load_state(on(groups.remove("backbone_optim").unwrap_or_default()))?;
+        }
+        if let Some((_, t)) = groups.remove("loss").and_then(|mut v| v.pop()) {
+            self.loss.load_state(&t)?;
+        }
+        Ok(())
+    }
+
+    pub fn lr_head_at(&self, epoch: usize) -> f64 {
+        self.lr(self.cfg.lr_head, epoch * self.steps_per_epoch)
+    }
+}
+
+fn dropout_seed(seed: u64, epoch: usize, step: usize, rank: usize) -> i64 {
+    let key = ViewKey {
+        seed,
+        epoch: epoch as u64,
+        step: step as u64,
+        rank: rank as u64,
+        view: u64::MAX,
+    };
+    (rand::RngCore::next_u64(&mut key.rng()) >> 1) as i64
+}
+
+fn copy_into(vs: &VarStore, saved: Vec<(String, Tensor)>) -> Result<()> {
+    let saved: std::collections::HashMap<String, Tensor> = saved.into_iter().collect();
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            let t = saved
+                .get(&name)
+                .with_context(|| format!("the checkpoint lacks {name}"))?;
+            anyhow::ensure!(
+                t.size() == var.size(),
+                "{name}: shape {:?} vs {:?}",
+                t.size(),
+                var.size()
+            );
+            var.copy_(t);
+        }
+        Ok(())
+    })
+}
+
+/// RandomResizedCrop(side) + horizontal flip, normalized as the pretraining views were.
+fn eval_augment(side: i64, channels: i64) -> AugmentConfig {
+    let mut cfg = AugmentConfig::simclr();
+    cfg.size = side;
+    cfg.jitter_p = 0.0;
+    cfg.gray_p = 0.0;
+    cfg.solarize_p = 0.0;
+    if channels == 1 {
+        cfg.mean = [crate::method::ssl::config::FASHION_MNIST_MEAN; 3];
+        cfg.std = [crate::method::ssl::config::FASHION_MNIST_STD; 3];
+    }
+    cfg
+}
+
+/// Backbone features (eval mode) of uint8 images, in chunks.
+fn embed(
+    backbone: &ResNet,
+    images: &Tensor,
+    aug: &AugmentConfig,
+    device: Device,
+) -> Result<Tensor> {
+    let single = ProcessGroup::single(device);
+    let n = images.size()[0];
+    let mut out = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for start in (0..n).step_by(CHUNK as usize) {
+            let x = to_rgb(&images.narrow(0, start, CHUNK.min(n - start)))?.to_device(device);
+            let x = normalize(&to_unit_float(&x), aug.mean, aug.std);
+            out.push(backbone.forward(&x, false, &single)?);
+        }
+        Ok(())
+    })?;
+    Ok(Tensor::cat(&out, 0))
+}
