@@ -36,6 +36,8 @@ def crop(i):
                        interpolation=F.InterpolationMode.BILINEAR, antialias=False)
     return F.hflip(y) if flips[i] else y
 out['crop'] = each(crop)
+sig = d['sigma'].astype(np.float64)
+out['blur'] = each(lambda i: F.gaussian_blur(x[i], [5, 5], [float(sig[i])] * 2))
 np.savez(sys.argv[2], **out)
 "#;
 
@@ -106,6 +108,7 @@ fn ops_match_torchvision() {
     .view([n, 4]);
     let flips = Tensor::from_slice(&[false, true, false, true, true, false]);
     let size = 32i64;
+    let sigma = Tensor::from_slice(&[0.1f32, 0.5, 1.0, 1.5, 2.0, 0.75]);
     let theirs = torchvision(&[
         ("x", x.shallow_clone()),
         ("factors", factors.shallow_clone()),
@@ -113,6 +116,7 @@ fn ops_match_torchvision() {
         ("flips", flips.shallow_clone()),
         ("mask", mask.shallow_clone()),
         ("size", Tensor::from_slice(&[size])),
+        ("sigma", sigma.shallow_clone()),
     ]);
     let f = |k: i64| factors.select(1, k);
     let ours: Vec<(&str, Tensor, f64)> = vec![
@@ -122,6 +126,7 @@ fn ops_match_torchvision() {
         ("hue", augment::adjust_hue(&x, &f(3)), 1e-4),
         ("gray", augment::grayscale(&x), 1e-5),
         ("solarize", augment::solarize(&x, 0.5), 1e-6),
+        ("blur", augment::gaussian_blur(&x, &sigma, 5), 1e-5),
         ("jitter", augment::color_jitter(&x, &factors, &mask), 1e-4),
         (
             "crop",
@@ -151,6 +156,7 @@ fn upscaling_crop_matches_inside() {
         ("flips", flips.shallow_clone()),
         ("mask", Tensor::from_slice(&[false, false, false])),
         ("size", Tensor::from_slice(&[32i64])),
+        ("sigma", Tensor::ones([3], (Kind::Float, cpu()))),
     ]);
     let ours = augment::resized_crop_flip(&x, &crops, &flips, 32);
     let inner = |t: &Tensor| t.narrow(2, 1, 30).narrow(3, 1, 30);
@@ -385,4 +391,38 @@ fn cuda_matches_cpu() {
     let on_gpu = augment::augment(&x.to_device(Device::Cuda(0)), &cfg, key(2, 0));
     assert_eq!(on_gpu.device(), Device::Cuda(0));
     assert!(max_abs(&on_cpu, &on_gpu.to_device(cpu())) < 1e-3);
+}
+
+#[test]
+fn blur_is_applied_where_drawn_and_leaves_other_samples_alone() {
+    let mut cfg = AugmentConfig::simclr();
+    (cfg.jitter_p, cfg.gray_p, cfg.flip_p, cfg.crop_scale) = (0.0, 0.0, 0.0, (1.0, 1.0));
+    (cfg.blur_p, cfg.blur_kernel, cfg.crop_ratio) = (0.5, 5, (1.0, 1.0));
+    cfg.validate().unwrap();
+    let x = Tensor::randint(256, [16, 3, 32, 32], (Kind::Uint8, cpu()));
+    let params = augment::Params::sample(&cfg, 16, 32, 32, key(0, 0));
+    let blurred = augment::apply(&x, &cfg, &params);
+    cfg.blur_p = 0.0;
+    let plain = augment::apply(&x, &cfg, &params);
+    let sigma = params.blur_sigma.as_ref().expect("sigmas drawn");
+    let expected_blur = augment::gaussian_blur(
+        &augment::normalize(&augment::to_unit_float(&x), cfg.mean, cfg.std),
+        sigma,
+        5,
+    );
+    let mut blurred_count = 0;
+    for i in 0..16 {
+        let (b, p) = (blurred.get(i), plain.get(i));
+        if params.blur.get(i).int64_value(&[]) != 0 {
+            blurred_count += 1;
+            // Blur is linear and per channel, so it commutes with the normalization.
+            assert!(max_abs(&b, &expected_blur.get(i)) < 1e-4, "sample {i}");
+        } else {
+            assert!(max_abs(&b, &p) == 0.0, "sample {i} changed without blur");
+        }
+    }
+    assert!(
+        (3..=13).contains(&blurred_count),
+        "{blurred_count} of 16 blurred at p = 0.5"
+    );
 }

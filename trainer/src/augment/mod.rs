@@ -1,7 +1,7 @@
 //! Batched SSL image augmentations on the training device.
 //!
 //! The pipeline follows solo-learn's CIFAR recipe (RandomResizedCrop → ColorJitter (p) →
-//! RandomGrayscale → Solarization (p) → HorizontalFlip → Normalize), but every op works on a
+//! RandomGrayscale → Solarization (p) → optional GaussianBlur (p) → HorizontalFlip → Normalize), but every op works on a
 //! whole `N×3×H×W` batch at once on the batch's device; there is no per-image loop over pixels.
 //!
 //! Randomness: all per-sample parameters are drawn on the CPU from one Xoshiro256++ stream keyed
@@ -17,12 +17,14 @@
 //! - Colour jitter applies brightness, contrast, saturation, hue in that fixed order; torchvision
 //!   draws a random order per image.
 
+mod blur;
 mod color;
 mod config;
 mod geometry;
 mod params;
 pub mod preview;
 
+pub use blur::*;
 pub use color::*;
 pub use config::*;
 pub use geometry::*;
@@ -44,6 +46,9 @@ pub fn apply(x: &Tensor, cfg: &AugmentConfig, params: &Params) -> Tensor {
     }
     if cfg.solarize_p > 0.0 {
         y = select(&p.solarize, &solarize(&y, 0.5), &y);
+    }
+    if let Some(sigma) = &p.blur_sigma {
+        y = select(&p.blur, &gaussian_blur(&y, sigma, cfg.blur_kernel), &y);
     }
     normalize(&y, cfg.mean, cfg.std)
 }

@@ -94,6 +94,10 @@ pub struct Params {
     pub gray: Tensor,
     /// `[N]` bool: solarize.
     pub solarize: Tensor,
+    /// `[N]` bool: blur, and `[N]` sigmas; drawn only when blur is on, so that the other
+    /// parameters of a key stay what they were without it.
+    pub blur: Tensor,
+    pub blur_sigma: Option<Tensor>,
 }
 
 impl Params {
@@ -106,6 +110,8 @@ impl Params {
         let mut factors = Vec::with_capacity(4 * n as usize);
         let mut gray = Vec::with_capacity(n as usize);
         let mut solarize = Vec::with_capacity(n as usize);
+        let mut blur = Vec::with_capacity(n as usize);
+        let mut sigma = Vec::with_capacity(n as usize);
         let j = &cfg.jitter;
         let factor =
             |rng: &mut Xoshiro256PlusPlus, x: f64| uniform(rng, (1.0 - x).max(0.0), 1.0 + x);
@@ -125,6 +131,12 @@ impl Params {
             gray.push(unit(&mut rng) < cfg.gray_p);
             solarize.push(unit(&mut rng) < cfg.solarize_p);
             flip.push(unit(&mut rng) < cfg.flip_p);
+            if cfg.blur_p > 0.0 {
+                blur.push(unit(&mut rng) < cfg.blur_p);
+                sigma.push(uniform(&mut rng, cfg.blur_sigma.0, cfg.blur_sigma.1) as f32);
+            } else {
+                blur.push(false);
+            }
         }
         Self {
             crop: Tensor::from_slice(&crop).view([n, 4]),
@@ -133,6 +145,8 @@ impl Params {
             jitter_factors: Tensor::from_slice(&factors).view([n, 4]),
             gray: Tensor::from_slice(&gray),
             solarize: Tensor::from_slice(&solarize),
+            blur: Tensor::from_slice(&blur),
+            blur_sigma: (cfg.blur_p > 0.0).then(|| Tensor::from_slice(&sigma)),
         }
     }
 
@@ -145,6 +159,8 @@ impl Params {
             jitter_factors: self.jitter_factors.narrow(0, start, len),
             gray: self.gray.narrow(0, start, len),
             solarize: self.solarize.narrow(0, start, len),
+            blur: self.blur.narrow(0, start, len),
+            blur_sigma: self.blur_sigma.as_ref().map(|s| s.narrow(0, start, len)),
         }
     }
 
@@ -156,6 +172,8 @@ impl Params {
             jitter_factors: self.jitter_factors.to_device(device),
             gray: self.gray.to_device(device),
             solarize: self.solarize.to_device(device),
+            blur: self.blur.to_device(device),
+            blur_sigma: self.blur_sigma.as_ref().map(|s| s.to_device(device)),
         }
     }
 }

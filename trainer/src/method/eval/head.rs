@@ -26,17 +26,23 @@ impl Head {
         }
     }
 
-    /// Features `[B, emb]` → logits `[B, K]`; `train` selects batch statistics and dropout.
+    /// Features `[B, emb]` → logits `[B, K]`. `keep` (training only) is the dropout mask,
+    /// `[B, HIDDEN]` of 0/1; `None` evaluates (running BN statistics, no dropout).
     pub fn forward(
         &self,
         x: &Tensor,
-        train: bool,
+        keep: Option<&Tensor>,
         group: &ProcessGroup,
     ) -> Result<Tensor, DistError> {
+        let train = keep.is_some();
         let h = self
             .bn
             .forward(&self.first.forward(x), train, group)?
             .relu();
-        Ok(self.last.forward(&h.dropout(DROPOUT, train)))
+        let h = match keep {
+            Some(mask) => h * mask / (1.0 - DROPOUT),
+            None => h,
+        };
+        Ok(self.last.forward(&h))
     }
 }

@@ -11,7 +11,7 @@
 
 use super::backbone::BackboneSource;
 use super::config::{EvalConfig, Weights};
-use super::head::Head;
+use super::head::{Head, DROPOUT, HIDDEN};
 use super::labels::NoisyLabels;
 use super::losses::RobustLoss;
 use crate::augment::{augment_part, normalize, to_unit_float, AugmentConfig, ViewKey};
@@ -215,10 +215,12 @@ impl<'a> Probe<'a> {
         let part = order.slice(step, rank, world);
         let local = Tensor::from_slice(part).to_device(self.group.device());
         let features = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
-        // Dropout draws from libtorch's global generator: seeding it per (seed, epoch, step,
-        // rank) makes a resumed run draw what the uninterrupted one did.
-        tch::manual_seed(dropout_seed(self.cfg.seed, epoch, step, rank));
-        let logits = self.head.forward(&features, true, self.group)?;
+        let keep = dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len());
+        let logits = self.head.forward(
+            &features,
+            Some(&keep.to_device(self.group.device())),
+            self.group,
+        )?;
         let all = self.group.all_gather_with_grad(&logits)?;
         let labels = self.noisy.index_select(0, global);
         let loss = self.loss.try_compute(&all, &labels, global)?;
@@ -300,7 +302,7 @@ impl<'a> Probe<'a> {
                     tch::no_grad(|| self.backbone.forward(&x, false, self.group))?
                 }
             };
-            let logits = tch::no_grad(|| self.head.forward(&x, false, self.group))?;
+            let logits = tch::no_grad(|| self.head.forward(&x, None, self.group))?;
             let labels = self.test_labels.narrow(0, start, len).unsqueeze(1);
             let k = 5.min(logits.size()[1]);
             let (_, top) = logits.topk(k, 1, true, true);
@@ -380,15 +382,32 @@ impl<'a> Probe<'a> {
     }
 }
 
-fn dropout_seed(seed: u64, epoch: usize, step: usize, rank: usize) -> i64 {
+/// The dropout mask of rows `start..start + len` of the global batch: drawn for the whole
+/// global batch from a generator keyed by (seed, epoch, step), so it depends neither on the
+/// number of ranks nor on whether the run was resumed.
+fn dropout_mask(cfg: &EvalConfig, epoch: usize, step: usize, start: usize, len: usize) -> Tensor {
     let key = ViewKey {
-        seed,
+        seed: cfg.seed,
         epoch: epoch as u64,
         step: step as u64,
-        rank: rank as u64,
+        rank: 0,
         view: u64::MAX,
     };
-    (rand::RngCore::next_u64(&mut key.rng()) >> 1) as i64
+    let mut rng = key.rng();
+    let global = cfg.batch_size * HIDDEN as usize;
+    let keep: Vec<f32> = (0..global)
+        .map(|_| {
+            let u = (rand::RngCore::next_u64(&mut rng) >> 11) as f64 / (1u64 << 53) as f64;
+            if u < DROPOUT {
+                0.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Tensor::from_slice(&keep)
+        .view([cfg.batch_size as i64, HIDDEN])
+        .narrow(0, start as i64, len as i64)
 }
 
 fn copy_into(vs: &VarStore, saved: Vec<(String, Tensor)>) -> Result<()> {
