@@ -24,4 +24,11 @@ echo "== pretraining: VICReg, narrow ResNet-18, 4096 images, 4 epochs (about 2 m
 "$trainer" pretrain --data-dir "$data" --exp-dir "$out/pretrain" --method vicreg --arch resnet18 \
     --width 16 --mlp 256-256 --epochs 4 --warmup-epochs 1 --batch-size 256 --train-samples 4096 \
     --base-lr 0.5 --knn-every 1 --knn-train-samples 4096 --knn-test-samples 1000 --log-every 4
-echo "demo output in $out (pretrain/metrics.jsonl, pretrain/backbone.safetensors + .json)"
+echo "== evaluation: the frozen backbone under 40% symmetric label noise, CE vs GCE (about 1 minute)"
+for loss in ce gce; do
+    "$trainer" evaluate --data-dir "$data" --exp-dir "$out/eval-noise0.4-$loss" \
+        --backbone "$out/pretrain/backbone.safetensors" --kind symmetric --noise 0.4 --loss "$loss" \
+        --epochs 200 --batch-size 128 --train-samples 1000 --test-samples 2000 --stopping 0
+done
+echo "demo output in $out (pretrain/metrics.jsonl, pretrain/backbone.safetensors + .json,"
+echo "eval-*/results.json)"

@@ -160,16 +160,10 @@ fn ending(
 }
 
 fn load_splits(cfg: &EvalConfig, source: &Source) -> Result<(SplitData, SplitData)> {
-    let cut = |mut d: SplitData, n: usize| {
-        if n > 0 && n < d.len() {
-            d.images = d.images.narrow(0, 0, n as i64);
-            d.labels.truncate(n);
-            d.ids.truncate(n);
-        }
-        d
-    };
-    let train = cut(source.load(Split::Train)?, cfg.train_samples);
-    let test = cut(source.load(Split::Test)?, cfg.test_samples);
+    let mut train = source.load(Split::Train)?;
+    train.truncate(cfg.train_samples);
+    let mut test = source.load(Split::Test)?;
+    test.truncate(cfg.test_samples);
     Ok((train, test))
 }
 

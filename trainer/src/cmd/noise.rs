@@ -143,7 +143,7 @@ fn generate_all(
     clean: &[usize],
 ) -> Result<Vec<Output>> {
     let pixels = if specs.iter().any(|s| s.kind == Kind::Instance) {
-        Some(image_bytes(train)?)
+        Some(train.pixel_bytes()?)
     } else {
         None
     };
@@ -277,8 +277,4 @@ pub fn train_keys(source: &Source, train: &SplitData) -> Vec<String> {
             .collect(),
         None => train.ids.iter().map(u64::to_string).collect(),
     }
-}
-
-fn image_bytes(train: &SplitData) -> Result<Vec<u8>> {
-    Vec::<u8>::try_from(train.images.flatten(0, -1)).context("reading image bytes")
 }

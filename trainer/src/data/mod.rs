@@ -132,6 +132,24 @@ impl SplitData {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+
+    /// All pixels as bytes, sample after sample (what instance noise projects).
+    pub fn pixel_bytes(&self) -> Result<Vec<u8>> {
+        Vec::<u8>::try_from(self.images.flatten(0, -1)).context("reading image bytes")
+    }
+
+    /// Keeps the first `n` samples (all when `n` is 0 or not smaller than the split).
+    pub fn truncate(&mut self, n: usize) {
+        if n == 0 || n >= self.len() {
+            return;
+        }
+        self.images = self.images.narrow(0, 0, n as i64);
+        self.labels.truncate(n);
+        self.ids.truncate(n);
+        if let Some(paths) = &mut self.paths {
+            paths.truncate(n);
+        }
+    }
 }
 
 /// What a reader produces: pixels already in N×C×H×W order, so one copy makes the tensor.

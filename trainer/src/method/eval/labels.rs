@@ -77,7 +77,7 @@ fn generate(
         valid_check: false,
     };
     let pixels = (cfg.kind == Kind::Instance)
-        .then(|| image_bytes(train))
+        .then(|| train.pixel_bytes())
         .transpose()?;
     let set = CleanSet {
         dataset: source.name,
@@ -97,8 +97,4 @@ fn generate(
             source: None,
         },
     ))
-}
-
-fn image_bytes(train: &SplitData) -> Result<Vec<u8>> {
-    Ok(Vec::<u8>::try_from(train.images.flatten(0, -1))?)
 }

@@ -286,14 +286,6 @@ impl<'a> Pretrainer<'a> {
 /// The training split, cut to `train_samples` when set.
 fn load_train(cfg: &PretrainConfig, source: &Source) -> Result<SplitData> {
     let mut train = source.load(Split::Train)?;
-    if cfg.train_samples > 0 && cfg.train_samples < train.len() {
-        let n = cfg.train_samples;
-        train.images = train.images.narrow(0, 0, n as i64);
-        train.labels.truncate(n);
-        train.ids.truncate(n);
-        if let Some(paths) = &mut train.paths {
-            paths.truncate(n);
-        }
-    }
+    train.truncate(cfg.train_samples);
     Ok(train)
 }
