@@ -137,6 +137,10 @@ fn ints(t: &Tensor) -> Vec<i64> {
 /// some saturate every clamp (p < 1e-7, p > 1 − 1e-4); random labels; ids overlapping from one
 /// call to the next (unique within a call).
 fn batches(kind: Kind) -> (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>) {
+    // libtorch's generator is global and the tests of this binary run in parallel threads:
+    // hold a lock while seeding and drawing, or another test's draws interleave with ours.
+    static DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _draws = DRAWS.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(11);
     let scale = Tensor::linspace(0.5, 8.0, BATCH, (Kind::Double, Device::Cpu)).unsqueeze(1);
     let mut logits = vec![];
