@@ -7,6 +7,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/setup.sh"
 out=${NLS_DEMO_DIR:-$root/runs/demo}
 trainer=$root/target/release/trainer
+launch=$root/target/release/nls-launch
 data=/usr/share/datasets/fashion-mnist
 
 echo "== dataset"
@@ -21,14 +22,15 @@ echo "== label noise: symmetric and asymmetric at 40%"
 "$trainer" noise --data-dir "$data" --kind asymmetric --noise 0.4 --out "$out/noisy-labels"
 echo "== pretraining: VICReg, narrow ResNet-18, 4096 images, 4 epochs (about 2 minutes on 2 cores)"
 "$trainer" augment-preview --data-dir "$data" --method vicreg --out "$out/augment-preview.png"
-"$trainer" pretrain --data-dir "$data" --exp-dir "$out/pretrain" --method vicreg --arch resnet18 \
-    --width 16 --mlp 256-256 --epochs 4 --warmup-epochs 1 --batch-size 256 --train-samples 4096 \
-    --base-lr 0.5 --knn-every 1 --knn-train-samples 4096 --knn-test-samples 1000 --log-every 4
+# Through the local executor: the same job as on SLURM (SLURM-like environment, logs in
+# $out/pretrain/logs, signals forwarded, restarts from checkpoints), on this machine.
+"$launch" --local --cpu --exp-dir "$out/pretrain" -- pretrain --data-dir "$data" --method vicreg \
+    --arch resnet18 --width 16 --mlp 256-256 --epochs 4 --warmup-epochs 1 --batch-size 256 \
+    --train-samples 4096 --base-lr 0.5 --knn-every 1 --knn-train-samples 4096 \
+    --knn-test-samples 1000 --log-every 4
 echo "== evaluation: the frozen backbone under 40% symmetric label noise, CE vs GCE (about 1 minute)"
-for loss in ce gce; do
-    "$trainer" evaluate --data-dir "$data" --exp-dir "$out/eval-noise0.4-$loss" \
-        --backbone "$out/pretrain/backbone.safetensors" --kind symmetric --noise 0.4 --loss "$loss" \
-        --epochs 200 --batch-size 128 --train-samples 1000 --test-samples 2000 --stopping 0
-done
+"$launch" run "$root/experiments/demo_eval.toml" --local --exp-dir "$out/eval" \
+    -- --backbone "$out/pretrain/backbone.safetensors"
+"$launch" report "$out/eval"
 echo "demo output in $out (pretrain/metrics.jsonl, pretrain/backbone.safetensors + .json,"
-echo "eval-*/results.json)"
+echo "eval/runs/*/results.json, eval/report.csv)"

@@ -1,9 +1,13 @@
 //! `status`, `logs` and `cancel`: the follow-up commands, reading what [`crate::submit`]
-//! recorded and asking SLURM through [`crate::monitor`].
+//! recorded and asking SLURM through [`crate::monitor`] (local jobs: [`crate::local`]'s
+//! state file).
 
+use crate::local::{self, LocalState};
 use crate::monitor::{self, QueueRow};
 use crate::submit::{self, Submission};
 use anyhow::{bail, ensure, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,10 +23,22 @@ pub fn status(exp: Option<&Path>) -> Result<()> {
         None => return user_queue(),
     };
     let subs = submit::read_submissions(&exp)?;
-    let ids: Vec<String> = subs.iter().map(|s| s.job_id.clone()).collect();
-    let rows = monitor::squeue(&ids)?;
-    let mut active = false;
+    let ids: Vec<String> = subs
+        .iter()
+        .filter(|s| s.executor.is_none())
+        .map(|s| s.job_id.clone())
+        .collect();
+    let rows = match ids.is_empty() {
+        true => Vec::new(),
+        false => monitor::squeue(&ids)?,
+    };
+    let local = local::read_state(&exp)?;
+    let mut active = local.as_ref().is_some_and(local::is_running);
     for s in &subs {
+        if s.executor.is_some() {
+            print_local(s, local.as_ref());
+            continue;
+        }
         let mine: Vec<&QueueRow> = rows
             .iter()
             .filter(|r| monitor::split_job_id(&r.id).0 == s.job_id)
@@ -69,6 +85,29 @@ fn print_submission(s: &Submission, rows: &[&QueueRow]) {
         let text: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
         println!("  {}", text.join(", "));
     }
+}
+
+/// A local submission: its executor's state when it is the latest one.
+fn print_local(s: &Submission, state: Option<&LocalState>) {
+    println!("local job {}, started {}", s.job_id, s.time);
+    let text = match state.filter(|st| st.job_id == s.job_id) {
+        Some(st) if st.state == "running" && !local::is_running(st) => format!(
+            "its nls-launch (pid {}) is gone without a word: killed; the run's stop.json says \
+             where it stood",
+            st.pid
+        ),
+        Some(st) => format!(
+            "{} (nls-launch pid {}){}",
+            st.state,
+            st.pid,
+            st.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ),
+        None => "superseded by a later launch".into(),
+    };
+    println!("  {text}");
 }
 
 fn row_line(r: &QueueRow) -> String {
@@ -205,9 +244,21 @@ pub fn log_files(dir: &Path, sub: &Submission, task: Option<usize>) -> Result<Ve
     Ok(files)
 }
 
-/// `cancel EXP`: scancel every recorded job id.
+/// `cancel EXP`: scancel every recorded job id; SIGTERM to a running local executor (its
+/// ranks checkpoint, then it ends).
 pub fn cancel(exp: &Path) -> Result<()> {
-    let subs = submit::read_submissions(exp)?;
+    if let Some(st) = local::read_state(exp)?.filter(local::is_running) {
+        kill(Pid::from_raw(st.pid as i32), Signal::SIGTERM)
+            .with_context(|| format!("signalling nls-launch (pid {})", st.pid))?;
+        println!(
+            "stopping local job {} (SIGTERM to nls-launch pid {})",
+            st.job_id, st.pid
+        );
+    }
+    let subs: Vec<Submission> = submit::read_submissions(exp)?
+        .into_iter()
+        .filter(|s| s.executor.is_none())
+        .collect();
     let mut failed = 0;
     for s in &subs {
         let out = Command::new("scancel")

@@ -52,15 +52,16 @@ pub fn plan(exp: &Experiment, workdir: &Path) -> Result<Option<Plan>> {
     Ok(Some(Plan { script, tasks }))
 }
 
-/// Plan, then print (`dry_run`) or write and submit.
-pub fn launch(exp: &Experiment, dry_run: bool) -> Result<()> {
+/// Plan, then print (`dry_run`), run here (`local`), or write and submit. Returns the exit
+/// code: 0, or the local executor's (75 stopped and resumable, 2 failed).
+pub fn launch(exp: &Experiment, dry_run: bool, local: bool) -> Result<u8> {
     let workdir = std::env::current_dir().context("reading the current directory")?;
     let Some(plan) = plan(exp, &workdir)? else {
         println!(
-            "every configuration of {} has its results.json; nothing to submit",
+            "every configuration of {} has its results.json; nothing to run",
             exp.origin.source()
         );
-        return Ok(());
+        return Ok(0);
     };
     if let Some(tasks) = &plan.tasks {
         eprintln!(
@@ -71,9 +72,18 @@ pub fn launch(exp: &Experiment, dry_run: bool) -> Result<()> {
     }
     if dry_run {
         print!("{}", plan.script);
-        return Ok(());
+        return Ok(0);
     }
-    let script = write_exp_dir(exp, &plan)?;
+    if local {
+        return Ok(crate::local::run(exp, &plan)?.exit_code());
+    }
+    submit_plan(exp, &plan)?;
+    Ok(0)
+}
+
+/// Writes the exp-dir, runs `sbatch` and records the submission.
+fn submit_plan(exp: &Experiment, plan: &Plan) -> Result<()> {
+    let script = write_exp_dir(exp, plan)?;
     let s = submit::sbatch(&script)?;
     let array = plan
         .pending()
@@ -87,6 +97,7 @@ pub fn launch(exp: &Experiment, dry_run: bool) -> Result<()> {
             script: script.clone(),
             array: array.clone(),
             tasks: plan.pending(),
+            executor: None,
         },
     )?;
     let logs = exp.job.exp_dir.join("logs");

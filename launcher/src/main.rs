@@ -1,10 +1,10 @@
 //! `nls-launch`: renders, submits and tracks SLURM jobs and sweeps for the trainer.
 //! Argument parsing only; the work is in the `launcher` library.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use launcher::config::{Experiment, JobArgs};
-use launcher::{follow, launch};
+use launcher::{follow, launch, report, resume};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,9 +12,9 @@ use std::process::ExitCode;
 #[command(
     name = "nls-launch",
     version,
-    about = "Render, submit and track nls jobs and sweeps on SLURM",
+    about = "Render, submit and track nls jobs and sweeps on SLURM, or run them here (--local)",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  nls-launch --nodes 2 --ngpus 8 --time 600 --exp-dir runs/vicreg -- pretrain --data-dir /data/cifar10 --method vicreg\n  nls-launch run experiments/noise_sweep.toml --parallel 20 --dry-run\n  nls-launch status runs/vicreg"
+    after_help = "Examples:\n  nls-launch --nodes 2 --ngpus 8 --time 600 --exp-dir runs/vicreg -- pretrain --data-dir /data/cifar10 --method vicreg\n  nls-launch run experiments/noise_sweep.toml --parallel 20 --dry-run\n  nls-launch --local --cpu --tasks-per-node 2 --exp-dir runs/tiny -- pretrain --data-dir /data/fmnist\n  nls-launch status runs/vicreg\n  nls-launch resume runs/vicreg --time 1440\n  nls-launch report runs/noise_sweep"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,13 +40,23 @@ struct RunArgs {
     command: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct ResumeArgs {
+    exp: PathBuf,
+    #[command(flatten)]
+    job: JobArgs,
+    #[command(flatten)]
+    how: How,
+}
+
 /// How to launch.
 #[derive(clap::Args)]
 struct How {
     /// Print the script; write and submit nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Run on this machine instead of SLURM (not implemented yet).
+    /// Run on this machine instead of SLURM: nodes × tasks trainer processes with SLURM's
+    /// variables, signals forwarded, restarts on exit 75, --time enforced.
     #[arg(long)]
     local: bool,
 }
@@ -69,16 +79,17 @@ enum Cmd {
     },
     /// scancel every recorded job of the experiment.
     Cancel { exp: PathBuf },
-    /// Resubmit an ended job that left a checkpoint (not implemented yet).
-    Resume { exp: PathBuf },
-    /// Results table of an experiment (not implemented yet).
+    /// Launch an ended job again from its checkpoint (sweeps: the configurations without
+    /// results); flags override its job.toml.
+    Resume(Box<ResumeArgs>),
+    /// Results table of an experiment (Markdown on stdout, report.csv in the exp-dir).
     Report { exp: PathBuf },
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -86,24 +97,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(exp: &Experiment, how: &How) -> Result<()> {
-    if how.local {
-        bail!("nls-launch --local (the local executor) is not implemented yet (issue 6)");
-    }
-    launch::launch(exp, how.dry_run)
+fn start(exp: &Experiment, how: &How) -> Result<u8> {
+    launch::launch(exp, how.dry_run, how.local)
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The exit code: 0, or the local executor's (75: stopped and resumable).
+fn run(cli: Cli) -> Result<u8> {
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.cmd {
         None => start(&Experiment::load(None, &cli.job, &cli.command)?, &cli.how),
         Some(Cmd::Run(r)) => start(
             &Experiment::load(Some(&r.file), &r.job, &r.command)?,
             &r.how,
         ),
-        Some(Cmd::Status { exp }) => follow::status(exp.as_deref()),
-        Some(Cmd::Logs { exp, task, follow }) => follow::logs(&exp, task, follow),
-        Some(Cmd::Cancel { exp }) => follow::cancel(&exp),
-        Some(Cmd::Resume { .. }) => bail!("nls-launch resume is not implemented yet (issue 6)"),
-        Some(Cmd::Report { .. }) => bail!("nls-launch report is not implemented yet (issue 6)"),
+        Some(Cmd::Status { exp }) => done(follow::status(exp.as_deref())),
+        Some(Cmd::Logs { exp, task, follow }) => done(follow::logs(&exp, task, follow)),
+        Some(Cmd::Cancel { exp }) => done(follow::cancel(&exp)),
+        Some(Cmd::Resume(r)) => resume::resume(&r.exp, &r.job, r.how.dry_run, r.how.local),
+        Some(Cmd::Report { exp }) => done(report::report(&exp)),
     }
 }

@@ -29,6 +29,9 @@ pub struct Submission {
     /// The array task indices this submission runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<usize>>,
+    /// `local` for `nls-launch --local`; absent for SLURM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
 }
 
 pub const SUBMISSIONS: &str = "submissions.jsonl";

@@ -142,20 +142,76 @@ fn status_of_a_finished_job_without_accounting() {
 }
 
 #[test]
-fn not_yet_implemented_commands_say_so() {
+fn resume_waits_for_the_job_to_end_and_needs_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = fakes(d);
+    let job = [
+        "--exp-dir",
+        "exp",
+        "--time",
+        "60",
+        "--",
+        "pretrain",
+        "--data-dir",
+        "d",
+    ];
+    assert!(nls(d, &bin, &job).status.success());
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["resume", "exp"];
+        args.extend(extra);
+        let o = nls(d, &bin, &args);
+        (o.status.code(), text(&o))
+    };
+    common::fake_bin(&bin, "squeue", "echo '4242|RUNNING|0:10|1:00:00|n1'");
+    let (code, said) = resume(&[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        said.contains("job 4242") && said.contains("still RUNNING"),
+        "{said}"
+    );
+
+    common::fake_bin(
+        &bin,
+        "squeue",
+        "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1",
+    );
+    let (code, said) = resume(&[]);
+    assert_eq!(code, Some(2));
+    assert!(said.contains("left no checkpoint"), "{said}");
+
+    std::fs::create_dir_all(d.join("exp/checkpoints")).unwrap();
+    std::fs::write(d.join("exp/checkpoints/ckpt-0000000050.safetensors"), "x").unwrap();
+    let (code, said) = resume(&["--time", "120"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("submitted job 4242"), "{said}");
+    let subs = launcher::submit::read_submissions(&d.join("exp")).unwrap();
+    assert_eq!(subs.len(), 2);
+    let script = std::fs::read_to_string(d.join("exp/job.sh")).unwrap();
+    assert!(script.contains("#SBATCH --time=120\n"), "{script}");
+    assert!(script.contains("'--exp-dir'"), "{script}");
+
+    std::fs::write(
+        d.join("exp/stop.json"),
+        r#"{"reason":"finished","step":99}"#,
+    )
+    .unwrap();
+    let (code, said) = resume(&[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        said.contains("finished at step 99; nothing to resume"),
+        "{said}"
+    );
+}
+
+#[test]
+fn report_and_resume_need_an_experiment_folder() {
     let dir = tempfile::tempdir().unwrap();
     let bin = fakes(dir.path());
-    for args in [
-        &["resume", "x"][..],
-        &["report", "x"],
-        &["--local", "--exp-dir", "e", "--", "pretrain"],
-    ] {
-        let o = nls(dir.path(), &bin, args);
+    std::fs::create_dir(dir.path().join("x")).unwrap();
+    for cmd in ["resume", "report"] {
+        let o = nls(dir.path(), &bin, &[cmd, "x"]);
         assert_eq!(o.status.code(), Some(2));
-        assert!(
-            text(&o).contains("not implemented yet (issue 6)"),
-            "{}",
-            text(&o)
-        );
+        assert!(text(&o).contains("x has no job.toml"), "{}", text(&o));
     }
 }

@@ -17,6 +17,9 @@ pub const EXIT_RESTART: u8 = 75;
 /// Set by executors that restart the trainer themselves on [`EXIT_RESTART`] rather than
 /// letting it call `scontrol requeue`.
 pub const RESTART_BY_EXIT_CODE: &str = "NLS_RESTART_BY_EXIT_CODE";
+/// Set by executors that run the trainer without SLURM (`nls-launch --local`): the time limit
+/// in seconds, or `unlimited`, in place of asking `scontrol`.
+pub const TIME_LIMIT_S: &str = "NLS_TIME_LIMIT_S";
 
 /// Tells time limits from preemptions for this process.
 pub struct StopPolicy {
@@ -134,9 +137,12 @@ impl StopPolicy {
     }
 }
 
-/// SLURM's time limit for this job. Only rank 0 asks (its counters are the ones
-/// checkpointed), so a large job does not flood slurmctld.
+/// The job's time limit: [`TIME_LIMIT_S`] when an executor set it, else SLURM's. Only rank 0
+/// asks (its counters are the ones checkpointed), so a large job does not flood slurmctld.
 fn time_limit(env: &ClusterEnv) -> Option<Duration> {
+    if let Ok(secs) = std::env::var(TIME_LIMIT_S) {
+        return secs.parse().ok().map(Duration::from_secs);
+    }
     let job = env
         .job_id
         .as_deref()

@@ -1,0 +1,255 @@
+//! The local executor end to end, with the real trainer on real Fashion-MNIST: rendezvous of
+//! several processes, SIGUSR1 → checkpoint → restart → completion (weights identical to an
+//! uninterrupted run), the time limit with `--max-timeouts 0` then `resume`, a sweep and its
+//! report, and a rank that dies.
+
+mod runs;
+
+use runs::{metrics, nls, read_json, tensors, text, tiny_pretrain, trainer, wait_for};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// `nls-launch --local <job flags> --exp-dir EXP -- <trainer args>`.
+fn local(dir: &Path, exp: &str, job: &[&str], trainer_args: &[String]) -> std::process::Command {
+    let mut cmd = nls(dir);
+    cmd.arg("--local")
+        .arg("--trainer")
+        .arg(trainer())
+        .args(job)
+        .args(["--exp-dir", exp, "--"])
+        .args(trainer_args);
+    cmd
+}
+
+fn finish(child: Child) -> std::process::Output {
+    let out = child.wait_with_output().unwrap();
+    eprintln!("{}", text(&out));
+    out
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sigusr1_checkpoints_restarts_and_ends_like_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = tiny_pretrain(256);
+    let job = ["--cpu", "--tasks-per-node", "2"];
+    let whole = local(d, "whole", &job, &args).output().unwrap();
+    assert!(whole.status.success(), "{}", text(&whole));
+
+    let start = Instant::now();
+    let child = local(d, "cut", &job, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first checkpoint is written at the end of epoch 1 of 3: the run is mid-way.
+    let first = d.join("cut/checkpoints/ckpt-0000000008.safetensors");
+    wait_for("the first checkpoint", LIMIT, || first.is_file());
+    signal(&child, "-USR1");
+    let out = finish(child);
+    eprintln!("interrupted run: {:.1} s", start.elapsed().as_secs_f64());
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("forwarding it to every rank"), "{log}");
+    assert!(log.contains("SLURM_RESTART_COUNT=1"), "{log}");
+    assert!(log.contains("resuming from"), "{log}");
+
+    let stop = read_json(&d.join("cut/stop.json"));
+    assert_eq!(stop["reason"], "finished");
+    assert_eq!(stop["preemptions"], 1, "{stop}");
+    // Both ranks ran and wrote their logs; rank 1's shows the restart too.
+    let logs: Vec<_> = std::fs::read_dir(d.join("cut/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(logs.len(), 4, "{logs:?}");
+    let steps: Vec<u64> = metrics(&d.join("cut"))
+        .iter()
+        .filter_map(|m| m["step"].as_u64())
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=24).collect::<Vec<_>>(),
+        "metrics after the restart"
+    );
+    let (a, b) = (
+        tensors(&d.join("whole/backbone.safetensors")),
+        tensors(&d.join("cut/backbone.safetensors")),
+    );
+    assert!(a.len() > 50, "{} tensors", a.len());
+    assert!(a == b, "weights differ after the restart");
+}
+
+#[test]
+fn time_limit_stops_for_good_then_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 1024 images: 96 steps, far longer than the 5 s before the warning.
+    let args = tiny_pretrain(1024);
+    let job = [
+        "--cpu",
+        "--nodes",
+        "2",
+        "--time",
+        "1",
+        "--signal-delay",
+        "55",
+        "--max-timeouts",
+        "0",
+    ];
+    let out = local(d, "exp", &job, &args).output().unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("55 s before the time limit"), "{log}");
+    let stop = read_json(&d.join("exp/stop.json"));
+    assert_eq!(stop["reason"], "max-timeouts", "{stop}");
+    assert_eq!(stop["timeouts"], 1, "{stop}");
+    let stopped_at = stop["step"].as_u64().unwrap();
+    assert!(stopped_at < 96, "{stop}");
+    assert!(log.contains("rank 0 of 2 (Slurm, node 0 of 2)"), "{log}");
+
+    let status = nls(d).args(["status", "exp"]).output().unwrap();
+    let said = text(&status);
+    assert!(status.status.success(), "{said}");
+    assert!(said.contains("stopped for good"), "{said}");
+    assert!(said.contains("nls-launch resume"), "{said}");
+
+    // Resume with a longer limit (a new job id: the time-limit counter starts again).
+    let resumed = nls(d)
+        .args(["resume", "exp", "--local", "--time", "10"])
+        .output()
+        .unwrap();
+    let log = text(&resumed);
+    assert!(resumed.status.success(), "{log}");
+    let checkpoint = stop["file"].as_str().unwrap();
+    assert!(
+        log.contains(&format!("resuming from {checkpoint}")),
+        "{log}"
+    );
+    let stop = read_json(&d.join("exp/stop.json"));
+    assert_eq!(stop["reason"], "finished", "{stop}");
+    assert_eq!(stop["step"], 96, "{stop}");
+    let again = nls(d).args(["resume", "exp", "--local"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("nothing to resume"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn a_sweep_runs_each_configuration_and_report_collects_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sweep = format!(
+        "command = [\"evaluate\", \"--data-dir\", \"{}\", \"--backbone\", \"none\", \
+         \"--width\", \"8\", \"--kind\", \"symmetric\", \"--epochs\", \"2\", \
+         \"--batch-size\", \"64\", \"--train-samples\", \"256\", \"--test-samples\", \"256\", \
+         \"--backend\", \"gloo\"]\n\
+         [job]\nexp_dir = \"sweep\"\ncpu = true\n\
+         [grid]\nloss = [\"ce\", \"gce\"]\nnoise = [0.0, 0.4]\n",
+        runs::FASHION_MNIST
+    );
+    std::fs::write(d.join("sweep.toml"), sweep).unwrap();
+    let run = |extra: &[&str]| {
+        nls(d)
+            .args(["run", "sweep.toml", "--local", "--trainer"])
+            .arg(trainer())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = nls(d).args(["report", "sweep"]).output().unwrap();
+    let table = text(&report);
+    assert!(report.status.success(), "{table}");
+    let csv = std::fs::read_to_string(d.join("sweep/report.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("loss,noise,acc1,best_acc1"), "{csv}");
+    assert_eq!(lines.len(), 5, "{csv}");
+    // Each row is its run's results.json, in grid order.
+    for (line, (loss, noise)) in
+        lines[1..]
+            .iter()
+            .zip([("ce", "0"), ("ce", "0.4"), ("gce", "0"), ("gce", "0.4")])
+    {
+        let name = format!("loss_{loss}-noise{noise}");
+        let r = read_json(&d.join("sweep/runs").join(&name).join("results.json"));
+        let acc1 = r["metrics"]["acc1"].as_f64().unwrap();
+        let expected = format!("{loss},{noise},{acc1:.4},");
+        assert!(line.starts_with(&expected), "{line} vs {expected}");
+    }
+    assert!(table.contains("| loss | noise | acc1 |"), "{table}");
+    let again = run(&[]);
+    assert!(text(&again).contains("nothing to run"), "{}", text(&again));
+}
+
+#[test]
+fn a_killed_rank_fails_the_job_and_status_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = tiny_pretrain(1024);
+    args.extend(["--dist-timeout-s".into(), "10".into()]);
+    let job = ["--cpu", "--tasks-per-node", "2"];
+    let child = local(d, "exp", &job, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the first logged step", LIMIT, || {
+        d.join("exp/metrics.jsonl").is_file()
+    });
+    let rank1 = rank_pid(&d.join("exp"), 1).expect("rank 1's process");
+    let killed = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &rank1.to_string()])
+        .status()
+        .unwrap();
+    let out = finish(child);
+    eprintln!(
+        "the job ended {:.1} s after rank 1 was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(killed.elapsed() < Duration::from_secs(60));
+    let status = text(&nls(d).args(["status", "exp"]).output().unwrap());
+    assert!(status.contains("failed"), "{status}");
+    assert!(status.contains("rank 1 was killed by SIGKILL"), "{status}");
+    let logs = text(
+        &nls(d)
+            .args(["logs", "exp", "--task", "0"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        logs.contains("rank(s) [1]"),
+        "rank 0 names the dead rank: {logs}"
+    );
+}
+
+/// The pid of the trainer process of `rank` whose command line names `exp`.
+fn rank_pid(exp: &Path, rank: u32) -> Option<u32> {
+    let want_exp = exp.display().to_string();
+    let want_rank = format!("SLURM_PROCID={rank}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        let has = |bytes: &[u8], s: &str| bytes.split(|b| *b == 0).any(|w| w == s.as_bytes());
+        let is_trainer = cmdline.split(|b| *b == 0).any(|w| w == b"pretrain");
+        (is_trainer && has(&cmdline, &want_exp) && has(&environ, &want_rank)).then_some(pid)
+    })
+}
