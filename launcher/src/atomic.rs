@@ -1,6 +1,7 @@
 //! Atomic file writes: write a temp file beside the target, fsync, rename, fsync the directory.
 //! A reader never sees a half-written file, and a crash leaves either the old file or the new one.
 //! (The same pattern as `trainer/src/atomic.rs`; the launcher does not depend on the trainer.)
+//! Also the reading side of the small JSON state files written that way.
 
 use anyhow::{Context, Result};
 use std::fs::{self, File};
@@ -38,4 +39,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         fs::remove_file(&tmp).ok();
     }
     result
+}
+
+/// The JSON file at `path`, None when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("parsing {}", path.display()))
 }

@@ -189,15 +189,7 @@ pub struct StopInfo {
 
 /// `<run>/stop.json`, None when absent.
 pub fn read_stop(run_dir: &Path) -> Result<Option<StopInfo>> {
-    let path = run_dir.join("stop.json");
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .with_context(|| format!("parsing {}", path.display()))
+    crate::atomic::read_json(&run_dir.join("stop.json"))
 }
 
 /// Why a run stopped and what to do, given whether its job is still queued or running.

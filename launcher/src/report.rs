@@ -2,7 +2,7 @@
 //! sweep's grid values, then the metrics of its `results.json`. Printed as Markdown and
 //! written to `<exp>/report.csv`. Runs without results are counted, not hidden.
 
-use crate::atomic::write_atomic;
+use crate::atomic::{read_json, write_atomic};
 use crate::config::{Experiment, JobArgs};
 use crate::launch::RESOLVED;
 use crate::sweep;
@@ -134,18 +134,8 @@ fn runs(exp_dir: &Path) -> Result<(Vec<String>, Vec<Run>)> {
 }
 
 fn read_results(dir: &Path) -> Result<Option<Value>> {
-    let path = dir.join("results.json");
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).map(Some).with_context(|| {
-        format!(
-            "parsing {} (a damaged results file: delete it and run that configuration again)",
-            path.display()
-        )
-    })
+    read_json(&dir.join("results.json"))
+        .context("a damaged results file: delete it and run that configuration again")
 }
 
 /// Numbers with 4 decimals (integers as they are), other values as text, absent as empty.

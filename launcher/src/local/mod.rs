@@ -23,7 +23,7 @@ mod echo;
 mod group;
 mod signals;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{read_json, write_atomic};
 use crate::config::{Experiment, JobConfig};
 use crate::launch::{write_exp_dir, Plan};
 use crate::submit::{self, Submission};
@@ -187,15 +187,7 @@ fn save_state(job: &JobConfig, id: u64, state: &str, detail: Option<String>) -> 
 
 /// `<exp>/local.json`, None when absent.
 pub fn read_state(exp_dir: &Path) -> Result<Option<LocalState>> {
-    let path = exp_dir.join(STATE);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .with_context(|| format!("parsing {}", path.display()))
+    read_json(&exp_dir.join(STATE))
 }
 
 /// Whether the executor recorded in `state` is still supervising its job.
