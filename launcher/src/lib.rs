@@ -18,4 +18,5 @@ pub mod render;
 pub mod report;
 pub mod resume;
 pub mod submit;
+pub mod summary;
 pub mod sweep;

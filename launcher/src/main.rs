@@ -82,8 +82,20 @@ enum Cmd {
     /// Launch an ended job again from its checkpoint (sweeps: the configurations without
     /// results); flags override its job.toml.
     Resume(Box<ResumeArgs>),
-    /// Results table of an experiment (Markdown on stdout, report.csv in the exp-dir).
-    Report { exp: PathBuf },
+    /// Results of an experiment: mean ± std over seeds by noise (rows) and the other grid keys
+    /// (columns) on stdout; report.csv, summary.csv and report.json in the exp-dir.
+    Report {
+        exp: PathBuf,
+        /// The metric of results.json to summarize (acc1, best_acc1, acc5, noisy_predicted_true...).
+        #[arg(long, default_value = "acc1")]
+        metric: String,
+        /// Grid keys that label the rows (default: kind and noise).
+        #[arg(long, value_delimiter = ',')]
+        rows: Option<Vec<String>>,
+        /// Grid keys that label the columns (default: every key but the rows' and seed).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +126,18 @@ fn run(cli: Cli) -> Result<u8> {
         Some(Cmd::Logs { exp, task, follow }) => done(follow::logs(&exp, task, follow)),
         Some(Cmd::Cancel { exp }) => done(follow::cancel(&exp)),
         Some(Cmd::Resume(r)) => resume::resume(&r.exp, &r.job, r.how.dry_run, r.how.local),
-        Some(Cmd::Report { exp }) => done(report::report(&exp)),
+        Some(Cmd::Report {
+            exp,
+            metric,
+            rows,
+            columns,
+        }) => done(report::report(
+            &exp,
+            &report::Options {
+                metric,
+                rows,
+                columns,
+            },
+        )),
     }
 }

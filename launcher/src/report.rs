@@ -1,16 +1,20 @@
-//! `report EXP`: the evaluation results of an experiment as one table, one row per run: the
-//! sweep's grid values, then the metrics of its `results.json`. Printed as Markdown and
-//! written to `<exp>/report.csv`. Runs without results are counted, not hidden.
+//! `report EXP`: what a sweep found, at a glance. The runs' chosen metric laid out by
+//! [`crate::summary`] (rows by noise, columns by the other grid keys, seeds pooled into
+//! mean ± std and a count) and printed as Markdown; every run's metrics in `report.csv`, the
+//! summary in `summary.csv`, both with the runs' states in `report.json`. Runs without results
+//! are listed with where they stand, never dropped silently.
 
 use crate::atomic::{read_json, write_atomic};
 use crate::config::{Experiment, JobArgs};
 use crate::launch::RESOLVED;
+use crate::monitor;
+use crate::summary::{self, Layout, Point, Stats, Summary};
 use crate::sweep;
 use anyhow::{ensure, Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-/// The metrics shown, in this order, when some run has them.
+/// The metrics of `results.json` in the per-run table, in this order, when some run has them.
 const METRICS: [&str; 8] = [
     "acc1",
     "best_acc1",
@@ -22,84 +26,115 @@ const METRICS: [&str; 8] = [
     "train_flip_rate",
 ];
 pub const CSV: &str = "report.csv";
+pub const SUMMARY_CSV: &str = "summary.csv";
+pub const JSON: &str = "report.json";
 
-/// The runs' table: column names, then one row of cells per run with results.
-#[derive(Debug, PartialEq)]
-pub struct Table {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    /// Runs that have no results.json yet.
-    pub missing: Vec<String>,
+/// What to summarize and how to lay it out (None: [`summary::default_layout`]).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub metric: String,
+    pub rows: Option<Vec<String>>,
+    pub columns: Option<Vec<String>>,
 }
 
-/// One run: its grid values and its folder.
-struct Run {
-    values: Vec<String>,
-    dir: PathBuf,
+/// One run of the experiment.
+pub struct RunResult {
+    /// Its value of each grid key.
+    pub values: Vec<String>,
+    pub dir: PathBuf,
+    pub results: Option<Value>,
+    /// `results`, or where a run without results stands.
+    pub state: String,
 }
 
-/// Collects the table, prints it and writes `<exp>/report.csv`.
-pub fn report(exp_dir: &Path) -> Result<()> {
-    let table = collect(exp_dir)?;
+/// The grid keys and every run, in grid order.
+pub struct Runs {
+    pub keys: Vec<String>,
+    pub runs: Vec<RunResult>,
+}
+
+/// Collects, prints and writes the report.
+pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
+    let runs = collect(exp_dir)?;
+    let with = runs.runs.iter().filter(|r| r.results.is_some()).count();
     ensure!(
-        !table.rows.is_empty(),
+        with > 0,
         "no results.json in {} yet ({} run(s) without results; `nls-launch status {}` says \
          where they stand)",
         exp_dir.display(),
-        table.missing.len(),
+        runs.runs.len(),
         exp_dir.display()
     );
-    print!("{}", markdown(&table));
-    if !table.missing.is_empty() {
+    let layout = layout(&runs.keys, opts)?;
+    let summary = summarize(&runs, &opts.metric, &layout);
+    print!(
+        "{}",
+        markdown(&summary, &opts.metric, percent(&opts.metric))
+    );
+    let missing: Vec<&RunResult> = runs.runs.iter().filter(|r| r.results.is_none()).collect();
+    if !missing.is_empty() {
         println!(
-            "\n{} run(s) without results.json: {}",
-            table.missing.len(),
-            table.missing.join(", ")
+            "\n{} of {} run(s) without results:",
+            missing.len(),
+            runs.runs.len()
         );
+        missing
+            .iter()
+            .for_each(|r| println!("  {}: {}", r.dir.display(), r.state));
     }
-    let csv_path = exp_dir.join(CSV);
-    write_atomic(&csv_path, csv(&table).as_bytes())?;
-    println!("\nwritten to {}", csv_path.display());
+    let table = run_table(&runs);
+    write_atomic(&exp_dir.join(CSV), csv(&table).as_bytes())?;
+    write_atomic(
+        &exp_dir.join(SUMMARY_CSV),
+        csv(&summary_table(&summary, &opts.metric)).as_bytes(),
+    )?;
+    let doc = report_json(&runs, &summary, &opts.metric);
+    write_atomic(
+        &exp_dir.join(JSON),
+        serde_json::to_string_pretty(&doc)?.as_bytes(),
+    )?;
+    println!(
+        "\nwritten: {} (every run), {}, {}",
+        exp_dir.join(CSV).display(),
+        SUMMARY_CSV,
+        JSON
+    );
     Ok(())
 }
 
-/// The experiment's runs (a sweep's configurations from its `job.toml`, else the exp-dir) and
-/// their results.
-pub fn collect(exp_dir: &Path) -> Result<Table> {
-    let (keys, runs) = runs(exp_dir)?;
-    let mut results = Vec::new();
-    let mut missing = Vec::new();
-    for run in runs {
-        match read_results(&run.dir)? {
-            Some(r) => results.push((run.values, r)),
-            None => missing.push(run.dir.display().to_string()),
-        }
-    }
-    let metrics: Vec<&str> = METRICS
-        .into_iter()
-        .filter(|m| results.iter().any(|(_, r)| !r["metrics"][*m].is_null()))
-        .collect();
-    let columns = keys
-        .iter()
-        .cloned()
-        .chain(metrics.iter().map(|m| m.to_string()))
-        .collect();
-    let rows = results
-        .iter()
-        .map(|(values, r)| {
-            let cells = metrics.iter().map(|m| cell(&r["metrics"][*m]));
-            values.iter().cloned().chain(cells).collect()
-        })
-        .collect();
-    Ok(Table {
-        columns,
-        rows,
-        missing,
-    })
+fn layout(keys: &[String], opts: &Options) -> Result<Layout> {
+    let default = summary::default_layout(keys);
+    let pooled = |named: &[String]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| !named.contains(k) && k.as_str() != "seed")
+            .cloned()
+            .collect()
+    };
+    let layout = match (&opts.rows, &opts.columns) {
+        (None, None) => default,
+        (Some(r), Some(c)) => Layout {
+            rows: r.clone(),
+            columns: c.clone(),
+        },
+        (Some(r), None) => Layout {
+            rows: r.clone(),
+            columns: pooled(r),
+        },
+        (None, Some(c)) => Layout {
+            rows: default
+                .rows
+                .into_iter()
+                .filter(|k| !c.contains(k))
+                .collect(),
+            columns: c.clone(),
+        },
+    };
+    summary::check_layout(keys, &layout)?;
+    Ok(layout)
 }
 
-/// Grid keys and the runs: every configuration of a sweep, or the exp-dir itself.
-fn runs(exp_dir: &Path) -> Result<(Vec<String>, Vec<Run>)> {
+/// The experiment's runs: a sweep's configurations from its `job.toml`, else the exp-dir.
+pub fn collect(exp_dir: &Path) -> Result<Runs> {
     let file = exp_dir.join(RESOLVED);
     ensure!(
         file.is_file(),
@@ -111,31 +146,223 @@ fn runs(exp_dir: &Path) -> Result<(Vec<String>, Vec<Run>)> {
         ..JobArgs::default()
     };
     let exp = Experiment::load(Some(&file), &flags, &[])?;
-    let Some(grid) = &exp.grid else {
-        let run = Run {
-            values: Vec::new(),
-            dir: exp.job.exp_dir.clone(),
-        };
-        return Ok((Vec::new(), vec![run]));
+    let (keys, places): (Vec<String>, Vec<(Vec<String>, PathBuf)>) = match &exp.grid {
+        None => (Vec::new(), vec![(Vec::new(), exp.job.exp_dir.clone())]),
+        Some(grid) => {
+            let points = sweep::expand(&sweep::parse_grids(grid, &file.display().to_string())?)?;
+            let keys = points
+                .first()
+                .map(|p| p.0.iter().map(|(k, _)| k.clone()).collect())
+                .unwrap_or_default();
+            let places = points
+                .iter()
+                .map(|p| {
+                    let values = p.0.iter().map(|(_, v)| v.text.clone()).collect();
+                    (values, exp.job.exp_dir.join("runs").join(p.name()))
+                })
+                .collect();
+            (keys, places)
+        }
     };
-    let points = sweep::expand(&sweep::parse_grids(grid, &file.display().to_string())?)?;
-    let keys = points
-        .first()
-        .map(|p| p.0.iter().map(|(k, _)| k.clone()).collect())
-        .unwrap_or_default();
-    let runs = points
-        .iter()
-        .map(|p| Run {
-            values: p.0.iter().map(|(_, v)| v.text.clone()).collect(),
-            dir: exp.job.exp_dir.join("runs").join(p.name()),
+    let runs = places
+        .into_iter()
+        .map(|(values, dir)| {
+            let results = read_json::<Value>(&dir.join("results.json")).with_context(|| {
+                "a damaged results file: delete it and run that configuration again"
+            })?;
+            let state = match &results {
+                Some(_) => "results".to_string(),
+                None => state_without_results(&dir)?,
+            };
+            Ok(RunResult {
+                values,
+                dir,
+                results,
+                state,
+            })
         })
-        .collect();
-    Ok((keys, runs))
+        .collect::<Result<_>>()?;
+    Ok(Runs { keys, runs })
 }
 
-fn read_results(dir: &Path) -> Result<Option<Value>> {
-    read_json(&dir.join("results.json"))
-        .context("a damaged results file: delete it and run that configuration again")
+/// Where a run without `results.json` stands.
+fn state_without_results(dir: &Path) -> Result<String> {
+    if !dir.is_dir() {
+        return Ok("not started".into());
+    }
+    Ok(match monitor::read_stop(dir)? {
+        Some(stop) => format!(
+            "stopped ({}){}",
+            stop.reason,
+            stop.step
+                .map(|s| format!(" at step {s}"))
+                .unwrap_or_default()
+        ),
+        None => "started, no results.json: running, or failed (see its logs)".into(),
+    })
+}
+
+fn metric_of(r: &RunResult, metric: &str) -> Option<f64> {
+    r.results.as_ref()?["metrics"][metric].as_f64()
+}
+
+fn summarize(runs: &Runs, metric: &str, layout: &Layout) -> Summary {
+    let points: Vec<Point> = runs
+        .runs
+        .iter()
+        .map(|r| Point {
+            values: r.values.clone(),
+            metric: metric_of(r, metric),
+        })
+        .collect();
+    summary::summarize(&runs.keys, &points, layout)
+}
+
+/// Accuracies and rates are fractions in `results.json`; the table shows percent.
+fn percent(metric: &str) -> bool {
+    metric.contains("acc") || metric == "noisy_predicted_true" || metric == "train_flip_rate"
+}
+
+/// `64.2 ± 1.3 (2)`: mean ± std (count); `—` for an empty cell.
+fn stats_cell(s: Option<Stats>, percent: bool) -> String {
+    let Some(s) = s else {
+        return "—".into();
+    };
+    let k = if percent { 100.0 } else { 1.0 };
+    match s.n {
+        1 => format!("{:.1} (1)", s.mean * k),
+        n => format!("{:.1} ± {:.1} ({n})", s.mean * k, s.std * k),
+    }
+}
+
+/// A label from keys and values: `loss ce, sparsity 0.2`.
+fn label(keys: &[String], values: &[String]) -> String {
+    let parts: Vec<String> = keys
+        .iter()
+        .zip(values)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    match parts.is_empty() {
+        true => "all".into(),
+        false => parts.join(", "),
+    }
+}
+
+/// The summary in Markdown, under a line that says what the cells are.
+pub fn markdown(s: &Summary, metric: &str, percent: bool) -> String {
+    let unit = if percent { " (%)" } else { "" };
+    let mut head: Vec<String> = s.layout.rows.clone();
+    if head.is_empty() {
+        head.push(String::new());
+    }
+    let first_cols = head.len();
+    head.extend(s.columns.iter().map(|c| label(&s.layout.columns, c)));
+    let mut out = format!("{metric}{unit}: mean ± std (runs)\n\n");
+    out += &format!("| {} |\n", head.join(" | "));
+    out += &format!("|{}\n", " --- |".repeat(head.len()));
+    for (r, values) in s.rows.iter().enumerate() {
+        let mut cells: Vec<String> = match values.is_empty() {
+            true => vec!["all".into(); first_cols],
+            false => values.clone(),
+        };
+        cells.extend(s.cells[r].iter().map(|c| stats_cell(*c, percent)));
+        out += &format!("| {} |\n", cells.join(" | "));
+    }
+    out
+}
+
+/// A table of text cells with named columns.
+#[derive(Debug, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Every run with results: grid values, then the metrics some run has.
+fn run_table(runs: &Runs) -> Table {
+    let metrics: Vec<&str> = METRICS
+        .into_iter()
+        .filter(|m| runs.runs.iter().any(|r| metric_of(r, m).is_some()))
+        .collect();
+    let rows = runs
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let res = r.results.as_ref()?;
+            let cells = metrics.iter().map(|m| cell(&res["metrics"][*m]));
+            Some(r.values.iter().cloned().chain(cells).collect())
+        })
+        .collect();
+    Table {
+        columns: runs
+            .keys
+            .iter()
+            .cloned()
+            .chain(metrics.iter().map(|m| m.to_string()))
+            .collect(),
+        rows,
+    }
+}
+
+/// The summary in long form: row keys, column keys, then mean, std, n (empty cells left out).
+fn summary_table(s: &Summary, metric: &str) -> Table {
+    let mut rows = Vec::new();
+    for (r, rv) in s.rows.iter().enumerate() {
+        for (c, cv) in s.columns.iter().enumerate() {
+            if let Some(st) = s.cells[r][c] {
+                let mut row: Vec<String> = rv.iter().chain(cv).cloned().collect();
+                row.extend([st.mean.to_string(), st.std.to_string(), st.n.to_string()]);
+                rows.push(row);
+            }
+        }
+    }
+    let names = [
+        format!("{metric}_mean"),
+        format!("{metric}_std"),
+        "n".into(),
+    ];
+    Table {
+        columns: s
+            .layout
+            .rows
+            .iter()
+            .chain(&s.layout.columns)
+            .cloned()
+            .chain(names)
+            .collect(),
+        rows,
+    }
+}
+
+fn report_json(runs: &Runs, s: &Summary, metric: &str) -> Value {
+    let cells: Vec<Value> = s
+        .rows
+        .iter()
+        .enumerate()
+        .flat_map(|(r, rv)| {
+            s.columns.iter().enumerate().map(move |(c, cv)| {
+                let st = s.cells[r][c];
+                json!({
+                    "row": rv, "column": cv,
+                    "mean": st.map(|x| x.mean), "std": st.map(|x| x.std), "n": st.map_or(0, |x| x.n),
+                })
+            })
+        })
+        .collect();
+    let run_list: Vec<Value> = runs
+        .runs
+        .iter()
+        .map(|r| {
+            json!({
+                "values": r.values, "dir": r.dir, "state": r.state,
+                "metrics": r.results.as_ref().map(|x| x["metrics"].clone()),
+            })
+        })
+        .collect();
+    json!({
+        "format": "nls-report", "version": 1, "metric": metric, "keys": runs.keys,
+        "rows": s.layout.rows, "columns": s.layout.columns, "cells": cells, "runs": run_list,
+    })
 }
 
 /// Numbers with 4 decimals (integers as they are), other values as text, absent as empty.
@@ -148,16 +375,7 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// The table in Markdown.
-pub fn markdown(t: &Table) -> String {
-    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
-    let mut out = line(&t.columns);
-    out += &line(&vec!["---".to_string(); t.columns.len()]);
-    t.rows.iter().for_each(|r| out += &line(r));
-    out
-}
-
-/// The table as CSV (RFC 4180 quoting where needed).
+/// A table as CSV (RFC 4180 quoting where needed).
 pub fn csv(t: &Table) -> String {
     let field = |s: &String| match s.contains([',', '"', '\n']) {
         true => format!("\"{}\"", s.replace('"', "\"\"")),
@@ -174,22 +392,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_print_as_markdown_and_quoted_csv() {
+    fn cells_and_csv_quoting() {
         let t = Table {
             columns: vec!["loss".into(), "acc1".into()],
             rows: vec![
                 vec!["a,b".into(), "0.5000".into()],
                 vec!["say \"x\"".into(), String::new()],
             ],
-            missing: Vec::new(),
         };
-        assert_eq!(
-            markdown(&t),
-            "| loss | acc1 |\n| --- | --- |\n| a,b | 0.5000 |\n| say \"x\" |  |\n"
-        );
         assert_eq!(csv(&t), "loss,acc1\n\"a,b\",0.5000\n\"say \"\"x\"\"\",\n");
         assert_eq!(cell(&serde_json::json!(0.61234)), "0.6123");
         assert_eq!(cell(&serde_json::json!(46)), "46");
         assert_eq!(cell(&Value::Null), "");
+        let two = Stats {
+            n: 2,
+            mean: 0.6,
+            std: 0.02f64.sqrt(),
+        };
+        assert_eq!(stats_cell(Some(two), true), "60.0 ± 14.1 (2)");
+        assert_eq!(stats_cell(None, true), "—");
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_noise_and_a_column_per_loss() {
+        let s = Summary {
+            layout: Layout {
+                rows: vec!["noise".into()],
+                columns: vec!["loss".into()],
+            },
+            rows: vec![vec!["0.4".into()]],
+            columns: vec![vec!["ce".into()], vec!["gce".into()]],
+            cells: vec![vec![
+                Some(Stats {
+                    n: 1,
+                    mean: 0.5,
+                    std: 0.0,
+                }),
+                None,
+            ]],
+        };
+        assert_eq!(
+            markdown(&s, "acc1", true),
+            "acc1 (%): mean ± std (runs)\n\n| noise | loss ce | loss gce |\n| --- | --- | --- |\n| 0.4 | 50.0 (1) | — |\n"
+        );
     }
 }

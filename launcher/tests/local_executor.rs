@@ -155,45 +155,57 @@ fn a_sweep_runs_each_configuration_and_report_collects_them() {
     let d = dir.path();
     let sweep = format!(
         "command = [\"evaluate\", \"--data-dir\", \"{}\", \"--backbone\", \"none\", \
-         \"--width\", \"8\", \"--kind\", \"symmetric\", \"--epochs\", \"2\", \
-         \"--batch-size\", \"64\", \"--train-samples\", \"256\", \"--test-samples\", \"256\", \
-         \"--backend\", \"gloo\"]\n\
+         \"--width\", \"8\", \"--kind\", \"symmetric\", \"--noise\", \"0.4\", \
+         \"--epochs\", \"2\", \"--batch-size\", \"64\", \"--train-samples\", \"256\", \
+         \"--test-samples\", \"256\", \"--backend\", \"gloo\"]\n\
          [job]\nexp_dir = \"sweep\"\ncpu = true\n\
-         [grid]\nloss = [\"ce\", \"gce\"]\nnoise = [0.0, 0.4]\n",
+         [grid]\nloss = [\"ce\", \"gce\"]\nseed = [0, 1]\n",
         runs::FASHION_MNIST
     );
     std::fs::write(d.join("sweep.toml"), sweep).unwrap();
-    let run = |extra: &[&str]| {
+    let run = || {
         nls(d)
             .args(["run", "sweep.toml", "--local", "--trainer"])
             .arg(trainer())
-            .args(extra)
             .output()
             .unwrap()
     };
-    let out = run(&[]);
+    let out = run();
     assert!(out.status.success(), "{}", text(&out));
     let report = nls(d).args(["report", "sweep"]).output().unwrap();
     let table = text(&report);
     assert!(report.status.success(), "{table}");
+    let acc1 = |loss: &str, seed: u32| {
+        let name = format!("loss_{loss}-seed{seed}");
+        let r = read_json(&d.join("sweep/runs").join(name).join("results.json"));
+        r["metrics"]["acc1"].as_f64().unwrap()
+    };
+    // Every run's row, in grid order, from its results.json.
     let csv = std::fs::read_to_string(d.join("sweep/report.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("loss,noise,acc1,best_acc1"), "{csv}");
+    assert!(lines[0].starts_with("loss,seed,acc1,best_acc1"), "{csv}");
     assert_eq!(lines.len(), 5, "{csv}");
-    // Each row is its run's results.json, in grid order.
-    for (line, (loss, noise)) in
+    for (line, (loss, seed)) in
         lines[1..]
             .iter()
-            .zip([("ce", "0"), ("ce", "0.4"), ("gce", "0"), ("gce", "0.4")])
+            .zip([("ce", 0), ("ce", 1), ("gce", 0), ("gce", 1)])
     {
-        let name = format!("loss_{loss}-noise{noise}");
-        let r = read_json(&d.join("sweep/runs").join(&name).join("results.json"));
-        let acc1 = r["metrics"]["acc1"].as_f64().unwrap();
-        let expected = format!("{loss},{noise},{acc1:.4},");
+        let expected = format!("{loss},{seed},{:.4},", acc1(loss, seed));
         assert!(line.starts_with(&expected), "{line} vs {expected}");
     }
-    assert!(table.contains("| loss | noise | acc1 |"), "{table}");
-    let again = run(&[]);
+    // The summary pools the two seeds of each loss: mean ± sample std, in percent.
+    let cell = |loss: &str| {
+        let (a, b) = (acc1(loss, 0) * 100.0, acc1(loss, 1) * 100.0);
+        let mean = (a + b) / 2.0;
+        let std = ((a - mean).powi(2) + (b - mean).powi(2)).sqrt();
+        format!("{mean:.1} ± {std:.1} (2)")
+    };
+    let row = format!("| all | {} | {} |", cell("ce"), cell("gce"));
+    assert!(table.contains("|  | loss ce | loss gce |"), "{table}");
+    assert!(table.contains(&row), "{row} not in {table}");
+    let doc = read_json(&d.join("sweep/report.json"));
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 4);
+    let again = run();
     assert!(text(&again).contains("nothing to run"), "{}", text(&again));
 }
 
