@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: real Fashion-MNIST (Debian's dataset-fashion-mnist),
-# local execution, no SLURM. Installs what is missing first (scripts/setup.sh).
+# local execution through nls-launch --local, no SLURM. Installs what is missing first (scripts/setup.sh).
 # Output goes to runs/demo/ (or $NLS_DEMO_DIR).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,9 +28,10 @@ echo "== pretraining: VICReg, narrow ResNet-18, 4096 images, 4 epochs (about 2 m
     --arch resnet18 --width 16 --mlp 256-256 --epochs 4 --warmup-epochs 1 --batch-size 256 \
     --train-samples 4096 --base-lr 0.5 --knn-every 1 --knn-train-samples 4096 \
     --knn-test-samples 1000 --log-every 4
-echo "== evaluation: the frozen backbone under 40% symmetric label noise, CE vs GCE (about 1 minute)"
-"$launch" run "$root/experiments/demo_eval.toml" --local --exp-dir "$out/eval" \
-    -- --backbone "$out/pretrain/backbone.safetensors"
-"$launch" report "$out/eval"
-echo "demo output in $out (pretrain/metrics.jsonl, pretrain/backbone.safetensors + .json,"
-echo "eval/runs/*/results.json, eval/report.csv)"
+echo "== sweep: 0/40/60% symmetric noise x CE/GCE/ELR x 2 seeds on the frozen pretrained backbone,"
+echo "   plus CE on a random backbone: 24 linear probes, one after another (about 8 minutes)"
+(cd "$out" && "$launch" run "$root/experiments/demo_sweep.toml" --local)
+echo "== report"
+"$launch" report "$out/sweep" --columns backbone,loss
+echo "demo output in $out: pretrain/ (metrics.jsonl, backbone.safetensors + .json, logs/),"
+echo "sweep/ (runs/*/results.json, report.csv, summary.csv, report.json)"

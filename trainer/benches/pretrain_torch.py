@@ -15,16 +15,19 @@ import itertools
 import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.models import resnet18
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/python"))
+from ssl_reference import vicreg  # noqa: E402
 
 BATCH = 256
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -46,35 +49,18 @@ def projector(dims=(512, 1024, 1024, 1024)):
     return nn.Sequential(*layers)
 
 
-def off_diagonal(x):
-    n, m = x.shape
-    assert n == m
-    return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
-
-
 class VICReg(nn.Module):
-    """main_vicreg.py's VICReg.forward for one process (the gathers are identities)."""
+    """main_vicreg.py's VICReg.forward for one process (the gathers are identities); the loss is
+    the tests' reference (tests/python/ssl_reference.py)."""
 
     def __init__(self):
         super().__init__()
         self.backbone, self.projector = backbone(), projector()
-        self.num_features = 1024
 
     def forward(self, x, y):
         x = self.projector(self.backbone(x))
         y = self.projector(self.backbone(y))
-        repr_loss = F.mse_loss(x, y)
-        x = x - x.mean(dim=0)
-        y = y - y.mean(dim=0)
-        std_x = torch.sqrt(x.var(dim=0) + 0.0001)
-        std_y = torch.sqrt(y.var(dim=0) + 0.0001)
-        std_loss = torch.mean(F.relu(1 - std_x)) / 2 + torch.mean(F.relu(1 - std_y)) / 2
-        n = x.shape[0]
-        cov_x = (x.T @ x) / (n - 1)
-        cov_y = (y.T @ y) / (n - 1)
-        cov_loss = off_diagonal(cov_x).pow_(2).sum().div(self.num_features) + off_diagonal(
-            cov_y).pow_(2).sum().div(self.num_features)
-        return 25.0 * repr_loss + 25.0 * std_loss + 1.0 * cov_loss
+        return vicreg(x, y, 25.0, 25.0, 1.0)[0]
 
 
 class LARS(torch.optim.Optimizer):

@@ -17,8 +17,12 @@ pub struct Echo {
 }
 
 impl Echo {
-    /// Follows `stdout` and `stderr` from their current ends (earlier attempts are not repeated).
-    pub fn new(stdout: PathBuf, stderr: PathBuf) -> Echo {
+    /// Follows `stdout` and `stderr` from their current ends (earlier attempts are not
+    /// repeated); `on` false echoes nothing.
+    pub fn new(stdout: PathBuf, stderr: PathBuf, on: bool) -> Echo {
+        if !on {
+            return Echo { files: Vec::new() };
+        }
         let follow = |path: PathBuf, to_stderr| Followed {
             offset: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
             path,

@@ -114,8 +114,24 @@ pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
         job.exp_dir.display()
     ));
     let mut outcome = Outcome::Finished;
-    for unit in &units {
+    for (i, unit) in units.iter().enumerate() {
+        let started = Instant::now();
+        say(&format!(
+            "[{}/{}] starting {}",
+            i + 1,
+            units.len(),
+            unit.label
+        ));
         outcome = run_unit(job, id, unit)?;
+        if outcome == Outcome::Finished {
+            say(&format!(
+                "[{}/{}] {} finished in {:.0} s",
+                i + 1,
+                units.len(),
+                unit.label,
+                started.elapsed().as_secs_f64()
+            ));
+        }
         if outcome != Outcome::Finished {
             break;
         }
@@ -216,9 +232,9 @@ fn log_paths(job: &JobConfig, id: u64, task: Option<usize>, rank: u32) -> (PathB
 fn run_unit(job: &JobConfig, id: u64, unit: &Unit) -> Result<Outcome> {
     let world = job.nodes * job.tasks_per_node();
     let (out0, err0) = log_paths(job, id, unit.task, 0);
-    let mut echo = echo::Echo::new(out0, err0);
+    // A sweep's tasks are many: only their starts and ends are shown, not their logs.
+    let mut echo = echo::Echo::new(out0, err0, unit.task.is_none());
     let trainer = job.trainer.as_deref().unwrap_or(Path::new("trainer"));
-    say(&format!("starting {}", unit.label));
     for restarts in 0..=MAX_RESTARTS {
         let port = free_port()?;
         let ranks: Vec<RankSpec> = (0..world)
