@@ -5,6 +5,7 @@
 //! of one run): temp files of another live writer would be removed as stale.
 
 use super::{file, Checkpoint};
+use crate::distributed::{agree::same_everywhere, ProcessGroup};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::fs;
@@ -83,6 +84,15 @@ impl CheckpointDir {
             return Ok(None);
         }
         bail!(no_valid_checkpoint(&self.dir, &failures))
+    }
+
+    /// [`CheckpointDir::load_latest`] on every rank, checked to be the same checkpoint
+    /// everywhere: ranks that would resume from different steps stop with an error.
+    pub fn load_agreed(&self, group: &ProcessGroup) -> Result<Option<(u64, PathBuf, Checkpoint)>> {
+        let found = self.load_latest()?;
+        let step = found.as_ref().map_or(0, |(s, _, _)| *s);
+        same_everywhere(group, "the checkpoint to resume from", step)?;
+        Ok(found)
     }
 
     /// Deletes checkpoints older than the newest `keep`, sparing `written`.

@@ -7,7 +7,6 @@ use super::probe::{EpochMetrics, EpochProgress, Probe};
 use crate::checkpoint::{Checkpoint, CheckpointDir};
 use crate::cluster::requeue::StopCounters;
 use crate::cluster::signals::StopSignal;
-use crate::distributed::agree::same_everywhere;
 use crate::distributed::ProcessGroup;
 use crate::metrics::MetricsLog;
 use anyhow::{bail, Context, Result};
@@ -53,12 +52,7 @@ impl<'a> EvalRun<'a> {
     /// Resumes from the newest valid checkpoint in `<exp-dir>/checkpoints`, if any.
     pub fn new(cfg: &'a EvalConfig, group: &'a ProcessGroup, mut probe: Probe<'a>) -> Result<Self> {
         let checkpoints = CheckpointDir::new(cfg.exp_dir.join("checkpoints"), 2);
-        let found = checkpoints.load_latest()?;
-        same_everywhere(
-            group,
-            "the checkpoint to resume from",
-            found.as_ref().map_or(0, |f| f.0),
-        )?;
+        let found = checkpoints.load_agreed(group)?;
         let mut state = EvalState {
             config_hash: cfg.hash()?,
             ..Default::default()

@@ -16,7 +16,7 @@ use crate::checkpoint::CheckpointDir;
 use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
 use crate::data::{Source, Split, SplitData};
-use crate::distributed::agree::{same_everywhere, stop_signal};
+use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::model::{to_rgb, Precision};
@@ -130,9 +130,7 @@ impl<'a> Pretrainer<'a> {
 
     /// Continue from the newest valid checkpoint; every rank must find the same one.
     fn resume(&mut self) -> Result<()> {
-        let found = self.checkpoints.load_latest()?;
-        let step = found.as_ref().map_or(0, |(s, _, _)| *s);
-        same_everywhere(self.group, "the checkpoint to resume from", step)?;
+        let found = self.checkpoints.load_agreed(self.group)?;
         let Some((step, path, ckpt)) = found else {
             self.monitor.start(None)?;
             return Ok(());
