@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-APT_PACKAGES=(dataset-fashion-mnist libgloo-dev)
+APT_PACKAGES=(dataset-fashion-mnist libgloo-dev fonts-dejavu-core)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -10,5 +10,11 @@ echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+echo "[test] SLURM test cluster (tests/slurm/cluster.sh; left running for the next run)"
+if [[ $(id -u) == 0 ]]; then
+    "$root/tests/slurm/cluster.sh" start
+elif ! "$root/tests/slurm/cluster.sh" status >/dev/null 2>&1; then
+    echo "[test] not root and no cluster up: the SLURM end-to-end tests will skip"
+fi
 echo "[test] cargo test"
 cargo test --release --workspace "$@"

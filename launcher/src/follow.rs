@@ -162,9 +162,15 @@ fn print_runs(exp: &Path, active: bool) -> Result<()> {
     if !runs.is_dir() {
         let text = match monitor::read_stop(exp)? {
             Some(stop) => monitor::explain_stop(&stop, active, exp),
-            None => "no stop.json yet (not started, or still in its first attempt)".into(),
+            None if active => {
+                "no stop.json yet (not started, or still in its first attempt)".into()
+            }
+            None => "ended without stopping cleanly (no stop.json): it failed or was killed".into(),
         };
         println!("run: {text}");
+        if !active && !exp.join("stop.json").is_file() {
+            print_failures(exp)?;
+        }
         return Ok(());
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
@@ -190,6 +196,42 @@ fn print_runs(exp: &Path, active: bool) -> Result<()> {
     }
     let text: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("runs ({} folders): {}", dirs.len(), text.join(", "));
+    Ok(())
+}
+
+/// What the latest submission's logs say went wrong: `srun: error:` lines of the batch log
+/// (`task 1: Killed`) and each task log's last `error:` with the lines under it.
+fn print_failures(exp: &Path) -> Result<()> {
+    let subs = submit::read_submissions(exp)?;
+    let Some(last) = subs.last() else {
+        return Ok(());
+    };
+    for f in log_files(&exp.join("logs"), last, None)? {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !name.ends_with(".err") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let lines: Vec<&str> = match name.ends_with("_batch.err") {
+            true => text
+                .lines()
+                .filter(|l| l.contains("srun: error:"))
+                .collect(),
+            // The last error and the lines under it (the cause, the silent ranks).
+            false => {
+                let all: Vec<&str> = text.lines().collect();
+                let from = all.iter().rposition(|l| l.contains("error:"));
+                from.map_or(Vec::new(), |i| all[i..].iter().take(6).copied().collect())
+            }
+        };
+        lines
+            .iter()
+            .for_each(|l| println!("  {name}: {}", l.trim()));
+    }
     Ok(())
 }
 

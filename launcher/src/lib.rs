@@ -9,6 +9,7 @@
 
 pub mod atomic;
 pub mod config;
+pub mod figures;
 pub mod follow;
 pub mod launch;
 pub mod local;

@@ -206,11 +206,13 @@ pub fn explain_stop(stop: &StopInfo, job_active: bool, exp: &Path) -> String {
     );
     match stop.reason.as_str() {
         "finished" => format!("finished{at}"),
-        "max-timeouts" => format!(
-            "stopped for good{at} after {} time limits; {}",
-            stop.timeouts.unwrap_or(0),
-            stop.hint.clone().unwrap_or(resume)
-        ),
+        "max-timeouts" => match &stop.hint {
+            Some(hint) => format!("stopped for good{at}: {hint}"),
+            None => format!(
+                "stopped for good{at} after {} time limits; {resume}",
+                stop.timeouts.unwrap_or(0)
+            ),
+        },
         r @ ("timeout" | "preemption") if job_active => {
             format!(
                 "last attempt stopped by a {r}{at}; the job is requeued and resumes from {ckpt}"

@@ -1,11 +1,14 @@
 //! `report EXP`: what a sweep found, at a glance. The runs' chosen metric laid out by
 //! [`crate::summary`] (rows by noise, columns by the other grid keys, seeds pooled into
 //! mean ± std and a count) and printed as Markdown; every run's metrics in `report.csv`, the
-//! summary in `summary.csv`, both with the runs' states in `report.json`. Runs without results
-//! are listed with where they stand, never dropped silently.
+//! summary in `summary.csv`, both with the runs' states in `report.json`, the metric against
+//! the noise rate in `report.png` ([`crate::figures`]). Runs without results are listed with
+//! where they stand, never dropped silently. A single run's report also plots its training
+//! curves (`curves.png`), pretraining runs (which have no results.json) included.
 
 use crate::atomic::{read_json, write_atomic};
 use crate::config::{Experiment, JobArgs};
+use crate::figures;
 use crate::launch::RESOLVED;
 use crate::monitor;
 use crate::summary::{self, Layout, Point, Stats, Summary};
@@ -28,6 +31,10 @@ const METRICS: [&str; 8] = [
 pub const CSV: &str = "report.csv";
 pub const SUMMARY_CSV: &str = "summary.csv";
 pub const JSON: &str = "report.json";
+/// The metric against the noise rate (sweeps whose rows are the noise rate).
+pub const PNG: &str = "report.png";
+/// A single run's training curves.
+pub const CURVES_PNG: &str = "curves.png";
 
 /// What to summarize and how to lay it out (None: [`summary::default_layout`]).
 #[derive(Clone, Debug)]
@@ -57,6 +64,12 @@ pub struct Runs {
 pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
     let runs = collect(exp_dir)?;
     let with = runs.runs.iter().filter(|r| r.results.is_some()).count();
+    if runs.keys.is_empty() {
+        curves(exp_dir)?;
+        if with == 0 && exp_dir.join("metrics.jsonl").is_file() {
+            return Ok(());
+        }
+    }
     ensure!(
         with > 0,
         "no results.json in {} yet ({} run(s) without results; `nls-launch status {}` says \
@@ -99,6 +112,22 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
         SUMMARY_CSV,
         JSON
     );
+    let scale = if percent(&opts.metric) { 100.0 } else { 1.0 };
+    let png = exp_dir.join(PNG);
+    let name = exp_dir.file_name().unwrap_or_default().to_string_lossy();
+    if figures::metric_vs_noise(&png, &name, &summary, &opts.metric, scale)? {
+        println!("plot: {}", png.display());
+    }
+    Ok(())
+}
+
+/// A single run's training curves (`curves.png`) from its metrics.jsonl, when it has one.
+fn curves(exp_dir: &Path) -> Result<()> {
+    let png = exp_dir.join(CURVES_PNG);
+    let title = format!("training curves of {}", exp_dir.display());
+    if figures::training_curves(&png, &exp_dir.join("metrics.jsonl"), &title)? {
+        println!("plot: {}", png.display());
+    }
     Ok(())
 }
 
@@ -236,7 +265,7 @@ fn stats_cell(s: Option<Stats>, percent: bool) -> String {
 }
 
 /// A label from keys and values: `loss ce, sparsity 0.2`.
-fn label(keys: &[String], values: &[String]) -> String {
+pub fn label(keys: &[String], values: &[String]) -> String {
     let parts: Vec<String> = keys
         .iter()
         .zip(values)

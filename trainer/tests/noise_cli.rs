@@ -145,6 +145,68 @@ fn output_is_identical_across_thread_counts() {
     assert_eq!(outputs[0], outputs[1]);
 }
 
+/// Size and distinct colours of a PNG (8-bit RGB, as the plots are written).
+fn decode_png(path: &Path) -> ((u32, u32), usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let colors: std::collections::HashSet<&[u8]> =
+        buf[..info.buffer_size()].chunks_exact(3).collect();
+    ((info.width, info.height), colors.len())
+}
+
+#[test]
+fn plot_writes_the_realized_matrix_beside_each_labels_file() {
+    if !have_data() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &Path, plot: bool| {
+        let mut args = vec![
+            "noise",
+            "--data-dir",
+            FASHION_MNIST,
+            "--kind",
+            "symmetric",
+            "--noise",
+            "0.2,0.5",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if plot {
+            args.push("--plot");
+        }
+        let o = trainer(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let with = tmp.path().join("with");
+    run(&with, true);
+    assert_eq!(
+        files_in(&with),
+        vec![
+            "fashion-mnist-symmetric-any-noise0.2-seed0.json",
+            "fashion-mnist-symmetric-any-noise0.2-seed0.png",
+            "fashion-mnist-symmetric-any-noise0.5-seed0.json",
+            "fashion-mnist-symmetric-any-noise0.5-seed0.png",
+        ]
+    );
+    for noise in ["0.2", "0.5"] {
+        let png = with.join(format!(
+            "fashion-mnist-symmetric-any-noise{noise}-seed0.png"
+        ));
+        let ((w, h), colors) = decode_png(&png);
+        assert!(w >= 500 && h >= 500, "{w}x{h}");
+        assert!(colors > 20, "{} looks blank", png.display());
+    }
+    let without = tmp.path().join("without");
+    run(&without, false);
+    let names = files_in(&without);
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.ends_with(".json")), "{names:?}");
+}
+
 #[test]
 fn bad_arguments_fail_clearly_and_write_nothing() {
     if !have_data() {

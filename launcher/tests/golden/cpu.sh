@@ -28,6 +28,10 @@ args=(
   '3'
 )
 
+# Threads per task: its CPUs unless the environment says otherwise (libtorch would start one
+# thread per core of the node in every task).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
+
 # One task per GPU (or per --tasks-per-node in CPU mode); the trainer handles SIGUSR1/SIGTERM
 # itself: it checkpoints and runs `scontrol requeue`.
 exec srun --unbuffered --open-mode=append \

@@ -9,7 +9,9 @@
 use super::digits;
 use super::ClusterEnv;
 use anyhow::{bail, ensure, Context, Result};
+use nix::sys::signal::{signal, SigHandler, Signal};
 use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -161,10 +163,22 @@ fn requeue_with(program: &[&str], id: &str) -> Result<()> {
         })
 }
 
-/// Run `argv`; its stdout on success, an error carrying its stderr on failure.
+/// Run `argv` with SIGTERM ignored; its stdout on success, an error carrying its stderr on
+/// failure. `scontrol requeue` runs inside the job it requeues, and SLURM's SIGTERM to that job
+/// can arrive before scontrol exits: killed, it would report a requeue that worked as failed.
+/// (An ignored signal stays ignored across exec; SIGKILL after KillWait still ends it.)
 fn scontrol(argv: &[&str]) -> Result<String> {
     let shown = argv.join(" ");
-    let out = Command::new(argv[0])
+    let mut cmd = Command::new(argv[0]);
+    // SAFETY: sigaction is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            signal(Signal::SIGTERM, SigHandler::SigIgn)
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd
         .args(&argv[1..])
         .output()
         .with_context(|| format!("running `{shown}` (is the SLURM client installed?)"))?;
@@ -384,6 +398,10 @@ mod tests {
         // The id reaches scontrol as its last argument.
         let ok = fake_scontrol(r#"test "$1 $2" = "requeue 77""#);
         requeue_with(&ok, "77").unwrap();
+
+        // SLURM's SIGTERM to the job reaching scontrol mid-requeue does not kill it.
+        let terminated = fake_scontrol("kill -TERM $$; exit 0");
+        requeue_with(&terminated, "77").unwrap();
 
         let missing = requeue_with(&["/nonexistent/scontrol"], "77").unwrap_err();
         let msg = format!("{missing:#}");

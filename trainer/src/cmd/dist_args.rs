@@ -31,7 +31,8 @@ impl DistArgs {
         };
         let group = ProcessGroup::init(&env, &opts)?;
         log::info!(
-            "rank {} of {} ({:?}, node {} of {}) joined via {}:{} with {} on {:?}",
+            "rank {} of {} ({:?}, node {} of {}) joined via {}:{} with {} on {:?} \
+             (node name {}, restart {})",
             env.rank,
             env.world_size,
             env.launcher,
@@ -40,7 +41,9 @@ impl DistArgs {
             env.master_addr,
             env.master_port,
             group.backend_name(),
-            group.device()
+            group.device(),
+            env.nodes.get(env.node_rank).map_or("?", String::as_str),
+            env.restart_count
         );
         Ok((env, group))
     }

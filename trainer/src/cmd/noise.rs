@@ -7,7 +7,7 @@ use crate::noise::decimal::{parse_decimal_list, parse_seed_list};
 use crate::noise::file::{self, NoiseFile, Origin};
 use crate::noise::import::{read_labels, Target};
 use crate::noise::symmetric::Convention;
-use crate::noise::{self as noise_gen, stats, CleanSet, Kind, Spec};
+use crate::noise::{self as noise_gen, figure, stats, CleanSet, Kind, Spec};
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,9 @@ pub struct NoiseArgs {
     /// Print the realized matrix of every configuration (default: only when there are at most 4).
     #[arg(long)]
     pub tables: bool,
+    /// Also write `<name>.png` beside each labels file: its realized noise matrix as a heatmap.
+    #[arg(long)]
+    pub plot: bool,
 }
 
 /// A configuration ready to be written.
@@ -68,6 +71,10 @@ pub fn run(args: NoiseArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    if args.plot {
+        // A missing font fails now, before any file is written.
+        plot::check_font().context("--plot")?;
+    }
     let source = Source::detect(&args.data_dir)?;
     if let Some(expected) = &args.dataset {
         let expected = DatasetName::parse(expected)?;
@@ -91,6 +98,13 @@ pub fn run(args: NoiseArgs) -> Result<()> {
     let show_tables = args.tables || outputs.len() <= 4;
     for out in &outputs {
         write_output(out, &keys)?;
+        if args.plot {
+            figure::write_plot(
+                &out.file,
+                &source.class_names,
+                &figure::plot_path(&out.path),
+            )?;
+        }
         if show_tables {
             let title = format!("{}: realized noise matrix", out.path.display());
             println!("{}", stats::matrix_table(&out.file.realized_matrix, &title));
@@ -98,8 +112,9 @@ pub fn run(args: NoiseArgs) -> Result<()> {
     }
     print_summary(&outputs);
     eprintln!(
-        "wrote {} configuration(s) to {}",
+        "wrote {} configuration(s){} to {}",
         outputs.len(),
+        if args.plot { " and their plots" } else { "" },
         args.out.display()
     );
     Ok(())

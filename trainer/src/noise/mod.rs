@@ -5,11 +5,13 @@
 //! - [`asymmetric`]: class-pair maps (CIFAR-10, CIFAR-100, Fashion-MNIST).
 //! - [`instance`]: instance-dependent noise (Xia et al. 2020).
 //!
-//! [`file`] holds the versioned output format and the original tools' forms.
+//! [`file`] holds the versioned output format and the original tools' forms; [`figure`] draws
+//! a file's realized matrix.
 
 pub mod asymmetric;
 pub mod cifarn;
 pub mod decimal;
+pub mod figure;
 pub mod file;
 pub mod import;
 pub mod instance;
