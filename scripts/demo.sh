@@ -15,7 +15,7 @@ echo "== dataset"
 
 echo "== label noise: cleanlab-style noise matrices, 3 noise levels x 2 sparsities x 2 seeds"
 "$trainer" noise --data-dir "$data" --kind matrix --noise 0.2,0.4,0.6 --sparsity 0,0.4 --seeds 0-1 \
-    --out "$out/noisy-labels"
+    --out "$out/noisy-labels" --plot
 
 echo "== label noise: symmetric and asymmetric at 40%"
 "$trainer" noise --data-dir "$data" --kind symmetric --noise 0.4 --out "$out/noisy-labels"
@@ -28,10 +28,12 @@ echo "== pretraining: VICReg, narrow ResNet-18, 4096 images, 4 epochs (about 2 m
     --arch resnet18 --width 16 --mlp 256-256 --epochs 4 --warmup-epochs 1 --batch-size 256 \
     --train-samples 4096 --base-lr 0.5 --knn-every 1 --knn-train-samples 4096 \
     --knn-test-samples 1000 --log-every 4
+"$launch" report "$out/pretrain"
 echo "== sweep: 0/40/60% symmetric noise x CE/GCE/ELR x 2 seeds on the frozen pretrained backbone,"
 echo "   plus CE on a random backbone: 24 linear probes, one after another (about 8 minutes)"
 (cd "$out" && "$launch" run "$root/experiments/demo_sweep.toml" --local)
 echo "== report"
 "$launch" report "$out/sweep" --columns backbone,loss
-echo "demo output in $out: pretrain/ (metrics.jsonl, backbone.safetensors + .json, logs/),"
-echo "sweep/ (runs/*/results.json, report.csv, summary.csv, report.json)"
+echo "demo output in $out: noisy-labels/ (labels + realized-matrix heatmaps), augment-preview.png,"
+echo "pretrain/ (metrics.jsonl, curves.png, backbone.safetensors + .json, logs/),"
+echo "sweep/ (runs/*/results.json, report.csv, summary.csv, report.json, report.png)"
