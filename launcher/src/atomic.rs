@@ -1,45 +1,11 @@
-//! Atomic file writes: write a temp file beside the target, fsync, rename, fsync the directory.
-//! A reader never sees a half-written file, and a crash leaves either the old file or the new one.
-//! (The same pattern as `trainer/src/atomic.rs`; the launcher does not depend on the trainer.)
-//! Also the reading side of the small JSON state files written that way.
+//! Atomic file writes (the workspace's `nls-atomic` crate: temp file, fsync, rename, fsync the
+//! directory), and the reading side of the small JSON state files written that way.
+
+pub use nls_atomic::write_atomic;
 
 use anyhow::{Context, Result};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
-
-/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        // Make the rename itself durable.
-        File::open(dir).and_then(|d| d.sync_all()).ok();
-        Ok(())
-    })();
-    if result.is_err() {
-        fs::remove_file(&tmp).ok();
-    }
-    result
-}
 
 /// The JSON file at `path`, None when it does not exist.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {

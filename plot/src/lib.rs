@@ -9,7 +9,6 @@
 //! read at run time from [`FONT_PATH`]. Input is checked before anything is drawn, and the file is
 //! written atomically, so bad input or a failure leaves no file behind.
 
-mod atomic;
 mod canvas;
 mod curves;
 mod font;
@@ -70,7 +69,8 @@ fn write_png(path: &Path, rgb: &[u8], (width, height): (u32, u32)) -> Result<()>
         let mut writer = encoder.write_header().context("encoding PNG")?;
         writer.write_image_data(rgb).context("encoding PNG")?;
     }
-    atomic::write_atomic(path, &bytes).with_context(|| format!("writing plot {}", path.display()))
+    nls_atomic::write_atomic(path, &bytes)
+        .with_context(|| format!("writing plot {}", path.display()))
 }
 
 /// Draw into a fresh white RGB buffer of the given size, then write it as PNG to `path`.

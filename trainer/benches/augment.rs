@@ -57,4 +57,6 @@ fn main() {
     println!("| nls batched tensor ops (libtorch threads) | {rust:.0} |");
     println!("| torchvision v2 + DataLoader ({cores} workers) | {reference:.0} |");
     println!("ratio: {:.1}x (target >= 5x)", rust / reference);
+    let what = "two-view augmentation vs torchvision v2 + DataLoader";
+    common::bench::summary("augment", what, rust / reference, ">= 5").unwrap();
 }

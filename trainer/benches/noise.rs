@@ -49,6 +49,8 @@ fn main() {
         );
     }
     println!("speed-up over cleanlab: {ratio:.0}x (target >= 50x)");
+    let what = "noise matrix + flips (K=100, N=50k) vs cleanlab";
+    common::bench::summary("noise", what, ratio, ">= 50").unwrap();
 }
 
 fn measure_ours(labels: &[usize], trace: f64) -> Measured {

@@ -12,27 +12,19 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use common::bench::{checked, cpu_model, env_count, summary, threads};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const BATCH: usize = 256;
 /// CIFAR-10 binary record: a label byte, then 3×32×32 pixels.
 const RECORD: usize = 1 + 3 * 32 * 32;
 /// The reader wants all five training files, of equal size.
 const TRAIN_FILES: usize = 5;
-
-fn env_count(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v} is not a count")),
-        Err(_) => Ok(default),
-    }
-}
 
 /// `dir/cifar-10-batches-bin/data_batch_{1..5}.bin` with at least `images` random images in all.
 fn write_cifar(dir: &Path, images: usize) -> Result<()> {
@@ -60,22 +52,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-}
-
-fn checked(what: &str, out: Output) -> Result<String> {
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn threads(cmd: &mut Command, n: usize) -> &mut Command {
-    cmd.env("OMP_NUM_THREADS", n.to_string())
-        .env("MKL_NUM_THREADS", n.to_string())
 }
 
 /// `trainer pretrain`: the timed steps' `compute_s` and the median end-to-end images/s.
@@ -175,18 +151,6 @@ fn nproc() -> String {
         .unwrap_or_else(|e| format!("? ({e})"))
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn main() -> Result<()> {
     let warmup = env_count("NLS_BENCH_WARMUP", 1)?;
     let steps = env_count("NLS_BENCH_STEPS", 2)?;
@@ -208,14 +172,15 @@ fn main() -> Result<()> {
     );
     println!("| | ours images/s | reference images/s | ours / reference |");
     println!("|---|---:|---:|---:|");
-    for (row, a, b) in [
+    let rows = [
         (
             "training step (no augmentation)",
             BATCH as f64 / median(our_compute.clone()),
             ref_step_ips,
         ),
         ("end to end (augmentation + step)", our_e2e, ref_e2e_ips),
-    ] {
+    ];
+    for (row, a, b) in rows {
         println!("| {row} | {a:.1} | {b:.1} | {:.2} |", a / b);
     }
     println!(
@@ -229,5 +194,9 @@ fn main() -> Result<()> {
         ref_step["torch"].as_str().unwrap_or("?"),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
-    Ok(())
+    let [(_, step, ref_step), (_, e2e, ref_e2e)] = rows;
+    let what = "VICReg training step vs PyTorch (images/s)";
+    summary("pretrain", what, step / ref_step, ">= 1.0")?;
+    let what = "VICReg end to end with augmentation vs PyTorch + DataLoader";
+    summary("pretrain", what, e2e / ref_e2e, ">= 1.0 (GPU: >= 1.5)")
 }

@@ -24,10 +24,11 @@ type Weights = BTreeMap<String, Vec<f32>>;
 
 /// The global batch of step `step`, identical on every rank.
 fn batch(step: i64) -> (Tensor, Tensor) {
-    tch::manual_seed(1000 + step);
-    let x = Tensor::randn([GLOBAL_BATCH, 8], (Kind::Float, Device::Cpu)) * 2.0 + 0.5;
-    let y = Tensor::randint(4, [GLOBAL_BATCH], (Kind::Int64, Device::Cpu));
-    (x, y)
+    common::seeded(1000 + step, || {
+        let x = Tensor::randn([GLOBAL_BATCH, 8], (Kind::Float, Device::Cpu)) * 2.0 + 0.5;
+        let y = Tensor::randint(4, [GLOBAL_BATCH], (Kind::Int64, Device::Cpu));
+        (x, y)
+    })
 }
 
 /// Loss on the gathered hidden layer: the same global quantity on every rank.
@@ -55,15 +56,17 @@ fn sgd(vs: &VarStore) -> nn::Optimizer {
 /// before and after training.
 fn reference() -> (Weights, Weights) {
     let vs = VarStore::new(Device::Cpu);
-    tch::manual_seed(100);
-    let lin1 = nn::linear(vs.root() / "lin1", 8, 16, Default::default());
     // PyTorch's BatchNorm init (tch's default draws the weight uniformly).
     let bn_config = nn::BatchNormConfig {
         ws_init: nn::Init::Const(1.0),
         ..Default::default()
     };
-    let bn = nn::batch_norm1d(vs.root() / "bn", 16, bn_config);
-    let lin2 = nn::linear(vs.root() / "lin2", 16, 4, Default::default());
+    let (lin1, bn, lin2) = common::seeded(100, || {
+        let lin1 = nn::linear(vs.root() / "lin1", 8, 16, Default::default());
+        let bn = nn::batch_norm1d(vs.root() / "bn", 16, bn_config);
+        let lin2 = nn::linear(vs.root() / "lin2", 16, 4, Default::default());
+        (lin1, bn, lin2)
+    });
     let initial = weights(&vs);
     let mut opt = sgd(&vs);
     for step in 0..STEPS {

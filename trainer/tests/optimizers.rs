@@ -116,25 +116,26 @@ fn lars_hand_case() {
 
 /// Initial variables and three steps of gradients, in f32 as in training.
 fn random_problem() -> (VarStore, Vec<BTreeMap<String, Tensor>>) {
-    tch::manual_seed(3);
-    let shapes: [(&str, &[i64]); 3] = [
-        ("head.weight", &[3, 4]),
-        ("head.bias", &[4]),
-        ("emb", &[2, 3]),
-    ];
-    let vs = VarStore::new(Device::Cpu);
-    for (name, shape) in shapes {
-        add_var(&vs, name, &Tensor::randn(shape, (Kind::Float, Device::Cpu)));
-    }
-    let grads = (0..3)
-        .map(|_| {
-            shapes
-                .iter()
-                .map(|(n, s)| (n.to_string(), Tensor::randn(*s, (Kind::Float, Device::Cpu))))
-                .collect()
-        })
-        .collect();
-    (vs, grads)
+    common::seeded(3, || {
+        let shapes: [(&str, &[i64]); 3] = [
+            ("head.weight", &[3, 4]),
+            ("head.bias", &[4]),
+            ("emb", &[2, 3]),
+        ];
+        let vs = VarStore::new(Device::Cpu);
+        for (name, shape) in shapes {
+            add_var(&vs, name, &Tensor::randn(shape, (Kind::Float, Device::Cpu)));
+        }
+        let grads = (0..3)
+            .map(|_| {
+                shapes
+                    .iter()
+                    .map(|(n, s)| (n.to_string(), Tensor::randn(*s, (Kind::Float, Device::Cpu))))
+                    .collect()
+            })
+            .collect();
+        (vs, grads)
+    })
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::ranks::{as_rank, describe, free_port, wait_all};
-use common::{stderr, with_flags as with, FASHION_MNIST};
+use common::{metrics, stderr, with_flags as with, FASHION_MNIST};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -73,14 +73,6 @@ fn run_ranks(args: &[String], world: usize) -> Vec<Output> {
 
 fn codes(outputs: &[Output]) -> Vec<Option<i32>> {
     outputs.iter().map(|o| o.status.code()).collect()
-}
-
-fn metrics(exp: &Path) -> Vec<Value> {
-    std::fs::read_to_string(exp.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Highest `step` in metrics.jsonl so far.

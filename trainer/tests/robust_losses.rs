@@ -137,34 +137,31 @@ fn ints(t: &Tensor) -> Vec<i64> {
 /// some saturate every clamp (p < 1e-7, p > 1 − 1e-4); random labels; ids overlapping from one
 /// call to the next (unique within a call).
 fn batches(kind: Kind) -> (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>) {
-    // libtorch's generator is global and the tests of this binary run in parallel threads:
-    // hold a lock while seeding and drawing, or another test's draws interleave with ours.
-    static DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _draws = DRAWS.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(11);
-    let scale = Tensor::linspace(0.5, 8.0, BATCH, (Kind::Double, Device::Cpu)).unsqueeze(1);
-    let mut logits = vec![];
-    let mut labels = vec![];
-    for _ in 0..3 {
-        let z = Tensor::randn([BATCH, K], (Kind::Double, Device::Cpu)) * &scale;
-        logits.push(z.to_kind(kind));
-        labels.push(Tensor::randint(K, [BATCH], (Kind::Int64, Device::Cpu)));
-    }
-    let ids = [
-        vec![0, 1, 2, 3, 4, 5, 6, 7],
-        vec![4, 5, 6, 7, 8, 9, 10, 11],
-        vec![10, 11, 12, 13, 14, 15, 0, 5],
-    ]
-    .iter()
-    .map(|v| Tensor::from_slice(v))
-    .collect();
-    // The clamps must be exercised, or the reference's clamp conventions go untested.
-    let p = Tensor::cat(&logits, 0)
-        .to_kind(Kind::Double)
-        .softmax(1, None);
-    assert!(p.min().double_value(&[]) < 1e-7);
-    assert!(p.max().double_value(&[]) > 1.0 - 1e-4);
-    (logits, labels, ids)
+    common::seeded(11, || {
+        let scale = Tensor::linspace(0.5, 8.0, BATCH, (Kind::Double, Device::Cpu)).unsqueeze(1);
+        let mut logits = vec![];
+        let mut labels = vec![];
+        for _ in 0..3 {
+            let z = Tensor::randn([BATCH, K], (Kind::Double, Device::Cpu)) * &scale;
+            logits.push(z.to_kind(kind));
+            labels.push(Tensor::randint(K, [BATCH], (Kind::Int64, Device::Cpu)));
+        }
+        let ids = [
+            vec![0, 1, 2, 3, 4, 5, 6, 7],
+            vec![4, 5, 6, 7, 8, 9, 10, 11],
+            vec![10, 11, 12, 13, 14, 15, 0, 5],
+        ]
+        .iter()
+        .map(|v| Tensor::from_slice(v))
+        .collect();
+        // The clamps must be exercised, or the reference's clamp conventions go untested.
+        let p = Tensor::cat(&logits, 0)
+            .to_kind(Kind::Double)
+            .softmax(1, None);
+        assert!(p.min().double_value(&[]) < 1e-7);
+        assert!(p.max().double_value(&[]) > 1.0 - 1e-4);
+        (logits, labels, ids)
+    })
 }
 
 /// `|g − w| ≤ rel·(|w| + 1e-2·max|w|)`: relative per element, except that elements under 1% of

@@ -21,12 +21,13 @@ const REFERENCE: &str = include_str!("../../tests/python/ssl_reference.py");
 /// Two views of a global batch, in f64 so that comparisons can be tight. Feature scales range
 /// from 0.3 to 1.5, so some features have std below 1 (the hinge is active) and some above.
 fn views() -> (Tensor, Tensor) {
-    tch::manual_seed(7);
-    let opts = (Kind::Double, Device::Cpu);
-    let scale = Tensor::linspace(0.3, 1.5, DIM, opts);
-    let x = Tensor::randn([BATCH, DIM], opts) * &scale;
-    let y = &x * 0.8 + Tensor::randn([BATCH, DIM], opts) * 0.4;
-    (x, y)
+    common::seeded(7, || {
+        let opts = (Kind::Double, Device::Cpu);
+        let scale = Tensor::linspace(0.3, 1.5, DIM, opts);
+        let x = Tensor::randn([BATCH, DIM], opts) * &scale;
+        let y = &x * 0.8 + Tensor::randn([BATCH, DIM], opts) * 0.4;
+        (x, y)
+    })
 }
 
 /// Loss values and input gradients of both losses; the same shape as the Python reference's

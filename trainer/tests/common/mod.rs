@@ -1,10 +1,21 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod ranks;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Seeds libtorch's global generator and runs `draw` while holding a lock. The generator is one
+/// per process and a test binary's tests run in parallel threads: without the lock, another
+/// test's draws interleave with these and the "same seed, same tensors" assumption breaks.
+pub fn seeded<T>(seed: i64, draw: impl FnOnce() -> T) -> T {
+    static DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _draws = DRAWS.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    draw()
+}
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,4 +72,14 @@ pub fn with_flags(mut args: Vec<String>, flags: &[(&str, &str)]) -> Vec<String> 
         }
     }
     args
+}
+
+/// The records of `<exp>/metrics.jsonl` so far: none while the file does not exist, and a line
+/// still being written (not yet valid JSON) left out, so that a running job can be polled.
+pub fn metrics(exp: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(exp.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }

@@ -1,6 +1,10 @@
 //! The backbone to evaluate: an exported `backbone.safetensors` (architecture from its JSON
 //! card), a pretraining checkpoint (architecture from its configuration), or `none` (random
 //! initialization, the baseline that shows what pretraining is worth).
+//!
+//! Everything is checked when the backbone is opened, before any work: `--arch/--stem/--width`
+//! against the card or configuration, the weights against that architecture (names and shapes,
+//! both ways), and a checkpoint that fails its checksum or is cut short is reported as damaged.
 
 use super::config::EvalConfig;
 use crate::checkpoint;
@@ -44,10 +48,62 @@ impl BackboneSource {
         );
         let found = match checkpoint::read(path) {
             Ok(ckpt) => from_checkpoint(path, ckpt)?,
-            Err(_) => from_export(path)?,
+            // Our checkpoint format, but it fails its checks: say so rather than go looking
+            // for an export's card.
+            Err(e) if is_nls_checkpoint(path) => bail!(
+                "--backbone {} is a damaged or unreadable checkpoint ({e:#}); use an intact \
+                 one, such as an older checkpoint from the same folder, or the export \
+                 backbone.safetensors",
+                path.display()
+            ),
+            Err(e) => from_export(path, e)?,
         };
         found.check_against(cfg)?;
+        found.check_weights()?;
         Ok(found)
+    }
+
+    /// The weights must be exactly the variables of the architecture they claim to be: every
+    /// variable present with its shape, and nothing else (BN counters aside). Without the second
+    /// half a ResNet-34 whose card says ResNet-18 would load silently, its extra blocks ignored.
+    fn check_weights(&self) -> Result<()> {
+        let Some(weights) = &self.weights else {
+            return Ok(());
+        };
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _net = ResNet::with_width(&vs.root(), self.arch, self.stem, self.width);
+        let vars = vs.variables();
+        let what = format!(
+            "architecture mismatch: {} does not hold a {} ({:?} stem, width {})",
+            self.description, self.arch, self.stem, self.width
+        );
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &vars[name];
+            let saved = weights
+                .get(name)
+                .with_context(|| format!("{what}: it has no tensor {name}"))?;
+            ensure!(
+                saved.size() == var.size(),
+                "{what}: {name} is {:?} there but {:?} in a {}",
+                saved.size(),
+                var.size(),
+                self.arch
+            );
+        }
+        let mut extra: Vec<&String> = weights
+            .keys()
+            .filter(|n| !vars.contains_key(*n) && !n.ends_with(".num_batches_tracked"))
+            .collect();
+        extra.sort();
+        if let Some(first) = extra.first() {
+            bail!(
+                "{what}: it has {} tensor(s) that architecture lacks, such as {first}",
+                extra.len()
+            );
+        }
+        Ok(())
     }
 
     /// `--arch/--stem/--width`, when given, must match what the weights were trained as.
@@ -103,15 +159,41 @@ fn load_into(vs: &VarStore, weights: &HashMap<String, Tensor>, from: &str) -> Re
     })
 }
 
-fn from_export(path: &Path) -> Result<BackboneSource> {
+/// Whether `path` starts with a safetensors header carrying our checkpoint format tag (the
+/// header survives most damage: a flipped byte in the tensors, a truncated data region).
+fn is_nls_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    let header = || -> Option<Value> {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).ok()?;
+        let len = u64::from_le_bytes(len);
+        if len > 100_000_000 {
+            return None;
+        }
+        let mut bytes = vec![0u8; len as usize];
+        file.read_exact(&mut bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    header().is_some_and(|h| h["__metadata__"]["nls_format"].is_string())
+}
+
+/// `path` as an export: safetensors weights next to their JSON card. `as_checkpoint` is why it
+/// did not read as a checkpoint, for the message when it is no safetensors file either.
+fn from_export(path: &Path, as_checkpoint: anyhow::Error) -> Result<BackboneSource> {
+    let tensors = Tensor::read_safetensors(path).map_err(|e| {
+        anyhow::anyhow!(
+            "--backbone {} is damaged or unreadable: it is neither a pretraining checkpoint \
+             ({as_checkpoint:#}) nor a safetensors export ({e})",
+            path.display()
+        )
+    })?;
     let card_path = path.with_extension("json");
     let card: Value = serde_json::from_str(
         &std::fs::read_to_string(&card_path)
             .with_context(|| format!("reading the backbone's card {}", card_path.display()))?,
     )
     .with_context(|| format!("{} is not JSON", card_path.display()))?;
-    let tensors = Tensor::read_safetensors(path)
-        .with_context(|| format!("{} is not a safetensors file", path.display()))?;
     let field = |key: &str| -> Result<Value> {
         card.get(key)
             .cloned()

@@ -21,12 +21,13 @@ use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
+use crate::method::embed::embed;
 use crate::model::{to_rgb, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
 use anyhow::{Context, Result};
 use std::time::Instant;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Images embedded at once when caching features or testing.
 const CHUNK: i64 = 512;
@@ -124,8 +125,8 @@ impl<'a> Probe<'a> {
         let started = Instant::now();
         let (train_in, test_in) = if cfg.cached_features() {
             (
-                Inputs::Features(embed(&backbone, &train.images, &aug, device)?),
-                Inputs::Features(embed(&backbone, &test.images, &aug, device)?),
+                Inputs::Features(embed(&backbone, &train.images, &aug, device, CHUNK)?),
+                Inputs::Features(embed(&backbone, &test.images, &aug, device, CHUNK)?),
             )
         } else {
             (
@@ -441,25 +442,4 @@ fn eval_augment(side: i64, channels: i64) -> AugmentConfig {
         cfg.std = [crate::method::ssl::config::FASHION_MNIST_STD; 3];
     }
     cfg
-}
-
-/// Backbone features (eval mode) of uint8 images, in chunks.
-fn embed(
-    backbone: &ResNet,
-    images: &Tensor,
-    aug: &AugmentConfig,
-    device: Device,
-) -> Result<Tensor> {
-    let single = ProcessGroup::single(device);
-    let n = images.size()[0];
-    let mut out = Vec::new();
-    tch::no_grad(|| -> Result<()> {
-        for start in (0..n).step_by(CHUNK as usize) {
-            let x = to_rgb(&images.narrow(0, start, CHUNK.min(n - start)))?.to_device(device);
-            let x = normalize(&to_unit_float(&x), aug.mean, aug.std);
-            out.push(backbone.forward(&x, false, &single)?);
-        }
-        Ok(())
-    })?;
-    Ok(Tensor::cat(&out, 0))
 }

@@ -7,11 +7,11 @@ use super::config::PretrainConfig;
 use super::model::SslModel;
 use super::state::TrainState;
 use super::LossParts;
-use crate::augment::{normalize, to_unit_float, AugmentConfig};
+use crate::augment::AugmentConfig;
 use crate::data::{Source, Split, SplitData};
 use crate::distributed::{ProcessGroup, ReduceOp};
+use crate::method::embed::embed;
 use crate::metrics::{knn_accuracy, MetricsLog, Progress};
-use crate::model::to_rgb;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -165,8 +165,16 @@ impl Monitor {
             return Ok(None);
         };
         let started = Instant::now();
-        let bank = embed(model, &data.bank, &self.aug)?;
-        let test = embed(model, &data.test, &self.aug)?;
+        let features = |images: &Tensor| {
+            embed(
+                &model.backbone,
+                images,
+                &self.aug,
+                images.device(),
+                EMBED_CHUNK,
+            )
+        };
+        let (bank, test) = (features(&data.bank)?, features(&data.test)?);
         let acc = knn_accuracy(
             &bank,
             &data.bank_labels,
@@ -254,32 +262,6 @@ impl KnnData {
             classes: source.num_classes as i64,
         })
     }
-}
-
-/// Backbone embeddings (eval mode) of uint8 images, resized to the training view size and
-/// normalized as the views are.
-fn embed(model: &SslModel, images: &Tensor, aug: &AugmentConfig) -> Result<Tensor> {
-    let single = ProcessGroup::single(images.device());
-    let n = images.size()[0];
-    let mut out = Vec::new();
-    tch::no_grad(|| -> Result<()> {
-        for start in (0..n).step_by(EMBED_CHUNK as usize) {
-            let x = to_unit_float(&to_rgb(&images.narrow(
-                0,
-                start,
-                EMBED_CHUNK.min(n - start),
-            ))?);
-            let x = if x.size()[2] == aug.size && x.size()[3] == aug.size {
-                x
-            } else {
-                x.upsample_bilinear2d([aug.size, aug.size], false, None, None)
-            };
-            let x = normalize(&x, aug.mean, aug.std);
-            out.push(model.backbone.forward(&x, false, &single)?);
-        }
-        Ok(())
-    })?;
-    Ok(Tensor::cat(&out, 0))
 }
 
 fn card_base(cfg: &PretrainConfig, source: &Source, train_images: usize) -> Map<String, Value> {

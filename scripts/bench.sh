@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every benchmark, then one table of ratios against the references, with the machine, versions
+# and date. Usage: scripts/bench.sh [bench ...] (default: all; each one's own table is in
+# target/bench/<name>.log). Takes about 15 minutes on 2 cores; run it on an otherwise idle machine.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$root/scripts/setup.sh" --no-build
+source "$root/scripts/env.sh"
+cd "$root"
+benches=("$@")
+[[ ${#benches[@]} -gt 0 ]] || benches=(noise augment collectives pretrain evaluate)
+out=$root/target/bench
+mkdir -p "$out"
+summary=$out/summary.tsv
+: > "$summary"
+for b in "${benches[@]}"; do
+    echo "[bench] $b (log: target/bench/$b.log)"
+    NLS_BENCH_SUMMARY=$summary cargo bench --quiet -p trainer --bench "$b" 2>&1 | tee "$out/$b.log" \
+        | grep -E '^\|' || true
+    grep -q "^$b	" "$summary" || { echo "[bench] $b printed no summary: see $out/$b.log" >&2; exit 1; }
+done
+torch=$("$root/.venv/bin/python" -c 'import torch; print(torch.__version__)')
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+echo
+echo "## Benchmarks: ours / reference (higher is better)"
+echo
+echo "$cpu, $(nproc) cores; $(rustc --version | cut -d' ' -f1-2), torch $torch; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "| bench | what | ratio | target |"
+echo "|---|---|---:|---|"
+while IFS=$'\t' read -r bench what ratio target; do
+    printf '| %s | %s | %.2f | %s |\n' "$bench" "$what" "$ratio" "$target"
+done < "$summary"
