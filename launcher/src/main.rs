@@ -99,6 +99,15 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // `nls-launch report EXP | head` ends quietly when the pipe closes, as other tools do.
+    // SAFETY: restoring the default action installs no handler.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    }
+    .ok();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code),

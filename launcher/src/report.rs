@@ -269,11 +269,25 @@ pub fn label(keys: &[String], values: &[String]) -> String {
     let parts: Vec<String> = keys
         .iter()
         .zip(values)
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(|(k, v)| format!("{k} {}", short(v)))
         .collect();
     match parts.is_empty() {
         true => "all".into(),
         false => parts.join(", "),
+    }
+}
+
+/// A value as a table header shows it: a path by its file name, and a backbone export
+/// (`<run>/backbone.safetensors`) by the run that wrote it.
+fn short(value: &str) -> &str {
+    fn name(p: &Path) -> Option<&str> {
+        p.file_name().and_then(|n| n.to_str())
+    }
+    let path = Path::new(value);
+    match (value.contains('/'), name(path)) {
+        (true, Some("backbone.safetensors")) => path.parent().and_then(name).unwrap_or(value),
+        (true, Some(file)) => file,
+        _ => value,
     }
 }
 
@@ -440,6 +454,14 @@ mod tests {
         };
         assert_eq!(stats_cell(Some(two), true), "60.0 ± 14.1 (2)");
         assert_eq!(stats_cell(None, true), "—");
+        let keys = ["backbone".to_string(), "labels".to_string()];
+        let values = ["runs/vicreg/backbone.safetensors", "noise/cifar10-0.4.json"];
+        let values = values.map(String::from);
+        assert_eq!(
+            label(&keys, &values),
+            "backbone vicreg, labels cifar10-0.4.json"
+        );
+        assert_eq!(label(&keys[..1], &["none".to_string()]), "backbone none");
     }
 
     #[test]

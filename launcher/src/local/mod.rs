@@ -113,29 +113,13 @@ pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
         units.len(),
         job.exp_dir.display()
     ));
-    let mut outcome = Outcome::Finished;
-    for (i, unit) in units.iter().enumerate() {
-        let started = Instant::now();
-        say(&format!(
-            "[{}/{}] starting {}",
-            i + 1,
-            units.len(),
-            unit.label
-        ));
-        outcome = run_unit(job, id, unit)?;
-        if outcome == Outcome::Finished {
-            say(&format!(
-                "[{}/{}] {} finished in {:.0} s",
-                i + 1,
-                units.len(),
-                unit.label,
-                started.elapsed().as_secs_f64()
-            ));
+    let outcome = match run_units(job, id, &units) {
+        Ok(o) => o,
+        Err(e) => {
+            save_state(job, id, "failed", Some(format!("{e:#}")))?;
+            return Err(e);
         }
-        if outcome != Outcome::Finished {
-            break;
-        }
-    }
+    };
     let (state, detail) = match &outcome {
         Outcome::Finished => ("finished", None),
         Outcome::Stopped => (
@@ -153,6 +137,26 @@ pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
         detail.map(|d| format!(": {d}")).unwrap_or_default()
     ));
     Ok(outcome)
+}
+
+/// Runs the units one after another until one does not finish.
+fn run_units(job: &JobConfig, id: u64, units: &[Unit]) -> Result<Outcome> {
+    for (i, unit) in units.iter().enumerate() {
+        let started = Instant::now();
+        let n = units.len();
+        say(&format!("[{}/{n}] starting {}", i + 1, unit.label));
+        let outcome = run_unit(job, id, unit)?;
+        if outcome != Outcome::Finished {
+            return Ok(outcome);
+        }
+        say(&format!(
+            "[{}/{n}] {} finished in {:.0} s",
+            i + 1,
+            unit.label,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(Outcome::Finished)
 }
 
 /// The single job's command, or the array tasks still without results.
