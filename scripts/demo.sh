@@ -30,7 +30,7 @@ echo "== pretraining: VICReg, narrow ResNet-18, 4096 images, 4 epochs (about 2 m
     --knn-test-samples 1000 --log-every 4
 "$launch" report "$out/pretrain"
 echo "== sweep: 0/40/60% symmetric noise x CE/GCE/ELR x 2 seeds on the frozen pretrained backbone,"
-echo "   plus CE on a random backbone: 24 linear probes, one after another (about 8 minutes)"
+echo "   plus CE on a random backbone: 24 linear probes, one after another (about 3 minutes)"
 (cd "$out" && "$launch" run "$root/experiments/demo_sweep.toml" --local)
 echo "== report"
 "$launch" report "$out/sweep" --columns backbone,loss
