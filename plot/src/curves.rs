@@ -104,8 +104,10 @@ fn draw_panel(area: &Area, panel: &Panel, x_range: (f64, f64), x_label: &str) ->
         .y_label_area_size(72)
         .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
         .map_err(err)?;
-    let x_step = style::nice_step(x_range.0, x_range.1, 6);
-    let y_step = style::nice_step(y_range.0, y_range.1, 5);
+    // Decimals for a step finer than plotters' own ticks (it may place twice as many as asked
+    // for rounding): "21.5, 22.0" rather than "22, 22".
+    let x_step = style::nice_step(x_range.0, x_range.1, 2 * 7);
+    let y_step = style::nice_step(y_range.0, y_range.1, 2 * 6);
     ctx.configure_mesh()
         .x_desc(x_label)
         .x_labels(7)

@@ -60,8 +60,9 @@ pub fn lines_with_error_bars(path: &Path, chart: &Chart, series: &[Series]) -> R
             .y_label_area_size(84)
             .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
             .map_err(err)?;
-        let x_step = style::nice_step(x_range.0, x_range.1, 10);
-        let y_step = style::nice_step(y_range.0, y_range.1, 10);
+        // Decimals for a step finer than plotters' own ticks (see curves.rs).
+        let x_step = style::nice_step(x_range.0, x_range.1, 2 * 12);
+        let y_step = style::nice_step(y_range.0, y_range.1, 2 * 12);
         ctx.configure_mesh()
             .x_desc(chart.x_label.as_str())
             .y_desc(chart.y_label.as_str())
