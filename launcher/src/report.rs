@@ -135,7 +135,7 @@ fn layout(keys: &[String], opts: &Options) -> Result<Layout> {
     let default = summary::default_layout(keys);
     let pooled = |named: &[String]| -> Vec<String> {
         keys.iter()
-            .filter(|k| !named.contains(k) && k.as_str() != "seed")
+            .filter(|k| !named.contains(k) && !summary::pooled_by_default(k))
             .cloned()
             .collect()
     };
@@ -187,7 +187,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
                 .iter()
                 .map(|p| {
                     let values = p.0.iter().map(|(_, v)| v.text.clone()).collect();
-                    (values, exp.job.exp_dir.join("runs").join(p.name()))
+                    (values, sweep::run_dir(&exp.job.exp_dir, p))
                 })
                 .collect();
             (keys, places)

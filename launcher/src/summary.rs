@@ -37,15 +37,19 @@ pub struct Layout {
     pub columns: Vec<String>,
 }
 
+/// Keys pooled into a cell unless a layout names them: the seeds.
+pub fn pooled_by_default(key: &str) -> bool {
+    key == "seed" || key == "noise_seed"
+}
+
 /// Rows by noise kind and rate, seeds pooled, every other key a column.
 pub fn default_layout(keys: &[String]) -> Layout {
     let is_row = |k: &str| k == "kind" || k == "noise";
-    let pooled = |k: &str| k == "seed" || k == "noise_seed";
     Layout {
         rows: keys.iter().filter(|k| is_row(k)).cloned().collect(),
         columns: keys
             .iter()
-            .filter(|k| !is_row(k) && !pooled(k))
+            .filter(|k| !is_row(k) && !pooled_by_default(k))
             .cloned()
             .collect(),
     }

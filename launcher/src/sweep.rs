@@ -174,12 +174,11 @@ pub fn plan(exp: &Experiment) -> Result<Vec<Task>> {
         .with_context(|| format!("{source} has no [grid]"))?;
     let points = expand(&parse_grids(grid, &source)?)?;
     check_conflicts(exp, &points)?;
-    let runs = exp.job.exp_dir.join("runs");
     Ok(points
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let run_dir = runs.join(p.name());
+            let run_dir = run_dir(&exp.job.exp_dir, p);
             Task {
                 index,
                 name: p.name(),
@@ -189,6 +188,11 @@ pub fn plan(exp: &Experiment) -> Result<Vec<Task>> {
             }
         })
         .collect())
+}
+
+/// Where a configuration runs: `<exp>/runs/<name>`.
+pub fn run_dir(exp_dir: &Path, point: &Point) -> PathBuf {
+    exp_dir.join("runs").join(point.name())
 }
 
 /// A grid key must not also be a flag of `command`, and the launcher owns `--exp-dir`.

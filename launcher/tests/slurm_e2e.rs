@@ -100,14 +100,10 @@ fn bring_up() -> Result<Option<Cluster>, String> {
         .strip_prefix("export SLURM_CONF=")
         .expect("cluster.sh env prints `export SLURM_CONF=...`")
         .to_string();
-    let trainer = repo().join("target/release/trainer");
-    if !trainer.is_file() {
-        return Err(format!(
-            "{} is missing: build it with `cargo build --release -p trainer`",
-            trainer.display()
-        ));
-    }
-    Ok(Some(Cluster { conf, trainer }))
+    Ok(Some(Cluster {
+        conf,
+        trainer: runs::trainer(),
+    }))
 }
 
 fn which(program: &str) -> bool {
