@@ -124,7 +124,7 @@ extern "C" {
 void nls_free_string(char* s) { std::free(s); }
 
 int nls_store_new(const char* host, uint16_t port, int is_server, int world, int64_t timeout_ms,
-                  const char* prefix, nls_store** out, char** err) {
+                  nls_store** out, char** err) {
   return guarded(err, [&] {
     c10d::TCPStoreOptions opts;
     opts.port = port;
@@ -136,9 +136,7 @@ int nls_store_new(const char* host, uint16_t port, int is_server, int world, int
     opts.multiTenant = true;  // as Python's env:// rendezvous does
     opts.timeout = std::chrono::milliseconds(timeout_ms);
     c10::intrusive_ptr<c10d::Store> tcp = c10::make_intrusive<c10d::TCPStore>(host, opts);
-    auto store = tcp;
-    if (std::strlen(prefix) > 0) store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
-    *out = new nls_store{store, tcp};
+    *out = new nls_store{tcp, tcp};
   });
 }
 

@@ -62,7 +62,7 @@ fn slurm_multi_node() {
         array_job_id: None,
         array_task_id: None,
         restart_count: 0,
-        agent_store_prefix: None,
+        agent_store: false,
     };
     assert_eq!(env, want);
     assert!(!env.is_main());
@@ -262,7 +262,7 @@ fn torchrun_full() {
         array_job_id: None,
         array_task_id: None,
         restart_count: 2,
-        agent_store_prefix: Some("/worker/attempt_2".into()),
+        agent_store: true,
     };
     assert_eq!(env, want);
 }

@@ -231,40 +231,81 @@ fn two_jobs_deriving_one_port_never_join_each_other() {
     );
 }
 
-#[test]
-fn torchrun_launches_rust_ranks() {
+/// `torchrun --nproc-per-node <nproc> --no-python <command...>` on a free port; fails the test
+/// unless it succeeds, and returns its stdout.
+fn torchrun(nproc: usize, command: &[&str]) -> String {
     let port = free_port().to_string();
+    let nproc = nproc.to_string();
     let out = Command::new(common::python())
-        .args([
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            &port,
-        ])
-        .args([
-            "--no-python",
-            env!("CARGO_BIN_EXE_trainer"),
-            "dist-check",
-            "--backend",
-            "gloo",
-        ])
-        .args(["--dist-timeout-s", "30", "--rounds", "2"])
+        .args(["-m", "torch.distributed.run", "--nproc-per-node", &nproc])
+        .args(["--master-port", &port, "--no-python"])
+        .args(command)
         .env_remove("SLURM_PROCID")
+        .env("NLS_DIST_TIMEOUT_S", "30")
+        .env("NLS_ROUNDS", "2")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+const DIST_CHECK: [&str; 7] = [
+    "dist-check",
+    "--backend",
+    "gloo",
+    "--dist-timeout-s",
+    "30",
+    "--rounds",
+    "2",
+];
+
+#[test]
+fn torchrun_launches_rust_ranks() {
+    let mut command = vec![env!("CARGO_BIN_EXE_trainer")];
+    command.extend(DIST_CHECK);
+    let stdout = torchrun(2, &command);
     for r in 0..2 {
         assert!(
             stdout.contains(&format!("dist-check ok: rank {r} of 2")),
             "{stdout}"
         );
+    }
+}
+
+/// torchrun's workers join the agent's store (`TORCHELASTIC_USE_AGENT_STORE=True`) with the keys
+/// Python uses: a Python rank and Rust ranks in one job, Python first at rank 0, then at rank 1.
+#[test]
+fn torchrun_mixes_python_and_rust_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = common::workspace_root().join("tests/python/dist_peer.py");
+    for python_parity in [0, 1] {
+        let wrapper = dir.path().join(format!("rank{python_parity}.sh"));
+        let script = format!(
+            "#!/bin/sh\nif [ $((LOCAL_RANK % 2)) -eq {python_parity} ]; then exec {} {}; \
+             else exec {} {}; fi\n",
+            common::python().display(),
+            peer.display(),
+            env!("CARGO_BIN_EXE_trainer"),
+            DIST_CHECK.join(" ")
+        );
+        std::fs::write(&wrapper, script).unwrap();
+        std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let stdout = torchrun(3, &[wrapper.to_str().unwrap()]);
+        for r in 0..3 {
+            let python = if r % 2 == python_parity { "python " } else { "" };
+            let said = format!("{python}dist-check ok: rank {r} of 3");
+            let lines = stdout.lines();
+            assert!(
+                lines.clone().any(|l| l.starts_with(&said)),
+                "no line {said:?} in\n{stdout}"
+            );
+        }
     }
 }
 

@@ -54,9 +54,9 @@ pub struct ClusterEnv {
     /// `SLURM_RESTART_COUNT` (requeues), or `TORCHELASTIC_RESTART_COUNT`; 0 when unset.
     pub restart_count: u32,
     /// Under torchrun with `TORCHELASTIC_USE_AGENT_STORE=True`, torchrun's agent already serves
-    /// the store at MASTER_ADDR:MASTER_PORT: every worker joins it as a client, under this
-    /// prefix (`/worker/attempt_<restart>`), as Python's env:// rendezvous does.
-    pub agent_store_prefix: Option<String>,
+    /// the store at MASTER_ADDR:MASTER_PORT: every worker joins it as a client, with no key
+    /// prefix (torch's `_create_c10d_store`: the agent makes a new store for every restart).
+    pub agent_store: bool,
 }
 
 impl ClusterEnv {
@@ -103,7 +103,7 @@ impl ClusterEnv {
             array_job_id: None,
             array_task_id: None,
             restart_count: 0,
-            agent_store_prefix: None,
+            agent_store: false,
         }
     }
 

@@ -65,7 +65,7 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Cluster
         array_job_id: v.opt_uint(&["SLURM_ARRAY_JOB_ID"], HINT)?,
         array_task_id,
         restart_count: v.opt_uint(&["SLURM_RESTART_COUNT"], HINT)?.unwrap_or(0),
-        agent_store_prefix: None,
+        agent_store: false,
     })
 }
 

@@ -54,8 +54,7 @@ pub(super) fn read<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Cluster
         array_task_id: None,
         restart_count,
         // torch/distributed/rendezvous.py: `_torchelastic_use_agent_store()`.
-        agent_store_prefix: (v.get("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"))
-            .then(|| format!("/worker/attempt_{restart_count}")),
+        agent_store: v.get("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
     })
 }
 

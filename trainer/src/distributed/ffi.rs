@@ -28,7 +28,6 @@ extern "C" {
         is_server: c_int,
         world: c_int,
         timeout_ms: i64,
-        prefix: *const c_char,
         out: *mut *mut nls_store,
         err: *mut *mut c_char,
     ) -> c_int;

@@ -283,9 +283,8 @@ fn connect_store(env: &ClusterEnv, timeout: Duration) -> Result<Store, DistError
     let (host, port) = (&env.master_addr, env.master_port);
     log::debug!("rank {} joining the rendezvous at {host}:{port}", env.rank);
     // Under torchrun's agent store nobody serves: the agent already does.
-    let prefix = env.agent_store_prefix.as_deref().unwrap_or("");
-    let is_server = env.rank == 0 && env.agent_store_prefix.is_none();
-    Store::connect(host, port, is_server, env.world_size, timeout, prefix).map_err(|cause| {
+    let is_server = env.rank == 0 && !env.agent_store;
+    Store::connect(host, port, is_server, env.world_size, timeout).map_err(|cause| {
         if cause.contains("EADDRINUSE") || cause.contains("already in use") {
             DistError::PortBusy {
                 host: host.clone(),

@@ -15,7 +15,6 @@ unsafe impl Send for Store {}
 
 impl Store {
     /// Rank 0 (`is_server`) listens on `port`; the others connect (retrying until `timeout`).
-    /// A non-empty `prefix` puts every key under it (torchrun's agent store).
     /// Call [`Store::wait_workers`] next, as Python's TCPStore does with `wait_for_workers=True`.
     pub fn connect(
         host: &str,
@@ -23,9 +22,8 @@ impl Store {
         is_server: bool,
         world: usize,
         timeout: Duration,
-        prefix: &str,
     ) -> Result<Store, String> {
-        let (c_host, c_prefix) = (cstring(host)?, cstring(prefix)?);
+        let c_host = cstring(host)?;
         let mut raw = std::ptr::null_mut();
         ffi::call(|err| unsafe {
             ffi::nls_store_new(
@@ -34,7 +32,6 @@ impl Store {
                 is_server as c_int,
                 world as c_int,
                 timeout.as_millis() as i64,
-                c_prefix.as_ptr(),
                 &mut raw,
                 err,
             )
