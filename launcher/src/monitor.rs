@@ -171,7 +171,8 @@ pub fn sacct(id: &str) -> std::result::Result<Vec<AcctRow>, String> {
 /// The trainer's `stop.json`: how the last attempt of a run ended.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct StopInfo {
-    /// `finished`, `timeout`, `preemption` or `max-timeouts`.
+    /// `finished`, `timeout`, `preemption` (SIGUSR1 early), `terminated` (SIGTERM) or
+    /// `max-timeouts`.
     pub reason: String,
     #[serde(default)]
     pub step: Option<u64>,
@@ -213,6 +214,10 @@ pub fn explain_stop(stop: &StopInfo, job_active: bool, exp: &Path) -> String {
                 stop.timeouts.unwrap_or(0)
             ),
         },
+        "terminated" if job_active => {
+            format!("last attempt ended by SIGTERM{at}; SLURM requeued the job and it resumes from {ckpt}")
+        }
+        "terminated" => format!("ended by SIGTERM (cancelled or preempted){at}; {resume}"),
         r @ ("timeout" | "preemption") if job_active => {
             format!(
                 "last attempt stopped by a {r}{at}; the job is requeued and resumes from {ckpt}"

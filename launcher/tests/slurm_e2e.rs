@@ -6,6 +6,9 @@
 //! - two nodes: the ranks rendezvous across n1 and n2, train and finish;
 //! - preemption: `scancel --signal=USR1` mid-run → checkpoint → `scontrol requeue` → the job
 //!   restarts, resumes and finishes with weights byte-identical to an uninterrupted job;
+//! - SLURM's own preemption (a job of partition `urgent`, PreemptMode=REQUEUE): SIGTERM →
+//!   checkpoint → SLURM requeues → the job resumes and finishes;
+//! - `nls-launch cancel` of a running two-node job: it stays cancelled (SIGTERM never requeues);
 //! - a rank killed with SIGKILL: the job fails within the collective timeout, and the logs say
 //!   which task died;
 //! - the time limit: SIGUSR1 before the limit is counted as a timeout and requeued once, the
@@ -401,6 +404,112 @@ fn preempted_job_requeues_resumes_and_matches_an_uninterrupted_one() {
          with the reference job {:.1} s in all",
         cycle.as_secs_f64(),
         (t.elapsed() - t_ref).as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    ));
+}
+
+/// SLURM's own preemption (PreemptMode=REQUEUE): a job of the higher-tier partition `urgent`
+/// takes both nodes, SLURM sends ours SIGTERM, the trainer checkpoints and exits without asking
+/// for a requeue, SLURM requeues the job itself, and once the urgent job is done it resumes and
+/// finishes with every step logged once.
+#[test]
+fn slurm_preemption_requeues_and_the_job_resumes() {
+    let Some((cluster, _serial)) = cluster() else {
+        return;
+    };
+    let t = Instant::now();
+    let mut s = Scratch::new(cluster, "slurm-preempt");
+    let exp = s.path("exp");
+    let id = s.submit(&exp, &TWO_NODES, &tiny_pretrain(256, 2));
+    wait_for(
+        &format!("step 3 of job {id}"),
+        Duration::from_secs(180),
+        || logged_step(&exp) >= 3,
+        || s.logs(&exp),
+    );
+    let out = s
+        .slurm("sbatch")
+        .args(["--parsable", "--partition", "urgent", "--nodes", "2"])
+        .args(["--exclusive", "--output", "/dev/null", "--wrap", "sleep 2"])
+        .current_dir(&s.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sbatch urgent: {}", text(&out));
+    let urgent = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    s.jobs.push(urgent.clone());
+    wait_for(
+        "the requeued attempt resuming",
+        Duration::from_secs(180),
+        || rank_log(&exp, &id, 0).contains("resuming from"),
+        || s.logs(&exp),
+    );
+    let recs = s.wait_end(&id, &exp, Duration::from_secs(240));
+    let logs = s.logs(&exp);
+    assert_eq!(recs[0]["JobState"], "COMPLETED", "{recs:?}\n{logs}");
+    assert_eq!(recs[0]["Restarts"], "1", "requeued once by SLURM: {recs:?}");
+    assert_eq!(s.job(&urgent)[0]["JobState"], "COMPLETED");
+    let log0 = rank_log(&exp, &id, 0);
+    assert!(log0.contains("SIGTERM received: stopping"), "{log0}");
+    assert_requeued(&log0, &id, 0);
+    let stop = json(&exp.join("stop.json"));
+    assert_eq!(stop["reason"], "finished", "{stop}");
+    assert_eq!(stop["preemptions"], 1, "{stop}");
+    let steps: Vec<u64> = runs::metrics(&exp)
+        .iter()
+        .filter_map(|m| m["step"].as_u64())
+        .collect();
+    assert_eq!(steps, (1..=16).collect::<Vec<_>>());
+    say(&format!(
+        "SLURM preemption (partition urgent, PreemptMode=REQUEUE): {:.1} s in all",
+        t.elapsed().as_secs_f64()
+    ));
+}
+
+/// `nls-launch cancel` stops a running two-node job for good: the trainer takes scancel's
+/// SIGTERM as the end of the attempt (checkpoint, exit, no `scontrol requeue`), so the job stays
+/// cancelled, well past the few seconds a requeue cycle takes on this cluster.
+#[test]
+fn cancel_stops_a_running_two_node_job_for_good() {
+    let Some((cluster, _serial)) = cluster() else {
+        return;
+    };
+    let t = Instant::now();
+    let mut s = Scratch::new(cluster, "cancel");
+    let exp = s.path("exp");
+    let id = s.submit(&exp, &TWO_NODES, &tiny_pretrain(256, 50));
+    wait_for(
+        &format!("step 3 of job {id}"),
+        Duration::from_secs(180),
+        || logged_step(&exp) >= 3,
+        || s.logs(&exp),
+    );
+    let out = s.nls(&["cancel", exp.to_str().unwrap()]);
+    assert!(out.status.success(), "nls-launch cancel: {}", text(&out));
+    let recs = s.wait_end(&id, &exp, Duration::from_secs(60));
+    assert_eq!(recs[0]["JobState"], "CANCELLED", "{recs:?}");
+    wait_for(
+        "rank 0's stop.json",
+        Duration::from_secs(30),
+        || read(&exp.join("stop.json")).contains("terminated"),
+        || s.logs(&exp),
+    );
+    // A requeue cycle takes 6–7 s here (cred_expire=5, sched_interval=1): wait for three.
+    std::thread::sleep(Duration::from_secs(20));
+    let recs = s.job(&id);
+    let logs = s.logs(&exp);
+    assert_eq!(recs[0]["JobState"], "CANCELLED", "{recs:?}\n{logs}");
+    assert_eq!(recs[0]["Restarts"], "0", "{recs:?}\n{logs}");
+    let log0 = rank_log(&exp, &id, 0);
+    assert!(log0.contains("SIGTERM received: stopping"), "{log0}");
+    assert_requeued(&log0, &id, 0);
+    let stop = json(&exp.join("stop.json"));
+    assert!(stop["step"].as_u64().unwrap() >= 3, "{stop}");
+    assert!(
+        Path::new(stop["file"].as_str().unwrap()).is_file(),
+        "the checkpoint named in {stop} is missing"
+    );
+    say(&format!(
+        "cancel of a running 2-node job: stayed cancelled; {:.1} s in all",
         t.elapsed().as_secs_f64()
     ));
 }

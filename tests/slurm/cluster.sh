@@ -17,7 +17,10 @@
 # `SchedulerParameters=bf_interval=1,sched_interval=1` bring a requeue cycle from ~150 s to a few
 # seconds; `MinJobAge=3600` keeps finished jobs visible to `scontrol show job` for an hour;
 # `JobCompType=jobcomp/filetxt` lets `sacct -c` read completions. `RequeueExit` is left unset,
-# as on most clusters, so a requeue happens only through the trainer's `scontrol requeue`.
+# as on most clusters. Preemption is SLURM's own: a job in partition `urgent` (PriorityTier 2)
+# preempts jobs of the default partition `debug` with PreemptMode=REQUEUE (SIGTERM, KillWait,
+# SIGKILL, then SLURM requeues the job). `start` restarts the daemons when this configuration
+# differs from the one they run with.
 #
 # Environment: NLS_SLURM_DIR (state folder), NLS_SLURM_PORT (slurmctld port, default 6817; the
 # nodes use the next two), NLS_SLURM_CPUS (CPUs per node, default 4), NLS_SLURM_WAIT (seconds to
@@ -111,11 +114,11 @@ hosts_entries() {
     done
 }
 
-write_config() {
+# The configuration this script wants, on stdout.
+config_text() {
     local host
     host=$(hostname -s)
-    mkdir -p "$STATE"/{ctld,spool,run,log}
-    cat >"$CONF.tmp" <<EOF
+    cat <<EOF
 # Written by tests/slurm/cluster.sh: a two-node test cluster on one machine.
 ClusterName=nls
 SlurmctldHost=$host(127.0.0.1)
@@ -154,11 +157,22 @@ SlurmctldTimeout=30
 SlurmdTimeout=60
 NodeName=n1 NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((PORT + 1)) CPUs=$CPUS RealMemory=4000 State=UNKNOWN
 NodeName=n2 NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((PORT + 2)) CPUs=$CPUS RealMemory=4000 State=UNKNOWN
-PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=n1,n2 MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
+}
+
+write_config() {
+    mkdir -p "$STATE"/{ctld,spool,run,log}
+    config_text >"$CONF.tmp"
     mv "$CONF.tmp" "$CONF"
     mkdir -p "$STATE"/spool/{n1,n2}
 }
+
+# The running cluster was started with the configuration this script writes now.
+config_current() { [[ -s $CONF && "$(config_text)" == "$(cat "$CONF")" ]]; }
 
 munge_works() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
 
@@ -216,7 +230,7 @@ show_logs() {
 }
 
 cmd_start() {
-    if is_up; then
+    if is_up && config_current; then
         log "up already (SLURM_CONF=$CONF)"
         return 0
     fi
@@ -225,10 +239,11 @@ cmd_start() {
     mkdir -p "$STATE"/{run,log}
     exec 9>"$STATE/start.lock"
     flock -w 300 9 || die "another cluster.sh start holds $STATE/start.lock"
-    if is_up; then
+    if is_up && config_current; then
         log "up already (started by another caller; SLURM_CONF=$CONF)"
         return 0
     fi
+    is_up && log "the configuration changed: restarting the daemons"
     install_packages
     hosts_entries
     # Half-started leftovers (a daemon died): stop ours and start again cleanly.

@@ -294,11 +294,18 @@ fn torchrun_mixes_python_and_rust_ranks() {
             DIST_CHECK.join(" ")
         );
         std::fs::write(&wrapper, script).unwrap();
-        std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let stdout = torchrun(3, &[wrapper.to_str().unwrap()]);
         for r in 0..3 {
-            let python = if r % 2 == python_parity { "python " } else { "" };
+            let python = if r % 2 == python_parity {
+                "python "
+            } else {
+                ""
+            };
             let said = format!("{python}dist-check ok: rank {r} of 3");
             let lines = stdout.lines();
             assert!(

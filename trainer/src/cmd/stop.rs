@@ -1,7 +1,8 @@
 //! How a resumable run ends after a stop signal, shared by `pretrain` and `evaluate`: count the
-//! stop as a time limit or a preemption (submitit's rule), then requeue under SLURM, stop for good
-//! after too many time limits, or exit with [`EXIT_RESTART`] for an executor that restarts the
-//! command itself. Rank 0 writes `<exp-dir>/stop.json` in every case, finished runs included.
+//! stop as a time limit or a preemption (submitit's rule), then requeue under SLURM after
+//! SIGUSR1, stop for good after too many time limits, or exit with [`EXIT_RESTART`] for an
+//! executor that restarts the command itself. SIGTERM never requeues: it exits with
+//! [`EXIT_RESTART`] after the checkpoint and leaves the decision to SLURM or the executor. Rank 0 writes `<exp-dir>/stop.json` in every case, finished runs included.
 
 use crate::atomic::write_atomic;
 use crate::cluster::requeue::{self, StopCounters, StopKind};
@@ -99,11 +100,24 @@ impl StopPolicy {
             r["hint"] = hint.into();
             return Ok((0, r));
         }
-        let reason = match kind {
-            StopKind::Timeout => "timeout",
-            StopKind::Preemption => "preemption",
+        let reason = match (signal, kind) {
+            (StopSignal::Term, _) => "terminated",
+            (_, StopKind::Timeout) => "timeout",
+            (_, StopKind::Preemption) => "preemption",
         };
         let mut r = report(reason, e, Some(signal));
+        if signal == StopSignal::Term {
+            // scancel and SLURM's own preemption both send SIGTERM: SLURM requeues a preempted
+            // job itself (PreemptMode=REQUEUE) and a cancelled one must stay cancelled, so only
+            // SIGUSR1, the pre-timeout warning, ever leads to `scontrol requeue` (submitit's rule).
+            log::info!(
+                "checkpoint {} saved; SIGTERM ends this attempt without a requeue (exit \
+                 {EXIT_RESTART}): a preempted job is requeued by SLURM, a cancelled one stays \
+                 cancelled",
+                e.file.display()
+            );
+            return Ok((EXIT_RESTART, r));
+        }
         let slurm = self.env.launcher == Launcher::Slurm
             && std::env::var_os(RESTART_BY_EXIT_CODE).is_none();
         if !slurm {
