@@ -46,7 +46,9 @@ pub fn status(exp: Option<&Path>) -> Result<()> {
         active |= !mine.is_empty();
         print_submission(s, &mine);
     }
-    print_runs(&exp, active)
+    print_runs(&exp, active)?;
+    println!("{}", crate::launch::tensorboard_line(&exp));
+    Ok(())
 }
 
 fn user_queue() -> Result<()> {

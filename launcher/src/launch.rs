@@ -75,7 +75,9 @@ pub fn launch(exp: &Experiment, dry_run: bool, local: bool) -> Result<u8> {
         return Ok(0);
     }
     if local {
-        return Ok(crate::local::run(exp, &plan)?.exit_code());
+        let code = crate::local::run(exp, &plan)?.exit_code();
+        println!("{}", tensorboard_line(&exp.job.exp_dir));
+        return Ok(code);
     }
     submit_plan(exp, &plan)?;
     Ok(0)
@@ -107,7 +109,14 @@ fn submit_plan(exp: &Experiment, plan: &Plan) -> Result<()> {
     };
     println!("submitted job {}", s.job_id);
     println!("logs: {}/{pattern}", logs.display());
+    println!("{}", tensorboard_line(&exp.job.exp_dir));
     Ok(())
+}
+
+/// How to see the runs' curves: every run writes TensorBoard scalars under its folder, and
+/// every run folder lies inside the exp-dir (a sweep's in `runs/`), which tensorboard searches.
+pub fn tensorboard_line(exp_dir: &Path) -> String {
+    format!("tensorboard --logdir {}", exp_dir.display())
 }
 
 /// `job.sh`, `job.toml`, `tasks/` and `logs/` in the exp-dir; returns the script's path.

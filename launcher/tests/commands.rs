@@ -61,6 +61,7 @@ fn submit_status_logs_cancel() {
     let out = nls(d, &bin, &["run", "s.toml", "--parallel", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("submitted job 4242"), "{}", text(&out));
+    common::assert_tensorboard_line(&out, &d.join("exp"));
     let calls = std::fs::read_to_string(d.join("sbatch.calls")).unwrap();
     assert!(
         calls.starts_with("--parsable ") && calls.contains("exp/job.sh"),
@@ -86,6 +87,7 @@ fn submit_status_logs_cancel() {
         "{}",
         text(&st)
     );
+    common::assert_tensorboard_line(&st, &d.join("exp"));
 
     std::fs::write(d.join("exp/logs/4242_1_0.out"), "hello from task 1\n").unwrap();
     std::fs::write(d.join("exp/logs/4242_3_0.out"), "task 3\n").unwrap();

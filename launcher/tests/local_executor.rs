@@ -3,6 +3,7 @@
 //! uninterrupted run), the time limit with `--max-timeouts 0` then `resume`, a sweep and its
 //! report, and a rank that dies.
 
+mod common;
 mod runs;
 
 use runs::{
@@ -178,6 +179,7 @@ fn a_sweep_runs_each_configuration_and_report_collects_them() {
     };
     let out = run();
     assert!(out.status.success(), "{}", text(&out));
+    common::assert_tensorboard_line(&out, &d.join("sweep"));
     let report = nls(d).args(["report", "sweep"]).output().unwrap();
     let table = text(&report);
     assert!(report.status.success(), "{table}");
@@ -198,6 +200,9 @@ fn a_sweep_runs_each_configuration_and_report_collects_them() {
     {
         let expected = format!("{loss},{seed},{:.4},", acc1(loss, seed));
         assert!(line.starts_with(&expected), "{line} vs {expected}");
+        let events = d.join(format!("sweep/runs/loss_{loss}-seed{seed}/tensorboard"));
+        let files = std::fs::read_dir(&events).map_or(0, |f| f.count());
+        assert_eq!(files, 1, "one event file in {}", events.display());
     }
     // The summary pools the two seeds of each loss: mean ± sample std, in percent.
     let cell = |loss: &str| {

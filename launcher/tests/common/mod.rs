@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// The repository's sbatch template.
 pub fn template() -> PathBuf {
@@ -40,4 +41,20 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// `out` tells how to start TensorBoard on the experiment folder `exp` (its path taken from
+/// `exp`'s parent, the directory the command ran in).
+pub fn assert_tensorboard_line(out: &Output, exp: &Path) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logdir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tensorboard --logdir "))
+        .unwrap_or_else(|| panic!("no tensorboard line in:\n{stdout}"));
+    let logdir = exp.parent().unwrap().join(logdir);
+    assert_eq!(
+        logdir.canonicalize().unwrap(),
+        exp.canonicalize().unwrap(),
+        "{stdout}"
+    );
 }

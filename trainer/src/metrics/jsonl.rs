@@ -1,11 +1,13 @@
-//! `metrics.jsonl`: one JSON object per line, appended as training goes.
+//! `metrics.jsonl`: one JSON object per line, appended as training goes, each line's numbers
+//! mirrored into TensorBoard scalars under `tensorboard/` ([`super::tensorboard`]).
 //!
 //! Every record carries `step`. On resume from the checkpoint of step s the file is first cut
 //! back to the records with `step <= s` (rewritten atomically), so a preempted run's log reads
-//! as if it had never stopped.
+//! as if it had never stopped; the new event file tells TensorBoard to do the same.
 
+use super::tensorboard::{tags, EventWriter};
 use crate::atomic::write_atomic;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -14,12 +16,15 @@ use std::path::{Path, PathBuf};
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    tensorboard: EventWriter,
 }
 
 impl MetricsLog {
-    /// Opens `path` for appending after dropping records past `resume_step` (`None`: a fresh
-    /// run, the file is emptied).
-    pub fn open(path: &Path, resume_step: Option<u64>) -> Result<MetricsLog> {
+    /// Opens `<exp_dir>/metrics.jsonl` for appending after dropping records past `resume_step`
+    /// (`None`: a fresh run, the file is emptied), and starts a new event file in
+    /// `<exp_dir>/tensorboard/`.
+    pub fn open(exp_dir: &Path, resume_step: Option<u64>) -> Result<MetricsLog> {
+        let path = &exp_dir.join("metrics.jsonl");
         let kept = match resume_step {
             Some(step) if path.exists() => records_up_to(path, step)?,
             _ => String::new(),
@@ -29,22 +34,35 @@ impl MetricsLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
+        let first_step = resume_step.map_or(0, |step| step + 1);
+        let tensorboard = EventWriter::create(&exp_dir.join("tensorboard"), first_step)?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
             file,
+            tensorboard,
         })
     }
 
-    /// Appends `record` (an object) with the wall-clock time added, as one write.
+    /// Appends `record` (an object with a `step`) with the wall-clock time added, as one write,
+    /// and its numeric fields as TensorBoard scalars at that step.
     pub fn write(&mut self, mut record: Value) -> Result<()> {
-        if let Value::Object(map) = &mut record {
-            map.insert("time".into(), chrono::Utc::now().to_rfc3339().into());
-        }
+        let Value::Object(map) = &mut record else {
+            bail!("a metrics record must be a JSON object, not {record}");
+        };
+        let Some(step) = map.get("step").and_then(Value::as_u64) else {
+            bail!(
+                "a metrics record needs a step: {}",
+                Value::Object(map.clone())
+            );
+        };
+        map.insert("time".into(), chrono::Utc::now().to_rfc3339().into());
+        let scalars = tags::scalars(map);
         let mut line = serde_json::to_string(&record)?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .with_context(|| format!("appending to {}", self.path.display()))
+            .with_context(|| format!("appending to {}", self.path.display()))?;
+        self.tensorboard.write_scalars(step, &scalars)
     }
 }
 
@@ -74,7 +92,7 @@ mod tests {
     fn resume_cuts_the_log_back_to_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        let mut log = MetricsLog::open(&path, None).unwrap();
+        let mut log = MetricsLog::open(dir.path(), None).unwrap();
         for step in [10, 20, 30] {
             log.write(json!({ "step": step, "loss": 1.0 })).unwrap();
         }
@@ -85,7 +103,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"step\": 4")
             .unwrap();
-        let mut log = MetricsLog::open(&path, Some(20)).unwrap();
+        let mut log = MetricsLog::open(dir.path(), Some(20)).unwrap();
         log.write(json!({ "step": 30, "loss": 0.5 })).unwrap();
         let steps: Vec<u64> = std::fs::read_to_string(&path)
             .unwrap()
@@ -97,7 +115,7 @@ mod tests {
             })
             .collect();
         assert_eq!(steps, [10, 20, 30]);
-        MetricsLog::open(&path, None).unwrap();
+        MetricsLog::open(dir.path(), None).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 }

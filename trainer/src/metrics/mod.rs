@@ -1,9 +1,11 @@
-//! What a run reports while it trains: JSON lines in the exp-dir ([`jsonl`]), an online kNN
-//! accuracy of the backbone ([`knn`]), and a status line on a terminal ([`progress`]).
+//! What a run reports while it trains: JSON lines in the exp-dir ([`jsonl`]) mirrored into
+//! TensorBoard scalars ([`tensorboard`]), an online kNN accuracy of the backbone ([`knn`]), and
+//! a status line on a terminal ([`progress`]).
 
 pub mod jsonl;
 pub mod knn;
 pub mod progress;
+pub mod tensorboard;
 
 pub use jsonl::MetricsLog;
 pub use knn::knn_accuracy;

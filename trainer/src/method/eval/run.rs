@@ -80,10 +80,7 @@ impl<'a> EvalRun<'a> {
         }
         let log = if group.rank() == 0 {
             let resume = (state.epoch > 0 || state.progress.step > 0).then_some(state.epoch as u64);
-            Some(MetricsLog::open(
-                &cfg.exp_dir.join("metrics.jsonl"),
-                resume,
-            )?)
+            Some(MetricsLog::open(&cfg.exp_dir, resume)?)
         } else {
             None
         };

@@ -89,11 +89,11 @@ impl Monitor {
         })
     }
 
-    /// Opens `metrics.jsonl` (rank 0), cut back to `resume_step` when resuming.
+    /// Opens `metrics.jsonl` (rank 0), cut back to `resume_step` when resuming, and a new
+    /// TensorBoard event file.
     pub fn start(&mut self, resume_step: Option<u64>) -> Result<()> {
         if self.main {
-            let path = self.exp_dir.join("metrics.jsonl");
-            self.log = Some(MetricsLog::open(&path, resume_step)?);
+            self.log = Some(MetricsLog::open(&self.exp_dir, resume_step)?);
         }
         self.interval = Interval::new();
         Ok(())
