@@ -332,6 +332,7 @@ impl JobConfig {
             );
         }
         self.validate_strings(origin)?;
+        self.validate_one_exp_dir(origin)?;
         ensure!(
             !self.command.is_empty(),
             "no trainer command in {}: give it after `--` (nls-launch --exp-dir runs/x -- pretrain ...) \
@@ -360,6 +361,21 @@ impl JobConfig {
             self.tasks_per_node.is_none(),
             "{}: tasks_per_node is for CPU jobs (--cpu); a GPU job runs one task per GPU (ngpus)",
             origin.of("tasks_per_node")
+        );
+        Ok(())
+    }
+
+    /// nls-launch passes its exp-dir to the trainer; a second `--exp-dir` in the command would
+    /// split the run (script and logs in one folder, results in the other).
+    fn validate_one_exp_dir(&self, origin: &Origin) -> Result<()> {
+        ensure!(
+            !has_flag(&self.command, "--exp-dir"),
+            "--exp-dir is given twice: to nls-launch ({}) and in the trainer command ({}). \
+             nls-launch passes its own --exp-dir to the trainer so that the script, the logs \
+             and the results share one folder (a sweep's runs go to <exp_dir>/runs/<name>): \
+             drop --exp-dir from the trainer command",
+            origin.of("exp_dir"),
+            origin.of("command")
         );
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! Files are written through [`atomic`].
 
 pub mod atomic;
+pub mod check;
 pub mod config;
 pub mod figures;
 pub mod follow;

@@ -2,7 +2,9 @@
 //! submit, dry run, status, logs, cancel.
 
 mod common;
+mod runs;
 
+use runs::trainer;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -51,7 +53,12 @@ fn submit_status_logs_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let bin = fakes(d);
-    common::write(d, "s.toml", "command = [\"evaluate\"]\n[job]\nexp_dir = \"exp\"\ntrainer = \"trainer\"\n[grid]\nseed = [0, 1, 2, 3, 4]\n");
+    let sweep = format!(
+        "command = [\"evaluate\", \"--data-dir\", \"d\", \"--backbone\", \"none\"]\n[job]\n\
+         exp_dir = \"exp\"\ntrainer = \"{}\"\n[grid]\nseed = [0, 1, 2, 3, 4]\n",
+        trainer().display()
+    );
+    common::write(d, "s.toml", &sweep);
 
     let dry = nls(d, &bin, &["run", "s.toml", "--dry-run"]);
     assert!(dry.status.success(), "{}", text(&dry));
