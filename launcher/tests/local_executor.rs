@@ -260,3 +260,50 @@ fn a_killed_rank_fails_the_job_and_status_names_it() {
         "rank 0 names the dead rank: {logs}"
     );
 }
+
+#[test]
+fn a_local_sweep_goes_on_past_a_failed_configuration_and_resume_reruns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // --batch-size 512 passes the argument check but not the run (256 training images).
+    let sweep = format!(
+        "command = [\"evaluate\", \"--data-dir\", \"{}\", \"--backbone\", \"none\", \
+         \"--width\", \"8\", \"--epochs\", \"1\", \"--train-samples\", \"256\", \
+         \"--test-samples\", \"256\", \"--backend\", \"gloo\"]\n\
+         [job]\nexp_dir = \"sweep\"\ncpu = true\n\
+         [grid]\nbatch_size = [512, 64]\n",
+        runs::FASHION_MNIST
+    );
+    std::fs::write(d.join("sweep.toml"), sweep).unwrap();
+    let out = nls(d)
+        .args(["run", "sweep.toml", "--local", "--trainer"])
+        .arg(trainer())
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let runs = d.join("sweep/runs");
+    assert!(
+        runs.join("batch_size64/results.json").is_file(),
+        "the configuration after the failed one ran: {said}"
+    );
+    assert!(!runs.join("batch_size512/results.json").is_file());
+    let job = launcher::submit::read_submissions(&d.join("sweep")).unwrap()[0]
+        .job_id
+        .clone();
+    let log = d.join(format!("sweep/logs/{job}_0_0.err"));
+    assert!(
+        said.contains("1 of 2 runs failed: task 0 (batch_size512)")
+            && said.contains(&log.display().to_string()),
+        "{said}"
+    );
+    assert!(runs::read(&log).contains("--batch-size 512"), "the log says why");
+
+    let again = nls(d).args(["resume", "sweep", "--local"]).output().unwrap();
+    let said = text(&again);
+    assert_eq!(again.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("[1/1] starting task 0 (batch_size512)"),
+        "only the configuration without results runs again: {said}"
+    );
+}
