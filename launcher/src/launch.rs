@@ -3,6 +3,7 @@
 use crate::atomic::write_atomic;
 use crate::check::{self, Candidate};
 use crate::config::Experiment;
+use crate::guard;
 use crate::render::{self, Body};
 use crate::submit::{self, Submission};
 use crate::sweep::{self, Task};
@@ -137,6 +138,7 @@ pub fn launch(exp: &Experiment, dry_run: bool, local: bool) -> Result<u8> {
         print_dry_run(exp, &plan);
         return Ok(0);
     }
+    let _lock = guard::acquire(&exp.job.exp_dir)?;
     if local {
         return Ok(crate::local::run(exp, &plan)?.exit_code());
     }

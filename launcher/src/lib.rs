@@ -8,10 +8,12 @@
 //! Files are written through [`atomic`].
 
 pub mod atomic;
+pub mod cancelled;
 pub mod check;
 pub mod config;
 pub mod figures;
 pub mod follow;
+pub mod guard;
 pub mod launch;
 pub mod local;
 pub mod monitor;

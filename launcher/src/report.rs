@@ -193,6 +193,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             (keys, places)
         }
     };
+    let epochs = exp.job.command.first().is_some_and(|c| c == "evaluate");
     let runs = places
         .into_iter()
         .map(|(values, dir)| {
@@ -201,7 +202,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             })?;
             let state = match &results {
                 Some(_) => "results".to_string(),
-                None => state_without_results(&dir)?,
+                None => state_without_results(&dir, epochs)?,
             };
             Ok(RunResult {
                 values,
@@ -215,7 +216,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
 }
 
 /// Where a run without `results.json` stands.
-fn state_without_results(dir: &Path) -> Result<String> {
+fn state_without_results(dir: &Path, epochs: bool) -> Result<String> {
     if !dir.is_dir() {
         return Ok("not started".into());
     }
@@ -223,9 +224,7 @@ fn state_without_results(dir: &Path) -> Result<String> {
         Some(stop) => format!(
             "stopped ({}){}",
             stop.reason,
-            stop.step
-                .map(|s| format!(" at step {s}"))
-                .unwrap_or_default()
+            monitor::progress(&stop, epochs)
         ),
         None => "started, no results.json: running, or failed (see its logs)".into(),
     })

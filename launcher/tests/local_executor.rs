@@ -297,13 +297,79 @@ fn a_local_sweep_goes_on_past_a_failed_configuration_and_resume_reruns_it() {
             && said.contains(&log.display().to_string()),
         "{said}"
     );
-    assert!(runs::read(&log).contains("--batch-size 512"), "the log says why");
+    assert!(
+        runs::read(&log).contains("--batch-size 512"),
+        "the log says why"
+    );
 
-    let again = nls(d).args(["resume", "sweep", "--local"]).output().unwrap();
+    let again = nls(d)
+        .args(["resume", "sweep", "--local"])
+        .output()
+        .unwrap();
     let said = text(&again);
     assert_eq!(again.status.code(), Some(2), "{said}");
     assert!(
         said.contains("[1/1] starting task 0 (batch_size512)"),
         "only the configuration without results runs again: {said}"
     );
+}
+
+#[test]
+fn cancel_stops_a_local_job_for_good_and_its_hint_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = tiny_pretrain(256, 3);
+    let child = local(d, "exp", &["--cpu"], &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = d.join("exp/checkpoints/ckpt-0000000008.safetensors");
+    wait_for(
+        "the first checkpoint",
+        LIMIT,
+        || first.is_file(),
+        String::new,
+    );
+
+    // A second launch into the same exp-dir is refused, naming the running one.
+    let second = local(d, "exp", &["--cpu"], &args).output().unwrap();
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    let pid = child.id().to_string();
+    assert!(
+        said.contains(&format!("is still running (nls-launch pid {pid})"))
+            && said.contains("nls-launch cancel"),
+        "{said}"
+    );
+
+    let cancel = nls(d).args(["cancel", "exp"]).output().unwrap();
+    assert!(cancel.status.success(), "{}", text(&cancel));
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(!text(&out).contains("SLURM_RESTART_COUNT=1"), "no restart");
+    let job = launcher::submit::read_submissions(&d.join("exp")).unwrap()[0]
+        .job_id
+        .clone();
+    assert_eq!(read_json(&d.join("exp/cancelled.json"))["jobs"][0], job);
+
+    let status = text(&nls(d).args(["status", "exp"]).output().unwrap());
+    assert!(
+        status.contains("cancelled with `nls-launch cancel`")
+            && status.contains("run: cancelled at step")
+            && !status.contains("preemption"),
+        "{status}"
+    );
+    // The hint is a command that works: it resumes the run here, to its end.
+    let hint = status
+        .split('`')
+        .find(|s| s.starts_with("nls-launch resume "))
+        .unwrap_or_else(|| panic!("no resume hint in {status}"));
+    assert!(hint.ends_with(" --local"), "{hint}");
+    let args: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let resumed = nls(d).args(&args).output().unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(read_json(&d.join("exp/stop.json"))["reason"], "finished");
+    let status = text(&nls(d).args(["status", "exp"]).output().unwrap());
+    assert!(status.contains("run: finished at step 24"), "{status}");
 }

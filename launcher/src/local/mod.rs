@@ -141,6 +141,9 @@ fn run_units(job: &JobConfig, id: u64, units: &[Unit]) -> Result<Outcome> {
     let n = units.len();
     let mut failed: Vec<String> = Vec::new();
     for (i, unit) in units.iter().enumerate() {
+        if signals::stop_asked() {
+            return Ok(Outcome::Stopped);
+        }
         let started = Instant::now();
         say(&format!("[{}/{n}] starting {}", i + 1, label(unit)));
         match run_unit(job, id, unit)? {
