@@ -165,14 +165,29 @@ fn submit_plan(exp: &Experiment, plan: &Plan) -> Result<()> {
             executor: None,
         },
     )?;
-    let logs = exp.job.exp_dir.join("logs");
-    let pattern = match array {
-        Some(_) => format!("{}_<task>_<rank>.out", s.job_id),
-        None => format!("{}_<rank>.out", s.job_id),
-    };
     println!("submitted job {}", s.job_id);
-    println!("logs: {}/{pattern}", logs.display());
+    println!("{}", log_hint(&exp.job.exp_dir, &s.job_id, array.is_some()));
     Ok(())
+}
+
+/// Where a submission's output goes (`templates/sbatch.sh.j2`): each task's stderr, which holds
+/// the trainer's log and its errors, in `.err`; its stdout (tables it prints) in `.out`; the
+/// batch shell's own messages (srun's) in `_batch.err`.
+pub fn log_hint(exp_dir: &Path, job_id: &str, array: bool) -> String {
+    let logs = exp_dir.join("logs");
+    let (task, batch) = match array {
+        true => (
+            format!("{job_id}_<task>_<rank>"),
+            format!("{job_id}_<task>_batch"),
+        ),
+        false => (format!("{job_id}_<rank>"), format!("{job_id}_batch")),
+    };
+    format!(
+        "logs: {}/{task}.err (the trainer's log and errors; .out has what it prints on \
+         stdout), {batch}.err (srun's messages); `nls-launch logs {}` prints them",
+        logs.display(),
+        exp_dir.display()
+    )
 }
 
 /// `job.sh`, `job.toml`, `tasks/` and `logs/` in the exp-dir; returns the script's path.

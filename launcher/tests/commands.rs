@@ -68,6 +68,13 @@ fn submit_status_logs_cancel() {
     let out = nls(d, &bin, &["run", "s.toml", "--parallel", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("submitted job 4242"), "{}", text(&out));
+    // The trainer logs to stderr: the pointer is to the .err files.
+    assert!(
+        text(&out).contains("exp/logs/4242_<task>_<rank>.err (the trainer's log")
+            && text(&out).contains("4242_<task>_batch.err"),
+        "{}",
+        text(&out)
+    );
     let calls = std::fs::read_to_string(d.join("sbatch.calls")).unwrap();
     assert!(
         calls.starts_with("--parsable ") && calls.contains("exp/job.sh"),
@@ -263,6 +270,11 @@ fn status_of_a_finished_job_without_accounting() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("exp/logs/4242_<rank>.err (") && text(&out).contains("4242_batch.err"),
+        "{}",
+        text(&out)
+    );
     std::fs::write(
         d.join("exp/stop.json"),
         r#"{"reason":"preemption","step":50,"timeouts":0,"preemptions":1,"file":"ck"}"#,
