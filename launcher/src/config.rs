@@ -6,6 +6,7 @@
 //! - GPU mode is the default (`ngpus` 1 when unset); one task per GPU. `ngpus = 0` is an
 //!   error: a CPU job is asked for explicitly with `--cpu` (`cpu = true`), which drops the GPU
 //!   lines and runs `tasks_per_node` tasks per node (default 1).
+//! - A GPU job gets [`GPU_CPUS_PER_TASK`] CPUs per task unless `cpus_per_task` is given.
 //! - `exp_dir` is made absolute: the job may start anywhere. The job's working directory is
 //!   the directory `nls-launch` ran in (`#SBATCH --chdir`), so relative trainer paths work.
 
@@ -17,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 /// Subcommands of the trainer that take `--exp-dir` (and `--max-timeouts`: `pretrain`).
 const EXP_DIR_SUBCOMMANDS: [&str; 2] = ["pretrain", "evaluate"];
+
+/// CPUs per task of a GPU job unless `cpus_per_task` says otherwise: threads for the trainer's
+/// data loading and augmentation beside the GPU (with 1, `OMP_NUM_THREADS` would be 1). CPU jobs
+/// keep SLURM's default.
+pub const GPU_CPUS_PER_TASK: u32 = 8;
 
 /// Every key of `[job]`, in the order of [`JobConfig`].
 pub const JOB_KEYS: [&str; 19] = [
@@ -121,7 +127,7 @@ pub struct JobArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks_per_node: Option<u32>,
-    /// CPUs per task (`--cpus-per-task`).
+    /// CPUs per task (`--cpus-per-task`; GPU jobs: 8 unless given).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<u32>,
@@ -412,7 +418,10 @@ impl JobConfig {
         }
         match self.cpu {
             true => self.tasks_per_node = Some(self.tasks_per_node.unwrap_or(1)),
-            false => self.ngpus = Some(self.ngpus.unwrap_or(1)),
+            false => {
+                self.ngpus = Some(self.ngpus.unwrap_or(1));
+                self.cpus_per_task = Some(self.cpus_per_task.unwrap_or(GPU_CPUS_PER_TASK));
+            }
         }
         if self.trainer.is_none() {
             self.trainer = Some(default_trainer());
