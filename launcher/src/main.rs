@@ -77,7 +77,8 @@ enum Cmd {
         #[arg(long)]
         follow: bool,
     },
-    /// scancel every recorded job of the experiment.
+    /// Stop the experiment's queued or running jobs (scancel; SIGTERM to a local executor) and
+    /// record it in cancelled.json.
     Cancel { exp: PathBuf },
     /// Launch an ended job again from its checkpoint (sweeps: the configurations without
     /// results); flags override its job.toml.
