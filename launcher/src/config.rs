@@ -6,6 +6,7 @@
 //! - GPU mode is the default (`ngpus` 1 when unset); one task per GPU. `ngpus = 0` is an
 //!   error: a CPU job is asked for explicitly with `--cpu` (`cpu = true`), which drops the GPU
 //!   lines and runs `tasks_per_node` tasks per node (default 1).
+//! - A GPU job gets [`GPU_CPUS_PER_TASK`] CPUs per task unless `cpus_per_task` is given.
 //! - `exp_dir` is made absolute: the job may start anywhere. The job's working directory is
 //!   the directory `nls-launch` ran in (`#SBATCH --chdir`), so relative trainer paths work.
 
@@ -17,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 /// Subcommands of the trainer that take `--exp-dir` (and `--max-timeouts`: `pretrain`).
 const EXP_DIR_SUBCOMMANDS: [&str; 2] = ["pretrain", "evaluate"];
+
+/// CPUs per task of a GPU job unless `cpus_per_task` says otherwise: threads for the trainer's
+/// data loading and augmentation beside the GPU (with 1, `OMP_NUM_THREADS` would be 1). CPU jobs
+/// keep SLURM's default.
+pub const GPU_CPUS_PER_TASK: u32 = 8;
 
 /// Every key of `[job]`, in the order of [`JobConfig`].
 pub const JOB_KEYS: [&str; 19] = [
@@ -121,7 +127,7 @@ pub struct JobArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks_per_node: Option<u32>,
-    /// CPUs per task (`--cpus-per-task`).
+    /// CPUs per task (`--cpus-per-task`; GPU jobs: 8 unless given).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<u32>,
@@ -332,6 +338,7 @@ impl JobConfig {
             );
         }
         self.validate_strings(origin)?;
+        self.validate_one_exp_dir(origin)?;
         ensure!(
             !self.command.is_empty(),
             "no trainer command in {}: give it after `--` (nls-launch --exp-dir runs/x -- pretrain ...) \
@@ -360,6 +367,21 @@ impl JobConfig {
             self.tasks_per_node.is_none(),
             "{}: tasks_per_node is for CPU jobs (--cpu); a GPU job runs one task per GPU (ngpus)",
             origin.of("tasks_per_node")
+        );
+        Ok(())
+    }
+
+    /// nls-launch passes its exp-dir to the trainer; a second `--exp-dir` in the command would
+    /// split the run (script and logs in one folder, results in the other).
+    fn validate_one_exp_dir(&self, origin: &Origin) -> Result<()> {
+        ensure!(
+            !has_flag(&self.command, "--exp-dir"),
+            "--exp-dir is given twice: to nls-launch ({}) and in the trainer command ({}). \
+             nls-launch passes its own --exp-dir to the trainer so that the script, the logs \
+             and the results share one folder (a sweep's runs go to <exp_dir>/runs/<name>): \
+             drop --exp-dir from the trainer command",
+            origin.of("exp_dir"),
+            origin.of("command")
         );
         Ok(())
     }
@@ -396,7 +418,10 @@ impl JobConfig {
         }
         match self.cpu {
             true => self.tasks_per_node = Some(self.tasks_per_node.unwrap_or(1)),
-            false => self.ngpus = Some(self.ngpus.unwrap_or(1)),
+            false => {
+                self.ngpus = Some(self.ngpus.unwrap_or(1));
+                self.cpus_per_task = Some(self.cpus_per_task.unwrap_or(GPU_CPUS_PER_TASK));
+            }
         }
         if self.trainer.is_none() {
             self.trainer = Some(default_trainer());

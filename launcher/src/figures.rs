@@ -63,16 +63,22 @@ pub fn metric_vs_noise(
     Ok(true)
 }
 
-/// The training curves of a run: one panel per quantity its `metrics.jsonl` has, against step.
-/// False (nothing written) when the run has no metrics.
-pub fn training_curves(path: &Path, metrics: &Path, title: &str) -> Result<bool> {
-    let Ok(text) = std::fs::read_to_string(metrics) else {
-        return Ok(false);
-    };
-    let records: Vec<Value> = text
+/// The complete lines of a run's `metrics.jsonl` (none when it has no such file).
+pub fn read_metrics(metrics: &Path) -> Result<Vec<Value>> {
+    if !metrics.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(metrics)
+        .with_context(|| format!("reading {}", metrics.display()))?;
+    Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+        .collect())
+}
+
+/// The training curves of a run: one panel per quantity its metrics lines have, against step.
+/// False (nothing written) when there is nothing to draw.
+pub fn training_curves(path: &Path, records: &[Value], title: &str) -> Result<bool> {
     let panels: Vec<Panel> = CURVES
         .iter()
         .filter_map(|(key, label)| {
@@ -93,6 +99,6 @@ pub fn training_curves(path: &Path, metrics: &Path, title: &str) -> Result<bool>
         return Ok(false);
     }
     plot::curves(path, title, &panels, "step")
-        .with_context(|| format!("plotting {}", metrics.display()))?;
+        .with_context(|| format!("plotting {}", path.display()))?;
     Ok(true)
 }

@@ -2,10 +2,13 @@
 //! recorded and asking SLURM through [`crate::monitor`] (local jobs: [`crate::local`]'s
 //! state file).
 
+use crate::cancelled::{self, Cancelled};
+use crate::config::{Experiment, JobArgs};
+use crate::launch::RESOLVED;
 use crate::local::{self, LocalState};
-use crate::monitor::{self, QueueRow};
+use crate::monitor::{self, QueueRow, RunContext};
 use crate::submit::{self, Submission};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
@@ -33,10 +36,11 @@ pub fn status(exp: Option<&Path>) -> Result<()> {
         false => monitor::squeue(&ids)?,
     };
     let local = local::read_state(&exp)?;
+    let cancelled = cancelled::read(&exp)?.unwrap_or_default();
     let mut active = local.as_ref().is_some_and(local::is_running);
     for s in &subs {
         if s.executor.is_some() {
-            print_local(s, local.as_ref());
+            print_local(s, local.as_ref(), &cancelled);
             continue;
         }
         let mine: Vec<&QueueRow> = rows
@@ -44,11 +48,29 @@ pub fn status(exp: Option<&Path>) -> Result<()> {
             .filter(|r| monitor::split_job_id(&r.id).0 == s.job_id)
             .collect();
         active |= !mine.is_empty();
-        print_submission(s, &mine);
+        print_submission(s, &mine, &cancelled);
     }
-    print_runs(&exp, active)?;
+    let last = subs.last();
+    let ctx = RunContext {
+        exp: &exp,
+        active,
+        local: last.is_some_and(|s| s.executor.is_some()),
+        cancelled: last.is_some_and(|s| cancelled.covers(&s.job_id)),
+        epochs: counts_epochs(&exp),
+    };
+    print_runs(&ctx)?;
     println!("{}", crate::launch::tensorboard_line(&exp));
     Ok(())
+}
+
+/// Whether the experiment runs `trainer evaluate` (its progress is in epochs), from job.toml.
+fn counts_epochs(exp: &Path) -> bool {
+    let flags = JobArgs {
+        exp_dir: Some(exp.to_path_buf()),
+        ..JobArgs::default()
+    };
+    Experiment::load(Some(&exp.join(RESOLVED)), &flags, &[])
+        .is_ok_and(|e| e.job.command.first().is_some_and(|c| c == "evaluate"))
 }
 
 fn user_queue() -> Result<()> {
@@ -69,13 +91,16 @@ fn user_queue() -> Result<()> {
     Ok(())
 }
 
-fn print_submission(s: &Submission, rows: &[&QueueRow]) {
+fn print_submission(s: &Submission, rows: &[&QueueRow], cancelled: &Cancelled) {
     let array = s
         .array
         .as_deref()
         .map(|a| format!(" (array {a})"))
         .unwrap_or_default();
     println!("job {}{array}, submitted {}", s.job_id, s.time);
+    if cancelled.covers(&s.job_id) {
+        println!("  cancelled with `nls-launch cancel` ({})", cancelled.time);
+    }
     if rows.is_empty() {
         println!("  {}", ended(&s.job_id));
     } else if rows.len() <= MAX_ROWS {
@@ -90,9 +115,13 @@ fn print_submission(s: &Submission, rows: &[&QueueRow]) {
 }
 
 /// A local submission: its executor's state when it is the latest one.
-fn print_local(s: &Submission, state: Option<&LocalState>) {
+fn print_local(s: &Submission, state: Option<&LocalState>, cancelled: &Cancelled) {
     println!("local job {}, started {}", s.job_id, s.time);
     let text = match state.filter(|st| st.job_id == s.job_id) {
+        Some(st) if st.state == "stopped" && cancelled.covers(&s.job_id) => format!(
+            "cancelled with `nls-launch cancel` ({}; nls-launch pid {}): the ranks checkpointed",
+            cancelled.time, st.pid
+        ),
         Some(st) if st.state == "running" && !local::is_running(st) => format!(
             "its nls-launch (pid {}) is gone without a word: killed; the run's stop.json says \
              where it stood",
@@ -129,7 +158,7 @@ fn ended(id: &str) -> String {
             .map(|r| {
                 format!(
                     "{} {} exit {} restarts {} ({})",
-                    field(r, "JobId"),
+                    monitor::record_id(r),
                     field(r, "JobState"),
                     field(r, "ExitCode"),
                     field(r, "Restarts"),
@@ -159,18 +188,23 @@ fn ended(id: &str) -> String {
 }
 
 /// `stop.json` / `results.json` of the run (single job) or of every run of a sweep.
-fn print_runs(exp: &Path, active: bool) -> Result<()> {
+fn print_runs(ctx: &RunContext) -> Result<()> {
+    let exp = ctx.exp;
     let runs = exp.join("runs");
     if !runs.is_dir() {
         let text = match monitor::read_stop(exp)? {
-            Some(stop) => monitor::explain_stop(&stop, active, exp),
-            None if active => {
+            Some(stop) => monitor::explain_stop(&stop, ctx),
+            None if ctx.active => {
                 "no stop.json yet (not started, or still in its first attempt)".into()
             }
+            None if ctx.cancelled => format!(
+                "cancelled before it wrote a stop.json; `{}` starts it again",
+                ctx.resume_command()
+            ),
             None => "ended without stopping cleanly (no stop.json): it failed or was killed".into(),
         };
         println!("run: {text}");
-        if !active && !exp.join("stop.json").is_file() {
+        if !ctx.active && !ctx.cancelled && !exp.join("stop.json").is_file() {
             print_failures(exp)?;
         }
         return Ok(());
@@ -186,11 +220,14 @@ fn print_runs(exp: &Path, active: bool) -> Result<()> {
         let key = match (d.join("results.json").is_file(), monitor::read_stop(d)?) {
             (true, _) => "results".to_string(),
             (false, Some(stop)) => {
-                if stop.reason == "max-timeouts" || !active {
+                if stop.reason == "max-timeouts" || !ctx.active {
                     let name = d.file_name().unwrap_or_default().to_string_lossy();
-                    println!("  {name}: {}", monitor::explain_stop(&stop, active, d));
+                    println!("  {name}: {}", monitor::explain_stop(&stop, ctx));
                 }
-                stop.reason
+                match ctx.cancelled && !ctx.active {
+                    true => "cancelled".into(),
+                    false => stop.reason,
+                }
             }
             (false, None) => "no stop.json".to_string(),
         };
@@ -288,39 +325,66 @@ pub fn log_files(dir: &Path, sub: &Submission, task: Option<usize>) -> Result<Ve
     Ok(files)
 }
 
-/// `cancel EXP`: scancel every recorded job id; SIGTERM to a running local executor (its
-/// ranks checkpoint, then it ends).
+/// `cancel EXP`: scancel the recorded SLURM jobs still queued or running (a job array as a
+/// whole), SIGTERM to a running local executor (its ranks checkpoint, then it ends without
+/// restarting them), and `cancelled.json` records what was cancelled.
 pub fn cancel(exp: &Path) -> Result<()> {
+    let mut stopped: Vec<String> = Vec::new();
     if let Some(st) = local::read_state(exp)?.filter(local::is_running) {
         kill(Pid::from_raw(st.pid as i32), Signal::SIGTERM)
             .with_context(|| format!("signalling nls-launch (pid {})", st.pid))?;
         println!(
-            "stopping local job {} (SIGTERM to nls-launch pid {})",
+            "stopping local job {} (SIGTERM to nls-launch pid {}: the ranks checkpoint)",
             st.job_id, st.pid
         );
+        stopped.push(st.job_id);
     }
-    let subs: Vec<Submission> = submit::read_submissions(exp)?
+    stopped.extend(scancel_queued(exp)?);
+    if stopped.is_empty() {
+        println!(
+            "no job of {} is queued or running: nothing to cancel",
+            exp.display()
+        );
+        return Ok(());
+    }
+    cancelled::record(exp, &stopped)?;
+    println!(
+        "recorded in {}; `nls-launch resume {}` continues later",
+        exp.join(cancelled::FILE).display(),
+        exp.display()
+    );
+    Ok(())
+}
+
+/// scancel for each recorded SLURM job still in the queue; returns the ids cancelled.
+fn scancel_queued(exp: &Path) -> Result<Vec<String>> {
+    let ids: Vec<String> = submit::read_submissions(exp)?
         .into_iter()
         .filter(|s| s.executor.is_none())
+        .map(|s| s.job_id)
         .collect();
-    let mut failed = 0;
-    for s in &subs {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queued: Vec<String> = monitor::squeue(&ids)?
+        .iter()
+        .map(|r| monitor::split_job_id(&r.id).0.to_string())
+        .collect();
+    let mut cancelled = Vec::new();
+    for id in ids.iter().filter(|id| queued.contains(id)) {
         let out = Command::new("scancel")
-            .arg(&s.job_id)
+            .arg(id)
             .output()
             .context("running scancel (is SLURM installed here?)")?;
         let err = String::from_utf8_lossy(&out.stderr);
-        match (out.status.success(), err.trim()) {
-            (true, "") => println!("cancelled job {}", s.job_id),
-            (true, msg) => println!("job {}: {msg}", s.job_id),
-            (false, msg) => {
-                failed += 1;
-                println!("job {}: scancel failed: {msg}", s.job_id)
-            }
-        }
+        ensure!(
+            out.status.success(),
+            "scancel {id} failed ({}): {}",
+            out.status,
+            err.trim()
+        );
+        println!("cancelled job {id}");
+        cancelled.push(id.clone());
     }
-    if failed == subs.len() && failed > 0 {
-        bail!("scancel failed for every job of {}", exp.display());
-    }
-    Ok(())
+    Ok(cancelled)
 }

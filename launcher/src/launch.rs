@@ -1,7 +1,9 @@
 //! `nls-launch -- ...` and `nls-launch run FILE`: render, write the exp-dir, submit.
 
 use crate::atomic::write_atomic;
+use crate::check::{self, Candidate};
 use crate::config::Experiment;
+use crate::guard;
 use crate::render::{self, Body};
 use crate::submit::{self, Submission};
 use crate::sweep::{self, Task};
@@ -18,6 +20,17 @@ pub struct Plan {
     pub script: String,
     /// The array tasks (sweeps); None for a single job.
     pub tasks: Option<Vec<Task>>,
+    /// The single job's trainer arguments, or each array task's still without results.
+    pub units: Vec<Unit>,
+}
+
+/// One run of a launch: the single job, or one array task still without results.
+pub struct Unit {
+    /// The array task; None for a single job.
+    pub task: Option<usize>,
+    /// The configuration's name (a single job: its exp-dir).
+    pub name: String,
+    pub args: Vec<String>,
 }
 
 impl Plan {
@@ -32,24 +45,74 @@ impl Plan {
 pub fn plan(exp: &Experiment, workdir: &Path) -> Result<Option<Plan>> {
     let template = render::load_template(&exp.job, &exp.origin)?;
     let job = &exp.job;
-    let (body, tasks) = match exp.grid {
+    let (body, tasks, units) = match exp.grid {
         None => {
             let args = job.trainer_args(&[], &job.exp_dir);
-            (Body::Single { args }, None)
+            let unit = Unit {
+                task: None,
+                name: job.exp_dir.display().to_string(),
+                args: args.clone(),
+            };
+            (Body::Single { args }, None, vec![unit])
         }
         Some(_) => {
             let tasks = sweep::plan(exp)?;
-            let pending: Vec<usize> = tasks.iter().filter(|t| !t.done).map(|t| t.index).collect();
-            if pending.is_empty() {
+            let units: Vec<Unit> = tasks
+                .iter()
+                .filter(|t| !t.done)
+                .map(|t| Unit {
+                    task: Some(t.index),
+                    name: t.name.clone(),
+                    args: t.args.clone(),
+                })
+                .collect();
+            if units.is_empty() {
                 return Ok(None);
             }
+            let pending: Vec<usize> = units.iter().filter_map(|u| u.task).collect();
             let spec = sweep::array_spec(&pending, job.parallel);
             let tasks_dir = sweep::tasks_dir(&job.exp_dir);
-            (Body::Array { spec, tasks_dir }, Some(tasks))
+            (Body::Array { spec, tasks_dir }, Some(tasks), units)
         }
     };
     let script = render::render(job, &body, &template, workdir)?;
-    Ok(Some(Plan { script, tasks }))
+    Ok(Some(Plan {
+        script,
+        tasks,
+        units,
+    }))
+}
+
+/// The trainer's own parser accepts every run's arguments (see [`check`]).
+fn check_arguments(exp: &Experiment, plan: &Plan) -> Result<()> {
+    let candidates: Vec<Candidate> = plan
+        .units
+        .iter()
+        .map(|u| Candidate {
+            name: &u.name,
+            args: &u.args,
+        })
+        .collect();
+    let trainer = exp.job.trainer.as_deref().unwrap_or(Path::new("trainer"));
+    check::trainer_accepts(trainer, &candidates)
+}
+
+/// A dry run: the script, then what its first run executes and how many runs there are.
+fn print_dry_run(exp: &Experiment, plan: &Plan) {
+    print!("{}", plan.script);
+    let trainer = exp.job.trainer.as_deref().unwrap_or(Path::new("trainer"));
+    if let Some(first) = plan.units.first() {
+        let what = match first.task {
+            Some(t) => format!("task {t} ({})", first.name),
+            None => "the job".into(),
+        };
+        println!(
+            "# {} task(s) to run; {what} runs on every rank:\n#   {} {}",
+            plan.units.len(),
+            trainer.display(),
+            check::command_line(&first.args)
+        );
+    }
 }
 
 /// Plan, then print (`dry_run`), run here (`local`), or write and submit. Returns the exit
@@ -70,10 +133,12 @@ pub fn launch(exp: &Experiment, dry_run: bool, local: bool) -> Result<u8> {
             plan.pending().map_or(0, |p| p.len())
         );
     }
+    check_arguments(exp, &plan)?;
     if dry_run {
-        print!("{}", plan.script);
+        print_dry_run(exp, &plan);
         return Ok(0);
     }
+    let _lock = guard::acquire(&exp.job.exp_dir)?;
     if local {
         let code = crate::local::run(exp, &plan)?.exit_code();
         println!("{}", tensorboard_line(&exp.job.exp_dir));
@@ -102,13 +167,8 @@ fn submit_plan(exp: &Experiment, plan: &Plan) -> Result<()> {
             executor: None,
         },
     )?;
-    let logs = exp.job.exp_dir.join("logs");
-    let pattern = match array {
-        Some(_) => format!("{}_<task>_<rank>.out", s.job_id),
-        None => format!("{}_<rank>.out", s.job_id),
-    };
     println!("submitted job {}", s.job_id);
-    println!("logs: {}/{pattern}", logs.display());
+    println!("{}", log_hint(&exp.job.exp_dir, &s.job_id, array.is_some()));
     println!("{}", tensorboard_line(&exp.job.exp_dir));
     Ok(())
 }
@@ -117,6 +177,26 @@ fn submit_plan(exp: &Experiment, plan: &Plan) -> Result<()> {
 /// every run folder lies inside the exp-dir (a sweep's in `runs/`), which tensorboard searches.
 pub fn tensorboard_line(exp_dir: &Path) -> String {
     format!("tensorboard --logdir {}", exp_dir.display())
+}
+
+/// Where a submission's output goes (`templates/sbatch.sh.j2`): each task's stderr, which holds
+/// the trainer's log and its errors, in `.err`; its stdout (tables it prints) in `.out`; the
+/// batch shell's own messages (srun's) in `_batch.err`.
+pub fn log_hint(exp_dir: &Path, job_id: &str, array: bool) -> String {
+    let logs = exp_dir.join("logs");
+    let (task, batch) = match array {
+        true => (
+            format!("{job_id}_<task>_<rank>"),
+            format!("{job_id}_<task>_batch"),
+        ),
+        false => (format!("{job_id}_<rank>"), format!("{job_id}_batch")),
+    };
+    format!(
+        "logs: {}/{task}.err (the trainer's log and errors; .out has what it prints on \
+         stdout), {batch}.err (srun's messages); `nls-launch logs {}` prints them",
+        logs.display(),
+        exp_dir.display()
+    )
 }
 
 /// `job.sh`, `job.toml`, `tasks/` and `logs/` in the exp-dir; returns the script's path.

@@ -77,7 +77,8 @@ enum Cmd {
         #[arg(long)]
         follow: bool,
     },
-    /// scancel every recorded job of the experiment.
+    /// Stop the experiment's queued or running jobs (scancel; SIGTERM to a local executor) and
+    /// record it in cancelled.json.
     Cancel { exp: PathBuf },
     /// Launch an ended job again from its checkpoint (sweeps: the configurations without
     /// results); flags override its job.toml.
@@ -98,8 +99,10 @@ enum Cmd {
     },
 }
 
-fn main() -> ExitCode {
-    // `nls-launch report EXP | head` ends quietly when the pipe closes, as other tools do.
+/// `nls-launch report EXP | head` ends quietly when the pipe closes, as other tools do. Only
+/// there: elsewhere a closed pipe must be an error to handle (the trainer's check-args may
+/// close its stdin early), not a silent death.
+fn die_quietly_on_closed_pipe() {
     // SAFETY: restoring the default action installs no handler.
     unsafe {
         nix::sys::signal::signal(
@@ -108,6 +111,9 @@ fn main() -> ExitCode {
         )
     }
     .ok();
+}
+
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(Cli::parse()) {
         Ok(code) => ExitCode::from(code),
@@ -140,13 +146,16 @@ fn run(cli: Cli) -> Result<u8> {
             metric,
             rows,
             columns,
-        }) => done(report::report(
-            &exp,
-            &report::Options {
-                metric,
-                rows,
-                columns,
-            },
-        )),
+        }) => {
+            die_quietly_on_closed_pipe();
+            done(report::report(
+                &exp,
+                &report::Options {
+                    metric,
+                    rows,
+                    columns,
+                },
+            ))
+        }
     }
 }

@@ -87,6 +87,18 @@ fn is_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_:/".contains(c))
 }
 
+/// A job's id as users write it: `<array job>_<task>` for an array task (scontrol's `JobId` is
+/// the task's own number there), else `JobId`.
+pub fn record_id(rec: &BTreeMap<String, String>) -> String {
+    let job = rec.get("JobId").cloned().unwrap_or_default();
+    match (rec.get("ArrayJobId"), rec.get("ArrayTaskId")) {
+        (Some(array), Some(task)) if !array.is_empty() && !task.is_empty() => {
+            format!("{array}_{task}")
+        }
+        _ => job,
+    }
+}
+
 /// One `sacct -n -P -o JobID,State,ExitCode,Elapsed` record (job steps are dropped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcctRow {
@@ -176,6 +188,9 @@ pub struct StopInfo {
     pub reason: String,
     #[serde(default)]
     pub step: Option<u64>,
+    /// Epochs completed (a number: older files may hold it fractional).
+    #[serde(default)]
+    pub epoch: Option<f64>,
     #[serde(default)]
     pub timeouts: Option<u32>,
     #[serde(default)]
@@ -193,32 +208,55 @@ pub fn read_stop(run_dir: &Path) -> Result<Option<StopInfo>> {
     crate::atomic::read_json(&run_dir.join("stop.json"))
 }
 
-/// Why a run stopped and what to do, given whether its job is still queued or running.
-pub fn explain_stop(stop: &StopInfo, job_active: bool, exp: &Path) -> String {
-    let at = stop
-        .step
-        .map(|s| format!(" at step {s}"))
-        .unwrap_or_default();
+/// What a run's explanation needs to know beyond its `stop.json`.
+#[derive(Clone, Copy, Debug)]
+pub struct RunContext<'a> {
+    /// The experiment folder `nls-launch resume` takes (a sweep's, not its member's).
+    pub exp: &'a Path,
+    /// A job of the experiment is still queued or running.
+    pub active: bool,
+    /// The job ran under the local executor (`resume` needs `--local`).
+    pub local: bool,
+    /// `nls-launch cancel` stopped the latest job.
+    pub cancelled: bool,
+    /// The run counts epochs (`trainer evaluate`), not steps (`trainer pretrain`).
+    pub epochs: bool,
+}
+
+impl RunContext<'_> {
+    /// The command that continues the experiment from its checkpoints.
+    pub fn resume_command(&self) -> String {
+        let local = if self.local { " --local" } else { "" };
+        format!("nls-launch resume {}{local}", self.exp.display())
+    }
+}
+
+/// ` at epoch 53` for evaluation runs, ` at step 1200` for pretraining, from `stop.json`.
+pub fn progress(stop: &StopInfo, epochs: bool) -> String {
+    match (epochs, stop.epoch, stop.step) {
+        (true, Some(e), _) => format!(" at epoch {e}"),
+        (_, _, Some(s)) => format!(" at step {s}"),
+        _ => String::new(),
+    }
+}
+
+/// Why a run stopped and what to do about it.
+pub fn explain_stop(stop: &StopInfo, ctx: &RunContext) -> String {
+    let at = progress(stop, ctx.epochs);
     let ckpt = stop.file.as_deref().unwrap_or("the newest checkpoint");
-    let resume = format!(
-        "resume with `nls-launch resume {}` (or `sbatch {}/job.sh`: the trainer continues from {ckpt})",
-        exp.display(),
-        exp.display()
-    );
+    let resume = format!("`{}` continues from {ckpt}", ctx.resume_command());
     match stop.reason.as_str() {
         "finished" => format!("finished{at}"),
-        "max-timeouts" => match &stop.hint {
-            Some(hint) => format!("stopped for good{at}: {hint}"),
-            None => format!(
-                "stopped for good{at} after {} time limits; {resume}",
-                stop.timeouts.unwrap_or(0)
-            ),
-        },
-        "terminated" if job_active => {
-            format!("last attempt ended by SIGTERM{at}; SLURM requeued the job and it resumes from {ckpt}")
-        }
+        _ if ctx.cancelled && !ctx.active => format!("cancelled{at} (nls-launch cancel); {resume}"),
+        "max-timeouts" => format!(
+            "stopped for good{at} after {} time limits (--max-timeouts); {resume}",
+            stop.timeouts.unwrap_or(0)
+        ),
+        "terminated" if ctx.active => format!(
+            "last attempt ended by SIGTERM{at}; SLURM requeued the job and it resumes from {ckpt}"
+        ),
         "terminated" => format!("ended by SIGTERM (cancelled or preempted){at}; {resume}"),
-        r @ ("timeout" | "preemption") if job_active => {
+        r @ ("timeout" | "preemption") if ctx.active => {
             format!(
                 "last attempt stopped by a {r}{at}; the job is requeued and resumes from {ckpt}"
             )

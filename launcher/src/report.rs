@@ -4,7 +4,9 @@
 //! summary in `summary.csv`, both with the runs' states in `report.json`, the metric against
 //! the noise rate in `report.png` ([`crate::figures`]). Runs without results are listed with
 //! where they stand, never dropped silently. A single run's report also plots its training
-//! curves (`curves.png`), pretraining runs (which have no results.json) included.
+//! curves (`curves.png`) and final loss / kNN / test accuracy, pretraining runs (which have no
+//! results.json) and bare `trainer` run folders (no launcher files) included. The metric is
+//! checked before anything is written.
 
 use crate::atomic::{read_json, write_atomic};
 use crate::config::{Experiment, JobArgs};
@@ -60,15 +62,16 @@ pub struct Runs {
     pub runs: Vec<RunResult>,
 }
 
-/// Collects, prints and writes the report.
+/// Collects, prints and writes the report. Everything is checked before anything is written.
 pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
+    let metrics = exp_dir.join("metrics.jsonl");
+    if !exp_dir.join(RESOLVED).is_file() && metrics.is_file() {
+        return single_run(exp_dir);
+    }
     let runs = collect(exp_dir)?;
     let with = runs.runs.iter().filter(|r| r.results.is_some()).count();
-    if runs.keys.is_empty() {
-        curves(exp_dir)?;
-        if with == 0 && exp_dir.join("metrics.jsonl").is_file() {
-            return Ok(());
-        }
+    if runs.keys.is_empty() && with == 0 && metrics.is_file() {
+        return single_run(exp_dir);
     }
     ensure!(
         with > 0,
@@ -78,7 +81,11 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
         runs.runs.len(),
         exp_dir.display()
     );
+    check_metric(&runs, &opts.metric)?;
     let layout = layout(&runs.keys, opts)?;
+    if runs.keys.is_empty() {
+        single_run(exp_dir)?;
+    }
     let summary = summarize(&runs, &opts.metric, &layout);
     print!(
         "{}",
@@ -117,18 +124,90 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
     let name = exp_dir.file_name().unwrap_or_default().to_string_lossy();
     if figures::metric_vs_noise(&png, &name, &summary, &opts.metric, scale)? {
         println!("plot: {}", png.display());
+    } else if png.is_file() {
+        // An earlier report's plot would no longer match the tables beside it.
+        std::fs::remove_file(&png).with_context(|| format!("removing {}", png.display()))?;
     }
     Ok(())
 }
 
-/// A single run's training curves (`curves.png`) from its metrics.jsonl, when it has one.
-fn curves(exp_dir: &Path) -> Result<()> {
+/// The metric must be in some run's results; the error lists the ones that are.
+fn check_metric(runs: &Runs, metric: &str) -> Result<()> {
+    if runs.runs.iter().any(|r| metric_of(r, metric).is_some()) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = runs
+        .runs
+        .iter()
+        .filter_map(|r| r.results.as_ref()?["metrics"].as_object())
+        .flat_map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.is_number())
+                .map(|(k, _)| k.as_str())
+        })
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    anyhow::bail!(
+        "no run has the metric `{metric}` in its results.json; nothing was written. \
+         Metrics the runs have: {}",
+        known.join(", ")
+    )
+}
+
+/// A single run (the launcher's, or a bare `trainer` run folder): its final numbers on
+/// stdout and its training curves (`curves.png`) from metrics.jsonl.
+fn single_run(exp_dir: &Path) -> Result<()> {
+    let metrics = exp_dir.join("metrics.jsonl");
+    let lines = figures::read_metrics(&metrics)?;
+    println!("run {}:", exp_dir.display());
+    for line in final_numbers(&lines) {
+        println!("  {line}");
+    }
+    if let Some(results) = read_json::<Value>(&exp_dir.join("results.json"))? {
+        let m = &results["metrics"];
+        if let (Some(acc), Some(best)) = (m["acc1"].as_f64(), m["best_acc1"].as_f64()) {
+            println!(
+                "  test top-1 accuracy {:.1}% (best {:.1}% at epoch {})",
+                acc * 100.0,
+                best * 100.0,
+                m["best_epoch"]
+            );
+        }
+    }
     let png = exp_dir.join(CURVES_PNG);
     let title = format!("training curves of {}", exp_dir.display());
-    if figures::training_curves(&png, &exp_dir.join("metrics.jsonl"), &title)? {
+    if figures::training_curves(&png, &lines, &title)? {
         println!("plot: {}", png.display());
     }
     Ok(())
+}
+
+/// The last loss and the last kNN accuracy a run logged, as text.
+pub fn final_numbers(lines: &[Value]) -> Vec<String> {
+    let last = |key: &str| lines.iter().rev().find(|l| l[key].is_number());
+    let at = |l: &Value| match (l["epoch"].as_f64(), l["step"].as_u64()) {
+        (Some(e), Some(s)) => format!("step {s}, epoch {e}"),
+        (None, Some(s)) => format!("step {s}"),
+        (Some(e), None) => format!("epoch {e}"),
+        _ => "unknown step".into(),
+    };
+    let mut out = Vec::new();
+    if let Some(l) = last("loss") {
+        out.push(format!(
+            "final loss {:.4} ({})",
+            l["loss"].as_f64().unwrap_or(f64::NAN),
+            at(l)
+        ));
+    }
+    if let Some(l) = last("knn_acc1") {
+        let acc = l["knn_acc1"].as_f64().unwrap_or(f64::NAN) * 100.0;
+        out.push(format!("kNN top-1 accuracy {acc:.1}% ({})", at(l)));
+    }
+    if out.is_empty() {
+        out.push("no loss or kNN accuracy logged yet".into());
+    }
+    out
 }
 
 fn layout(keys: &[String], opts: &Options) -> Result<Layout> {
@@ -193,6 +272,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             (keys, places)
         }
     };
+    let epochs = exp.job.command.first().is_some_and(|c| c == "evaluate");
     let runs = places
         .into_iter()
         .map(|(values, dir)| {
@@ -201,7 +281,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             })?;
             let state = match &results {
                 Some(_) => "results".to_string(),
-                None => state_without_results(&dir)?,
+                None => state_without_results(&dir, epochs)?,
             };
             Ok(RunResult {
                 values,
@@ -215,7 +295,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
 }
 
 /// Where a run without `results.json` stands.
-fn state_without_results(dir: &Path) -> Result<String> {
+fn state_without_results(dir: &Path, epochs: bool) -> Result<String> {
     if !dir.is_dir() {
         return Ok("not started".into());
     }
@@ -223,9 +303,7 @@ fn state_without_results(dir: &Path) -> Result<String> {
         Some(stop) => format!(
             "stopped ({}){}",
             stop.reason,
-            stop.step
-                .map(|s| format!(" at step {s}"))
-                .unwrap_or_default()
+            monitor::progress(&stop, epochs)
         ),
         None => "started, no results.json: running, or failed (see its logs)".into(),
     })

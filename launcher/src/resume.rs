@@ -4,8 +4,8 @@
 
 use crate::config::{Experiment, JobArgs};
 use crate::launch::{self, RESOLVED};
-use crate::{local, monitor, submit};
-use anyhow::{bail, ensure, Result};
+use crate::{guard, monitor};
+use anyhow::{ensure, Result};
 use std::path::Path;
 
 /// Checks that nothing of the experiment still runs and that there is something to continue,
@@ -17,7 +17,7 @@ pub fn resume(exp_dir: &Path, flags: &JobArgs, dry_run: bool, local: bool) -> Re
         "{} has no {RESOLVED}: resume takes an experiment folder written by nls-launch",
         exp_dir.display()
     );
-    ensure_ended(exp_dir)?;
+    guard::ensure_idle(exp_dir)?;
     let mut flags = flags.clone();
     flags.exp_dir = Some(exp_dir.to_path_buf());
     let exp = Experiment::load(Some(&file), &flags, &[])?;
@@ -25,40 +25,6 @@ pub fn resume(exp_dir: &Path, flags: &JobArgs, dry_run: bool, local: bool) -> Re
         ensure_resumable(exp_dir)?;
     }
     launch::launch(&exp, dry_run, local)
-}
-
-/// Refuses while a recorded SLURM job is queued or running, or a local executor still runs.
-fn ensure_ended(exp_dir: &Path) -> Result<()> {
-    if let Some(state) = local::read_state(exp_dir)? {
-        ensure!(
-            !local::is_running(&state),
-            "local job {} of {} is still running (nls-launch pid {}); stop it with \
-             `nls-launch cancel {}` or wait for it",
-            state.job_id,
-            exp_dir.display(),
-            state.pid,
-            exp_dir.display()
-        );
-    }
-    let ids: Vec<String> = submit::read_submissions(exp_dir)?
-        .into_iter()
-        .filter(|s| s.executor.is_none())
-        .map(|s| s.job_id)
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    if let Some(row) = monitor::squeue(&ids)?.first() {
-        bail!(
-            "job {} of {} is still {}; it continues by itself. Cancel it first \
-             (`nls-launch cancel {}`) to resume it with other settings",
-            row.id,
-            exp_dir.display(),
-            row.state,
-            exp_dir.display()
-        );
-    }
-    Ok(())
 }
 
 /// A single job must have stopped early and left a checkpoint.

@@ -195,15 +195,17 @@ pub fn run_dir(exp_dir: &Path, point: &Point) -> PathBuf {
     exp_dir.join("runs").join(point.name())
 }
 
-/// A grid key must not also be a flag of `command`, and the launcher owns `--exp-dir`.
+/// A grid key must not also be a flag of `command` (the launcher owns `--exp-dir`: see
+/// [`crate::config::JobConfig::validate`]).
 fn check_conflicts(exp: &Experiment, points: &[Point]) -> Result<()> {
     let cmd = &exp.job.command;
-    ensure!(
-        !has_flag(cmd, "--exp-dir"),
-        "{}: a sweep's command must not give --exp-dir: each configuration runs in <exp_dir>/runs/<name>",
-        exp.origin.of("command")
-    );
     for (key, _) in points.iter().flat_map(|p| &p.0) {
+        ensure!(
+            key != "exp_dir",
+            "{}: [grid] key `exp_dir`: each configuration runs in <exp_dir>/runs/<name>; \
+             nls-launch gives the trainer its --exp-dir",
+            exp.origin.source()
+        );
         let flag = format!("--{}", key.replace('_', "-"));
         ensure!(
             !has_flag(cmd, &flag),

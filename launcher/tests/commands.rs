@@ -2,7 +2,9 @@
 //! submit, dry run, status, logs, cancel.
 
 mod common;
+mod runs;
 
+use runs::trainer;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -51,7 +53,12 @@ fn submit_status_logs_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let bin = fakes(d);
-    common::write(d, "s.toml", "command = [\"evaluate\"]\n[job]\nexp_dir = \"exp\"\ntrainer = \"trainer\"\n[grid]\nseed = [0, 1, 2, 3, 4]\n");
+    let sweep = format!(
+        "command = [\"evaluate\", \"--data-dir\", \"d\", \"--backbone\", \"none\"]\n[job]\n\
+         exp_dir = \"exp\"\ntrainer = \"{}\"\n[grid]\nseed = [0, 1, 2, 3, 4]\n",
+        trainer().display()
+    );
+    common::write(d, "s.toml", &sweep);
 
     let dry = nls(d, &bin, &["run", "s.toml", "--dry-run"]);
     assert!(dry.status.success(), "{}", text(&dry));
@@ -62,6 +69,13 @@ fn submit_status_logs_cancel() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("submitted job 4242"), "{}", text(&out));
     common::assert_tensorboard_line(&out, &d.join("exp"));
+    // The trainer logs to stderr: the pointer is to the .err files.
+    assert!(
+        text(&out).contains("exp/logs/4242_<task>_<rank>.err (the trainer's log")
+            && text(&out).contains("4242_<task>_batch.err"),
+        "{}",
+        text(&out)
+    );
     let calls = std::fs::read_to_string(d.join("sbatch.calls")).unwrap();
     assert!(
         calls.starts_with("--parsable ") && calls.contains("exp/job.sh"),
@@ -98,12 +112,139 @@ fn submit_status_logs_cancel() {
         text(&logs)
     );
 
+    // A second launch into the exp-dir while the array is queued is refused, naming it.
+    for how in [&[][..], &["--local"]] {
+        let mut args = vec!["run", "s.toml"];
+        args.extend(how);
+        let again = nls(d, &bin, &args);
+        assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+        assert!(
+            text(&again).contains("job 4242_[2-4%2] of ")
+                && text(&again).contains("is still PENDING")
+                && text(&again).contains("exp`, or use another --exp-dir"),
+            "{}",
+            text(&again)
+        );
+    }
+    assert_eq!(
+        launcher::submit::read_submissions(&d.join("exp"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("sbatch.calls"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+
     let c = nls(d, &bin, &["cancel", "exp"]);
     assert!(c.status.success(), "{}", text(&c));
     assert_eq!(
         std::fs::read_to_string(d.join("scancel.calls")).unwrap(),
         "4242\n"
     );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("exp/cancelled.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["jobs"], serde_json::json!(["4242"]));
+    // The trainer read the SIGTERM as a preemption; status says what happened.
+    gone(&bin);
+    std::fs::create_dir_all(d.join("exp/runs/seed1")).unwrap();
+    std::fs::write(
+        d.join("exp/runs/seed1/stop.json"),
+        r#"{"reason":"preemption","step":6,"epoch":53}"#,
+    )
+    .unwrap();
+    let st = text(&nls(d, &bin, &["status", "exp"]));
+    assert!(
+        st.contains("cancelled with `nls-launch cancel`")
+            && st.contains("seed1: cancelled at epoch 53")
+            && st.contains("cancelled 1")
+            && !st.contains("preemption"),
+        "{st}"
+    );
+    run_hint(d, &bin, &st, "submitted job 4242");
+}
+
+/// squeue for jobs that left the queue.
+fn gone(bin: &Path) {
+    common::fake_bin(
+        bin,
+        "squeue",
+        "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1",
+    );
+}
+
+/// Runs the first `nls-launch resume ...` command `status` printed; it must succeed and say
+/// `says`.
+fn run_hint(dir: &Path, bin: &Path, status: &str, says: &str) {
+    let hint = status
+        .split('`')
+        .find(|s| s.starts_with("nls-launch resume "))
+        .unwrap_or_else(|| panic!("no resume hint in {status}"));
+    let args: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let out = nls(dir, bin, &args);
+    assert!(out.status.success(), "`{hint}`: {}", text(&out));
+    assert!(text(&out).contains(says), "`{hint}`: {}", text(&out));
+}
+
+#[test]
+fn status_of_a_sweep_member_hints_a_resume_that_works_and_names_array_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = fakes(d);
+    let sweep = format!(
+        "command = [\"evaluate\", \"--data-dir\", \"d\", \"--backbone\", \"none\"]\n\
+         [job]\nexp_dir = \"exp\"\ntrainer = \"{}\"\n[grid]\nseed = [0, 1]\n",
+        trainer().display()
+    );
+    common::write(d, "s.toml", &sweep);
+    assert!(nls(d, &bin, &["run", "s.toml"]).status.success());
+    gone(&bin);
+    common::fake_bin(
+        &bin,
+        "scontrol",
+        "echo 'JobId=4244 ArrayJobId=4242 ArrayTaskId=1 JobState=PREEMPTED Restarts=0 ExitCode=0:0 Reason=None'",
+    );
+    std::fs::create_dir_all(d.join("exp/runs/seed1")).unwrap();
+    std::fs::write(
+        d.join("exp/runs/seed1/stop.json"),
+        r#"{"reason":"preemption","step":6,"epoch":53,"file":"ck"}"#,
+    )
+    .unwrap();
+    let st = text(&nls(d, &bin, &["status", "exp"]));
+    assert!(st.contains("4242_1 PREEMPTED"), "{st}");
+    assert!(
+        st.contains("seed1: stopped by a preemption at epoch 53")
+            && st.contains("`nls-launch resume exp`")
+            && !st.contains("runs/seed1`")
+            && !st.contains("sbatch"),
+        "{st}"
+    );
+    run_hint(d, &bin, &st, "submitted job 4242");
+}
+
+#[test]
+fn a_stale_local_state_does_not_block_a_launch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = fakes(d);
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::create_dir_all(d.join("exp")).unwrap();
+    let state = format!(r#"{{"job_id":"1","pid":{pid},"state":"running","time":"t"}}"#);
+    std::fs::write(d.join("exp/local.json"), state).unwrap();
+    let out = nls(
+        d,
+        &bin,
+        &["--exp-dir", "exp", "--", "pretrain", "--data-dir", "d"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("submitted job 4242"), "{}", text(&out));
 }
 
 #[test]
@@ -131,6 +272,11 @@ fn status_of_a_finished_job_without_accounting() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("exp/logs/4242_<rank>.err (") && text(&out).contains("4242_batch.err"),
+        "{}",
+        text(&out)
+    );
     std::fs::write(
         d.join("exp/stop.json"),
         r#"{"reason":"preemption","step":50,"timeouts":0,"preemptions":1,"file":"ck"}"#,

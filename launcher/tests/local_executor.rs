@@ -265,3 +265,116 @@ fn a_killed_rank_fails_the_job_and_status_names_it() {
         "rank 0 names the dead rank: {logs}"
     );
 }
+
+#[test]
+fn a_local_sweep_goes_on_past_a_failed_configuration_and_resume_reruns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // --batch-size 512 passes the argument check but not the run (256 training images).
+    let sweep = format!(
+        "command = [\"evaluate\", \"--data-dir\", \"{}\", \"--backbone\", \"none\", \
+         \"--width\", \"8\", \"--epochs\", \"1\", \"--train-samples\", \"256\", \
+         \"--test-samples\", \"256\", \"--backend\", \"gloo\"]\n\
+         [job]\nexp_dir = \"sweep\"\ncpu = true\n\
+         [grid]\nbatch_size = [512, 64]\n",
+        runs::FASHION_MNIST
+    );
+    std::fs::write(d.join("sweep.toml"), sweep).unwrap();
+    let out = nls(d)
+        .args(["run", "sweep.toml", "--local", "--trainer"])
+        .arg(trainer())
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let runs = d.join("sweep/runs");
+    assert!(
+        runs.join("batch_size64/results.json").is_file(),
+        "the configuration after the failed one ran: {said}"
+    );
+    assert!(!runs.join("batch_size512/results.json").is_file());
+    let job = launcher::submit::read_submissions(&d.join("sweep")).unwrap()[0]
+        .job_id
+        .clone();
+    let log = d.join(format!("sweep/logs/{job}_0_0.err"));
+    assert!(
+        said.contains("1 of 2 runs failed: task 0 (batch_size512)")
+            && said.contains(&log.display().to_string()),
+        "{said}"
+    );
+    assert!(
+        runs::read(&log).contains("--batch-size 512"),
+        "the log says why"
+    );
+
+    let again = nls(d)
+        .args(["resume", "sweep", "--local"])
+        .output()
+        .unwrap();
+    let said = text(&again);
+    assert_eq!(again.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("[1/1] starting task 0 (batch_size512)"),
+        "only the configuration without results runs again: {said}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_local_job_for_good_and_its_hint_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = tiny_pretrain(256, 3);
+    let child = local(d, "exp", &["--cpu"], &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = d.join("exp/checkpoints/ckpt-0000000008.safetensors");
+    wait_for(
+        "the first checkpoint",
+        LIMIT,
+        || first.is_file(),
+        String::new,
+    );
+
+    // A second launch into the same exp-dir is refused, naming the running one.
+    let second = local(d, "exp", &["--cpu"], &args).output().unwrap();
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    let pid = child.id().to_string();
+    assert!(
+        said.contains(&format!("is still running (nls-launch pid {pid})"))
+            && said.contains("nls-launch cancel"),
+        "{said}"
+    );
+
+    let cancel = nls(d).args(["cancel", "exp"]).output().unwrap();
+    assert!(cancel.status.success(), "{}", text(&cancel));
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(!text(&out).contains("SLURM_RESTART_COUNT=1"), "no restart");
+    let job = launcher::submit::read_submissions(&d.join("exp")).unwrap()[0]
+        .job_id
+        .clone();
+    assert_eq!(read_json(&d.join("exp/cancelled.json"))["jobs"][0], job);
+
+    let status = text(&nls(d).args(["status", "exp"]).output().unwrap());
+    assert!(
+        status.contains("cancelled with `nls-launch cancel`")
+            && status.contains("run: cancelled at step")
+            && !status.contains("preemption"),
+        "{status}"
+    );
+    // The hint is a command that works: it resumes the run here, to its end.
+    let hint = status
+        .split('`')
+        .find(|s| s.starts_with("nls-launch resume "))
+        .unwrap_or_else(|| panic!("no resume hint in {status}"));
+    assert!(hint.ends_with(" --local"), "{hint}");
+    let args: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let resumed = nls(d).args(&args).output().unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(read_json(&d.join("exp/stop.json"))["reason"], "finished");
+    let status = text(&nls(d).args(["status", "exp"]).output().unwrap());
+    assert!(status.contains("run: finished at step 24"), "{status}");
+}

@@ -1,6 +1,6 @@
 //! Parsing what SLURM prints (squeue, scontrol, sacct, sbatch) and the trainer's stop.json.
 
-use launcher::monitor::{self, StopInfo};
+use launcher::monitor::{self, RunContext, StopInfo};
 use launcher::submit::parse_sbatch;
 use std::path::Path;
 
@@ -100,23 +100,69 @@ fn stop(reason: &str) -> StopInfo {
     .unwrap()
 }
 
+fn ctx(exp: &Path) -> RunContext<'_> {
+    RunContext {
+        exp,
+        active: false,
+        local: false,
+        cancelled: false,
+        epochs: false,
+    }
+}
+
 #[test]
 fn stop_json_explained() {
     let exp = Path::new("/x");
+    let c = ctx(exp);
     assert_eq!(
-        monitor::explain_stop(&stop("finished"), false, exp),
+        monitor::explain_stop(&stop("finished"), &c),
         "finished at step 1200"
     );
-    let t = monitor::explain_stop(&stop("timeout"), true, exp);
+    let active = RunContext { active: true, ..c };
+    let t = monitor::explain_stop(&stop("timeout"), &active);
     assert!(t.contains("requeued"), "{t}");
-    let t = monitor::explain_stop(&stop("preemption"), false, exp);
+    let t = monitor::explain_stop(&stop("preemption"), &c);
     assert!(
-        t.contains("no longer queued") && t.contains("nls-launch resume /x"),
+        t.contains("no longer queued") && t.contains("`nls-launch resume /x`"),
         "{t}"
     );
-    let t = monitor::explain_stop(&stop("max-timeouts"), false, exp);
+    let t = monitor::explain_stop(&stop("max-timeouts"), &c);
     assert!(
-        t.contains("after 4 time limits") && t.contains("resume"),
+        t.contains("after 4 time limits") && t.contains("`nls-launch resume /x`"),
         "{t}"
     );
+}
+
+#[test]
+fn stop_hints_fit_the_run() {
+    let c = ctx(Path::new("/x"));
+    // Evaluation runs count epochs: step is the step within the epoch.
+    let eval = RunContext { epochs: true, ..c };
+    assert_eq!(
+        monitor::explain_stop(&stop("finished"), &eval),
+        "finished at epoch 3"
+    );
+    let local = RunContext { local: true, ..c };
+    let t = monitor::explain_stop(&stop("preemption"), &local);
+    assert!(t.contains("`nls-launch resume /x --local`"), "{t}");
+    // No hint to sbatch a script: a sweep member's folder has none.
+    assert!(!t.contains("sbatch"), "{t}");
+    let cancelled = RunContext {
+        cancelled: true,
+        ..c
+    };
+    let t = monitor::explain_stop(&stop("preemption"), &cancelled);
+    assert!(
+        t.starts_with("cancelled at step 1200") && !t.contains("preemption"),
+        "{t}"
+    );
+}
+
+#[test]
+fn scontrol_names_array_tasks_by_array_job_and_task() {
+    let out = "JobId=4245 ArrayJobId=4242 ArrayTaskId=3 JobState=COMPLETED ExitCode=0:0\n\
+               JobId=4250 JobState=FAILED ExitCode=2:0\n";
+    let recs = monitor::parse_scontrol(out);
+    assert_eq!(monitor::record_id(&recs[0]), "4242_3");
+    assert_eq!(monitor::record_id(&recs[1]), "4250");
 }

@@ -1,5 +1,6 @@
 //! `trainer`: the nls training program. Run directly or under `srun`; see README.md.
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use trainer::cmd;
@@ -31,6 +32,31 @@ enum Command {
     Evaluate(Box<cmd::evaluate::EvaluateArgs>),
     /// Write a PNG grid of original images and their augmented views, to check the augmentations by eye.
     AugmentPreview(cmd::augment_preview::AugmentPreviewArgs),
+    /// Check argument lists as a run would read them, without running (used by nls-launch).
+    #[command(hide = true)]
+    CheckArgs(cmd::check_args::CheckArgsArgs),
+}
+
+/// What `trainer <args>` would refuse before any work: clap's parse, then for the runs their
+/// configuration (defaults ← `--config` ← flags). Touches no data, device or exp-dir.
+fn check(args: &[String]) -> anyhow::Result<()> {
+    let argv = std::iter::once("trainer".to_string()).chain(args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).map_err(|e| {
+        let text = e.render().to_string();
+        let text = text.trim().trim_start_matches("error: ");
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                anyhow::anyhow!("the arguments ask for --help or --version, not a run")
+            }
+            _ => anyhow::anyhow!("{text}"),
+        }
+    })?;
+    match cli.command {
+        Command::Pretrain(args) => cmd::pretrain::config(&args).map(drop),
+        Command::Evaluate(args) => cmd::evaluate::config(&args).map(drop),
+        Command::CheckArgs(_) => anyhow::bail!("check-args checks another subcommand's arguments"),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -46,6 +72,7 @@ fn main() -> ExitCode {
         Command::Pretrain(args) => cmd::pretrain::run(*args),
         Command::Evaluate(args) => cmd::evaluate::run(*args),
         Command::AugmentPreview(args) => cmd::augment_preview::run(args).map(|()| 0),
+        Command::CheckArgs(args) => cmd::check_args::run(args, check),
     };
     match result {
         Ok(code) => ExitCode::from(code),

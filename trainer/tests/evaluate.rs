@@ -272,16 +272,18 @@ fn two_ranks_match_one_rank() {
     let args = |exp: &Path| with(base(exp, "elr", "0.4"), &[("--epochs", "3")]);
     assert!(run(&args(&one)).status.success());
     common::trainer_ranks(&args(&two), 2);
-    // Same global batches, dropout masks and ELR targets; only float sums differ in order
-    // (measured after 5 epochs: 34.4% vs 33.9%).
+    // Same global batches, dropout masks and ELR targets; only float sums differ in order, and
+    // training amplifies that. Measured |1 rank − 2 ranks| at epoch 1 over seeds 0–4 under each
+    // ATEN_CPU_CAPABILITY (default, avx2, avx512; 15 pairs): loss at most 3.5e-4 (seed 0, this
+    // test's, in all three), top-1 at most 0.0015. The tolerances are about 6× those.
     let (a, b) = (metrics(&one), metrics(&two));
     assert_eq!(a.len(), 3);
     let close = |k: &str, tol: f64| {
         let (x, y) = (a[0][k].as_f64().unwrap(), b[0][k].as_f64().unwrap());
         assert!((x - y).abs() <= tol, "epoch 1 {k}: {x} vs {y}");
     };
-    close("loss", 1e-4);
-    close("acc1", 0.005);
+    close("loss", 2e-3);
+    close("acc1", 0.01);
     assert_eq!(
         results(&one)["metrics"]["epochs"],
         results(&two)["metrics"]["epochs"]

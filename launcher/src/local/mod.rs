@@ -9,6 +9,8 @@
 //!   checkpoint (exit 75: resume with `nls-launch resume EXP --local`).
 //! - `--time` is enforced per attempt: SIGUSR1 `signal_delay` seconds before the limit, SIGTERM
 //!   at it, SIGKILL [`KILL_WAIT`] later.
+//! - A sweep's configurations run one after another; one that fails is reported (name and log)
+//!   and the next starts; the job then ends failed, naming each failure.
 //! - Ranks that exit with 75 (the trainer's "restart me", asked for by
 //!   `NLS_RESTART_BY_EXIT_CODE`) are started again with `SLURM_RESTART_COUNT` one higher, as a
 //!   requeue would; a failed rank ends the job, the others get [`FAIL_GRACE`] to report what
@@ -25,7 +27,7 @@ mod signals;
 
 use crate::atomic::{read_json, write_atomic};
 use crate::config::{Experiment, JobConfig};
-use crate::launch::{write_exp_dir, Plan};
+use crate::launch::{write_exp_dir, Plan, Unit};
 use crate::submit::{self, Submission};
 use anyhow::{Context, Result};
 use group::{AttemptEnd, Group, RankSpec};
@@ -79,13 +81,6 @@ impl Outcome {
     }
 }
 
-/// The single job, or one array task.
-struct Unit {
-    task: Option<usize>,
-    label: String,
-    args: Vec<String>,
-}
-
 /// Writes the exp-dir and runs the planned job here.
 pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
     signals::install()?;
@@ -104,7 +99,7 @@ pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
             executor: Some(EXECUTOR.into()),
         },
     )?;
-    let units = units(exp, plan);
+    let units = &plan.units;
     save_state(job, id, "running", None)?;
     say(&format!(
         "local job {id}: {} × {} rank(s), {} run(s); logs in {}/logs/{id}_*",
@@ -113,7 +108,7 @@ pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
         units.len(),
         job.exp_dir.display()
     ));
-    let outcome = match run_units(job, id, &units) {
+    let outcome = match run_units(job, id, units) {
         Ok(o) => o,
         Err(e) => {
             save_state(job, id, "failed", Some(format!("{e:#}")))?;
@@ -139,43 +134,50 @@ pub fn run(exp: &Experiment, plan: &Plan) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// Runs the units one after another until one does not finish.
+/// Runs the units one after another. A failed unit is reported and the next one starts (a
+/// sweep's configurations do not depend on each other); a stop request ends the job. Failed
+/// when any unit failed, naming each with its log.
 fn run_units(job: &JobConfig, id: u64, units: &[Unit]) -> Result<Outcome> {
+    let n = units.len();
+    let mut failed: Vec<String> = Vec::new();
     for (i, unit) in units.iter().enumerate() {
-        let started = Instant::now();
-        let n = units.len();
-        say(&format!("[{}/{n}] starting {}", i + 1, unit.label));
-        let outcome = run_unit(job, id, unit)?;
-        if outcome != Outcome::Finished {
-            return Ok(outcome);
+        if signals::stop_asked() {
+            return Ok(Outcome::Stopped);
         }
-        say(&format!(
-            "[{}/{n}] {} finished in {:.0} s",
-            i + 1,
-            unit.label,
-            started.elapsed().as_secs_f64()
-        ));
+        let started = Instant::now();
+        say(&format!("[{}/{n}] starting {}", i + 1, label(unit)));
+        match run_unit(job, id, unit)? {
+            Outcome::Finished => say(&format!(
+                "[{}/{n}] {} finished in {:.0} s",
+                i + 1,
+                label(unit),
+                started.elapsed().as_secs_f64()
+            )),
+            Outcome::Stopped => return Ok(Outcome::Stopped),
+            Outcome::Failed(why) => {
+                let (_, log) = log_paths(job, id, unit.task, 0);
+                say(&format!("[{}/{n}] {why} (log: {})", i + 1, log.display()));
+                failed.push(format!("{why} (log: {})", log.display()));
+            }
+        }
     }
-    Ok(Outcome::Finished)
+    Ok(match failed.len() {
+        0 => Outcome::Finished,
+        1 if n == 1 => Outcome::Failed(failed.remove(0)),
+        k => Outcome::Failed(format!(
+            "{k} of {n} runs failed: {}; `nls-launch resume {} --local` runs again every \
+             configuration without results",
+            failed.join("; "),
+            job.exp_dir.display()
+        )),
+    })
 }
 
-/// The single job's command, or the array tasks still without results.
-fn units(exp: &Experiment, plan: &Plan) -> Vec<Unit> {
-    match &plan.tasks {
-        None => vec![Unit {
-            task: None,
-            label: exp.job.exp_dir.display().to_string(),
-            args: exp.job.trainer_args(&[], &exp.job.exp_dir),
-        }],
-        Some(tasks) => tasks
-            .iter()
-            .filter(|t| !t.done)
-            .map(|t| Unit {
-                task: Some(t.index),
-                label: format!("task {} ({})", t.index, t.name),
-                args: t.args.clone(),
-            })
-            .collect(),
+/// `task 3 (loss_ce-seed1)`, or a single job's exp-dir.
+fn label(unit: &Unit) -> String {
+    match unit.task {
+        Some(t) => format!("task {t} ({})", unit.name),
+        None => unit.name.clone(),
     }
 }
 
@@ -256,7 +258,7 @@ fn run_unit(job: &JobConfig, id: u64, unit: &Unit) -> Result<Outcome> {
         match group::classify(&group.statuses()) {
             AttemptEnd::Done => return Ok(Outcome::Finished),
             AttemptEnd::Failed(why) => {
-                return Ok(Outcome::Failed(format!("{}: {why}", unit.label)))
+                return Ok(Outcome::Failed(format!("{}: {why}", label(unit))))
             }
             AttemptEnd::Restart if stopped => return Ok(Outcome::Stopped),
             AttemptEnd::Restart => say(&format!(
@@ -268,7 +270,7 @@ fn run_unit(job: &JobConfig, id: u64, unit: &Unit) -> Result<Outcome> {
     }
     Ok(Outcome::Failed(format!(
         "{}: restarted {MAX_RESTARTS} times without finishing",
-        unit.label
+        label(unit)
     )))
 }
 

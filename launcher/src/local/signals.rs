@@ -5,11 +5,13 @@
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 const USR1: u8 = 1;
 const STOP: u8 = 2;
 static PENDING: AtomicU8 = AtomicU8::new(0);
+/// A stop once asked for stays asked for: no further run of a sweep starts.
+static STOP_ASKED: AtomicBool = AtomicBool::new(false);
 
 /// What arrived since the last [`take`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +27,9 @@ extern "C" fn record(signal: i32) {
         false => STOP,
     };
     PENDING.fetch_or(bit, Ordering::SeqCst);
+    if bit == STOP {
+        STOP_ASKED.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Installs the handlers (`SA_RESTART`: a signal during a write does not fail it).
@@ -50,4 +55,9 @@ pub fn take() -> Received {
         usr1: bits & USR1 != 0,
         stop: bits & STOP != 0,
     }
+}
+
+/// Whether a SIGTERM or SIGINT has arrived since [`install`] (not cleared by [`take`]).
+pub fn stop_asked() -> bool {
+    STOP_ASKED.load(Ordering::SeqCst)
 }

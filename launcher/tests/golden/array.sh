@@ -4,6 +4,7 @@
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node=1
+#SBATCH --cpus-per-task=8
 #SBATCH --time=60
 #SBATCH --signal=USR1@90
 #SBATCH --requeue

@@ -123,10 +123,16 @@ pub struct EvaluateArgs {
     pub test_samples: Option<usize>,
 }
 
+/// The run's configuration (defaults ← `--config` ← flags), checked without data or devices;
+/// `trainer check-args` stops here.
+pub fn config(args: &EvaluateArgs) -> Result<EvalConfig> {
+    let flags = toml::Table::try_from(args).context("reading the flags")?;
+    EvalConfig::resolve(args.run.config.as_deref(), flags)
+}
+
 pub fn run(args: EvaluateArgs) -> Result<u8> {
     signals::install()?;
-    let flags = toml::Table::try_from(&args).context("reading the flags")?;
-    let cfg = EvalConfig::resolve(args.run.config.as_deref(), flags)?;
+    let cfg = config(&args)?;
     let source = Source::detect(&cfg.data_dir)?;
     let backbone = BackboneSource::open(&cfg)?;
     let (train, test) = load_splits(&cfg, &source)?;

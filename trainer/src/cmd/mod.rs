@@ -2,6 +2,7 @@
 //! in the library modules.
 
 pub mod augment_preview;
+pub mod check_args;
 pub mod data_info;
 pub mod dist_args;
 pub mod dist_bench;

@@ -95,10 +95,16 @@ pub struct PretrainArgs {
     pub max_steps: Option<usize>,
 }
 
+/// The run's configuration (defaults ← `--config` ← flags), checked without data or devices;
+/// `trainer check-args` stops here.
+pub fn config(args: &PretrainArgs) -> Result<PretrainConfig> {
+    let flags = toml::Table::try_from(args).context("reading the flags")?;
+    PretrainConfig::resolve(args.run.config.as_deref(), flags)
+}
+
 pub fn run(args: PretrainArgs) -> Result<u8> {
     signals::install()?;
-    let flags = toml::Table::try_from(&args).context("reading the flags")?;
-    let cfg = PretrainConfig::resolve(args.run.config.as_deref(), flags)?;
+    let cfg = config(&args)?;
     let source = cfg.source()?;
     let (env, group) = args.run.dist.join()?;
     let policy = StopPolicy::new(&env);

@@ -1,0 +1,124 @@
+//! `trainer check-args`: a run's arguments checked as the run would read them (clap, then the
+//! config layering defaults ← `--config` ← flags), touching no data and no exp-dir.
+
+use std::process::{Command, Output, Stdio};
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("check-args")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn said(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn good_arguments_pass_without_touching_data_or_exp_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp");
+    let data = dir.path().join("no-such-data");
+    let (exp_s, data_s) = (exp.to_str().unwrap(), data.to_str().unwrap());
+    let o = trainer(&[
+        "pretrain",
+        "--data-dir",
+        data_s,
+        "--exp-dir",
+        exp_s,
+        "--epochs",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", said(&o));
+    let o = trainer(&[
+        "evaluate",
+        "--data-dir",
+        data_s,
+        "--exp-dir",
+        exp_s,
+        "--backbone",
+        "none",
+        "--loss",
+        "gce",
+    ]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert!(!exp.exists(), "check-args wrote the exp-dir");
+}
+
+#[test]
+fn a_config_file_key_and_a_bad_value_are_refused_with_the_trainers_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(&cfg, "batch_sise = 512\n").unwrap();
+    let o = trainer(&[
+        "pretrain",
+        "--data-dir",
+        "d",
+        "--exp-dir",
+        "e",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        said(&o).contains("unknown field `batch_sise`"),
+        "{}",
+        said(&o)
+    );
+    let o = trainer(&[
+        "pretrain",
+        "--data-dir",
+        "d",
+        "--exp-dir",
+        "e",
+        "--epochs",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        said(&o).contains("--epochs must be at least 1"),
+        "{}",
+        said(&o)
+    );
+    let o = trainer(&[
+        "evaluate",
+        "--data-dir",
+        "d",
+        "--exp-dir",
+        "e",
+        "--loss",
+        "cee",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(said(&o).contains("invalid value 'cee'"), "{}", said(&o));
+}
+
+#[test]
+fn stdin_lists_name_the_first_refused_one() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["check-args", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = "[\"pretrain\",\"--data-dir\",\"d\",\"--exp-dir\",\"e\"]\n\
+                 [\"pretrian\"]\n\
+                 [\"pretrain\",\"--bogus\"]\n";
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["index"], 1);
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("unrecognized subcommand 'pretrian'"),
+        "{error}"
+    );
+}
