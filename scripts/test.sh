@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing (scripts/setup.sh), then checks formatting,
-# lints and runs every test. Usage: scripts/test.sh [extra cargo test args]
+# lints and runs every test.
+#
+# Usage: scripts/test.sh [--capability default|avx2|avx512] [extra cargo test args]
+#
+# --capability runs every test (the trainer processes the tests start included) with libtorch's
+# CPU kernels of that instruction set (ATEN_CPU_CAPABILITY), as another machine would pick them:
+# the numeric tests' tolerances are set from spreads measured under all three. Without it,
+# libtorch picks the best this CPU has.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ ${1:-} == --capability ]]; then
+    case ${2:-} in
+    default | avx2 | avx512) export ATEN_CPU_CAPABILITY=$2 ;;
+    *) echo "[test] --capability takes default, avx2 or avx512 (got '${2:-}')" >&2; exit 2 ;;
+    esac
+    shift 2
+fi
 "$root/scripts/setup.sh"
 source "$root/scripts/env.sh"
 cd "$root"
+# What libtorch runs with here (a capability above the CPU's falls back to the CPU's best).
+echo "[test] CPU kernels: $("$NLS_VENV/bin/python" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo unknown)${ATEN_CPU_CAPABILITY:+ (ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY)}"
 echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy"
