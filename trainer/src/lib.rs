@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod data;
 pub mod distributed;
+pub mod long_step;
 pub mod method;
 pub mod metrics;
 pub mod model;

@@ -3,7 +3,7 @@
 //! `pretrain` (same exit codes, `stop.json`); at the end `<exp-dir>/results.json`.
 
 use super::run_args::RunArgs;
-use super::stop::{Ending, StopPolicy};
+use super::stop::{Ending, StopPolicy, EXIT_RESTART};
 use crate::atomic::write_atomic;
 use crate::cluster::requeue::StopKind;
 use crate::cluster::signals;
@@ -125,12 +125,26 @@ pub struct EvaluateArgs {
 
 pub fn run(args: EvaluateArgs) -> Result<u8> {
     signals::install()?;
+    match evaluate(args) {
+        Err(e) if e.downcast_ref::<signals::Interrupted>().is_some() => {
+            log::warn!(
+                "{e:#}: before training, so there is no checkpoint; exiting with {EXIT_RESTART} \
+                 (run the same command again to start over)"
+            );
+            Ok(EXIT_RESTART)
+        }
+        other => other,
+    }
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let flags = toml::Table::try_from(&args).context("reading the flags")?;
     let cfg = EvalConfig::resolve(args.run.config.as_deref(), flags)?;
     let source = Source::detect(&cfg.data_dir)?;
     let backbone = BackboneSource::open(&cfg)?;
     let (train, test) = load_splits(&cfg, &source)?;
     let labels = noisy_labels(&cfg, &source, &train)?;
+    signals::check(|| "preparing the noisy labels".into())?;
     let (env, group) = args.run.dist.join()?;
     anyhow::ensure!(
         cfg.batch_size.is_multiple_of(group.world_size()) && cfg.batch_size <= train.len(),

@@ -2,7 +2,9 @@
 //! an existing label file into the same format. Everything is generated before anything is
 //! written, so a bad argument or a failed configuration leaves no partial output.
 
+use crate::cluster::signals;
 use crate::data::{to_classes, DatasetName, Source, Split, SplitData};
+use crate::long_step::LongStep;
 use crate::noise::decimal::{parse_decimal_list, parse_seed_list};
 use crate::noise::file::{self, NoiseFile, Origin};
 use crate::noise::import::{read_labels, Target};
@@ -66,6 +68,7 @@ struct Output {
 }
 
 pub fn run(args: NoiseArgs) -> Result<()> {
+    signals::install()?;
     let specs = if args.import.is_none() {
         grid(&args)?
     } else {
@@ -96,7 +99,15 @@ pub fn run(args: NoiseArgs) -> Result<()> {
         None => generate_all(&args, &specs, &source, &train, &clean)?,
     };
     let show_tables = args.tables || outputs.len() <= 4;
-    for out in &outputs {
+    for (i, out) in outputs.iter().enumerate() {
+        signals::check(|| {
+            format!(
+                "writing configuration {} of {} ({i} written to {})",
+                i + 1,
+                outputs.len(),
+                args.out.display()
+            )
+        })?;
         write_output(out, &keys)?;
         if args.plot {
             figure::write_plot(
@@ -168,9 +179,12 @@ fn generate_all(
         labels: clean,
         pixels: pixels.as_deref(),
     };
+    let mut step = LongStep::new("generating noise configurations", specs.len());
     specs
         .iter()
-        .map(|spec| {
+        .enumerate()
+        .map(|(i, spec)| {
+            step.advance(i)?;
             let generated =
                 noise_gen::generate(spec, &clean_set).with_context(|| describe(spec))?;
             let file = NoiseFile::new(
