@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod optim;
+pub mod run_lock;

@@ -415,7 +415,7 @@ fn head_accuracy_on(exp: &Path, backbone: &str, n: usize) -> f64 {
     aug.size = 28;
     aug.mean = [FASHION_MNIST_MEAN; 3];
     aug.std = [FASHION_MNIST_STD; 3];
-    let features = embed(&net, &test.images, &aug, Device::Cpu, 512).unwrap();
+    let features = embed(&net, &test.images, &aug, Device::Cpu, 512, &mut |_| Ok(())).unwrap();
     let group = ProcessGroup::single(Device::Cpu);
     let logits = tch::no_grad(|| head.forward(&features, None, &group)).unwrap();
     let labels = Tensor::from_slice(&test.labels);

@@ -18,6 +18,7 @@ use crate::method::eval::LossKind;
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::Kind as NoiseKind;
+use crate::run_lock;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
@@ -153,6 +154,8 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
         group.world_size(),
         train.len()
     );
+    // Held until the run ends; nothing is written into the exp-dir before it.
+    let _lock = run_lock::acquire_for_group(&cfg.exp_dir, &env, &group)?;
     let policy = StopPolicy::new(&env);
     let classes = source.num_classes as i64;
     let probe = Probe::new(&cfg, &group, &backbone, &train, &test, &labels, classes)?;

@@ -15,6 +15,7 @@ use crate::method::ssl::pretrain::{Outcome, Pretrainer};
 use crate::method::ssl::Method;
 use crate::model::{Arch, Stem};
 use crate::optim::OptimizerKind;
+use crate::run_lock;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
@@ -102,7 +103,10 @@ pub fn run(args: PretrainArgs) -> Result<u8> {
     let source = cfg.source()?;
     let (env, group) = args.run.dist.join()?;
     let policy = StopPolicy::new(&env);
-    let trainer = Pretrainer::new(&cfg, &source, &group)?;
+    let mut trainer = Pretrainer::new(&cfg, &source, &group)?;
+    // Held until the run ends; nothing is written into the exp-dir before it.
+    let _lock = run_lock::acquire_for_group(&cfg.exp_dir, &env, &group)?;
+    trainer.resume()?;
     if group.rank() == 0 {
         write_atomic(&cfg.exp_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     }
