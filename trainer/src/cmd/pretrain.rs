@@ -100,6 +100,7 @@ pub fn run(args: PretrainArgs) -> Result<u8> {
     signals::install()?;
     let flags = toml::Table::try_from(&args).context("reading the flags")?;
     let cfg = PretrainConfig::resolve(args.run.config.as_deref(), flags)?;
+    cfg.warnings().iter().for_each(|w| log::warn!("{w}"));
     let source = cfg.source()?;
     let (env, group) = args.run.dist.join()?;
     let policy = StopPolicy::new(&env);
