@@ -143,8 +143,9 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let cfg = EvalConfig::resolve(args.run.config.as_deref(), flags)?;
     let source = Source::detect(&cfg.data_dir)?;
     let backbone = BackboneSource::open(&cfg)?;
-    let (train, test) = load_splits(&cfg, &source)?;
+    let (mut train, test) = load_splits(&cfg, &source)?;
     let labels = noisy_labels(&cfg, &source, &train)?;
+    train.truncate(cfg.train_samples);
     signals::check(|| "preparing the noisy labels".into())?;
     let (env, group) = args.run.dist.join()?;
     anyhow::ensure!(
@@ -205,9 +206,9 @@ fn ending(
     }
 }
 
+/// The whole training split (cut once its labels are known) and the test subset.
 fn load_splits(cfg: &EvalConfig, source: &Source) -> Result<(SplitData, SplitData)> {
-    let mut train = source.load(Split::Train)?;
-    train.truncate(cfg.train_samples);
+    let train = source.load(Split::Train)?;
     let mut test = source.load(Split::Test)?;
     test.truncate(cfg.test_samples);
     Ok((train, test))
