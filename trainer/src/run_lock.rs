@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const LOCK_FILE: &str = ".lock";
 
@@ -70,7 +70,7 @@ pub fn acquire(exp_dir: &Path, env: &ClusterEnv) -> Result<RunLock> {
     Ok(RunLock { _lock: lock })
 }
 
-fn in_use(exp_dir: &Path, path: &PathBuf, file: &mut File) -> String {
+fn in_use(exp_dir: &Path, path: &Path, file: &mut File) -> String {
     let mut holder = String::new();
     file.read_to_string(&mut holder).ok();
     let holder = match holder.trim() {
