@@ -1,7 +1,7 @@
 //! `trainer`: the nls training program. Run directly or under `srun`; see README.md.
 
 use clap::error::ErrorKind;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 use trainer::cmd;
 
@@ -63,7 +63,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
-    let cli = Cli::parse();
+    let matches = cmd::help::with_defaults(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result: anyhow::Result<u8> = match cli.command {
         Command::Noise(args) => cmd::noise::run(args).map(|()| 0),
         Command::DataInfo(args) => cmd::data_info::run(args).map(|()| 0),

@@ -238,6 +238,18 @@ fn bad_arguments_fail_clearly_and_write_nothing() {
             "trace > 1",
         ),
         (
+            vec!["--kind", "matrix", "--convention", "other"],
+            "--convention applies only to --kind symmetric",
+        ),
+        (
+            vec!["--seeds", "0-10000"],
+            "would write 10001 files (10001 configurations × 1), more than 10000",
+        ),
+        (
+            vec!["--seeds", "0-4999", "--legacy", "--plot"],
+            "would write 15000 files",
+        ),
+        (
             vec!["--import", unreadable.to_str().unwrap()],
             "missing.json",
         ),
@@ -342,4 +354,99 @@ print(json.dumps(d["worse_label"].tolist()))
         );
     }
     assert!(!out.exists());
+}
+
+fn noise_into(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "noise",
+        "--data-dir",
+        FASHION_MNIST,
+        "--noise",
+        "0.4",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    trainer(&args)
+}
+
+/// The original form's name has no kind: a symmetric file and a matrix file of the same rate
+/// were both `noisylabels_noise0.4_sparsity0.json`, the second silently replacing the first.
+#[test]
+fn legacy_files_of_different_kinds_keep_distinct_names() {
+    if !have_data() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("labels");
+    for kind in ["symmetric", "matrix"] {
+        let o = noise_into(&out, &["--kind", kind, "--legacy"]);
+        assert!(o.status.success(), "{kind}: {}", stderr(&o));
+    }
+    let seed_dir = out.join("noisy_labels_0");
+    assert_eq!(
+        files_in(&seed_dir),
+        [
+            "noisylabels_noise0.4_sparsity0.0.json",
+            "noisylabels_symmetric-any_noise0.4.json"
+        ]
+    );
+    // Each original-form file holds its own kind's labels (keys are the sample ids).
+    for (legacy, ours) in [
+        (
+            "noisylabels_symmetric-any_noise0.4.json",
+            "fashion-mnist-symmetric-any-noise0.4-seed0.json",
+        ),
+        (
+            "noisylabels_noise0.4_sparsity0.0.json",
+            "fashion-mnist-matrix-noise0.4-sparsity0.0-seed0.json",
+        ),
+    ] {
+        let map: std::collections::HashMap<String, usize> =
+            serde_json::from_slice(&std::fs::read(seed_dir.join(legacy)).unwrap()).unwrap();
+        let labels = NoiseFile::read(&out.join(ours)).unwrap().labels;
+        assert_eq!(map.len(), labels.len());
+        assert!(
+            labels
+                .iter()
+                .enumerate()
+                .all(|(i, &l)| map[&i.to_string()] == l),
+            "{legacy}"
+        );
+    }
+}
+
+/// A rerun that produces the same bytes is fine; a file with other content is never replaced
+/// without --force, and the refusal writes nothing at all.
+#[test]
+fn existing_files_with_other_content_are_replaced_only_with_force() {
+    if !have_data() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("labels");
+    let args = ["--kind", "symmetric", "--seeds", "0,1"];
+    assert!(noise_into(&out, &args).status.success());
+    let first = out.join("fashion-mnist-symmetric-any-noise0.4-seed0.json");
+    let second = out.join("fashion-mnist-symmetric-any-noise0.4-seed1.json");
+    let original = std::fs::read(&first).unwrap();
+    let o = noise_into(&out, &args);
+    assert!(o.status.success(), "an identical rerun: {}", stderr(&o));
+    std::fs::write(&first, b"someone else's labels").unwrap();
+    std::fs::remove_file(&second).unwrap();
+    let o = noise_into(&out, &args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("1 existing file(s) would be replaced"),
+        "{err}"
+    );
+    assert!(err.contains("seed0.json"), "{err}");
+    assert!(err.contains("add --force"), "{err}");
+    assert_eq!(std::fs::read(&first).unwrap(), b"someone else's labels");
+    assert!(!second.exists(), "the refused run wrote seed 1");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    assert!(noise_into(&out, &forced).status.success());
+    assert_eq!(std::fs::read(&first).unwrap(), original);
 }

@@ -329,3 +329,48 @@ fn same_seed_same_labels_other_seed_other_labels() {
         assert_ne!(a, c, "{kind:?}");
     }
 }
+
+/// Noise 1 asks for trace 0. cleanlab keeps every diagonal rate ≥ 1e-5 for K > 2, so no matrix
+/// exists: the generator used to move mass between the extremes for ever. Now it refuses at
+/// once; with 2 classes (no lower bound on the diagonal) trace 0 is the swap matrix.
+#[test]
+fn unreachable_traces_are_refused_instead_of_searched_for_ever() {
+    let spec = |k, trace, sparsity| TraceSpec {
+        num_classes: k,
+        trace,
+        sparsity,
+        valid_for_prior: None,
+    };
+    let started = std::time::Instant::now();
+    for (k, trace, sparsity, needle) in [
+        (10, 0.0, 0.0, "no noise matrix exists"),
+        (10, 0.0, 0.6, "no noise matrix exists"),
+        (3, 0.00002, 0.0, "below 0.00003"),
+        (2, 0.5, 0.5, "must be at least 1"),
+    ] {
+        let err = matrix::from_trace(
+            &spec(k, trace, sparsity),
+            &mut stream(0, Stream::NoiseMatrix),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(needle),
+            "K {k} trace {trace}: {err}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let swap = matrix::from_trace(&spec(2, 0.0, 0.0), &mut stream(0, Stream::NoiseMatrix)).unwrap();
+    assert_eq!(swap, vec![vec![0.0, 1.0], vec![1.0, 0.0]]);
+    // The smallest reachable trace for K = 10 is 10 × 1e-5: every diagonal rate at its floor.
+    let floor =
+        matrix::from_trace(&spec(10, 1e-4, 0.0), &mut stream(0, Stream::NoiseMatrix)).unwrap();
+    for c in 0..10 {
+        assert!(
+            (floor[c][c] - 1e-5).abs() < 2e-6,
+            "diagonal {c}: {}",
+            floor[c][c]
+        );
+        let column: f64 = (0..10).map(|s| floor[s][c]).sum();
+        assert!((column - 1.0).abs() < 1e-9);
+    }
+}

@@ -449,3 +449,25 @@ fn the_exported_backbone_loads_into_torchvision() {
     let steps = common::run_python(LOADS_INTO_TORCHVISION, &[export.to_str().unwrap()]);
     assert_eq!(steps.trim(), "2");
 }
+
+/// A warm-up longer than the run leaves the learning rate rising at the end: legal (smoke runs
+/// do it) but worth a warning; a warm-up that fits gets none.
+#[test]
+fn a_warmup_longer_than_the_run_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (warmup, warned) in [("10", true), ("3", false)] {
+        let exp = tmp.path().join(format!("warmup-{warmup}"));
+        let args = with(
+            small_run(&exp),
+            &[
+                ("--warmup-epochs", warmup),
+                ("--epochs", "4"),
+                ("--max-steps", "1"),
+            ],
+        );
+        let out = pretrain(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let needle = "--warmup-epochs 10 is longer than the run (--epochs 4)";
+        assert_eq!(stderr(&out).contains(needle), warned, "{}", stderr(&out));
+    }
+}

@@ -1,5 +1,7 @@
 //! SIGUSR1 (SLURM's pre-timeout warning) and SIGTERM (preemption, `scancel`) become a flag that
-//! the training loop reads at step boundaries.
+//! the training loop reads at step boundaries; SIGINT (Ctrl-C) counts as SIGTERM, once: a second
+//! Ctrl-C kills the process. Long steps before training (noise generation, feature caching) call
+//! [`check`] so that a stop request ends them too.
 //!
 //! The handler only stores an atomic: checkpointing inside a signal handler is what hangs or
 //! corrupts runs in the Python tools. Handlers are installed with `SA_RESTART`, so a signal that
@@ -45,7 +47,7 @@ impl StopSignal {
 }
 
 extern "C" fn record(signal: i32) {
-    let code = if signal == Signal::SIGTERM as i32 {
+    let code = if signal == Signal::SIGTERM as i32 || signal == Signal::SIGINT as i32 {
         StopSignal::Term.code()
     } else {
         StopSignal::Usr1.code()
@@ -62,12 +64,49 @@ pub fn install() -> Result<()> {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for signal in [Signal::SIGUSR1, Signal::SIGTERM] {
+    // The first Ctrl-C asks for a clean stop; the handler then resets, so a second one kills.
+    let once = SigAction::new(
+        SigHandler::Handler(record),
+        SaFlags::SA_RESTART | SaFlags::SA_RESETHAND,
+        SigSet::empty(),
+    );
+    for (signal, action) in [
+        (Signal::SIGUSR1, &action),
+        (Signal::SIGTERM, &action),
+        (Signal::SIGINT, &once),
+    ] {
         // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }
+        unsafe { sigaction(signal, action) }
             .with_context(|| format!("installing the {signal} handler"))?;
     }
     Ok(())
+}
+
+/// A stop signal arrived during a step that has nothing to checkpoint.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: StopSignal,
+    pub during: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by {} while {}", self.signal.name(), self.during)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Errors with [`Interrupted`] when a stop signal has arrived; `during` says what was running.
+pub fn check(during: impl FnOnce() -> String) -> Result<()> {
+    match pending() {
+        Some(signal) => Err(Interrupted {
+            signal,
+            during: during(),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The stop signal received so far on this process, if any.

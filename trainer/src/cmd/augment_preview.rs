@@ -29,6 +29,7 @@ pub struct AugmentPreviewArgs {
     /// Augmented views per image (columns after the original).
     #[arg(long, default_value_t = 4)]
     pub views: u64,
+    /// Seed of the augmentation draws (as `pretrain --seed`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Epoch of the view keys: a different epoch shows different views.

@@ -3,7 +3,7 @@
 //! `pretrain` (same exit codes, `stop.json`); at the end `<exp-dir>/results.json`.
 
 use super::run_args::RunArgs;
-use super::stop::{Ending, StopPolicy};
+use super::stop::{Ending, StopPolicy, EXIT_RESTART};
 use crate::atomic::write_atomic;
 use crate::cluster::requeue::StopKind;
 use crate::cluster::signals;
@@ -18,6 +18,7 @@ use crate::method::eval::LossKind;
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::Kind as NoiseKind;
+use crate::run_lock;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
@@ -37,75 +38,92 @@ pub struct EvaluateArgs {
     /// Architecture for `--backbone none`; checked against the backbone otherwise.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
+    /// Stem for `--backbone none` (cifar or imagenet); checked against the backbone otherwise.
     #[arg(long, value_enum)]
     pub stem: Option<Stem>,
+    /// Width for `--backbone none`; checked against the backbone otherwise.
     #[arg(long)]
     pub width: Option<i64>,
     /// Noisy labels written by `trainer noise` (otherwise generated from --kind --noise ...).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Kind of generated noise (without --labels).
     #[arg(long, value_enum)]
     pub kind: Option<NoiseKind>,
+    /// Generated noise level in [0, 1] (without --labels).
     #[arg(long)]
     pub noise: Option<String>,
+    /// Matrix kind: fraction of zero off-diagonal noise rates (without --labels).
     #[arg(long)]
     pub sparsity: Option<String>,
     /// Seed of the generated noise (default: --seed).
     #[arg(long)]
     pub noise_seed: Option<u64>,
+    /// Symmetric kind: new label over all classes (any) or the other classes (other).
     #[arg(long, value_enum)]
     pub convention: Option<Convention>,
+    /// freeze: only the head trains; finetune: the backbone too (with --lr-backbone).
     #[arg(long, value_enum)]
     pub weights: Option<Weights>,
+    /// Training loss of the head.
     #[arg(long, value_enum)]
     pub loss: Option<LossKind>,
+    /// ELR: momentum of the per-sample target estimates.
     #[arg(long)]
     pub elr_beta: Option<f64>,
+    /// ELR: weight of the regularization term.
     #[arg(long)]
     pub elr_lambda: Option<f64>,
+    /// GCE: exponent q in (0, 1].
     #[arg(long)]
     pub gce_q: Option<f64>,
+    /// SCE: weight of the cross-entropy term.
     #[arg(long)]
     pub sce_alpha: Option<f64>,
+    /// SCE: weight of the reverse cross-entropy term.
     #[arg(long)]
     pub sce_beta: Option<f64>,
     /// A method of the seed papers: mwn (Meta-Weight-Net), ssr, rkd (representation
     /// regularizer), ieg (L2R re-weighting + consistency + pseudo-labels); none: --loss alone.
     #[arg(long, value_enum)]
     pub method: Option<Method>,
-    /// Trusted samples per class, with their true labels, for mwn and ieg (default 10).
+    /// Trusted samples per class, with their true labels, for mwn and ieg.
     #[arg(long)]
     pub meta_per_class: Option<usize>,
-    /// Adam learning rate of Meta-Weight-Net's weighting network (default 0.001).
+    /// Adam learning rate of Meta-Weight-Net's weighting network.
     #[arg(long)]
     pub mwn_lr: Option<f64>,
-    /// SSR relabelling threshold on the classifier's confidence (default 0.9).
+    /// SSR relabelling threshold on the classifier's confidence.
     #[arg(long)]
     pub theta_r: Option<f64>,
-    /// SSR selection threshold: label's kNN vote / top vote (default 1.0).
+    /// SSR selection threshold: label's kNN vote / top vote.
     #[arg(long)]
     pub theta_s: Option<f64>,
-    /// SSR kNN neighbours (default 200).
+    /// SSR kNN neighbours.
     #[arg(long)]
     pub ssr_k: Option<usize>,
-    /// Weight of the RKD-distance representation regularizer (default 1.0).
+    /// Weight of the RKD-distance representation regularizer.
     #[arg(long)]
     pub rkd_weight: Option<f64>,
-    /// IEG consistency weight between augmented views (default 1.0).
+    /// IEG consistency weight between augmented views.
     #[arg(long)]
     pub ieg_consistency: Option<f64>,
-    /// IEG pseudo-label sharpening temperature (default 0.5).
+    /// IEG pseudo-label sharpening temperature.
     #[arg(long)]
     pub ieg_temperature: Option<f64>,
+    /// Training epochs (fewer with early stopping).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Global batch size over all ranks.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Learning rate of the head (cosine to 0.1× over the run).
     #[arg(long)]
     pub lr_head: Option<f64>,
+    /// Learning rate of the backbone (--weights finetune only).
     #[arg(long)]
     pub lr_backbone: Option<f64>,
+    /// Weight decay.
     #[arg(long)]
     pub wd: Option<f64>,
     /// Early stopping after N epochs without a better top-1 (0: never).
@@ -114,11 +132,14 @@ pub struct EvaluateArgs {
     /// Seed of the head, the data order and the augmentations.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Augment training images even with a frozen backbone (turns off the feature cache).
-    #[arg(long)]
+    /// Augment training images even with a frozen backbone (turns off the feature cache);
+    /// `--augment` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
+    /// Use the first N training images (0: all); a --labels file is cut the same way.
     #[arg(long)]
     pub train_samples: Option<usize>,
+    /// Test on the first N test images (0: all).
     #[arg(long)]
     pub test_samples: Option<usize>,
 }
@@ -132,11 +153,26 @@ pub fn config(args: &EvaluateArgs) -> Result<EvalConfig> {
 
 pub fn run(args: EvaluateArgs) -> Result<u8> {
     signals::install()?;
+    match evaluate(args) {
+        Err(e) if e.downcast_ref::<signals::Interrupted>().is_some() => {
+            log::warn!(
+                "{e:#}: before training, so there is no checkpoint; exiting with {EXIT_RESTART} \
+                 (run the same command again to start over)"
+            );
+            Ok(EXIT_RESTART)
+        }
+        other => other,
+    }
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let cfg = config(&args)?;
     let source = Source::detect(&cfg.data_dir)?;
     let backbone = BackboneSource::open(&cfg)?;
-    let (train, test) = load_splits(&cfg, &source)?;
+    let (mut train, test) = load_splits(&cfg, &source)?;
     let labels = noisy_labels(&cfg, &source, &train)?;
+    train.truncate(cfg.train_samples);
+    signals::check(|| "preparing the noisy labels".into())?;
     let (env, group) = args.run.dist.join()?;
     anyhow::ensure!(
         cfg.batch_size.is_multiple_of(group.world_size()) && cfg.batch_size <= train.len(),
@@ -145,6 +181,8 @@ pub fn run(args: EvaluateArgs) -> Result<u8> {
         group.world_size(),
         train.len()
     );
+    // Held until the run ends; nothing is written into the exp-dir before it.
+    let _lock = run_lock::acquire_for_group(&cfg.exp_dir, &env, &group)?;
     let policy = StopPolicy::new(&env);
     let classes = source.num_classes as i64;
     let probe = Probe::new(&cfg, &group, &backbone, &train, &test, &labels, classes)?;
@@ -194,9 +232,9 @@ fn ending(
     }
 }
 
+/// The whole training split (cut once its labels are known) and the test subset.
 fn load_splits(cfg: &EvalConfig, source: &Source) -> Result<(SplitData, SplitData)> {
-    let mut train = source.load(Split::Train)?;
-    train.truncate(cfg.train_samples);
+    let train = source.load(Split::Train)?;
     let mut test = source.load(Split::Test)?;
     test.truncate(cfg.test_samples);
     Ok((train, test))

@@ -8,6 +8,7 @@ pub mod dist_args;
 pub mod dist_bench;
 pub mod dist_check;
 pub mod evaluate;
+pub mod help;
 pub mod noise;
 pub mod pretrain;
 pub mod run_args;

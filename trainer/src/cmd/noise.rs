@@ -2,7 +2,9 @@
 //! an existing label file into the same format. Everything is generated before anything is
 //! written, so a bad argument or a failed configuration leaves no partial output.
 
+use crate::cluster::signals;
 use crate::data::{to_classes, DatasetName, Source, Split, SplitData};
+use crate::long_step::LongStep;
 use crate::noise::decimal::{parse_decimal_list, parse_seed_list};
 use crate::noise::file::{self, NoiseFile, Origin};
 use crate::noise::import::{read_labels, Target};
@@ -32,9 +34,10 @@ pub struct NoiseArgs {
     /// Seeds, e.g. `0`, `0-4` or `0,3,5-7`.
     #[arg(long, default_value = "0")]
     pub seeds: String,
-    /// Symmetric noise: `any` (new label uniform over all classes) or `other` (over the other classes).
-    #[arg(long, value_enum, default_value = "any")]
-    pub convention: Convention,
+    /// Symmetric noise only: `any` (new label uniform over all classes) or `other` (over the
+    /// other classes). [default: any]
+    #[arg(long, value_enum)]
+    pub convention: Option<Convention>,
     /// Matrix kind: accept only noise matrices that are learnable under the class prior.
     #[arg(long)]
     pub valid: bool,
@@ -56,7 +59,14 @@ pub struct NoiseArgs {
     /// Also write `<name>.png` beside each labels file: its realized noise matrix as a heatmap.
     #[arg(long)]
     pub plot: bool,
+    /// Write more than 10000 files, and replace existing files whose content differs.
+    #[arg(long)]
+    pub force: bool,
 }
+
+/// Most files one command writes without `--force` (a typo such as `--seeds 0-100000` would
+/// otherwise fill the disk).
+pub const MAX_FILES: usize = 10_000;
 
 /// A configuration ready to be written.
 struct Output {
@@ -66,11 +76,13 @@ struct Output {
 }
 
 pub fn run(args: NoiseArgs) -> Result<()> {
+    signals::install()?;
     let specs = if args.import.is_none() {
         grid(&args)?
     } else {
         Vec::new()
     };
+    check_file_count(&args, specs.len().max(1))?;
     if args.plot {
         // A missing font fails now, before any file is written.
         plot::check_font().context("--plot")?;
@@ -95,8 +107,17 @@ pub fn run(args: NoiseArgs) -> Result<()> {
         Some(path) => vec![import(&args, path, &source, &keys, &clean)?],
         None => generate_all(&args, &specs, &source, &train, &clean)?,
     };
+    check_overwrites(&outputs, &keys, args.force)?;
     let show_tables = args.tables || outputs.len() <= 4;
-    for out in &outputs {
+    for (i, out) in outputs.iter().enumerate() {
+        signals::check(|| {
+            format!(
+                "writing configuration {} of {} ({i} written to {})",
+                i + 1,
+                outputs.len(),
+                args.out.display()
+            )
+        })?;
         write_output(out, &keys)?;
         if args.plot {
             figure::write_plot(
@@ -126,6 +147,12 @@ fn grid(args: &NoiseArgs) -> Result<Vec<Spec>> {
     let noises = parse_decimal_list(&args.noise).context("--noise")?;
     let sparsities = parse_decimal_list(&args.sparsity).context("--sparsity")?;
     let seeds = parse_seed_list(&args.seeds).context("--seeds")?;
+    ensure!(
+        args.convention.is_none() || args.kind == Kind::Symmetric,
+        "--convention applies only to --kind symmetric (the {} kind decides its own flips): \
+         drop it",
+        args.kind.as_str()
+    );
     let mut specs = Vec::new();
     for &seed in &seeds {
         for &noise in &noises {
@@ -139,7 +166,7 @@ fn grid(args: &NoiseArgs) -> Result<Vec<Spec>> {
                     noise,
                     sparsity,
                     seed,
-                    convention: args.convention,
+                    convention: args.convention.unwrap_or(Convention::Any),
                     valid_check: args.valid,
                 };
                 spec.validate()?;
@@ -168,9 +195,12 @@ fn generate_all(
         labels: clean,
         pixels: pixels.as_deref(),
     };
+    let mut step = LongStep::new("generating noise configurations", specs.len());
     specs
         .iter()
-        .map(|spec| {
+        .enumerate()
+        .map(|(i, spec)| {
+            step.advance(i)?;
             let generated =
                 noise_gen::generate(spec, &clean_set).with_context(|| describe(spec))?;
             let file = NoiseFile::new(
@@ -187,9 +217,7 @@ fn generate_all(
             Ok(Output {
                 path: args.out.join(file::file_name(source.name, spec)),
                 file,
-                legacy: args
-                    .legacy
-                    .then(|| file::legacy_path(&args.out, spec.noise, spec.sparsity, spec.seed)),
+                legacy: args.legacy.then(|| file::legacy_path(&args.out, spec)),
             })
         })
         .collect()
@@ -243,6 +271,56 @@ fn import(
         file,
         legacy: None,
     })
+}
+
+/// Refuses a request for more than [`MAX_FILES`] files unless `--force`.
+fn check_file_count(args: &NoiseArgs, configurations: usize) -> Result<()> {
+    let per_configuration = 1 + usize::from(args.legacy) + usize::from(args.plot);
+    let files = configurations * per_configuration;
+    ensure!(
+        files <= MAX_FILES || args.force,
+        "this would write {files} files ({configurations} configurations × {per_configuration}), \
+         more than {MAX_FILES}: check --noise, --sparsity and --seeds, or add --force"
+    );
+    Ok(())
+}
+
+/// Refuses, before anything is written, to replace an existing file whose content would change,
+/// unless `--force`. Files with the same content are rewritten harmlessly (a rerun); a plot
+/// follows its labels file, so it is covered by that file's check.
+fn check_overwrites(outputs: &[Output], keys: &[String], force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let mut changed = Vec::new();
+    for out in outputs {
+        if differs(&out.path, || out.file.to_bytes())? {
+            changed.push(out.path.display().to_string());
+        }
+        if let Some(legacy) = &out.legacy {
+            if differs(legacy, || file::legacy_bytes(keys, &out.file.labels))? {
+                changed.push(legacy.display().to_string());
+            }
+        }
+    }
+    ensure!(
+        changed.is_empty(),
+        "{} existing file(s) would be replaced by different content ({}{}); nothing was \
+         written: choose another --out, or add --force to replace them",
+        changed.len(),
+        changed[..changed.len().min(3)].join(", "),
+        if changed.len() > 3 { ", ..." } else { "" }
+    );
+    Ok(())
+}
+
+/// Whether `path` exists with content other than `bytes()`.
+fn differs(path: &Path, bytes: impl FnOnce() -> Result<Vec<u8>>) -> Result<bool> {
+    match std::fs::read(path) {
+        Ok(existing) => Ok(existing != bytes()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 fn write_output(out: &Output, keys: &[String]) -> Result<()> {

@@ -15,6 +15,7 @@ use crate::method::ssl::pretrain::{Outcome, Pretrainer};
 use crate::method::ssl::Method;
 use crate::model::{Arch, Stem};
 use crate::optim::OptimizerKind;
+use crate::run_lock;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
@@ -29,10 +30,13 @@ pub struct PretrainArgs {
     /// Expected dataset (checked against what --data-dir holds).
     #[arg(long)]
     pub dataset: Option<String>,
+    /// SSL method: simclr (NT-Xent, -T) or vicreg (-I, -V, -C).
     #[arg(long, value_enum)]
     pub method: Option<Method>,
+    /// ResNet depth (torchvision names).
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
+    /// cifar: 3×3 stride-1 conv, no max-pool (32 px images); imagenet: 7×7 stride 2 + max-pool.
     #[arg(long, value_enum)]
     pub stem: Option<Stem>,
     /// Channels after the stem (64: torchvision's ResNet).
@@ -41,6 +45,7 @@ pub struct PretrainArgs {
     /// Projector widths, e.g. 1024-1024-1024.
     #[arg(long)]
     pub mlp: Option<String>,
+    /// Epochs of the schedule (warm-up and cosine span them).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Global batch size over all ranks.
@@ -52,8 +57,10 @@ pub struct PretrainArgs {
     /// Weight decay.
     #[arg(long)]
     pub wd: Option<f64>,
+    /// lars (the reference), or sgd / adamw for small runs.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
+    /// Epochs of linear learning-rate warm-up from 0.
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
     /// NT-Xent temperature (SimCLR).
@@ -68,6 +75,7 @@ pub struct PretrainArgs {
     /// VICReg covariance coefficient.
     #[arg(short = 'C', long)]
     pub cov_coeff: Option<f64>,
+    /// Seed of the initialization, the data order and the augmentations.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Use only the first N training images (0: all).
@@ -76,6 +84,7 @@ pub struct PretrainArgs {
     /// Also checkpoint every N steps (0: at epoch ends and on signals).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Newest checkpoints kept in checkpoints/.
     #[arg(long)]
     pub keep_checkpoints: Option<usize>,
     /// Metrics line every N steps.
@@ -84,10 +93,13 @@ pub struct PretrainArgs {
     /// kNN accuracy every N epochs (0: never).
     #[arg(long)]
     pub knn_every: Option<usize>,
+    /// Neighbours of the kNN monitor.
     #[arg(long)]
     pub knn_k: Option<usize>,
+    /// Training images in the kNN bank (0: all).
     #[arg(long)]
     pub knn_train_samples: Option<usize>,
+    /// Test images the kNN monitor classifies (0: all).
     #[arg(long)]
     pub knn_test_samples: Option<usize>,
     /// Finish after N steps (0: the whole schedule).
@@ -105,10 +117,14 @@ pub fn config(args: &PretrainArgs) -> Result<PretrainConfig> {
 pub fn run(args: PretrainArgs) -> Result<u8> {
     signals::install()?;
     let cfg = config(&args)?;
+    cfg.warnings().iter().for_each(|w| log::warn!("{w}"));
     let source = cfg.source()?;
     let (env, group) = args.run.dist.join()?;
     let policy = StopPolicy::new(&env);
-    let trainer = Pretrainer::new(&cfg, &source, &group)?;
+    let mut trainer = Pretrainer::new(&cfg, &source, &group)?;
+    // Held until the run ends; nothing is written into the exp-dir before it.
+    let _lock = run_lock::acquire_for_group(&cfg.exp_dir, &env, &group)?;
+    trainer.resume()?;
     if group.rank() == 0 {
         write_atomic(&cfg.exp_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     }

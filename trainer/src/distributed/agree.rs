@@ -30,3 +30,13 @@ pub fn same_everywhere(group: &ProcessGroup, what: &str, value: u64) -> Result<(
     );
     Ok(())
 }
+
+/// True on every rank when `flag` is true on any rank.
+pub fn any_rank(group: &ProcessGroup, flag: bool) -> Result<bool> {
+    if group.world_size() == 1 {
+        return Ok(flag);
+    }
+    let mut t = Tensor::from_slice(&[f32::from(u8::from(flag))]).to_device(group.device());
+    group.all_reduce(&mut t, ReduceOp::Max)?;
+    Ok(t.double_value(&[0]) > 0.0)
+}

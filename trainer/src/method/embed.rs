@@ -10,12 +10,14 @@ use tch::{Device, Tensor};
 /// Backbone features (eval mode, no grad) of uint8 images `[N, 1|3, H, W]`, `chunk` images at a
 /// time: each chunk is moved to `device`, scaled to [0, 1], resized to `aug.size` when its side
 /// differs (bilinear), and normalized with `aug.mean`/`aug.std`, as the training views are.
+/// `after_chunk` gets the number of images done so far (progress; an error stops the work).
 pub fn embed(
     backbone: &ResNet,
     images: &Tensor,
     aug: &AugmentConfig,
     device: Device,
     chunk: i64,
+    after_chunk: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<Tensor> {
     let single = ProcessGroup::single(device);
     let n = images.size()[0];
@@ -31,6 +33,7 @@ pub fn embed(
             };
             let x = normalize(&x, aug.mean, aug.std);
             out.push(backbone.forward(&x, false, &single)?);
+            after_chunk((start + chunk).min(n) as usize)?;
         }
         Ok(())
     })?;

@@ -13,7 +13,6 @@
 //! The original tools' form, `noisy_labels_{seed}/noisylabels_noise{n}_sparsity{s}.json`, maps each
 //! training image path to its label; it is written beside ours on request and read back by path.
 
-use super::decimal::Decimal;
 use super::matrix::Matrix;
 use super::symmetric::Convention;
 use super::{stats, Kind, Spec};
@@ -94,10 +93,15 @@ impl NoiseFile {
         }
     }
 
-    pub fn write(&self, path: &Path) -> Result<()> {
+    /// The file's bytes as [`write`](Self::write) writes them.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut bytes = serde_json::to_vec(self)?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes)
+        Ok(bytes)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
             .with_context(|| format!("writing noisy labels to {}", path.display()))
     }
 
@@ -177,10 +181,7 @@ pub fn check_label_range(labels: &[usize], k: usize) -> Result<()> {
 
 /// `{dataset}-{kind}[-{convention}]-noise{n}[-sparsity{s}]-seed{seed}.json`.
 pub fn file_name(dataset: DatasetName, spec: &Spec) -> String {
-    let kind = match spec.kind {
-        Kind::Symmetric => format!("symmetric-{}", convention_name(spec.convention)),
-        other => other.as_str().to_string(),
-    };
+    let kind = kind_name(spec);
     let sparsity = if spec.kind == Kind::Matrix {
         format!("-sparsity{}", spec.sparsity)
     } else {
@@ -194,6 +195,14 @@ pub fn file_name(dataset: DatasetName, spec: &Spec) -> String {
     )
 }
 
+/// The kind as file names spell it: `symmetric-any`, `symmetric-other`, `matrix`, ...
+fn kind_name(spec: &Spec) -> String {
+    match spec.kind {
+        Kind::Symmetric => format!("symmetric-{}", convention_name(spec.convention)),
+        other => other.as_str().to_string(),
+    }
+}
+
 fn convention_name(c: Convention) -> &'static str {
     match c {
         Convention::Any => "any",
@@ -202,19 +211,30 @@ fn convention_name(c: Convention) -> &'static str {
 }
 
 /// Where the original tools keep a configuration: `noisy_labels_{seed}/noisylabels_noise{n}_sparsity{s}.json`.
-pub fn legacy_path(dir: &Path, noise: Decimal, sparsity: Decimal, seed: u64) -> PathBuf {
-    dir.join(format!("noisy_labels_{seed}"))
-        .join(format!("noisylabels_noise{noise}_sparsity{sparsity}.json"))
+/// That grid only had matrix noise; other kinds get their kind in the name
+/// (`noisylabels_symmetric-any_noise{n}.json`), so that a symmetric file and a matrix file of
+/// the same rate never share a name.
+pub fn legacy_path(dir: &Path, spec: &Spec) -> PathBuf {
+    let (noise, seed) = (spec.noise, spec.seed);
+    let name = match spec.kind {
+        Kind::Matrix => format!("noisylabels_noise{noise}_sparsity{}.json", spec.sparsity),
+        _ => format!("noisylabels_{}_noise{noise}.json", kind_name(spec)),
+    };
+    dir.join(format!("noisy_labels_{seed}")).join(name)
 }
 
 /// The original form: image path → label. `keys[i]` names sample id i.
-pub fn write_legacy(path: &Path, keys: &[String], labels: &[usize]) -> Result<()> {
+pub fn legacy_bytes(keys: &[String], labels: &[usize]) -> Result<Vec<u8>> {
     let map: BTreeMap<&str, usize> = keys
         .iter()
         .map(String::as_str)
         .zip(labels.iter().copied())
         .collect();
-    write_atomic(path, &serde_json::to_vec(&map)?)
+    Ok(serde_json::to_vec(&map)?)
+}
+
+pub fn write_legacy(path: &Path, keys: &[String], labels: &[usize]) -> Result<()> {
+    write_atomic(path, &legacy_bytes(keys, labels)?)
         .with_context(|| format!("writing {}", path.display()))
 }
 

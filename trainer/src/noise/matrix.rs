@@ -15,6 +15,9 @@ const EPS: f64 = 1e-6;
 const MAX_ITER: usize = 10_000;
 const MIN_TRACE_PROB: f64 = 1e-5;
 const MAX_NOISE_RATE: f64 = 1.0 - 1e-5;
+/// Mass moves per value before [`probabilities_summing_to`] gives up; cleanlab's loop has no
+/// bound and spins for ever on impossible requests. Feasible ones need a handful.
+const MAX_MOVES_PER_VALUE: usize = 10_000;
 
 pub type Matrix = Vec<Vec<f64>>;
 
@@ -49,8 +52,9 @@ pub fn from_trace(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
         return Ok(identity(k));
     }
     if k == 2 {
-        return Ok(two_class(spec, rng));
+        return two_class(spec, rng);
     }
+    check_reachable_trace(k, spec.trace)?;
     for _ in 0..MAX_ITER {
         let nm = one_candidate(spec, rng)?;
         match spec.valid_for_prior {
@@ -66,40 +70,62 @@ pub fn from_trace(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
     )
 }
 
+/// cleanlab keeps every diagonal rate at least [`MIN_TRACE_PROB`] for K > 2, so a smaller trace
+/// (noise 1 gives trace 0) has no matrix: refused here rather than searched for ever.
+fn check_reachable_trace(k: usize, trace: f64) -> Result<()> {
+    let least = k as f64 * MIN_TRACE_PROB;
+    ensure!(
+        trace >= least - EPS,
+        "trace K·(1 − noise) = {trace} is below {least} (K = {k} diagonal rates of at least \
+         {MIN_TRACE_PROB} each, as cleanlab's generator requires), so no noise matrix exists: \
+         use a noise level of at most {}, or --kind symmetric --convention other to flip every \
+         label",
+        1.0 - MIN_TRACE_PROB
+    );
+    Ok(())
+}
+
 pub fn identity(k: usize) -> Matrix {
     (0..k)
         .map(|i| (0..k).map(|j| f64::from(u8::from(i == j))).collect())
         .collect()
 }
 
-fn two_class(spec: &TraceSpec, rng: &mut NoiseRng) -> Matrix {
+fn two_class(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
     let t = spec.trace;
     if spec.sparsity >= 0.5 {
+        // One clean column: its diagonal 1, the other's t − 1, which must be a probability.
+        ensure!(
+            t >= 1.0,
+            "with 2 classes and sparsity {} ≥ 0.5 one class stays clean, so the trace \
+             2·(1 − noise) = {t} must be at least 1: use noise ≤ 0.5 or sparsity < 0.5",
+            spec.sparsity
+        );
         let m = vec![vec![1.0, 2.0 - t], vec![0.0, t - 1.0]];
-        if rng.gen::<f64>() > 0.5 {
+        Ok(if rng.gen::<f64>() > 0.5 {
             m
         } else {
             vec![vec![t - 1.0, 0.0], vec![2.0 - t, 1.0]] // rotated by 180°
-        }
+        })
     } else {
-        let d = probabilities_summing_to(rng, 2, t, 1.0, 0.0);
-        vec![vec![d[0], 1.0 - d[1]], vec![1.0 - d[0], d[1]]]
+        let d = probabilities_summing_to(rng, 2, t, 1.0, 0.0)?;
+        Ok(vec![vec![d[0], 1.0 - d[1]], vec![1.0 - d[0], d[1]]])
     }
 }
 
 fn one_candidate(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
     let k = spec.num_classes;
-    let diag = probabilities_summing_to(rng, k, spec.trace, 1.0, MIN_TRACE_PROB);
+    let diag = probabilities_summing_to(rng, k, spec.trace, 1.0, MIN_TRACE_PROB)?;
     let mut nm = identity(k);
     let noisy_cols: Vec<usize> = (0..k).filter(|&c| diag[c] != 1.0).collect();
     // Zeros already present in the clean columns count towards the requested total.
     let wanted = (k * (k - 1)) as f64 * spec.sparsity;
     let zeros = (wanted as i64 - ((k - noisy_cols.len()) * (k - 1)) as i64).max(0) as usize;
-    let zeros_per_col = distribute_balls(rng, zeros, noisy_cols.len(), k - 2);
+    let zeros_per_col = distribute_balls(rng, zeros, noisy_cols.len(), k - 2)?;
     for (&col, &col_zeros) in noisy_cols.iter().zip(&zeros_per_col) {
         nm[col][col] = diag[col];
         let n_rates = k - 1 - col_zeros;
-        let rates = probabilities_summing_to(rng, n_rates, 1.0 - diag[col], MAX_NOISE_RATE, 0.0);
+        let rates = probabilities_summing_to(rng, n_rates, 1.0 - diag[col], MAX_NOISE_RATE, 0.0)?;
         let rows: Vec<usize> = (0..k).filter(|&r| r != col).collect();
         for (row, rate) in choose(rng, &rows, n_rates).into_iter().zip(rates) {
             nm[row][col] = rate;
@@ -109,21 +135,40 @@ fn one_candidate(spec: &TraceSpec, rng: &mut NoiseRng) -> Result<Matrix> {
 }
 
 /// `n` random non-negative values summing to `m`, each within [min_p, max_p]: a flat Dirichlet
-/// scaled by `m`, then mass moved between the extremes until the bounds hold (cleanlab's loop).
+/// scaled by `m`, then mass moved between the extremes until the bounds hold (cleanlab's loop,
+/// refused up front when no such values exist and bounded in moves).
 fn probabilities_summing_to(
     rng: &mut NoiseRng,
     n: usize,
     m: f64,
     max_p: f64,
     min_p: f64,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     if n == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    let (least, most) = (n as f64 * min_p, n as f64 * max_p);
+    ensure!(
+        m >= least - EPS && m <= most + EPS,
+        "{n} probabilities in [{min_p}, {max_p}] cannot sum to {m} (their sum lies in \
+         [{least}, {most}])"
+    );
     let mut p: Vec<f64> = (0..n).map(|_| Exp1.sample(rng)).collect();
     let total: f64 = p.iter().sum();
     p.iter_mut().for_each(|x| *x = *x / total * m);
+    let mut moves = 0..MAX_MOVES_PER_VALUE * n;
+    let mut out_of_moves = || {
+        moves.next().is_none().then(|| {
+            anyhow::anyhow!(
+                "{n} probabilities in [{min_p}, {max_p}] summing to {m}: not found in \
+                 {MAX_MOVES_PER_VALUE}·{n} moves of mass"
+            )
+        })
+    };
     while max_of(&p).1 > max_p + EPS {
+        if let Some(e) = out_of_moves() {
+            return Err(e);
+        }
         let (imin, min_v) = min_of(&p);
         let (imax, max_v) = max_of(&p);
         let new_min = min_v + (max_v - max_p);
@@ -132,6 +177,9 @@ fn probabilities_summing_to(
         p[imax] = max_p - adjustment;
     }
     while min_of(&p).1 < min_p - EPS {
+        if let Some(e) = out_of_moves() {
+            return Err(e);
+        }
         let (imin, min_v) = min_of(&p);
         let (imax, max_v) = max_of(&p);
         let new_max = max_v - (min_p - min_v);
@@ -139,7 +187,7 @@ fn probabilities_summing_to(
         p[imax] = new_max - adjustment;
         p[imin] = min_p + adjustment;
     }
-    p
+    Ok(p)
 }
 
 fn min_of(v: &[f64]) -> (usize, f64) {
@@ -163,13 +211,13 @@ fn distribute_balls(
     balls: usize,
     bins: usize,
     max_per_bin: usize,
-) -> Vec<usize> {
+) -> Result<Vec<usize>> {
     if balls == 0 || bins == 0 {
-        return vec![0; bins];
+        return Ok(vec![0; bins]);
     }
     let max_per_bin = max_per_bin.min(balls);
     let balls = balls.min(max_per_bin * bins);
-    let share = probabilities_summing_to(rng, bins, 1.0, max_per_bin as f64 / balls as f64, 0.0);
+    let share = probabilities_summing_to(rng, bins, 1.0, max_per_bin as f64 / balls as f64, 0.0)?;
     let mut counts: Vec<i64> = share
         .iter()
         .map(|s| (s * balls as f64).round() as i64)
@@ -193,7 +241,7 @@ fn distribute_balls(
             .0;
         counts[i] += 1;
     }
-    counts.into_iter().map(|c| c as usize).collect()
+    Ok(counts.into_iter().map(|c| c as usize).collect())
 }
 
 /// cleanlab's `noise_matrix_is_valid`: the joint sums to 1 and, for every class,

@@ -30,9 +30,16 @@ impl NoisyLabels {
     }
 }
 
+/// The labels of the first `cfg.train_samples` training samples (all when 0). `train` is the
+/// whole training split: a `--labels` file covers all of it and is checked against all of it,
+/// then cut like the images; generated noise is drawn over the kept samples only.
 pub fn noisy_labels(cfg: &EvalConfig, source: &Source, train: &SplitData) -> Result<NoisyLabels> {
     let clean = to_classes(&train.labels, source.num_classes)
         .with_context(|| format!("labels of {}", source.root.display()))?;
+    let kept = match cfg.train_samples {
+        0 => clean.len(),
+        n => n.min(clean.len()),
+    };
     let file = match &cfg.labels {
         Some(path) => {
             let file = NoiseFile::read(path)?;
@@ -40,7 +47,7 @@ pub fn noisy_labels(cfg: &EvalConfig, source: &Source, train: &SplitData) -> Res
                 .with_context(|| format!("--labels {} does not fit --data-dir", path.display()))?;
             file
         }
-        None => generate(cfg, source, train, &clean)?,
+        None => generate(cfg, source, train, &clean[..kept])?,
     };
     let description = json!({
         "file": cfg.labels,
@@ -51,9 +58,11 @@ pub fn noisy_labels(cfg: &EvalConfig, source: &Source, train: &SplitData) -> Res
         "convention": file.convention,
         "realized_flip_rate": file.realized_flip_rate,
     });
+    let mut noisy = file.labels;
+    noisy.truncate(kept);
     Ok(NoisyLabels {
-        clean,
-        noisy: file.labels,
+        clean: clean[..kept].to_vec(),
+        noisy,
         description,
     })
 }
@@ -77,7 +86,7 @@ fn generate(
         valid_check: false,
     };
     let pixels = (cfg.kind == Kind::Instance)
-        .then(|| train.pixel_bytes())
+        .then(|| first_pixels(train, clean.len()))
         .transpose()?;
     let set = CleanSet {
         dataset: source.name,
@@ -97,4 +106,10 @@ fn generate(
             source: None,
         },
     ))
+}
+
+/// The bytes of the first `n` training images (instance noise reads the kept images only).
+fn first_pixels(train: &SplitData, n: usize) -> Result<Vec<u8>> {
+    let images = train.images.narrow(0, 0, n as i64).flatten(0, -1);
+    Vec::<u8>::try_from(images).context("reading image bytes")
 }

@@ -23,6 +23,7 @@ use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
+use crate::long_step::LongStep;
 use crate::method::embed::embed;
 use crate::model::{to_rgb, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -131,9 +132,19 @@ impl<'a> Probe<'a> {
         let aug = eval_augment(side, channels);
         let started = Instant::now();
         let (train_in, test_in) = if cfg.cached_features() {
+            let cache = |split: &str, images: &Tensor| -> Result<Inputs> {
+                let mut step = LongStep::new(
+                    format!("caching features of the {split} split"),
+                    images.size()[0] as usize,
+                );
+                let features = embed(&backbone, images, &aug, device, CHUNK, &mut |done| {
+                    step.advance(done)
+                })?;
+                Ok(Inputs::Features(features))
+            };
             (
-                Inputs::Features(embed(&backbone, &train.images, &aug, device, CHUNK)?),
-                Inputs::Features(embed(&backbone, &test.images, &aug, device, CHUNK)?),
+                cache("training", &train.images)?,
+                cache("test", &test.images)?,
             )
         } else {
             (

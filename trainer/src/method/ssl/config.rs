@@ -157,6 +157,20 @@ impl PretrainConfig {
         Ok(())
     }
 
+    /// Settings that are legal but probably not meant, as sentences for the log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.warmup_epochs > self.epochs {
+            warnings.push(format!(
+                "--warmup-epochs {} is longer than the run (--epochs {}): the warm-up is cut to \
+                 the run, so the learning rate rises until the last step and never decays; \
+                 lower --warmup-epochs",
+                self.warmup_epochs, self.epochs
+            ));
+        }
+        warnings
+    }
+
     /// Checks that need the job: the global batch splits evenly over `world` ranks and the
     /// training split holds at least one batch.
     pub fn check_job(&self, world: usize, train_images: usize) -> Result<()> {

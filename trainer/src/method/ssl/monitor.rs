@@ -172,6 +172,7 @@ impl Monitor {
                 &self.aug,
                 images.device(),
                 EMBED_CHUNK,
+                &mut |_| Ok(()),
             )
         };
         let (bank, test) = (features(&data.bank)?, features(&data.test)?);

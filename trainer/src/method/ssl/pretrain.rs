@@ -66,8 +66,8 @@ pub struct Pretrainer<'a> {
 }
 
 impl<'a> Pretrainer<'a> {
-    /// Loads the data, builds the model, and resumes from the newest valid checkpoint if any.
-    /// Every check that can fail runs here, before the first step.
+    /// Loads the data and builds the model. Every check that can fail runs here, before the
+    /// first step and before anything is written; [`resume`](Self::resume) comes next.
     pub fn new(cfg: &'a PretrainConfig, source: &Source, group: &'a ProcessGroup) -> Result<Self> {
         let device = group.device();
         let train = load_train(cfg, source)?;
@@ -102,7 +102,7 @@ impl<'a> Pretrainer<'a> {
         };
         let grad_sync = GradSync::new(&model.vs, BUCKET_MB);
         let monitor = Monitor::new(cfg, source, group, &train, &aug)?;
-        let mut trainer = Pretrainer {
+        Ok(Pretrainer {
             cfg,
             group,
             train,
@@ -118,18 +118,23 @@ impl<'a> Pretrainer<'a> {
             monitor,
             state: TrainState::fresh(cfg, steps_per_epoch)?,
             end_step,
-        };
-        trainer.resume()?;
-        broadcast_variables(group, &trainer.model.vs)?;
-        Ok(trainer)
+        })
     }
 
     pub fn state(&self) -> &TrainState {
         &self.state
     }
 
-    /// Continue from the newest valid checkpoint; every rank must find the same one.
-    fn resume(&mut self) -> Result<()> {
+    /// Continues from the newest valid checkpoint (every rank must find the same one), opens the
+    /// metrics log and gives every rank rank 0's weights. The first write into the exp-dir: call
+    /// it once the run holds the folder's lock.
+    pub fn resume(&mut self) -> Result<()> {
+        self.resume_from_checkpoint()?;
+        broadcast_variables(self.group, &self.model.vs)?;
+        Ok(())
+    }
+
+    fn resume_from_checkpoint(&mut self) -> Result<()> {
         let found = self.checkpoints.load_agreed(self.group)?;
         let Some((step, path, ckpt)) = found else {
             self.monitor.start(None)?;
