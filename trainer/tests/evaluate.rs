@@ -5,10 +5,11 @@
 //!
 //! Budget (documented in README): the backbone is pretrained here first (VICReg, ResNet-18 of
 //! width 8, 2048 images, 4 epochs, about 25 s), then frozen with its features cached; the
-//! reference head trains for 200 epochs on 1000 noisy training images (batch 128, seed 0) and is
-//! tested on 2000 test images. Measured on 2 cores: CE 55.4%, GCE 64.2%, ELR 62.6% at 40%
-//! symmetric noise. With fewer epochs, or on random features, the head does not memorize the
-//! wrong labels and the losses do not separate.
+//! reference head trains for 200 epochs on 1000 noisy training images (batch 128) and is tested
+//! on 2000 test images, with seeds 0, 1 and 2: an effect is a claim about the mean over seeds.
+//! Measured (seeds 0–4 under each ATEN_CPU_CAPABILITY) at 40% symmetric noise: CE 55.8–58.9%,
+//! GCE 64.8–69.0%, ELR 60.5–67.5%. With fewer epochs, or on random features, the head does not
+//! memorize the wrong labels and the losses do not separate.
 
 mod common;
 
@@ -28,8 +29,20 @@ use trainer::method::eval::head::Head;
 use trainer::method::ssl::config::{FASHION_MNIST_MEAN, FASHION_MNIST_STD};
 use trainer::model::{torchvision_state_dict, Arch, ResNet, Stem};
 
-/// Clean-label accuracy floor of the robustness configuration (measured 0.695).
+/// Clean-label accuracy floor of the robustness configuration (seed 0; measured 0.711, 0.717 and
+/// 0.718 under ATEN_CPU_CAPABILITY avx512, avx2 and default: 9 points of room).
 const CLEAN_FLOOR: f64 = 0.62;
+
+/// The seeds whose mean accuracy the robustness claims are about.
+const SEEDS: [&str; 3] = ["0", "1", "2"];
+
+/// How much the mean over [`SEEDS`] of GCE (ELR) must beat CE's. Measured per-seed differences
+/// to CE at 40% noise, seeds 0–4 under each ATEN_CPU_CAPABILITY (15 pairs): GCE +0.090
+/// (sd 0.017), ELR +0.065 (sd 0.023); the means over seeds 0–2 by capability: GCE +0.089 to
+/// +0.096, ELR +0.058 to +0.070. Each margin is about the mean difference less three standard
+/// errors of a three-seed mean (3·sd/√3): a real loss of the effect fails, rounding does not.
+const GCE_MARGIN: f64 = 0.055;
+const ELR_MARGIN: f64 = 0.025;
 
 fn base(exp: &Path, loss: &str, noise: &str) -> Vec<String> {
     [
@@ -140,21 +153,34 @@ fn final_acc(exp: &Path) -> f64 {
 fn robust_losses_beat_cross_entropy_and_clean_labels_clear_the_floor() {
     let dir = tempfile::tempdir().unwrap();
     let backbone = pretrained_backbone(dir.path());
-    let acc = |loss: &str| {
-        let exp = dir.path().join(loss);
-        let out = run(&probe(&exp, &backbone, loss, "0.4"));
+    let acc = |loss: &str, seed: &str| {
+        let exp = dir.path().join(format!("{loss}-{seed}"));
+        let args = with(probe(&exp, &backbone, loss, "0.4"), &[("--seed", seed)]);
+        let out = run(&args);
         assert!(out.status.success(), "{loss}: {}", stderr(&out));
         let r = results(&exp);
         assert_eq!(r["config"]["loss"], loss);
         let flip = r["metrics"]["train_flip_rate"].as_f64().unwrap();
-        // Symmetric noise to any class: a flip rate of 0.4 × 9/10 = 0.36.
+        // Symmetric noise to any class: a flip rate of 0.4 × 9/10 = 0.36 (seeds 0, 1, 2 flip
+        // 0.361, 0.351, 0.358; noise is generated in Rust alone, the same on every machine).
         assert!((flip - 0.36).abs() < 0.02, "flip rate {flip}");
         final_acc(&exp)
     };
-    let (ce, gce, elr) = (acc("ce"), acc("gce"), acc("elr"));
-    eprintln!("test accuracy at 40% symmetric noise: CE {ce}, GCE {gce}, ELR {elr}");
-    assert!(gce > ce + 0.03, "GCE {gce} does not beat CE {ce}");
-    assert!(elr > ce + 0.03, "ELR {elr} does not beat CE {ce}");
+    let mean = |loss: &str| {
+        let accs: Vec<f64> = SEEDS.iter().map(|s| acc(loss, s)).collect();
+        eprintln!("{loss} at 40% symmetric noise, seeds {SEEDS:?}: {accs:?}");
+        accs.iter().sum::<f64>() / accs.len() as f64
+    };
+    let (ce, gce, elr) = (mean("ce"), mean("gce"), mean("elr"));
+    eprintln!("mean test accuracy at 40% symmetric noise: CE {ce}, GCE {gce}, ELR {elr}");
+    assert!(
+        gce > ce + GCE_MARGIN,
+        "GCE {gce} does not beat CE {ce} by {GCE_MARGIN}"
+    );
+    assert!(
+        elr > ce + ELR_MARGIN,
+        "ELR {elr} does not beat CE {ce} by {ELR_MARGIN}"
+    );
 
     let exp = dir.path().join("clean");
     let out = run(&probe(&exp, &backbone, "ce", "0"));
@@ -164,7 +190,7 @@ fn robust_losses_beat_cross_entropy_and_clean_labels_clear_the_floor() {
     assert!(r["metrics"]["noisy_predicted_true"].is_null());
     let acc = final_acc(&exp);
     eprintln!("test accuracy without noise: {acc}");
-    // Measured 69.5%; chance is 10%.
+    // Chance is 10%.
     assert!(
         acc > CLEAN_FLOOR,
         "accuracy {acc} below the floor {CLEAN_FLOOR}"

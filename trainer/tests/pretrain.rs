@@ -218,13 +218,17 @@ fn two_ranks_match_one_rank() {
     // Float sums in another order (SyncBatchNorm, the gathered losses) differ in the last bits;
     // VICReg on a tiny network amplifies that about fourfold per step (measured: 1e-5 after one
     // step, 7e-4 after four, 2e-2 after six), so the comparison stays early in the run.
+    // Measured over seeds 7 (this test's), 1, 2, 3, 4 under each ATEN_CPU_CAPABILITY (default,
+    // avx2, avx512; 15 pairs) after four steps: weights at most 2.0e-3 apart (relative to the
+    // variable's scale), step losses at most 3.2e-5 (relative; seed 7 under `default`). The
+    // bounds are 5× and 6× those.
     let (diff, at) = max_difference(&one, &two, "model/");
     eprintln!("largest difference between 1 and 2 ranks: {diff:e} in {at}");
-    assert!(diff < 1e-3, "1 rank vs 2 ranks differ by {diff} in {at}");
+    assert!(diff < 1e-2, "1 rank vs 2 ranks differ by {diff} in {at}");
     let (l1, l2) = (losses(&one), losses(&two));
     assert_eq!(l1.len(), 4);
     for (a, b) in l1.iter().zip(&l2) {
-        assert!((a - b).abs() < 2e-5 * a.abs(), "losses {l1:?} vs {l2:?}");
+        assert!((a - b).abs() < 2e-4 * a.abs(), "losses {l1:?} vs {l2:?}");
     }
 }
 
