@@ -33,4 +33,4 @@ elif ! "$root/tests/slurm/cluster.sh" status >/dev/null 2>&1; then
     echo "[test] not root and no cluster up: the SLURM end-to-end tests will skip"
 fi
 echo "[test] cargo test"
-cargo test --release --workspace "$@"
+cargo test --release --workspace --no-fail-fast "$@"
