@@ -2,7 +2,8 @@
 //! stop as a time limit or a preemption (submitit's rule), then requeue under SLURM after
 //! SIGUSR1, stop for good after too many time limits, or exit with [`EXIT_RESTART`] for an
 //! executor that restarts the command itself. SIGTERM never requeues: it exits with
-//! [`EXIT_RESTART`] after the checkpoint and leaves the decision to SLURM or the executor. Rank 0 writes `<exp-dir>/stop.json` in every case, finished runs included.
+//! [`EXIT_RESTART`] after the checkpoint and leaves the decision to SLURM or the executor.
+//! Rank 0 writes `<exp-dir>/stop.json` in every case, finished runs included.
 
 use crate::atomic::write_atomic;
 use crate::cluster::requeue::{self, StopCounters, StopKind};
