@@ -221,8 +221,11 @@ mod tests {
                 checked += usize::from(numeric.abs() > 1e-9);
             }
         }
+        // How many checked entries are non-zero depends on which hidden ReLUs the unseeded
+        // random inputs leave alive, in steps of 3: 13 to 34 over 40 runs, once 10 in a suite
+        // run. Six still shows the comparison is not one of zeros.
         assert!(
-            checked > 10,
+            checked >= 6,
             "only {checked} non-zero meta-gradient entries"
         );
     }
