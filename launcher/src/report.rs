@@ -87,6 +87,9 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
         single_run(exp_dir)?;
     }
     let summary = summarize(&runs, &opts.metric, &layout);
+    if let Some(line) = protocols_line(&runs) {
+        println!("{line}\n");
+    }
     print!(
         "{}",
         markdown(&summary, &opts.metric, percent(&opts.metric))
@@ -272,7 +275,11 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             (keys, places)
         }
     };
-    let epochs = exp.job.command.first().is_some_and(|c| c == "evaluate");
+    let epochs = exp
+        .job
+        .command
+        .first()
+        .is_some_and(|c| c == "evaluate" || c == "train");
     let runs = places
         .into_iter()
         .map(|(values, dir)| {
@@ -399,7 +406,20 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-/// Every run with results: grid values, then the metrics some run has.
+/// The evaluation protocols of the runs (`results.json` → `protocol`), so a table of cached-
+/// feature probes is never mistaken for one of seed 000's protocol: `protocol: seed000`.
+fn protocols_line(runs: &Runs) -> Option<String> {
+    let mut seen: Vec<&str> = runs
+        .runs
+        .iter()
+        .filter_map(|r| r.results.as_ref()?["protocol"].as_str())
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    (!seen.is_empty()).then(|| format!("protocol: {}", seen.join(", ")))
+}
+
+/// Every run with results: grid values, the protocol, then the metrics some run has.
 fn run_table(runs: &Runs) -> Table {
     let metrics: Vec<&str> = METRICS
         .into_iter()
@@ -411,7 +431,8 @@ fn run_table(runs: &Runs) -> Table {
         .filter_map(|r| {
             let res = r.results.as_ref()?;
             let cells = metrics.iter().map(|m| cell(&res["metrics"][*m]));
-            Some(r.values.iter().cloned().chain(cells).collect())
+            let protocol = res["protocol"].as_str().unwrap_or_default().to_string();
+            Some(r.values.iter().cloned().chain([protocol]).chain(cells).collect())
         })
         .collect();
     Table {
@@ -419,6 +440,7 @@ fn run_table(runs: &Runs) -> Table {
             .keys
             .iter()
             .cloned()
+            .chain(["protocol".to_string()])
             .chain(metrics.iter().map(|m| m.to_string()))
             .collect(),
         rows,

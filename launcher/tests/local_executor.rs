@@ -191,14 +191,18 @@ fn a_sweep_runs_each_configuration_and_report_collects_them() {
     // Every run's row, in grid order, from its results.json.
     let csv = std::fs::read_to_string(d.join("sweep/report.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("loss,seed,acc1,best_acc1"), "{csv}");
+    assert!(
+        lines[0].starts_with("loss,seed,protocol,acc1,best_acc1"),
+        "{csv}"
+    );
     assert_eq!(lines.len(), 5, "{csv}");
     for (line, (loss, seed)) in
         lines[1..]
             .iter()
             .zip([("ce", 0), ("ce", 1), ("gce", 0), ("gce", 1)])
     {
-        let expected = format!("{loss},{seed},{:.4},", acc1(loss, seed));
+        // Frozen backbone, no augmentation: the cached-feature fast path, named as such.
+        let expected = format!("{loss},{seed},cached-features,{:.4},", acc1(loss, seed));
         assert!(line.starts_with(&expected), "{line} vs {expected}");
         let events = d.join(format!("sweep/runs/loss_{loss}-seed{seed}/tensorboard"));
         let files = std::fs::read_dir(&events).map_or(0, |f| f.count());

@@ -28,7 +28,9 @@ enum Command {
     DistBench(cmd::dist_bench::DistBenchArgs),
     /// Pretrain a ResNet backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
     Pretrain(Box<cmd::pretrain::PretrainArgs>),
-    /// Train a classifier on a backbone with noisy labels and a robust loss (resumable).
+    /// Train a classifier with noisy labels: a head on a frozen backbone, or the whole network
+    /// from scratch or a pretrained backbone (resumable; `train` is the same command).
+    #[command(visible_alias = "train")]
     Evaluate(Box<cmd::evaluate::EvaluateArgs>),
     /// Write a PNG grid of original images and their augmented views, to check the augmentations by eye.
     AugmentPreview(cmd::augment_preview::AugmentPreviewArgs),

@@ -13,7 +13,9 @@
 
 mod common;
 
-use common::{metrics, stderr, trainer, with_flags as with, FASHION_MNIST};
+use common::{
+    metrics, small_pretrained_backbone, stderr, trainer, with_flags as with, FASHION_MNIST,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,6 +27,7 @@ use trainer::checkpoint::CheckpointDir;
 use trainer::data::{Source, Split};
 use trainer::distributed::ProcessGroup;
 use trainer::method::embed::embed;
+use trainer::method::eval::config::HeadKind;
 use trainer::method::eval::head::Head;
 use trainer::method::ssl::config::{FASHION_MNIST_MEAN, FASHION_MNIST_STD};
 use trainer::model::{torchvision_state_dict, Arch, ResNet, Stem};
@@ -79,48 +82,6 @@ fn base(exp: &Path, loss: &str, noise: &str) -> Vec<String> {
     .collect()
 }
 
-/// Pretrains the small backbone the robustness tests probe; returns its export.
-fn pretrained_backbone(dir: &Path) -> String {
-    let exp = dir.join("pretrain");
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args([
-            "pretrain",
-            "--data-dir",
-            FASHION_MNIST,
-            "--method",
-            "vicreg",
-            "--width",
-            "8",
-            "--mlp",
-            "128-128",
-            "--epochs",
-            "4",
-            "--warmup-epochs",
-            "1",
-            "--batch-size",
-            "128",
-            "--train-samples",
-            "2048",
-            "--optimizer",
-            "lars",
-            "--base-lr",
-            "0.5",
-            "--seed",
-            "1",
-            "--knn-every",
-            "0",
-            "--backend",
-            "gloo",
-            "--exp-dir",
-        ])
-        .arg(&exp)
-        .env("OMP_NUM_THREADS", "2")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    exp.join("backbone.safetensors").display().to_string()
-}
-
 /// The robustness configuration on a pretrained backbone.
 fn probe(exp: &Path, backbone: &str, loss: &str, noise: &str) -> Vec<String> {
     with(
@@ -152,7 +113,7 @@ fn final_acc(exp: &Path) -> f64 {
 #[test]
 fn robust_losses_beat_cross_entropy_and_clean_labels_clear_the_floor() {
     let dir = tempfile::tempdir().unwrap();
-    let backbone = pretrained_backbone(dir.path());
+    let backbone = small_pretrained_backbone(dir.path());
     let acc = |loss: &str, seed: &str| {
         let exp = dir.path().join(format!("{loss}-{seed}"));
         let args = with(probe(&exp, &backbone, loss, "0.4"), &[("--seed", seed)]);
@@ -421,7 +382,7 @@ fn head_accuracy_on(exp: &Path, backbone: &str, n: usize) -> f64 {
     let saved: HashMap<String, Tensor> = ckpt.tensors.into_iter().collect();
     let (bvs, hvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
     let net = ResNet::with_width(&bvs.root(), Arch::Resnet18, Stem::Cifar, 8);
-    let head = Head::new(&hvs.root(), net.embedding_dim(), 10);
+    let head = Head::new(&hvs.root(), HeadKind::Mlp, false, net.embedding_dim(), 10);
     let weights: HashMap<String, Tensor> = Tensor::read_safetensors(backbone)
         .unwrap()
         .into_iter()

@@ -1,5 +1,6 @@
 //! What to augment and how strongly: the per-method recipes (serde, from run.toml).
 
+use crate::data::normalization::Normalization;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,14 @@ impl Default for AugmentConfig {
 }
 
 impl AugmentConfig {
+    /// The normalization this recipe ends with.
+    pub fn normalization(&self) -> Normalization {
+        Normalization {
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+
     /// solo-learn's SimCLR CIFAR augmentations.
     pub fn simclr() -> Self {
         Self {

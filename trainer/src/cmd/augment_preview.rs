@@ -4,7 +4,7 @@
 use crate::atomic::write_atomic;
 use crate::augment::preview::{compose, encode_png, preview_cells, upscale, GUTTER};
 use crate::augment::{AugmentConfig, ViewKey};
-use crate::data::{Source, Split};
+use crate::data::{DatasetName, Source, Split};
 use crate::method::ssl::config::PretrainConfig;
 use crate::method::ssl::Method;
 use anyhow::{ensure, Context, Result};
@@ -67,9 +67,9 @@ pub fn run(args: AugmentPreviewArgs) -> Result<()> {
         source.name
     );
     let images = data.images.narrow(0, 0, args.images as i64);
-    let (_, channels, h, w) = images.size4()?;
+    let (_, _, h, w) = images.size4()?;
     let cfg =
-        recipe(args.method, overrides, h.min(w), channels).with_context(|| match &args.config {
+        recipe(args.method, overrides, h.min(w), source.name).with_context(|| match &args.config {
             Some(path) => format!("the [augment] table of --config {}", path.display()),
             None => "the augmentation recipe".into(),
         })?;
@@ -109,13 +109,18 @@ fn augment_table(path: &Path) -> Result<toml::Table> {
 
 /// The method's recipe at the dataset's side and normalization, then the overrides: the same
 /// resolution pretraining uses, so the preview shows what training will see.
-fn recipe(method: Method, augment: toml::Table, side: i64, channels: i64) -> Result<AugmentConfig> {
+fn recipe(
+    method: Method,
+    augment: toml::Table,
+    side: i64,
+    dataset: DatasetName,
+) -> Result<AugmentConfig> {
     let config = PretrainConfig {
         method,
         augment,
         ..PretrainConfig::default()
     };
-    config.augment_for(side, channels)
+    config.augment_for(side, dataset)
 }
 
 /// RGB uint8 images → the composed grid: one row per image, cells upscaled by `--scale`.

@@ -7,9 +7,12 @@ use super::stop::{Ending, StopPolicy, EXIT_RESTART};
 use crate::atomic::write_atomic;
 use crate::cluster::requeue::StopKind;
 use crate::cluster::signals;
+use crate::data::normalization::Normalization;
 use crate::data::{Source, Split, SplitData};
 use crate::method::eval::backbone::BackboneSource;
-use crate::method::eval::config::{EvalConfig, Weights};
+use crate::data::normalization::Choice as NormalizeChoice;
+use crate::method::eval::config::{EvalConfig, HeadKind, HeadMode, Weights};
+use crate::method::eval::protocol::Protocol;
 use crate::method::eval::labels::{noisy_labels, NoisyLabels};
 use crate::method::eval::methods::Method;
 use crate::method::eval::probe::Probe;
@@ -32,6 +35,10 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunArgs,
+    /// A published recipe's defaults (under --config and the flags): seed000 is seed 000's
+    /// evaluate.py; none keeps this project's defaults.
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
     /// backbone.safetensors (an export), a pretraining checkpoint, or `none`.
     #[arg(long)]
     pub backbone: Option<String>,
@@ -65,6 +72,20 @@ pub struct EvaluateArgs {
     /// freeze: only the head trains; finetune: the backbone too (with --lr-backbone).
     #[arg(long, value_enum)]
     pub weights: Option<Weights>,
+    /// The classifier: seed 000's MLP, or one linear layer.
+    #[arg(long, value_enum)]
+    pub head: Option<HeadKind>,
+    /// Start the linear head at zero (seed 001); `--head-zero-init` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub head_zero_init: Option<bool>,
+    /// train: dropout and batch statistics; eval: neither, as seed 000's model.eval() under a
+    /// frozen backbone.
+    #[arg(long, value_enum)]
+    pub head_mode: Option<HeadMode>,
+    /// Normalization of the images: backbone (what it was pretrained with), dataset, seed000
+    /// (CIFAR-10 mean, std 0.2023/0.1994/0.2010) or none.
+    #[arg(long, value_enum)]
+    pub normalize: Option<NormalizeChoice>,
     /// Training loss of the head.
     #[arg(long, value_enum)]
     pub loss: Option<LossKind>,
@@ -185,7 +206,17 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let _lock = run_lock::acquire_for_group(&cfg.exp_dir, &env, &group)?;
     let policy = StopPolicy::new(&env);
     let classes = source.num_classes as i64;
-    let probe = Probe::new(&cfg, &group, &backbone, &train, &test, &labels, classes)?;
+    let normalization = normalization(&cfg, &backbone, &source, &train)?;
+    let probe = Probe::new(
+        &cfg,
+        &group,
+        &backbone,
+        &train,
+        &test,
+        &labels,
+        classes,
+        normalization,
+    )?;
     let run = EvalRun::new(&cfg, &group, probe)?;
     let feature_seconds = run.feature_seconds();
     if group.rank() == 0 {
@@ -216,6 +247,29 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
         } => ending(Some((signal, kind)), state, checkpoint),
     };
     policy.conclude(&cfg.exp_dir, cfg.max_timeouts, ending)
+}
+
+/// What the images are normalized with: `--normalize` over the backbone's own.
+fn normalization(
+    cfg: &EvalConfig,
+    backbone: &BackboneSource,
+    source: &Source,
+    train: &SplitData,
+) -> Result<Normalization> {
+    let channels = train.images.size4()?.1;
+    let chosen = cfg.normalize.resolve(
+        backbone.normalization,
+        source.name,
+        channels,
+        backbone.weights.is_some(),
+    );
+    log::info!(
+        "normalizing with mean {:?}, std {:?} (--normalize {:?})",
+        chosen.mean,
+        chosen.std,
+        cfg.normalize
+    );
+    Ok(chosen)
 }
 
 fn ending(
@@ -265,6 +319,7 @@ fn results_json(
     Ok(json!({
         "format": "nls-eval-results",
         "version": 1,
+        "protocol": cfg.protocol_label(),
         "config": cfg,
         "config_hash": state.config_hash,
         "backbone": backbone,

@@ -8,6 +8,7 @@
 pub mod cifar;
 pub mod idx;
 pub mod imagefolder;
+pub mod normalization;
 pub mod order;
 pub mod pickle;
 

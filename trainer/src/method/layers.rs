@@ -13,11 +13,24 @@ pub fn resolve<T: DeserializeOwned>(
     flags: toml::Table,
     what: &str,
 ) -> Result<T> {
-    let mut table = match file {
+    resolve_over(|_| Ok(toml::Table::new()), file, flags, what)
+}
+
+/// As [`resolve`], over a layer of defaults chosen from the file and flags merged (a preset
+/// named by one of their keys): preset ← file ← flags.
+pub fn resolve_over<T: DeserializeOwned>(
+    preset: impl FnOnce(&toml::Table) -> Result<toml::Table>,
+    file: Option<&Path>,
+    flags: toml::Table,
+    what: &str,
+) -> Result<T> {
+    let mut given = match file {
         Some(path) => read_table(path)?,
         None => toml::Table::new(),
     };
-    table.extend(flags);
+    given.extend(flags);
+    let mut table = preset(&given)?;
+    table.extend(given);
     toml::Value::Table(table).try_into().map_err(|e| {
         anyhow::anyhow!(
             "invalid {what} configuration{}: {e}",

@@ -8,6 +8,7 @@
 
 use super::config::EvalConfig;
 use crate::checkpoint;
+use crate::data::normalization::Normalization;
 use crate::method::ssl::model::{BACKBONE, PROJECTOR};
 use crate::model::resnet::STANDARD_WIDTH;
 use crate::model::{Arch, ResNet, Stem};
@@ -28,6 +29,9 @@ pub struct BackboneSource {
     pub description: String,
     /// The pretraining projector, when the backbone is a pretraining checkpoint.
     pub projector: Option<SavedProjector>,
+    /// What pretraining normalized its inputs with (None: random initialization, or a card
+    /// written before cards said).
+    pub normalization: Option<Normalization>,
 }
 
 /// A projector's layer widths (`--mlp`) and weights, named as in [`crate::model::Projector`].
@@ -46,6 +50,7 @@ impl BackboneSource {
                 weights: None,
                 description: "random initialization".into(),
                 projector: None,
+                normalization: None,
             });
         }
         let path = Path::new(&cfg.backbone);
@@ -215,8 +220,19 @@ fn from_export(path: &Path, as_checkpoint: anyhow::Error) -> Result<BackboneSour
         width: field("width")?.as_i64().unwrap_or(STANDARD_WIDTH),
         weights: Some(tensors.into_iter().collect()),
         description: format!("the export {}", path.display()),
+        normalization: normalization_of(card.get("normalization"), &card_path)?,
         projector: None,
     })
+}
+
+/// The `normalization` entry of a card or checkpoint state, when it has one.
+fn normalization_of(value: Option<&Value>, from: &Path) -> Result<Option<Normalization>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .with_context(|| format!("{}: unreadable \"normalization\"", from.display())),
+    }
 }
 
 fn from_checkpoint(path: &Path, ckpt: checkpoint::Checkpoint) -> Result<BackboneSource> {
@@ -253,6 +269,7 @@ fn from_checkpoint(path: &Path, ckpt: checkpoint::Checkpoint) -> Result<Backbone
         width: get("width")?.as_i64().unwrap_or(STANDARD_WIDTH),
         weights: Some(weights),
         description: format!("the checkpoint {}", path.display()),
+        normalization: normalization_of(ckpt.state.get("normalization"), path)?,
         projector: match (get("mlp")?.as_str(), projector.is_empty()) {
             (Some(mlp), false) => Some(SavedProjector {
                 mlp: mlp.to_string(),

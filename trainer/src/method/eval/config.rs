@@ -3,6 +3,8 @@
 
 use super::losses::{LossKind, LossParams};
 use super::methods::{Method, MethodParams};
+use super::protocol::Protocol;
+use crate::data::normalization::Choice as NormalizeChoice;
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::Kind as NoiseKind;
@@ -19,9 +21,31 @@ pub enum Weights {
     Finetune,
 }
 
+/// The classifier on the backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// Seed 000's Linear → BatchNorm1d → ReLU → Dropout(0.4) → Linear.
+    Mlp,
+    /// One linear layer (the seed papers' classifier; `--head-zero-init` as seed 001).
+    Linear,
+}
+
+/// Whether the head trains in training mode (dropout, batch statistics) or, as seed 000's
+/// `model.eval()` does under a frozen backbone, in eval mode (no dropout, running statistics
+/// that are never updated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadMode {
+    Train,
+    Eval,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
+    /// A published recipe whose defaults sit under `--config` and the flags.
+    pub protocol: Protocol,
     pub data_dir: PathBuf,
     pub exp_dir: PathBuf,
     /// `backbone.safetensors` (an export), a pretraining checkpoint, or "none" (random init).
@@ -40,6 +64,12 @@ pub struct EvalConfig {
     pub noise_seed: Option<u64>,
     pub convention: Convention,
     pub weights: Weights,
+    pub head: HeadKind,
+    /// Linear head only: weights and bias start at zero (seed 001).
+    pub head_zero_init: bool,
+    pub head_mode: HeadMode,
+    /// What the images are normalized with (default: as the backbone was trained).
+    pub normalize: NormalizeChoice,
     pub loss: LossKind,
     pub elr_beta: f64,
     pub elr_lambda: f64,
@@ -86,6 +116,7 @@ impl Default for EvalConfig {
         let losses = LossParams::default();
         let methods = MethodParams::default();
         EvalConfig {
+            protocol: Protocol::None,
             data_dir: PathBuf::new(),
             exp_dir: PathBuf::new(),
             backbone: String::new(),
@@ -99,6 +130,10 @@ impl Default for EvalConfig {
             noise_seed: None,
             convention: Convention::Any,
             weights: Weights::Freeze,
+            head: HeadKind::Mlp,
+            head_zero_init: false,
+            head_mode: HeadMode::Train,
+            normalize: NormalizeChoice::Backbone,
             loss: LossKind::Ce,
             elr_beta: losses.elr_beta,
             elr_lambda: losses.elr_lambda,
@@ -134,7 +169,9 @@ const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
 
 impl EvalConfig {
     pub fn resolve(file: Option<&Path>, flags: toml::Table) -> Result<EvalConfig> {
-        let config: EvalConfig = crate::method::layers::resolve(file, flags, "evaluation")?;
+        let preset = |given: &toml::Table| Protocol::chosen(given)?.preset();
+        let config: EvalConfig =
+            crate::method::layers::resolve_over(preset, file, flags, "evaluation")?;
         config.check_values()?;
         Ok(config)
     }
@@ -159,6 +196,15 @@ impl EvalConfig {
             self.weights == Weights::Finetune || self.lr_backbone == 0.0,
             "--lr-backbone applies only to --weights finetune"
         );
+        ensure!(
+            !self.head_zero_init || self.head == HeadKind::Linear,
+            "--head-zero-init applies to --head linear (a zero MLP would never train)"
+        );
+        ensure!(
+            self.head_mode == HeadMode::Train || self.weights == Weights::Freeze,
+            "--head-mode eval is seed 000's frozen-backbone protocol; with --weights finetune \
+             the network trains in training mode"
+        );
         self.loss_params().validate()?;
         self.method_params().validate()?;
         if self.method != Method::None {
@@ -166,6 +212,12 @@ impl EvalConfig {
                 self.cached_features(),
                 "--method {} trains the head on cached features: use --weights freeze without \
                  --augment",
+                self.method
+            );
+            ensure!(
+                self.head == HeadKind::Mlp && self.head_mode == HeadMode::Train,
+                "--method {} works on the MLP head in training mode (--head mlp --head-mode \
+                 train)",
                 self.method
             );
             ensure!(
@@ -202,6 +254,17 @@ impl EvalConfig {
 
     pub fn noise_seed(&self) -> u64 {
         self.noise_seed.unwrap_or(self.seed)
+    }
+
+    /// How results name this run's protocol: the preset, or what this project's defaults
+    /// amount to (`cached-features`: the fast path, not seed 000's protocol).
+    pub fn protocol_label(&self) -> String {
+        match self.protocol {
+            Protocol::None if self.cached_features() => "cached-features".into(),
+            Protocol::None if self.weights == Weights::Finetune => "whole-network".into(),
+            Protocol::None => "frozen-augmented".into(),
+            preset => preset.to_string(),
+        }
     }
 
     /// Features computed once: a frozen backbone and no augmentation.

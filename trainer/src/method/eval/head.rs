@@ -1,6 +1,10 @@
-//! The reference classification head: Linear(emb, 512) → BatchNorm1d → ReLU → Dropout(0.4) →
-//! Linear(512, K), named as its `nn.Sequential` (`0.weight`, `1.running_mean`, `4.bias`, …).
+//! The classifier on the backbone:
+//! - [`HeadKind::Mlp`], seed 000's head: Linear(emb, 512) → BatchNorm1d → ReLU → Dropout(0.4) →
+//!   Linear(512, K), named as its `nn.Sequential` (`0.weight`, `1.running_mean`, `4.bias`, …);
+//! - [`HeadKind::Linear`], the seed papers' `nn.Linear(emb, K)` (`weight`, `bias`), initialized
+//!   as PyTorch does or, as seed 001's, at zero.
 
+use super::config::HeadKind;
 use crate::distributed::sync_bn::SyncBatchNorm;
 use crate::distributed::{DistError, ProcessGroup};
 use crate::model::projector::torch_linear;
@@ -11,38 +15,60 @@ pub const HIDDEN: i64 = 512;
 pub const DROPOUT: f64 = 0.4;
 
 #[derive(Debug)]
-pub struct Head {
-    first: nn::Linear,
-    bn: SyncBatchNorm,
-    last: nn::Linear,
+pub enum Head {
+    Mlp {
+        first: nn::Linear,
+        bn: SyncBatchNorm,
+        last: nn::Linear,
+    },
+    Linear(nn::Linear),
 }
 
 impl Head {
-    pub fn new(p: &Path, embedding_dim: i64, classes: i64) -> Head {
-        Head {
-            first: torch_linear(p / 0, embedding_dim, HIDDEN, true),
-            bn: SyncBatchNorm::new(p / 1, HIDDEN),
-            last: torch_linear(p / 4, HIDDEN, classes, true),
+    pub fn new(p: &Path, kind: HeadKind, zero_init: bool, embedding_dim: i64, classes: i64) -> Head {
+        match kind {
+            HeadKind::Mlp => Head::Mlp {
+                first: torch_linear(p / 0, embedding_dim, HIDDEN, true),
+                bn: SyncBatchNorm::new(p / 1, HIDDEN),
+                last: torch_linear(p / 4, HIDDEN, classes, true),
+            },
+            HeadKind::Linear if zero_init => Head::Linear(nn::linear(
+                p,
+                embedding_dim,
+                classes,
+                nn::LinearConfig {
+                    ws_init: nn::Init::Const(0.0),
+                    bs_init: Some(nn::Init::Const(0.0)),
+                    bias: true,
+                },
+            )),
+            HeadKind::Linear => Head::Linear(torch_linear(p.clone(), embedding_dim, classes, true)),
         }
     }
 
-    /// Features `[B, emb]` → logits `[B, K]`. `keep` (training only) is the dropout mask,
-    /// `[B, HIDDEN]` of 0/1; `None` evaluates (running BN statistics, no dropout).
+    /// Whether training draws a dropout mask for this head.
+    pub fn has_dropout(&self) -> bool {
+        matches!(self, Head::Mlp { .. })
+    }
+
+    /// Features `[B, emb]` → logits `[B, K]`. `keep` (training mode) is the MLP's dropout mask,
+    /// `[B, HIDDEN]` of 0/1; `None` evaluates: running BN statistics (not updated), no dropout.
     pub fn forward(
         &self,
         x: &Tensor,
         keep: Option<&Tensor>,
         group: &ProcessGroup,
     ) -> Result<Tensor, DistError> {
-        let train = keep.is_some();
-        let h = self
-            .bn
-            .forward(&self.first.forward(x), train, group)?
-            .relu();
-        let h = match keep {
-            Some(mask) => h * mask / (1.0 - DROPOUT),
-            None => h,
-        };
-        Ok(self.last.forward(&h))
+        match self {
+            Head::Linear(linear) => Ok(linear.forward(x)),
+            Head::Mlp { first, bn, last } => {
+                let h = bn.forward(&first.forward(x), keep.is_some(), group)?.relu();
+                let h = match keep {
+                    Some(mask) => h * mask / (1.0 - DROPOUT),
+                    None => h,
+                };
+                Ok(last.forward(&h))
+            }
+        }
     }
 }

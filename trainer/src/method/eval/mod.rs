@@ -13,6 +13,7 @@ pub mod labels;
 pub mod losses;
 pub mod methods;
 pub mod probe;
+pub mod protocol;
 pub mod run;
 
 pub use losses::{LossKind, LossParams, RobustLoss, ELR_TARGETS_KEY};

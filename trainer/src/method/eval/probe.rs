@@ -10,7 +10,7 @@
 //! and the head trains on them (the reference runs the backbone every epoch).
 
 use super::backbone::BackboneSource;
-use super::config::{EvalConfig, Weights};
+use super::config::{EvalConfig, HeadMode, Weights};
 use super::head::{Head, DROPOUT, HIDDEN};
 use super::labels::NoisyLabels;
 use super::losses::RobustLoss;
@@ -19,6 +19,7 @@ use super::methods::{self, NoiseMethod, Setup, Step};
 use crate::augment::{augment_part, normalize, to_unit_float, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
+use crate::data::normalization::Normalization;
 use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -95,7 +96,8 @@ pub struct Probe<'a> {
     backbone_sync: Option<GradSync>,
     loss: RobustLoss,
     method: Option<Box<dyn NoiseMethod>>,
-    head_params: HeadParams,
+    /// The MLP head's variables as plain tensors, for the methods' look-ahead steps.
+    head_params: Option<HeadParams>,
     train: Inputs,
     test: Inputs,
     test_labels: Tensor,
@@ -115,6 +117,7 @@ impl<'a> Probe<'a> {
         test: &SplitData,
         labels: &NoisyLabels,
         classes: i64,
+        normalization: Normalization,
     ) -> Result<Probe<'a>> {
         let device = group.device();
         // Seeded before anything is initialized: the `none` baseline's random backbone and the
@@ -123,13 +126,19 @@ impl<'a> Probe<'a> {
         let mut backbone_vs = VarStore::new(device);
         let backbone = source.build(&backbone_vs)?;
         let head_vs = VarStore::new(device);
-        let head = Head::new(&head_vs.root(), backbone.embedding_dim(), classes);
+        let head = Head::new(
+            &head_vs.root(),
+            cfg.head,
+            cfg.head_zero_init,
+            backbone.embedding_dim(),
+            classes,
+        );
         broadcast_variables(group, &head_vs)?;
         if source.weights.is_none() {
             broadcast_variables(group, &backbone_vs)?;
         }
-        let (_, channels, side, _) = train.images.size4()?;
-        let aug = eval_augment(side, channels);
+        let (_, _, side, _) = train.images.size4()?;
+        let aug = eval_augment(side, normalization);
         let started = Instant::now();
         let (train_in, test_in) = if cfg.cached_features() {
             let cache = |split: &str, images: &Tensor| -> Result<Inputs> {
@@ -171,6 +180,10 @@ impl<'a> Probe<'a> {
             Inputs::Images(_) => None,
         };
         let feature_seconds = started.elapsed().as_secs_f64();
+        let head_params = method
+            .is_some()
+            .then(|| HeadParams::of(&head_vs))
+            .transpose()?;
         let finetune = cfg.weights == Weights::Finetune;
         if !finetune {
             backbone_vs.freeze();
@@ -187,7 +200,7 @@ impl<'a> Probe<'a> {
             backbone_sync: finetune.then(|| GradSync::new(&backbone_vs, 25.0)),
             loss: RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device),
             method,
-            head_params: HeadParams::of(&head_vs)?,
+            head_params,
             backbone,
             backbone_vs,
             head,
@@ -257,18 +270,17 @@ impl<'a> Probe<'a> {
         let part = order.slice(step, rank, world);
         let local = Tensor::from_slice(part).to_device(self.group.device());
         let features = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
-        let keep = dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len());
-        let logits = self.head.forward(
-            &features,
-            Some(&keep.to_device(self.group.device())),
-            self.group,
-        )?;
+        let keep = self.dropout().then(|| {
+            dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len())
+                .to_device(self.group.device())
+        });
+        let logits = self.head.forward(&features, keep.as_ref(), self.group)?;
         let all = self.group.all_gather_with_grad(&logits)?;
         let labels = self.noisy.index_select(0, global);
         let global_step = epoch * self.steps_per_epoch + step;
         let lr_head = self.lr(self.cfg.lr_head, global_step);
-        let loss = match (&mut self.method, &self.train) {
-            (Some(method), Inputs::Features(features)) => method.loss(&Step {
+        let loss = match (&mut self.method, &self.train, &self.head_params) {
+            (Some(method), Inputs::Features(features), Some(head)) => method.loss(&Step {
                 logits: &all,
                 ids: global,
                 labels: &labels,
@@ -276,7 +288,7 @@ impl<'a> Probe<'a> {
                 features: &features.index_select(0, global),
                 keep: &dropout_mask(self.cfg, epoch, step, 0, self.cfg.batch_size)
                     .to_device(self.group.device()),
-                head: &self.head_params,
+                head,
                 lr: lr_head,
                 key: ViewKey {
                     seed: self.cfg.seed,
@@ -303,6 +315,11 @@ impl<'a> Probe<'a> {
             opt.step(lr_backbone);
         }
         Ok((all.detach(), loss.double_value(&[])))
+    }
+
+    /// Whether the head trains with dropout: the MLP in training mode.
+    fn dropout(&self) -> bool {
+        self.cfg.head_mode == HeadMode::Train && self.head.has_dropout()
     }
 
     /// This rank's inputs for the head: cached features, or (augmented) images through the
@@ -548,16 +565,13 @@ fn copy_into(vs: &VarStore, saved: Vec<(String, Tensor)>) -> Result<()> {
     })
 }
 
-/// RandomResizedCrop(side) + horizontal flip, normalized as the pretraining views were.
-fn eval_augment(side: i64, channels: i64) -> AugmentConfig {
+/// RandomResizedCrop(side) + horizontal flip, then `normalization`.
+fn eval_augment(side: i64, normalization: Normalization) -> AugmentConfig {
     let mut cfg = AugmentConfig::simclr();
     cfg.size = side;
     cfg.jitter_p = 0.0;
     cfg.gray_p = 0.0;
     cfg.solarize_p = 0.0;
-    if channels == 1 {
-        cfg.mean = [crate::method::ssl::config::FASHION_MNIST_MEAN; 3];
-        cfg.std = [crate::method::ssl::config::FASHION_MNIST_STD; 3];
-    }
+    (cfg.mean, cfg.std) = (normalization.mean, normalization.std);
     cfg
 }

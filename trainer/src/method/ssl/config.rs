@@ -5,7 +5,8 @@
 //! so a misspelt key in the file is an error naming it, whichever layer it came from.
 
 use crate::augment::AugmentConfig;
-use crate::data::Source;
+use crate::data::normalization::Normalization;
+use crate::data::{DatasetName, Source};
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
 use crate::model::{parse_mlp, Arch, Stem};
 use crate::optim::OptimizerKind;
@@ -153,7 +154,7 @@ impl PretrainConfig {
         ensure!(self.log_every >= 1, "--log-every must be at least 1");
         ensure!(self.knn_k >= 1, "--knn-k must be at least 1");
         parse_mlp(&self.mlp).context("--mlp")?;
-        self.augment_for(32, 3)?;
+        self.augment_for(32, DatasetName::Cifar10)?;
         Ok(())
     }
 
@@ -213,18 +214,16 @@ impl PretrainConfig {
         SslLoss::new(self.method, self.temperature, weights)
     }
 
-    /// The method's recipe for images of side `side` with `channels` channels, then the
-    /// `[augment]` overrides. Gray data gets its own normalization (on repeated channels).
-    pub fn augment_for(&self, side: i64, channels: i64) -> Result<AugmentConfig> {
+    /// The method's recipe for images of side `side` from `dataset`, normalized with the
+    /// dataset's statistics, then the `[augment]` overrides.
+    pub fn augment_for(&self, side: i64, dataset: DatasetName) -> Result<AugmentConfig> {
         let mut base = match self.method {
             Method::Simclr => AugmentConfig::simclr(),
             Method::Vicreg => AugmentConfig::vicreg(),
         };
         base.size = side;
-        if channels == 1 {
-            base.mean = [FASHION_MNIST_MEAN; 3];
-            base.std = [FASHION_MNIST_STD; 3];
-        }
+        let stats = Normalization::of_dataset(dataset);
+        (base.mean, base.std) = (stats.mean, stats.std);
         let mut table = toml::Table::try_from(&base).context("serializing the augmentation")?;
         table.extend(self.augment.clone());
         let cfg: AugmentConfig = toml::Value::Table(table)
@@ -258,9 +257,7 @@ impl PretrainConfig {
     }
 }
 
-/// Fashion-MNIST's pixel mean and standard deviation (of the training split, in [0, 1]).
-pub const FASHION_MNIST_MEAN: f64 = 0.2860;
-pub const FASHION_MNIST_STD: f64 = 0.3530;
+pub use crate::data::normalization::{FASHION_MNIST_MEAN, FASHION_MNIST_STD};
 
 fn positive(name: &str, v: f64) -> Result<()> {
     ensure!(v > 0.0 && v.is_finite(), "{name} must be positive, not {v}");
@@ -307,7 +304,7 @@ mod tests {
         f.push(("batch_size", 32.into()));
         let c = PretrainConfig::resolve(Some(&file), flags(&f)).unwrap();
         assert_eq!((c.epochs, c.batch_size, c.base_lr), (7, 32, 0.2));
-        assert_eq!(c.augment_for(28, 1).unwrap().size, 24);
+        assert_eq!(c.augment_for(28, DatasetName::FashionMnist).unwrap().size, 24);
     }
 
     #[test]

@@ -209,6 +209,7 @@ impl Monitor {
         card.insert("final_loss".into(), json!(state.last_loss));
         card.insert("knn_acc1".into(), json!(state.last_knn));
         card.insert("created".into(), chrono::Utc::now().to_rfc3339().into());
+        card.insert("normalization".into(), json!(self.aug.normalization()));
         let path = self.exp_dir.join("backbone.safetensors");
         let tensors = model.backbone_state_dict(state.step as i64);
         crate::checkpoint::export(&path, &tensors, &Value::Object(card))?;

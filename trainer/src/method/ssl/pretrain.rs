@@ -72,8 +72,8 @@ impl<'a> Pretrainer<'a> {
         let device = group.device();
         let train = load_train(cfg, source)?;
         cfg.check_job(group.world_size(), train.len())?;
-        let (_, channels, side, _) = train.images.size4()?;
-        let aug = cfg.augment_for(side, channels)?;
+        let (_, _, side, _) = train.images.size4()?;
+        let aug = cfg.augment_for(side, source.name)?;
         let images = to_rgb(&train.images)?.to_device(device);
         let model = SslModel::new(cfg, device)?;
         let precision = Precision::for_device(device);
@@ -102,6 +102,7 @@ impl<'a> Pretrainer<'a> {
         };
         let grad_sync = GradSync::new(&model.vs, BUCKET_MB);
         let monitor = Monitor::new(cfg, source, group, &train, &aug)?;
+        let state = TrainState::fresh(cfg, steps_per_epoch, aug.normalization())?;
         Ok(Pretrainer {
             cfg,
             group,
@@ -116,7 +117,7 @@ impl<'a> Pretrainer<'a> {
             grad_sync,
             checkpoints: checkpoint_dir(cfg),
             monitor,
-            state: TrainState::fresh(cfg, steps_per_epoch)?,
+            state,
             end_step,
         })
     }

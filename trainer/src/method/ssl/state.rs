@@ -9,6 +9,7 @@
 use super::config::{differing_keys, PretrainConfig};
 use crate::checkpoint::Checkpoint;
 use crate::cluster::requeue::StopCounters;
+use crate::data::normalization::Normalization;
 use crate::optim::Optimizer;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -33,13 +34,21 @@ pub struct TrainState {
     /// Mean loss over the last logging interval (NaN before the first).
     pub last_loss: Option<f64>,
     pub last_knn: Option<f64>,
+    /// What the views were normalized with: evaluations of this checkpoint use it too.
+    #[serde(default)]
+    pub normalization: Option<Normalization>,
 }
 
 impl TrainState {
-    pub fn fresh(cfg: &PretrainConfig, steps_per_epoch: u64) -> Result<TrainState> {
+    pub fn fresh(
+        cfg: &PretrainConfig,
+        steps_per_epoch: u64,
+        normalization: Normalization,
+    ) -> Result<TrainState> {
         Ok(TrainState {
             format: FORMAT,
             steps_per_epoch,
+            normalization: Some(normalization),
             config_hash: cfg.hash()?,
             config: cfg.trajectory()?,
             ..Default::default()
