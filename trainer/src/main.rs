@@ -26,7 +26,7 @@ enum Command {
     DistCheck(cmd::dist_check::DistCheckArgs),
     /// Measure all-reduce bandwidth and gradient-sync time between this job's ranks.
     DistBench(cmd::dist_bench::DistBenchArgs),
-    /// Pretrain a ResNet backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
+    /// Pretrain a backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
     Pretrain(Box<cmd::pretrain::PretrainArgs>),
     /// Train a classifier on a backbone with noisy labels and a robust loss (resumable).
     Evaluate(Box<cmd::evaluate::EvaluateArgs>),
