@@ -118,11 +118,13 @@ class WideBasicBlock(nn.Module):
             x = self.relu1(self.bn1(x))
         else:
             out = self.relu1(self.bn1(x))
-        out = self.conv1(self.equalInOut and out or x)
+        # `a and t or x` asks bool(t) of a tensor, an error in today's PyTorch: the conditional
+        # expression FixMatch's copy uses instead, same meaning.
+        out = self.conv1(out if self.equalInOut else x)
         if self.droprate > 0:
             out = F.dropout(out, p=self.droprate, training=self.training)
         out = self.conv2(self.relu2(self.bn2(out)))
-        return torch.add((not self.equalInOut) and self.convShortcut(x) or x, out)
+        return torch.add(x if self.equalInOut else self.convShortcut(x), out)
 
 
 class NetworkBlock(nn.Module):

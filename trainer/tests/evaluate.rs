@@ -414,7 +414,11 @@ fn conflicting_architectures_and_damaged_backbones_are_refused() {
 #[test]
 fn new_architectures_evaluate_and_their_cards_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    for (arch, width, depth) in [("preact18", "4", None), ("wrn", "1", Some("10")), ("resnet32", "4", None)] {
+    for (arch, width, depth) in [
+        ("preact18", "4", None),
+        ("wrn", "1", Some("10")),
+        ("resnet32", "4", None),
+    ] {
         let exp = dir.path().join(arch);
         let mut flags = vec![("--arch", arch), ("--width", width), ("--epochs", "2")];
         flags.extend(depth.map(|d| ("--depth", d)));
@@ -426,9 +430,13 @@ fn new_architectures_evaluate_and_their_cards_are_checked() {
 
     let export_wrn = |name: &str, card_depth: i64| {
         let vs = VarStore::new(Device::Cpu);
-        let _ = Backbone::new(&vs.root(), &NetSpec::new(Arch::Wrn, None, Some(1), Some(10)).unwrap());
+        let _ = Backbone::new(
+            &vs.root(),
+            &NetSpec::new(Arch::Wrn, None, Some(1), Some(10)).unwrap(),
+        );
         let path = dir.path().join(format!("{name}.safetensors"));
-        let card = serde_json::json!({"arch": "wrn", "stem": null, "width": 1, "depth": card_depth});
+        let card =
+            serde_json::json!({"arch": "wrn", "stem": null, "width": 1, "depth": card_depth});
         trainer::checkpoint::export(&path, &torchvision_state_dict(&vs, 0), &card).unwrap();
         path.display().to_string()
     };

@@ -220,7 +220,10 @@ fn parameter_counts_match_the_published_figures() {
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(ours, summary["parameters"].as_i64().unwrap(), "{arch}");
         let off = (ours as f64 - published).abs();
-        assert!(off <= precision / 2.0, "{arch}: {ours} vs published {published}");
+        assert!(
+            off <= precision / 2.0,
+            "{arch}: {ours} vs published {published}"
+        );
     }
 }
 

@@ -246,26 +246,72 @@ mod tests {
         assert_eq!((wrn.stem, wrn.width, wrn.depth), (None, 10, Some(28)));
         assert_eq!(wrn.wrn_blocks(), 4);
         let r18 = NetSpec::new(Arch::Resnet18, None, None, None).unwrap();
-        assert_eq!((r18.stem, r18.width, r18.depth), (Some(Stem::Cifar), 64, None));
+        assert_eq!(
+            (r18.stem, r18.width, r18.depth),
+            (Some(Stem::Cifar), 64, None)
+        );
         let r32 = NetSpec::new(Arch::Resnet32, None, None, None).unwrap();
         assert_eq!((r32.stem, r32.width, r32.depth), (None, 16, None));
-        assert_eq!(NetSpec::new(Arch::Preact18, None, None, None).unwrap().width, 64);
+        assert_eq!(
+            NetSpec::new(Arch::Preact18, None, None, None)
+                .unwrap()
+                .width,
+            64
+        );
     }
 
     #[test]
     fn refuses_what_an_architecture_lacks() {
         let cases = [
-            (Arch::Preact18, Some(Stem::Cifar), None, None, "--stem cifar applies only to resnet18"),
-            (Arch::Wrn, Some(Stem::Imagenet), None, None, "--stem imagenet applies only"),
-            (Arch::Resnet18, None, None, Some(28), "--depth 28 applies only to --arch wrn"),
-            (Arch::Resnet32, None, None, Some(16), "--depth 16 applies only"),
-            (Arch::Wrn, None, None, Some(27), "--depth 27: a Wide ResNet has depth 6n + 4"),
+            (
+                Arch::Preact18,
+                Some(Stem::Cifar),
+                None,
+                None,
+                "--stem cifar applies only to resnet18",
+            ),
+            (
+                Arch::Wrn,
+                Some(Stem::Imagenet),
+                None,
+                None,
+                "--stem imagenet applies only",
+            ),
+            (
+                Arch::Resnet18,
+                None,
+                None,
+                Some(28),
+                "--depth 28 applies only to --arch wrn",
+            ),
+            (
+                Arch::Resnet32,
+                None,
+                None,
+                Some(16),
+                "--depth 16 applies only",
+            ),
+            (
+                Arch::Wrn,
+                None,
+                None,
+                Some(27),
+                "--depth 27: a Wide ResNet has depth 6n + 4",
+            ),
             (Arch::Wrn, None, None, Some(4), "--depth 4: a Wide ResNet"),
-            (Arch::Resnet32, None, Some(15), None, "resnet32 needs an even width"),
+            (
+                Arch::Resnet32,
+                None,
+                Some(15),
+                None,
+                "resnet32 needs an even width",
+            ),
             (Arch::Wrn, None, Some(0), None, "--width must be positive"),
         ];
         for (arch, stem, width, depth, expected) in cases {
-            let err = NetSpec::new(arch, stem, width, depth).unwrap_err().to_string();
+            let err = NetSpec::new(arch, stem, width, depth)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{arch}: {err}");
         }
     }

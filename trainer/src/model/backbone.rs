@@ -83,7 +83,11 @@ mod tests {
             let spec = NetSpec::new(arch, None, Some(width), None).unwrap();
             let vs = VarStore::new(Device::Cpu);
             let net = Backbone::new(&vs.root(), &spec);
-            assert_eq!((net.embedding_dim(), spec.embedding_dim()), (dim, dim), "{arch}");
+            assert_eq!(
+                (net.embedding_dim(), spec.embedding_dim()),
+                (dim, dim),
+                "{arch}"
+            );
             let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
             let out = tch::no_grad(|| net.forward(&x, true, &g).unwrap());
             assert_eq!(out.size(), [2, dim], "{arch}");

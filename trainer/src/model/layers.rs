@@ -31,9 +31,11 @@ impl ConvInit {
             non_linearity,
         };
         match self {
-            ConvInit::KaimingFanOut => {
-                kaiming(NormalOrUniform::Normal, FanInOut::FanOut, NonLinearity::ReLU)
-            }
+            ConvInit::KaimingFanOut => kaiming(
+                NormalOrUniform::Normal,
+                FanInOut::FanOut,
+                NonLinearity::ReLU,
+            ),
             ConvInit::KaimingFanIn => {
                 kaiming(NormalOrUniform::Normal, FanInOut::FanIn, NonLinearity::ReLU)
             }
@@ -170,16 +172,27 @@ mod tests {
         tch::manual_seed(0);
         let (c_in, c_out, k) = (256, 128, 3);
         let cases = [
-            (ConvInit::KaimingFanOut, (2.0 / (c_out * k * k) as f64).sqrt()),
+            (
+                ConvInit::KaimingFanOut,
+                (2.0 / (c_out * k * k) as f64).sqrt(),
+            ),
             (ConvInit::KaimingFanIn, (2.0 / (c_in * k * k) as f64).sqrt()),
             // U(±b) has std b/√3, b = 1/√fan_in.
-            (ConvInit::TorchDefault, 1.0 / ((c_in * k * k) as f64).sqrt() / 3f64.sqrt()),
+            (
+                ConvInit::TorchDefault,
+                1.0 / ((c_in * k * k) as f64).sqrt() / 3f64.sqrt(),
+            ),
         ];
         for (init, expected) in cases {
             let vs = VarStore::new(Device::Cpu);
-            let conv = ConvSpec::new(c_in, c_out, k, 1).with_init(init).build(vs.root());
+            let conv = ConvSpec::new(c_in, c_out, k, 1)
+                .with_init(init)
+                .build(vs.root());
             let std = conv.ws.std(true).double_value(&[]);
-            assert!((std / expected - 1.0).abs() < 0.02, "{init:?}: {std} vs {expected}");
+            assert!(
+                (std / expected - 1.0).abs() < 0.02,
+                "{init:?}: {std} vs {expected}"
+            );
         }
     }
 }

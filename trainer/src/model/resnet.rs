@@ -240,9 +240,9 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distributed::ProcessGroup;
     use tch::nn::VarStore;
     use tch::{Device, Kind};
-    use crate::distributed::ProcessGroup;
 
     /// kaiming_normal fan_out: std = sqrt(2 / (out · k²)); checked on the large convs only,
     /// where the sample std is within a few percent.

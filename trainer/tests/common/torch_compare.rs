@@ -31,7 +31,10 @@ pub fn relative_diff(ours: &Tensor, theirs: &Tensor) -> f64 {
 pub fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor, rtol: f64) {
     assert_eq!(ours.size(), theirs.size(), "{what}: shapes differ");
     let rel = relative_diff(ours, theirs);
-    assert!(rel <= rtol, "{what}: max |diff| / max |ref| = {rel:e} > {rtol:e}");
+    assert!(
+        rel <= rtol,
+        "{what}: max |diff| / max |ref| = {rel:e} > {rtol:e}"
+    );
 }
 
 /// BN affine parameters and running statistics away from their (1, 0, 0, 1) init, so the test

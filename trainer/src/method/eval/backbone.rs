@@ -125,9 +125,8 @@ impl BackboneSource {
         if let Some(a) = cfg.arch.filter(|a| *a != found.arch) {
             return Err(mismatch("arch", a.to_string(), found.arch.to_string()));
         }
-        NetSpec::new(found.arch, cfg.stem, cfg.width, cfg.depth).with_context(|| {
-            format!("{} is a {}", self.description, found)
-        })?;
+        NetSpec::new(found.arch, cfg.stem, cfg.width, cfg.depth)
+            .with_context(|| format!("{} is a {}", self.description, found))?;
         if let Some(s) = cfg.stem.filter(|s| Some(*s) != found.stem) {
             return Err(mismatch("stem", format!("{s:?}"), found.to_string()));
         }

@@ -360,9 +360,15 @@ mod tests {
     #[test]
     fn resnet_hash_is_unchanged_by_the_new_keys() {
         let c = PretrainConfig::resolve(None, flags(&required())).unwrap();
-        assert_eq!((c.stem, c.width, c.depth), (Some(Stem::Cifar), Some(64), None));
+        assert_eq!(
+            (c.stem, c.width, c.depth),
+            (Some(Stem::Cifar), Some(64), None)
+        );
         let json = serde_json::to_value(c.trajectory().unwrap()).unwrap();
-        assert_eq!((&json["stem"], &json["width"]), (&"cifar".into(), &64.into()));
+        assert_eq!(
+            (&json["stem"], &json["width"]),
+            (&"cifar".into(), &64.into())
+        );
         assert!(json.get("depth").is_none(), "{json}");
     }
 
@@ -373,14 +379,29 @@ mod tests {
         let c = PretrainConfig::resolve(None, flags(&f)).unwrap();
         assert_eq!((c.stem, c.width, c.depth), (None, Some(10), Some(28)));
         let toml = c.to_toml().unwrap();
-        assert!(toml.contains("depth = 28") && !toml.contains("stem"), "{toml}");
+        assert!(
+            toml.contains("depth = 28") && !toml.contains("stem"),
+            "{toml}"
+        );
         f.push(("stem", "cifar".into()));
-        let err = format!("{:#}", PretrainConfig::resolve(None, flags(&f)).unwrap_err());
-        assert!(err.contains("--stem cifar applies only to resnet18"), "{err}");
+        let err = format!(
+            "{:#}",
+            PretrainConfig::resolve(None, flags(&f)).unwrap_err()
+        );
+        assert!(
+            err.contains("--stem cifar applies only to resnet18"),
+            "{err}"
+        );
         let mut f = required();
         f.push(("depth", 16.into()));
-        let err = format!("{:#}", PretrainConfig::resolve(None, flags(&f)).unwrap_err());
-        assert!(err.contains("--depth 16 applies only to --arch wrn"), "{err}");
+        let err = format!(
+            "{:#}",
+            PretrainConfig::resolve(None, flags(&f)).unwrap_err()
+        );
+        assert!(
+            err.contains("--depth 16 applies only to --arch wrn"),
+            "{err}"
+        );
     }
 
     #[test]
