@@ -26,7 +26,7 @@ enum Command {
     DistCheck(cmd::dist_check::DistCheckArgs),
     /// Measure all-reduce bandwidth and gradient-sync time between this job's ranks.
     DistBench(cmd::dist_bench::DistBenchArgs),
-    /// Pretrain a ResNet backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
+    /// Pretrain a backbone with SimCLR or VICReg (resumable; exit 75 = restart me).
     Pretrain(Box<cmd::pretrain::PretrainArgs>),
     /// Train a classifier with noisy labels: a head on a frozen backbone, or the whole network
     /// from scratch or a pretrained backbone (resumable; `train` is the same command).

@@ -30,7 +30,7 @@ use trainer::method::embed::embed;
 use trainer::method::eval::config::HeadKind;
 use trainer::method::eval::head::Head;
 use trainer::method::ssl::config::{FASHION_MNIST_MEAN, FASHION_MNIST_STD};
-use trainer::model::{torchvision_state_dict, Arch, ResNet, Stem};
+use trainer::model::{torchvision_state_dict, Arch, Backbone, NetSpec, ResNet, Stem};
 
 /// Clean-label accuracy floor of the robustness configuration (seed 0; measured 0.711, 0.717 and
 /// 0.718 under ATEN_CPU_CAPABILITY avx512, avx2 and default: 9 points of room).
@@ -369,6 +369,63 @@ fn conflicting_architectures_and_damaged_backbones_are_refused() {
     }
 }
 
+/// Every new architecture evaluates from a random initialization (features, head, results),
+/// and an export's card is checked for the flags its architecture has: no `--stem` for a wrn,
+/// `--depth` against the card, the card's depth against the weights.
+#[test]
+fn new_architectures_evaluate_and_their_cards_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arch, width, depth) in [
+        ("preact18", "4", None),
+        ("wrn", "1", Some("10")),
+        ("resnet32", "4", None),
+    ] {
+        let exp = dir.path().join(arch);
+        let mut flags = vec![("--arch", arch), ("--width", width), ("--epochs", "2")];
+        flags.extend(depth.map(|d| ("--depth", d)));
+        let out = run(&with(base(&exp, "ce", "0.4"), &flags));
+        assert!(out.status.success(), "{arch}: {}", stderr(&out));
+        let acc = final_acc(&exp);
+        assert!((0.0..=1.0).contains(&acc), "{arch}: acc1 {acc}");
+    }
+
+    let export_wrn = |name: &str, card_depth: i64| {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = Backbone::new(
+            &vs.root(),
+            &NetSpec::new(Arch::Wrn, None, Some(1), Some(10)).unwrap(),
+        );
+        let path = dir.path().join(format!("{name}.safetensors"));
+        let card =
+            serde_json::json!({"arch": "wrn", "stem": null, "width": 1, "depth": card_depth});
+        trainer::checkpoint::export(&path, &torchvision_state_dict(&vs, 0), &card).unwrap();
+        path.display().to_string()
+    };
+    let exp = dir.path().join("refused");
+    let args = |backbone: &str, flags: &[(&str, &str)]| {
+        let mut flags = flags.to_vec();
+        flags.extend([("--backbone", backbone), ("--width", "1")]);
+        with(base(&exp, "ce", "0.4"), &flags)
+    };
+    let wrn = export_wrn("wrn-10-1", 10);
+    assert_refused(
+        &args(&wrn, &[("--stem", "cifar")]),
+        &exp,
+        "--stem cifar applies only to resnet18, resnet34 and resnet50",
+    );
+    assert_refused(
+        &args(&wrn, &[("--depth", "16")]),
+        &exp,
+        "architecture mismatch: --depth 16 was given, but the export",
+    );
+    let lying = export_wrn("wrn-claims-16", 16);
+    assert_refused(
+        &args(&lying, &[]),
+        &exp,
+        "does not hold a wrn (depth 16, widen factor 1): it has no tensor block1.layer.1.",
+    );
+}
+
 /// Top-1 accuracy on the first `n` test images of the head saved in `exp`'s newest checkpoint,
 /// on features of the backbone exported at `backbone` (recomputed here, outside the trainer).
 fn head_accuracy_on(exp: &Path, backbone: &str, n: usize) -> f64 {
@@ -381,7 +438,12 @@ fn head_accuracy_on(exp: &Path, backbone: &str, n: usize) -> f64 {
         .expect("a checkpoint");
     let saved: HashMap<String, Tensor> = ckpt.tensors.into_iter().collect();
     let (bvs, hvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
-    let net = ResNet::with_width(&bvs.root(), Arch::Resnet18, Stem::Cifar, 8);
+    let net = Backbone::ResNet(ResNet::with_width(
+        &bvs.root(),
+        Arch::Resnet18,
+        Stem::Cifar,
+        8,
+    ));
     let head = Head::new(&hvs.root(), HeadKind::Mlp, false, net.embedding_dim(), 10);
     let weights: HashMap<String, Tensor> = Tensor::read_safetensors(backbone)
         .unwrap()

@@ -9,12 +9,13 @@
 
 mod common;
 
+use common::torch_compare::{assert_close, cpu, randomize_batch_norms, read_npz, write_npz};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use trainer::distributed::ProcessGroup;
 use trainer::model::{
     count_parameters, parse_mlp, to_rgb, torchvision_state_dict, Arch, Projector, ResNet, Stem,
@@ -23,20 +24,8 @@ use trainer::model::{
 const RTOL: f64 = 1e-4;
 const SCRIPT: &str = "tests/python/model_torchvision.py";
 
-fn cpu() -> (Kind, Device) {
-    (Kind::Float, Device::Cpu)
-}
-
 fn single() -> ProcessGroup {
     ProcessGroup::single(Device::Cpu)
-}
-
-fn write_npz(path: &Path, tensors: &[(String, Tensor)]) {
-    Tensor::write_npz(tensors, path).unwrap();
-}
-
-fn read_npz(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_npz(path).unwrap().into_iter().collect()
 }
 
 /// Runs the reference script on `dir`; returns its JSON summary of a fresh torch model and the
@@ -56,40 +45,6 @@ fn reference(args: &[&str], dir: &Path) -> (Value, BTreeMap<String, Tensor>) {
     );
     let summary = serde_json::from_slice(&out.stdout).expect("JSON summary");
     (summary, read_npz(&dir.join("torch.npz")))
-}
-
-/// max |a − b| ≤ rtol · max |b|: relative to the output's scale, so near-zero entries of a deep
-/// network's output do not demand more than float32 round-off can give.
-fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor, rtol: f64) {
-    assert_eq!(ours.size(), theirs.size(), "{what}: shapes differ");
-    let ours = ours.to_kind(Kind::Double);
-    let theirs = theirs.to_kind(Kind::Double);
-    let diff = (&ours - &theirs).abs().max().double_value(&[]);
-    let scale = theirs.abs().max().double_value(&[]).max(1e-12);
-    assert!(
-        diff <= rtol * scale,
-        "{what}: max |diff| {diff:e} > {rtol:e} × max |ref| {scale:e}"
-    );
-}
-
-/// BN affine parameters and running statistics away from their (1, 0, 0, 1) init, so the test
-/// sees whether each is applied where torch applies it.
-fn randomize_batch_norms(vs: &VarStore) {
-    tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
-            let n = t.size();
-            let value = if name.ends_with("running_var") {
-                Tensor::rand(&n, cpu()) + 0.5
-            } else if name.ends_with("running_mean") || (t.dim() == 1 && name.ends_with("bias")) {
-                Tensor::randn(&n, cpu()) * 0.1
-            } else if t.dim() == 1 && name.ends_with("weight") {
-                Tensor::rand(&n, cpu()) + 0.5
-            } else {
-                continue;
-            };
-            t.copy_(&value);
-        }
-    });
 }
 
 fn sorted_names(state: &[(String, Tensor)]) -> Vec<String> {

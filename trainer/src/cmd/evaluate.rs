@@ -45,12 +45,16 @@ pub struct EvaluateArgs {
     /// Architecture for `--backbone none`; checked against the backbone otherwise.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
-    /// Stem for `--backbone none` (cifar or imagenet); checked against the backbone otherwise.
+    /// Stem of resnet18/34/50 for `--backbone none` (cifar or imagenet); checked against the
+    /// backbone otherwise.
     #[arg(long, value_enum)]
     pub stem: Option<Stem>,
-    /// Width for `--backbone none`; checked against the backbone otherwise.
+    /// Width (widen factor for wrn) for `--backbone none`; checked against the backbone otherwise.
     #[arg(long)]
     pub width: Option<i64>,
+    /// Depth of a wrn (6n + 4) for `--backbone none`; checked against the backbone otherwise.
+    #[arg(long)]
+    pub depth: Option<i64>,
     /// Noisy labels written by `trainer noise` (otherwise generated from --kind --noise ...).
     #[arg(long)]
     pub labels: Option<PathBuf>,

@@ -33,15 +33,19 @@ pub struct PretrainArgs {
     /// SSL method: simclr (NT-Xent, -T) or vicreg (-I, -V, -C).
     #[arg(long, value_enum)]
     pub method: Option<Method>,
-    /// ResNet depth (torchvision names).
+    /// Backbone: torchvision's ResNets, SSR's PreAct ResNet-18, Wide ResNet, MWN's ResNet-32.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
-    /// cifar: 3×3 stride-1 conv, no max-pool (32 px images); imagenet: 7×7 stride 2 + max-pool.
+    /// resnet18/34/50 only. cifar: 3×3 stride-1 conv, no max-pool (32 px images); imagenet: 7×7
+    /// stride 2 + max-pool. [default: cifar]
     #[arg(long, value_enum)]
     pub stem: Option<Stem>,
-    /// Channels after the stem (64: torchvision's ResNet).
+    /// Base width (64: the ResNets and PreAct; 16: resnet32), or wrn's widen factor (10).
     #[arg(long)]
     pub width: Option<i64>,
+    /// wrn only: depth 6n + 4. [default: 28]
+    #[arg(long)]
+    pub depth: Option<i64>,
     /// Projector widths, e.g. 1024-1024-1024.
     #[arg(long)]
     pub mlp: Option<String>,

@@ -3,7 +3,7 @@
 
 use crate::augment::{normalize, to_unit_float, AugmentConfig};
 use crate::distributed::ProcessGroup;
-use crate::model::{to_rgb, ResNet};
+use crate::model::{to_rgb, Backbone};
 use anyhow::Result;
 use tch::{Device, Tensor};
 
@@ -12,7 +12,7 @@ use tch::{Device, Tensor};
 /// differs (bilinear), and normalized with `aug.mean`/`aug.std`, as the training views are.
 /// `after_chunk` gets the number of images done so far (progress; an error stops the work).
 pub fn embed(
-    backbone: &ResNet,
+    backbone: &Backbone,
     images: &Tensor,
     aug: &AugmentConfig,
     device: Device,

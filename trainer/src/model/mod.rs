@@ -1,7 +1,12 @@
 //! Backbones and heads.
 //!
-//! - [`resnet`]: ResNet-18/34/50 with torchvision's state_dict names, CIFAR or ImageNet stem,
-//!   zero-init residuals, input always 3 channels ([`to_rgb`] for gray data);
+//! - [`arch`]: the architecture names and [`NetSpec`] (architecture + stem, width, depth);
+//! - [`backbone`]: [`Backbone`], the one type the methods use, over the four families:
+//!   - [`resnet`]: ResNet-18/34/50 with torchvision's state_dict names, CIFAR or ImageNet stem,
+//!     zero-init residuals;
+//!   - [`preact`]: SSR's PreAct ResNet-18; [`wide`]: WRN-d-k; [`cifar_resnet`]: Meta-Weight-Net's
+//!     ResNet-32; each with its reference module's names;
+//! - [`layers`]: what they share (conv + BN, the inits, [`to_rgb`]: input is always 3 channels);
 //! - [`projector`]: the reference VICReg/Barlow Twins expander, named as its `nn.Sequential`.
 //!
 //! Every batch norm is a [`SyncBatchNorm`](crate::distributed::sync_bn::SyncBatchNorm): one
@@ -16,13 +21,22 @@
 //! VarStore plus [`torchvision_state_dict_extras`], the counter of every BN set to the number
 //! of training steps, so that `load_state_dict(strict=True)` accepts the file.
 
+pub mod arch;
+pub mod backbone;
+pub mod cifar_resnet;
+pub mod layers;
+pub mod preact;
 pub mod precision;
 pub mod projector;
 pub mod resnet;
+pub mod wide;
 
+pub use arch::{Arch, NetSpec, Stem, STANDARD_WIDTH};
+pub use backbone::Backbone;
+pub use layers::to_rgb;
 pub use precision::Precision;
 pub use projector::{parse_mlp, Projector};
-pub use resnet::{to_rgb, Arch, Block, ResNet, Stem};
+pub use resnet::{Block, ResNet};
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};

@@ -5,48 +5,18 @@
 //! `conv1 = Conv2d(3, 64, 3, 1, 1, bias=False)`, `maxpool = Identity`). Hence the same names
 //! (`layer2.0.downsample.1.running_var`, …), the same shapes, torchvision's v1.5 layout (the
 //! stride of a Bottleneck sits on its 3×3 conv), its initialization (kaiming-normal fan-out convs,
-//! `zero_init_residual=True`) and always three input channels (see [`to_rgb`]).
+//! `zero_init_residual=True`) and always three input channels (see [`to_rgb`](super::to_rgb)).
 //!
-//! Every batch norm is a [`SyncBatchNorm`], so a distributed run normalizes with the statistics
+//! Every batch norm is a [`SyncBatchNorm`](crate::distributed::sync_bn::SyncBatchNorm), so a distributed run normalizes with the statistics
 //! of the global batch, as `nn.SyncBatchNorm.convert_sync_batchnorm` does in the reference code.
 //! The forward pass is memory-format agnostic: convolutions, batch norm, pooling and the residual
 //! additions all accept channels-last input, and nothing calls `view` on the activations.
 
-use crate::distributed::sync_bn::SyncBatchNorm;
+use super::arch::{Arch, Stem, STANDARD_WIDTH};
+use super::layers::{check_input, global_pool, ConvBn, ConvSpec, IN_CHANNELS};
 use crate::distributed::{DistError, ProcessGroup};
-use anyhow::{bail, Result};
-use clap::ValueEnum;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-use tch::nn::init::{FanInOut, NonLinearity, NormalOrUniform};
-use tch::nn::{self, Init, Path};
+use tch::nn::Path;
 use tch::Tensor;
-
-/// Input channels of every backbone: the exported weights must fit torchvision's `conv1`.
-pub const IN_CHANNELS: i64 = 3;
-
-/// Backbone architecture (torchvision's names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    #[value(name = "resnet18")]
-    Resnet18,
-    #[value(name = "resnet34")]
-    Resnet34,
-    #[value(name = "resnet50")]
-    Resnet50,
-}
-
-/// The first layers: what the input resolution calls for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Stem {
-    /// 3×3 stride-1 conv, no max-pool: 32×32 images keep their resolution (CIFAR, Fashion-MNIST).
-    Cifar,
-    /// torchvision's 7×7 stride-2 conv and 3×3 stride-2 max-pool, for ≥ 224-pixel images.
-    Imagenet,
-}
 
 /// The two residual blocks of torchvision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,80 +27,13 @@ enum BlockKind {
     Bottleneck,
 }
 
-/// torchvision's base width: channels after the stem.
-pub const STANDARD_WIDTH: i64 = 64;
-
-impl Arch {
-    /// Width of the pooled embedding that [`ResNet::forward`] returns at the standard width.
-    pub fn embedding_dim(self) -> i64 {
-        self.embedding_dim_at(STANDARD_WIDTH)
-    }
-
-    /// Width of the embedding when the stem has `width` channels.
-    pub fn embedding_dim_at(self, width: i64) -> i64 {
-        width * 8 * self.block().expansion()
-    }
-
-    /// Blocks in layer1..layer4.
-    fn depths(self) -> [usize; 4] {
-        match self {
-            Arch::Resnet18 => [2, 2, 2, 2],
-            Arch::Resnet34 | Arch::Resnet50 => [3, 4, 6, 3],
-        }
-    }
-
-    fn block(self) -> BlockKind {
-        match self {
-            Arch::Resnet18 | Arch::Resnet34 => BlockKind::Basic,
-            Arch::Resnet50 => BlockKind::Bottleneck,
-        }
-    }
-}
-
-/// `Display` and `FromStr` use the command-line names, so configs and flags agree.
-fn value_name<T: ValueEnum>(v: &T) -> String {
-    v.to_possible_value()
-        .expect("no skipped variants")
-        .get_name()
-        .to_owned()
-}
-
-fn parse_value<T: ValueEnum>(s: &str, what: &str) -> Result<T> {
-    match T::from_str(s, true) {
-        Ok(v) => Ok(v),
-        Err(_) => {
-            let names: Vec<String> = T::value_variants().iter().map(value_name).collect();
-            bail!(
-                "unknown {what} '{s}' (expected one of: {})",
-                names.join(", ")
-            )
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&value_name(self))
-    }
-}
-
-impl FromStr for Arch {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Arch> {
-        parse_value(s, "architecture")
-    }
-}
-
-impl fmt::Display for Stem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&value_name(self))
-    }
-}
-
-impl FromStr for Stem {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Stem> {
-        parse_value(s, "stem")
+/// Blocks in layer1..layer4 and their kind.
+fn layout(arch: Arch) -> ([usize; 4], BlockKind) {
+    match arch {
+        Arch::Resnet18 => ([2, 2, 2, 2], BlockKind::Basic),
+        Arch::Resnet34 => ([3, 4, 6, 3], BlockKind::Basic),
+        Arch::Resnet50 => ([3, 4, 6, 3], BlockKind::Bottleneck),
+        other => panic!("{other} is not a torchvision ResNet"),
     }
 }
 
@@ -156,64 +59,6 @@ impl BlockKind {
                 ConvSpec::new(planes, planes * 4, 1, 1),
             ],
         }
-    }
-}
-
-/// A bias-free square convolution padded to keep the size at stride 1 (as torchvision's).
-#[derive(Clone, Copy, Debug)]
-struct ConvSpec {
-    c_in: i64,
-    c_out: i64,
-    kernel: i64,
-    stride: i64,
-}
-
-impl ConvSpec {
-    fn new(c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvSpec {
-        ConvSpec {
-            c_in,
-            c_out,
-            kernel,
-            stride,
-        }
-    }
-
-    /// torchvision: `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, no bias (the batch
-    /// norm that follows has one).
-    fn build(self, p: Path) -> nn::Conv2D {
-        let config = nn::ConvConfig {
-            stride: self.stride,
-            padding: self.kernel / 2,
-            bias: false,
-            ws_init: Init::Kaiming {
-                dist: NormalOrUniform::Normal,
-                fan: FanInOut::FanOut,
-                non_linearity: NonLinearity::ReLU,
-            },
-            ..Default::default()
-        };
-        nn::conv2d(p, self.c_in, self.c_out, self.kernel, config)
-    }
-}
-
-/// A convolution and the batch norm after it. The two are siblings in torchvision's naming
-/// (`conv1`/`bn1`, `downsample.0`/`downsample.1`), hence two paths.
-#[derive(Debug)]
-struct ConvBn {
-    conv: nn::Conv2D,
-    bn: SyncBatchNorm,
-}
-
-impl ConvBn {
-    fn new(conv: Path, bn: Path, spec: ConvSpec) -> ConvBn {
-        ConvBn {
-            conv: spec.build(conv),
-            bn: SyncBatchNorm::new(bn, spec.c_out),
-        }
-    }
-
-    fn forward(&self, x: &Tensor, train: bool, group: &ProcessGroup) -> Result<Tensor, DistError> {
-        self.bn.forward(&x.apply(&self.conv), train, group)
     }
 }
 
@@ -319,16 +164,17 @@ impl ResNet {
             Stem::Imagenet => ConvSpec::new(IN_CHANNELS, width, 7, 2),
         };
         let mut c_in = width;
+        let (depths, kind) = layout(arch);
         let layers = (0..4)
             .map(|i| {
                 let layer = p / format!("layer{}", i + 1);
                 let planes = width << i;
                 let first_stride = if i == 0 { 1 } else { 2 };
-                (0..arch.depths()[i])
+                (0..depths[i])
                     .map(|j| {
                         let stride = if j == 0 { first_stride } else { 1 };
-                        let block = Block::new(&(&layer / j), arch.block(), c_in, planes, stride);
-                        c_in = planes * arch.block().expansion();
+                        let block = Block::new(&(&layer / j), kind, c_in, planes, stride);
+                        c_in = planes * kind.expansion();
                         block
                     })
                     .collect()
@@ -353,7 +199,7 @@ impl ResNet {
 
     /// Width of the embedding.
     pub fn embedding_dim(&self) -> i64 {
-        self.arch.embedding_dim_at(self.width)
+        self.width * 8 * layout(self.arch).1.expansion()
     }
 
     /// Channels after the stem (64 in torchvision).
@@ -379,7 +225,7 @@ impl ResNet {
         train: bool,
         group: &ProcessGroup,
     ) -> Result<Tensor, DistError> {
-        check_input(x, group)?;
+        check_input(x, "ResNet::forward", group)?;
         let mut h = self.conv1.forward(x, train, group)?.relu();
         if self.stem == Stem::Imagenet {
             h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
@@ -387,66 +233,16 @@ impl ResNet {
         for (_, block) in self.blocks() {
             h = block.forward(&h, train, group)?;
         }
-        Ok(h.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
-    }
-}
-
-/// A wrong input shape is a caller's mistake worth a sentence, not a libtorch panic.
-fn check_input(x: &Tensor, group: &ProcessGroup) -> Result<(), DistError> {
-    let size = x.size();
-    if size.len() == 4 && size[1] == IN_CHANNELS {
-        return Ok(());
-    }
-    Err(DistError::BadTensor {
-        op: "ResNet::forward",
-        rank: group.rank(),
-        problem: format!(
-            "expected an N×3×H×W image batch, got shape {size:?} (expand gray images with \
-             model::to_rgb)"
-        ),
-    })
-}
-
-/// Gray N×1×H×W batches → N×3×H×W by repeating the channel; 3-channel batches unchanged.
-///
-/// The backbone keeps torchvision's 3-channel `conv1` for every dataset (Fashion-MNIST included)
-/// so that the exported weights load into an unmodified torchvision ResNet and the usual
-/// evaluation code runs on them. Repeating the gray channel is what `transforms.Grayscale(3)`
-/// does on the Python side.
-pub fn to_rgb(x: &Tensor) -> Result<Tensor> {
-    let size = x.size();
-    match size.as_slice() {
-        [_, 1, _, _] => Ok(x.repeat([1, IN_CHANNELS, 1, 1])),
-        [_, c, _, _] if *c == IN_CHANNELS => Ok(x.shallow_clone()),
-        _ => bail!("to_rgb expects an N×1×H×W or N×3×H×W batch, got shape {size:?}"),
+        Ok(global_pool(&h))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distributed::ProcessGroup;
     use tch::nn::VarStore;
     use tch::{Device, Kind};
-
-    #[test]
-    fn names_round_trip() {
-        for arch in Arch::value_variants() {
-            assert_eq!(arch.to_string().parse::<Arch>().unwrap(), *arch);
-        }
-        assert_eq!("imagenet".parse::<Stem>().unwrap(), Stem::Imagenet);
-        assert_eq!(Arch::Resnet50.to_string(), "resnet50");
-        let err = "resnet101".parse::<Arch>().unwrap_err().to_string();
-        assert!(err.contains("resnet18, resnet34, resnet50"), "{err}");
-    }
-
-    #[test]
-    fn embedding_dims() {
-        let dims: Vec<i64> = Arch::value_variants()
-            .iter()
-            .map(|a| a.embedding_dim())
-            .collect();
-        assert_eq!(dims, [512, 512, 2048]);
-    }
 
     /// kaiming_normal fan_out: std = sqrt(2 / (out · k²)); checked on the large convs only,
     /// where the sample std is within a few percent.

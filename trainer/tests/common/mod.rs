@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod ranks;
+pub mod torch_compare;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

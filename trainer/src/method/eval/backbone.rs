@@ -2,16 +2,15 @@
 //! card), a pretraining checkpoint (architecture from its configuration), or `none` (random
 //! initialization, the baseline that shows what pretraining is worth).
 //!
-//! Everything is checked when the backbone is opened, before any work: `--arch/--stem/--width`
-//! against the card or configuration, the weights against that architecture (names and shapes,
+//! Everything is checked when the backbone is opened, before any work:
+//! `--arch/--stem/--width/--depth` against the card or configuration, the weights against that architecture (names and shapes,
 //! both ways), and a checkpoint that fails its checksum or is cut short is reported as damaged.
 
 use super::config::EvalConfig;
 use crate::checkpoint;
 use crate::data::normalization::Normalization;
 use crate::method::ssl::model::{BACKBONE, PROJECTOR};
-use crate::model::resnet::STANDARD_WIDTH;
-use crate::model::{Arch, ResNet, Stem};
+use crate::model::{Arch, Backbone, NetSpec};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -21,10 +20,8 @@ use tch::Tensor;
 
 /// Where the weights come from, and the architecture they need.
 pub struct BackboneSource {
-    pub arch: Arch,
-    pub stem: Stem,
-    pub width: i64,
-    /// torchvision-named tensors; None for a random initialization.
+    pub net: NetSpec,
+    /// Tensors named as the reference module's state_dict; None for a random initialization.
     pub weights: Option<HashMap<String, Tensor>>,
     pub description: String,
     /// The pretraining projector, when the backbone is a pretraining checkpoint.
@@ -43,10 +40,10 @@ pub struct SavedProjector {
 impl BackboneSource {
     pub fn open(cfg: &EvalConfig) -> Result<BackboneSource> {
         if cfg.backbone == "none" {
+            let arch = cfg.arch.unwrap_or(Arch::Resnet18);
             return Ok(BackboneSource {
-                arch: cfg.arch.unwrap_or(Arch::Resnet18),
-                stem: cfg.stem.unwrap_or(Stem::Cifar),
-                width: cfg.width.unwrap_or(STANDARD_WIDTH),
+                net: NetSpec::new(arch, cfg.stem, cfg.width, cfg.depth)
+                    .with_context(|| format!("--arch {arch}"))?,
                 weights: None,
                 description: "random initialization".into(),
                 projector: None,
@@ -85,11 +82,11 @@ impl BackboneSource {
             return Ok(());
         };
         let vs = VarStore::new(tch::Device::Cpu);
-        let _net = ResNet::with_width(&vs.root(), self.arch, self.stem, self.width);
+        let _net = Backbone::new(&vs.root(), &self.net);
         let vars = vs.variables();
         let what = format!(
-            "architecture mismatch: {} does not hold a {} ({:?} stem, width {})",
-            self.description, self.arch, self.stem, self.width
+            "architecture mismatch: {} does not hold a {}",
+            self.description, self.net
         );
         let mut names: Vec<&String> = vars.keys().collect();
         names.sort();
@@ -103,7 +100,7 @@ impl BackboneSource {
                 "{what}: {name} is {:?} there but {:?} in a {}",
                 saved.size(),
                 var.size(),
-                self.arch
+                self.net.arch
             );
         }
         let mut extra: Vec<&String> = weights
@@ -120,7 +117,8 @@ impl BackboneSource {
         Ok(())
     }
 
-    /// `--arch/--stem/--width`, when given, must match what the weights were trained as.
+    /// `--arch/--stem/--width/--depth`, when given, must match what the weights were trained
+    /// as (and suit that architecture: no `--stem` for a wrn, no `--depth` for a ResNet).
     fn check_against(&self, cfg: &EvalConfig) -> Result<()> {
         let mismatch = |what: &str, given: String, found: String| {
             anyhow::anyhow!(
@@ -128,26 +126,28 @@ impl BackboneSource {
                 self.description
             )
         };
-        if let Some(a) = cfg.arch.filter(|a| *a != self.arch) {
-            return Err(mismatch("arch", a.to_string(), self.arch.to_string()));
+        let found = self.net;
+        if let Some(a) = cfg.arch.filter(|a| *a != found.arch) {
+            return Err(mismatch("arch", a.to_string(), found.arch.to_string()));
         }
-        if let Some(s) = cfg.stem.filter(|s| *s != self.stem) {
-            return Err(mismatch(
-                "stem",
-                format!("{s:?}"),
-                format!("{:?}", self.stem),
-            ));
+        NetSpec::new(found.arch, cfg.stem, cfg.width, cfg.depth)
+            .with_context(|| format!("{} is a {}", self.description, found))?;
+        if let Some(s) = cfg.stem.filter(|s| Some(*s) != found.stem) {
+            return Err(mismatch("stem", format!("{s:?}"), found.to_string()));
         }
-        if let Some(w) = cfg.width.filter(|w| *w != self.width) {
-            return Err(mismatch("width", w.to_string(), self.width.to_string()));
+        if let Some(w) = cfg.width.filter(|w| *w != found.width) {
+            return Err(mismatch("width", w.to_string(), found.to_string()));
+        }
+        if let Some(d) = cfg.depth.filter(|d| Some(*d) != found.depth) {
+            return Err(mismatch("depth", d.to_string(), found.to_string()));
         }
         Ok(())
     }
 
-    /// The ResNet under `vs.root()`, loaded with the weights (every variable must be present
+    /// The backbone under `vs.root()`, loaded with the weights (every variable must be present
     /// with its shape).
-    pub fn build(&self, vs: &VarStore) -> Result<ResNet> {
-        let net = ResNet::with_width(&vs.root(), self.arch, self.stem, self.width);
+    pub fn build(&self, vs: &VarStore) -> Result<Backbone> {
+        let net = Backbone::new(&vs.root(), &self.net);
         if let Some(weights) = &self.weights {
             load_into(vs, weights, &self.description)?;
         }
@@ -214,10 +214,10 @@ fn from_export(path: &Path, as_checkpoint: anyhow::Error) -> Result<BackboneSour
             .cloned()
             .with_context(|| format!("{} has no \"{key}\"", card_path.display()))
     };
+    let saved = |key: &str| card.get(key).cloned().unwrap_or(Value::Null);
     Ok(BackboneSource {
-        arch: serde_json::from_value(field("arch")?).context("card: arch")?,
-        stem: serde_json::from_value(field("stem")?).context("card: stem")?,
-        width: field("width")?.as_i64().unwrap_or(STANDARD_WIDTH),
+        net: saved_net(field("arch")?, saved)
+            .with_context(|| format!("the card {}", card_path.display()))?,
         weights: Some(tensors.into_iter().collect()),
         description: format!("the export {}", path.display()),
         normalization: normalization_of(card.get("normalization"), &card_path)?,
@@ -233,6 +233,16 @@ fn normalization_of(value: Option<&Value>, from: &Path) -> Result<Option<Normali
             .map(Some)
             .with_context(|| format!("{}: unreadable \"normalization\"", from.display())),
     }
+}
+
+/// The architecture a card or a pretraining configuration records: `arch`, and `stem`, `width`,
+/// `depth` where the architecture has them (older files without `width` get the default).
+fn saved_net(arch: Value, saved: impl Fn(&str) -> Value) -> Result<NetSpec> {
+    let arch: Arch = serde_json::from_value(arch).context("arch")?;
+    let stem = serde_json::from_value(saved("stem")).context("stem")?;
+    let width = saved("width").as_i64();
+    let depth = saved("depth").as_i64();
+    NetSpec::new(arch, stem, width, depth)
 }
 
 fn from_checkpoint(path: &Path, ckpt: checkpoint::Checkpoint) -> Result<BackboneSource> {
@@ -263,10 +273,10 @@ fn from_checkpoint(path: &Path, ckpt: checkpoint::Checkpoint) -> Result<Backbone
             path.display()
         );
     }
+    let saved = |key: &str| config.get(key).cloned().unwrap_or(Value::Null);
     Ok(BackboneSource {
-        arch: serde_json::from_value(get("arch")?).context("arch")?,
-        stem: serde_json::from_value(get("stem")?).context("stem")?,
-        width: get("width")?.as_i64().unwrap_or(STANDARD_WIDTH),
+        net: saved_net(get("arch")?, saved)
+            .with_context(|| format!("{}: the configuration", path.display()))?,
         weights: Some(weights),
         description: format!("the checkpoint {}", path.display()),
         normalization: normalization_of(ckpt.state.get("normalization"), path)?,

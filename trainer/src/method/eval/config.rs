@@ -54,6 +54,10 @@ pub struct EvalConfig {
     pub arch: Option<Arch>,
     pub stem: Option<Stem>,
     pub width: Option<i64>,
+    /// `wrn` only. Left out of the serialized form when unset, so the hash of a configuration
+    /// without it is what it was before the key existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth: Option<i64>,
     /// A noisy-label file written by `trainer noise`; when empty, labels are generated from
     /// `kind`, `noise`, `sparsity`, `seed`, `convention`.
     pub labels: Option<PathBuf>,
@@ -123,6 +127,7 @@ impl Default for EvalConfig {
             arch: None,
             stem: None,
             width: None,
+            depth: None,
             labels: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),

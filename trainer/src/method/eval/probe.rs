@@ -26,7 +26,7 @@ use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::long_step::LongStep;
 use crate::method::embed::embed;
-use crate::model::{to_rgb, ResNet};
+use crate::model::{to_rgb, Backbone};
 use crate::optim::{Optimizer, OptimizerKind};
 use anyhow::{Context, Result};
 use std::time::Instant;
@@ -86,7 +86,7 @@ pub struct EpochMetrics {
 pub struct Probe<'a> {
     cfg: &'a EvalConfig,
     group: &'a ProcessGroup,
-    backbone: ResNet,
+    backbone: Backbone,
     backbone_vs: VarStore,
     head: Head,
     head_vs: VarStore,

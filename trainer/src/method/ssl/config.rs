@@ -8,7 +8,7 @@ use crate::augment::AugmentConfig;
 use crate::data::normalization::Normalization;
 use crate::data::{DatasetName, Source};
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
-use crate::model::{parse_mlp, Arch, Stem};
+use crate::model::{parse_mlp, Arch, NetSpec, Stem};
 use crate::optim::OptimizerKind;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,9 +24,18 @@ pub struct PretrainConfig {
     pub dataset: Option<String>,
     pub method: Method,
     pub arch: Arch,
-    pub stem: Stem,
-    /// Channels after the stem; 64 is torchvision's ResNet (narrower only for smoke tests).
-    pub width: i64,
+    /// The shape of `arch` (see [`NetSpec`]). Unset, each gets its architecture's default when
+    /// the configuration is resolved, so a resolved configuration always holds its `width`, a
+    /// torchvision ResNet its `stem` and `wrn` its `depth`. An unset key is left out of the
+    /// serialized form, so the hash of a ResNet configuration is what it was before `depth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stem: Option<Stem>,
+    /// Base width (64 is the reference ResNets', 16 ResNet-32's), or `wrn`'s widen factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    /// `wrn` only: depth 6n + 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth: Option<i64>,
     /// Projector widths after the embedding, e.g. "1024-1024-1024".
     pub mlp: String,
     pub epochs: usize,
@@ -74,8 +83,9 @@ impl Default for PretrainConfig {
             dataset: None,
             method: Method::Vicreg,
             arch: Arch::Resnet18,
-            stem: Stem::Cifar,
-            width: crate::model::resnet::STANDARD_WIDTH,
+            stem: None,
+            width: None,
+            depth: None,
             mlp: "1024-1024-1024".into(),
             epochs: 100,
             batch_size: 256,
@@ -122,9 +132,18 @@ const BOOKKEEPING: [&str; 11] = [
 impl PretrainConfig {
     /// Defaults, overridden by the TOML file (if any), overridden by `flags`.
     pub fn resolve(file: Option<&Path>, flags: toml::Table) -> Result<PretrainConfig> {
-        let config: PretrainConfig = crate::method::layers::resolve(file, flags, "pretraining")?;
+        let mut config: PretrainConfig =
+            crate::method::layers::resolve(file, flags, "pretraining")?;
+        let net = config.net()?;
+        (config.stem, config.width, config.depth) = (net.stem, Some(net.width), net.depth);
         config.check_values()?;
         Ok(config)
+    }
+
+    /// The backbone's architecture and shape, defaults filled in.
+    pub fn net(&self) -> Result<NetSpec> {
+        NetSpec::new(self.arch, self.stem, self.width, self.depth)
+            .with_context(|| format!("--arch {}", self.arch))
     }
 
     /// Everything that can be checked without the data or the cluster.
@@ -132,11 +151,6 @@ impl PretrainConfig {
         crate::method::layers::check_dirs(&self.data_dir, &self.exp_dir)?;
         ensure!(self.epochs > 0, "--epochs must be at least 1");
         ensure!(self.batch_size > 0, "--batch-size must be at least 1");
-        ensure!(
-            self.width > 0,
-            "--width must be positive, not {}",
-            self.width
-        );
         positive("--base-lr", self.base_lr)?;
         positive("-T/--temperature", self.temperature)?;
         for (name, v) in [
@@ -335,6 +349,56 @@ mod tests {
         let err = c.check_job(3, 1000).unwrap_err().to_string();
         assert!(err.contains("not divisible by the 3 ranks"), "{err}");
         assert!(c.check_job(2, 100).is_err());
+    }
+
+    /// A ResNet configuration serializes `stem` and `width` as it did before they became
+    /// optional and has no `depth` key, so its hash (of this JSON) is unchanged and checkpoints
+    /// of older runs still resume.
+    #[test]
+    fn resnet_hash_is_unchanged_by_the_new_keys() {
+        let c = PretrainConfig::resolve(None, flags(&required())).unwrap();
+        assert_eq!(
+            (c.stem, c.width, c.depth),
+            (Some(Stem::Cifar), Some(64), None)
+        );
+        let json = serde_json::to_value(c.trajectory().unwrap()).unwrap();
+        assert_eq!(
+            (&json["stem"], &json["width"]),
+            (&"cifar".into(), &64.into())
+        );
+        assert!(json.get("depth").is_none(), "{json}");
+    }
+
+    #[test]
+    fn architecture_defaults_and_refusals() {
+        let mut f = required();
+        f.push(("arch", "wrn".into()));
+        let c = PretrainConfig::resolve(None, flags(&f)).unwrap();
+        assert_eq!((c.stem, c.width, c.depth), (None, Some(10), Some(28)));
+        let toml = c.to_toml().unwrap();
+        assert!(
+            toml.contains("depth = 28") && !toml.contains("stem"),
+            "{toml}"
+        );
+        f.push(("stem", "cifar".into()));
+        let err = format!(
+            "{:#}",
+            PretrainConfig::resolve(None, flags(&f)).unwrap_err()
+        );
+        assert!(
+            err.contains("--stem cifar applies only to resnet18"),
+            "{err}"
+        );
+        let mut f = required();
+        f.push(("depth", 16.into()));
+        let err = format!(
+            "{:#}",
+            PretrainConfig::resolve(None, flags(&f)).unwrap_err()
+        );
+        assert!(
+            err.contains("--depth 16 applies only to --arch wrn"),
+            "{err}"
+        );
     }
 
     #[test]

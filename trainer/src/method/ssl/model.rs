@@ -1,10 +1,10 @@
-//! The network being pretrained: a ResNet backbone (`backbone.*`) and the projector
+//! The network being pretrained: a backbone (`backbone.*`) and the projector
 //! (`projector.*`) in one VarStore, so one optimizer, one gradient sync and one checkpoint cover
-//! both; the export strips the `backbone.` prefix to get torchvision's names.
+//! both; the export strips the `backbone.` prefix to get the reference module's names.
 
 use super::config::PretrainConfig;
 use crate::distributed::{DistError, ProcessGroup};
-use crate::model::{Projector, ResNet};
+use crate::model::{Backbone, Projector};
 use anyhow::Result;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -14,7 +14,7 @@ pub const PROJECTOR: &str = "projector";
 
 pub struct SslModel {
     pub vs: VarStore,
-    pub backbone: ResNet,
+    pub backbone: Backbone,
     pub projector: Projector,
 }
 
@@ -24,7 +24,7 @@ impl SslModel {
     pub fn new(cfg: &PretrainConfig, device: Device) -> Result<SslModel> {
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
-        let backbone = ResNet::with_width(&(vs.root() / BACKBONE), cfg.arch, cfg.stem, cfg.width);
+        let backbone = Backbone::new(&(vs.root() / BACKBONE), &cfg.net()?);
         let projector =
             Projector::from_spec(&(vs.root() / PROJECTOR), backbone.embedding_dim(), &cfg.mlp)?;
         Ok(SslModel {

@@ -84,7 +84,7 @@ impl Monitor {
             aug: aug.clone(),
             global_batch: cfg.batch_size,
             exp_dir: cfg.exp_dir.clone(),
-            card: card_base(cfg, source, train.len()),
+            card: card_base(cfg, source, train.len())?,
             interval: Interval::new(),
         })
     }
@@ -266,16 +266,31 @@ impl KnnData {
     }
 }
 
-fn card_base(cfg: &PretrainConfig, source: &Source, train_images: usize) -> Map<String, Value> {
+fn card_base(
+    cfg: &PretrainConfig,
+    source: &Source,
+    train_images: usize,
+) -> Result<Map<String, Value>> {
+    let net = cfg.net()?;
     let mut card = Map::new();
-    card.insert("format".into(), "torchvision-resnet-state-dict".into());
+    let format = if net.arch.is_torchvision() {
+        "torchvision-resnet-state-dict"
+    } else {
+        // Names of the reference module the architecture's docs cite.
+        "reference-state-dict"
+    };
+    card.insert("format".into(), format.into());
     card.insert("method".into(), cfg.method.to_string().into());
-    card.insert("arch".into(), json!(cfg.arch));
-    card.insert("stem".into(), json!(cfg.stem));
-    card.insert("width".into(), cfg.width.into());
+    card.insert("arch".into(), json!(net.arch));
+    card.insert("stem".into(), json!(net.stem));
+    card.insert("width".into(), net.width.into());
+    if let Some(depth) = net.depth {
+        card.insert("depth".into(), depth.into());
+    }
+    card.insert("embedding_dim".into(), net.embedding_dim().into());
     card.insert(
-        "embedding_dim".into(),
-        cfg.arch.embedding_dim_at(cfg.width).into(),
+        "classifier_prefix".into(),
+        net.arch.classifier_prefix().into(),
     );
     card.insert("epochs".into(), cfg.epochs.into());
     card.insert("batch_size".into(), cfg.batch_size.into());
@@ -284,5 +299,5 @@ fn card_base(cfg: &PretrainConfig, source: &Source, train_images: usize) -> Map<
     card.insert("data_dir".into(), json!(cfg.data_dir));
     card.insert("train_images".into(), train_images.into());
     card.insert("config_hash".into(), cfg.hash().unwrap_or_default().into());
-    card
+    Ok(card)
 }

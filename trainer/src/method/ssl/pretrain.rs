@@ -80,7 +80,7 @@ impl<'a> Pretrainer<'a> {
         precision.convert(&model.vs);
         log::info!(
             "{} ({} parameters) on {device:?}, {}",
-            cfg.arch,
+            cfg.net()?,
             crate::model::count_parameters(&model.vs),
             precision.describe()
         );

@@ -26,7 +26,7 @@ pub mod trusted;
 
 use crate::augment::AugmentConfig;
 use crate::method::eval::backbone::BackboneSource;
-use crate::model::ResNet;
+use crate::model::Backbone;
 use anyhow::{ensure, Result};
 use functional::HeadParams;
 use std::collections::BTreeMap;
@@ -187,7 +187,7 @@ pub struct Setup<'a> {
     pub clean: &'a [usize],
     pub classes: i64,
     /// For IEG's augmented views: the backbone, the training images and the augmentation.
-    pub backbone: &'a ResNet,
+    pub backbone: &'a Backbone,
     pub images: &'a Tensor,
     pub aug: &'a AugmentConfig,
     /// For the representation regularizer's projector.
