@@ -196,8 +196,8 @@ fn swap_and_copy_evaluate_with_the_average() {
 #[test]
 fn interrupted_run_continues_bit_exactly() {
     let mut whole = run();
-    for step in 0..3 {
-        whole.step(step, DECAYS[step]);
+    for (step, decay) in DECAYS.iter().enumerate().take(3) {
+        whole.step(step, *decay);
     }
     let dir = tempfile::tempdir().unwrap();
     let save = |name: &str, state: Vec<(String, Tensor)>| {
@@ -216,9 +216,9 @@ fn interrupted_run_continues_bit_exactly() {
     }
     resumed.opt.load_state(opt_state).unwrap();
     resumed.ema.load_state(ema_state).unwrap();
-    for step in 3..6 {
-        whole.step(step, DECAYS[step - 1]);
-        resumed.step(step, DECAYS[step - 1]);
+    for (step, decay) in (3..6).zip(&DECAYS[2..]) {
+        whole.step(step, *decay);
+        resumed.step(step, *decay);
     }
     assert_eq!(bits(&snapshot(&resumed.vs)), bits(&snapshot(&whole.vs)));
     assert_eq!(bits(&resumed.ema.state()), bits(&whole.ema.state()));
