@@ -1,5 +1,7 @@
-//! Our optimizers against hand-worked LARS steps and torch.optim (tests/python/optim_reference.py),
-//! their state round trip, and the learning-rate schedule against hand-computed values.
+//! Our optimizers against hand-worked LARS steps and torch.optim (tests/python/optim_reference.py):
+//! SGD (Nesterov too), Adam, AdamW, with and without the no-decay group of biases and norms;
+//! their state round trip, settings checks, and the learning-rate schedule against
+//! hand-computed values.
 
 mod common;
 
@@ -8,7 +10,10 @@ use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use trainer::optim::{AdamW, Lars, LrSchedule, Optimizer, OptimizerKind, PerVariable, Sgd};
+use trainer::optim::{
+    is_bias_or_norm, AdamW, Lars, LrSchedule, OptimSettings, Optimizer, OptimizerKind, PerVariable,
+    Sgd,
+};
 
 const REFERENCE: &str = include_str!("../../tests/python/optim_reference.py");
 
@@ -147,8 +152,7 @@ struct TorchRun {
 fn torch_run(
     vs: &VarStore,
     grads: &[BTreeMap<String, Tensor>],
-    kind: &str,
-    wd: f64,
+    (kind, wd, flags): (&str, f64, &[&str]),
     lrs: &[f64],
 ) -> TorchRun {
     let dir = tempfile::tempdir().unwrap();
@@ -156,6 +160,7 @@ fn torch_run(
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
+        .filter(|(_, t)| t.requires_grad())
         .map(|(n, t)| (format!("p.{n}"), t.detach()))
         .collect();
     for (k, step) in grads.iter().enumerate() {
@@ -170,8 +175,51 @@ fn torch_run(
         .map(|l| l.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let args = [path.to_str().unwrap(), kind, &wd.to_string(), &lrs];
+    let wd = wd.to_string();
+    let mut args = vec![path.to_str().unwrap(), kind, &wd, &lrs];
+    args.extend(flags);
     serde_json::from_str(&common::run_python(REFERENCE, &args)).unwrap()
+}
+
+/// Runs `opt` over `grads` with rate `lrs[k]` on step k and compares every trainable
+/// variable after every step, and the final buffers, with torch.optim's run of `torch`.
+fn check_against_torch(
+    what: &str,
+    (vs, grads): &(VarStore, Vec<BTreeMap<String, Tensor>>),
+    opt: &mut dyn Optimizer,
+    torch: (&str, f64, &[&str]),
+    lrs: &[f64],
+) {
+    let want = torch_run(vs, grads, torch, lrs);
+    for (step, lr) in lrs.iter().enumerate() {
+        set_grads(vs, opt, &grads[step % grads.len()]);
+        opt.step(*lr);
+        for (var, t) in vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+        {
+            assert_close(
+                &format!("{what} step {step} {var}"),
+                &values(&t),
+                &want.after[step][&var],
+                1e-6,
+            );
+        }
+    }
+    let state: BTreeMap<String, Tensor> = opt
+        .state()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with(":step"))
+        .collect();
+    assert_eq!(
+        state.keys().collect::<Vec<_>>(),
+        want.state.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (key, t) in &state {
+        assert_close(&format!("{what} {key}"), &values(t), &want.state[key], 1e-6);
+    }
 }
 
 /// Our SGD and AdamW take the same three steps as torch.optim on the same numbers, with a
@@ -183,35 +231,141 @@ fn sgd_and_adamw_match_torch() {
         (OptimizerKind::Sgd, "sgd", 1e-2),
         (OptimizerKind::Adamw, "adamw", 5e-2),
     ] {
-        let (vs, grads) = random_problem();
-        let want = torch_run(&vs, &grads, name, wd, &lrs);
-        let mut opt = kind.build(&vs, wd);
-        for (step, lr) in lrs.iter().enumerate() {
-            set_grads(&vs, opt.as_mut(), &grads[step]);
-            opt.step(*lr);
-            for (var, t) in vs.variables() {
-                assert_close(
-                    &format!("{name} step {step} {var}"),
-                    &values(&t),
-                    &want.after[step][&var],
-                    1e-6,
-                );
-            }
-        }
-        let state: BTreeMap<String, Tensor> = opt
-            .state()
-            .into_iter()
-            .filter(|(k, _)| !k.ends_with(":step"))
-            .collect();
-        assert_eq!(
-            state.keys().collect::<Vec<_>>(),
-            want.state.keys().collect::<Vec<_>>(),
-            "{name}"
-        );
-        for (key, t) in &state {
-            assert_close(&format!("{name} {key}"), &values(t), &want.state[key], 1e-6);
-        }
+        let problem = random_problem();
+        let mut opt = kind.build(&problem.0, wd);
+        check_against_torch(name, &problem, opt.as_mut(), (name, wd, &[]), &lrs);
     }
+}
+
+/// A small model with BatchNorm (conv → BN → linear, tch's layers, so BN's running statistics
+/// sit in the VarStore untrained) and four steps of random gradients of its trainable variables.
+fn bn_problem() -> (VarStore, Vec<BTreeMap<String, Tensor>>) {
+    common::seeded(5, || {
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let _ = tch::nn::conv2d(&root / "conv", 2, 3, 2, Default::default());
+        let _ = tch::nn::batch_norm2d(&root / "bn", 3, Default::default());
+        let _ = tch::nn::linear(&root / "fc", 3, 2, Default::default());
+        let trainable: Vec<(String, Vec<i64>)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, t)| (n, t.size()))
+            .collect();
+        let grads = (0..4)
+            .map(|_| {
+                trainable
+                    .iter()
+                    .map(|(n, s)| (n.clone(), Tensor::randn(s, (Kind::Float, Device::Cpu))))
+                    .collect()
+            })
+            .collect();
+        (vs, grads)
+    })
+}
+
+/// Adam (L2 decay), Nesterov SGD and the no-decay group of biases and norms against
+/// torch.optim with timm's parameter groups, over four steps with varying rates. The decay is
+/// large enough (0.1 at rate 0.1) that decaying the exempt group would be off by ~1e-2.
+#[test]
+fn adam_nesterov_and_groups_match_torch() {
+    let lrs = [0.1, 0.05, 0.2, 0.02];
+    let wd = 0.1;
+    let nesterov = OptimSettings {
+        momentum: Some(0.8),
+        nesterov: true,
+        ..OptimSettings::new(wd)
+    };
+    let cases: [(OptimizerKind, &str, OptimSettings, &[&str]); 5] = [
+        (OptimizerKind::Adam, "adam", OptimSettings::new(wd), &[]),
+        (
+            OptimizerKind::Sgd,
+            "sgd",
+            nesterov,
+            &["--momentum", "0.8", "--nesterov"],
+        ),
+        (
+            OptimizerKind::Sgd,
+            "sgd",
+            OptimSettings {
+                no_decay_bn_bias: true,
+                ..nesterov
+            },
+            &["--momentum", "0.8", "--nesterov", "--no-decay-bn-bias"],
+        ),
+        (
+            OptimizerKind::Adam,
+            "adam",
+            OptimSettings {
+                no_decay_bn_bias: true,
+                ..OptimSettings::new(wd)
+            },
+            &["--no-decay-bn-bias"],
+        ),
+        (
+            OptimizerKind::Adamw,
+            "adamw",
+            OptimSettings {
+                no_decay_bn_bias: true,
+                ..OptimSettings::new(wd)
+            },
+            &["--no-decay-bn-bias"],
+        ),
+    ];
+    for (kind, name, settings, flags) in cases {
+        let problem = bn_problem();
+        let mut opt = kind.build_with(&problem.0, &settings).unwrap();
+        let what = format!("{name} {flags:?}");
+        check_against_torch(&what, &problem, opt.as_mut(), (name, wd, flags), &lrs);
+    }
+}
+
+/// timm's rule: at most one dimension (BN scale and shift, biases) or a name ending in `.bias`.
+#[test]
+fn bias_and_norm_variables() {
+    let (vs, _) = bn_problem();
+    let mut exempt: Vec<String> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, t)| t.requires_grad() && is_bias_or_norm(n, t))
+        .map(|(n, _)| n)
+        .collect();
+    exempt.sort();
+    assert_eq!(exempt, ["bn.bias", "bn.weight", "conv.bias", "fc.bias"]);
+    let matrix = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
+    assert!(is_bias_or_norm("head.bias", &matrix));
+    assert!(!is_bias_or_norm("head.weight", &matrix));
+}
+
+#[test]
+fn build_with_rejects_bad_settings() {
+    let (vs, _) = bn_problem();
+    let err = |kind: OptimizerKind, s: OptimSettings| {
+        format!("{:#}", kind.build_with(&vs, &s).err().expect("an error"))
+    };
+    let base = OptimSettings::new(1e-4);
+    let nesterov = OptimSettings {
+        nesterov: true,
+        ..base
+    };
+    assert!(err(OptimizerKind::Adam, nesterov).contains("Nesterov momentum is for sgd only"));
+    let no_momentum = OptimSettings {
+        momentum: Some(0.0),
+        ..nesterov
+    };
+    assert!(err(OptimizerKind::Sgd, no_momentum).contains("needs a momentum > 0"));
+    let momentum = OptimSettings {
+        momentum: Some(0.9),
+        ..base
+    };
+    assert!(err(OptimizerKind::Adamw, momentum).contains("adamw has no momentum setting"));
+    let too_much = OptimSettings {
+        momentum: Some(1.0),
+        ..base
+    };
+    assert!(err(OptimizerKind::Lars, too_much).contains("momentum must be in [0, 1)"));
+    let negative = OptimSettings::new(-1e-4);
+    assert!(err(OptimizerKind::Sgd, negative).contains("weight decay must be"));
 }
 
 fn bits(vs: &VarStore) -> BTreeMap<String, Vec<u32>> {
@@ -235,13 +389,24 @@ fn bits(vs: &VarStore) -> BTreeMap<String, Vec<u32>> {
 #[test]
 fn state_round_trip_continues_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
-    for kind in [
-        OptimizerKind::Lars,
-        OptimizerKind::Sgd,
-        OptimizerKind::Adamw,
+    let groups = OptimSettings {
+        no_decay_bn_bias: true,
+        ..OptimSettings::new(1e-3)
+    };
+    let nesterov = OptimSettings {
+        nesterov: true,
+        ..groups
+    };
+    for (kind, settings) in [
+        (OptimizerKind::Lars, OptimSettings::new(1e-3)),
+        (OptimizerKind::Sgd, OptimSettings::new(1e-3)),
+        (OptimizerKind::Adamw, OptimSettings::new(1e-3)),
+        (OptimizerKind::Adam, groups),
+        (OptimizerKind::Sgd, nesterov),
     ] {
         let (vs, grads) = random_problem();
-        let mut opt = kind.build(&vs, 1e-3);
+        let build = |vs: &VarStore| kind.build_with(vs, &settings).unwrap();
+        let mut opt = build(&vs);
         let run = |vs: &VarStore, opt: &mut dyn Optimizer, steps: std::ops::Range<usize>| {
             for step in steps {
                 set_grads(vs, opt, &grads[step % grads.len()]);
@@ -255,15 +420,15 @@ fn state_round_trip_continues_bit_identically() {
         for (name, t) in vs.variables() {
             add_var(&resumed_vs, &name, &t);
         }
-        let mut resumed = kind.build(&resumed_vs, 1e-3);
+        let mut resumed = build(&resumed_vs);
         resumed
             .load_state(Tensor::read_npz(&path).unwrap())
             .unwrap();
         assert_eq!(bits(&resumed_vs), bits(&vs));
         run(&vs, opt.as_mut(), 2..5);
         run(&resumed_vs, resumed.as_mut(), 2..5);
-        assert_eq!(bits(&resumed_vs), bits(&vs), "{kind}");
-        let fresh = kind.build(&resumed_vs, 1e-3);
+        assert_eq!(bits(&resumed_vs), bits(&vs), "{kind} {settings:?}");
+        let fresh = build(&resumed_vs);
         assert!(fresh.state().is_empty(), "{kind}: state before any step");
     }
 }
@@ -317,6 +482,7 @@ fn optimizer_kind_names() {
         (OptimizerKind::Lars, "lars"),
         (OptimizerKind::Sgd, "sgd"),
         (OptimizerKind::Adamw, "adamw"),
+        (OptimizerKind::Adam, "adam"),
     ] {
         assert_eq!(kind.to_string(), name);
         assert_eq!(name.parse::<OptimizerKind>().unwrap(), kind);

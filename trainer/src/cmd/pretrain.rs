@@ -61,7 +61,7 @@ pub struct PretrainArgs {
     /// Weight decay.
     #[arg(long)]
     pub wd: Option<f64>,
-    /// lars (the reference), or sgd / adamw for small runs.
+    /// lars (the reference), or sgd / adamw / adam for small runs.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Epochs of linear learning-rate warm-up from 0.

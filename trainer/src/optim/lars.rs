@@ -62,4 +62,11 @@ impl UpdateRule for Lars {
         let delta = &*mu * lr;
         let _ = p.var.g_sub_(&delta);
     }
+
+    fn without_weight_decay(&self) -> Self {
+        Lars {
+            weight_decay: 0.0,
+            ..*self
+        }
+    }
 }

@@ -7,21 +7,31 @@
 //! LARS, the VICReg reference's) formulas so that results compare with `torch.optim` directly.
 //!
 //! - [`lars`]: LARS as in the VICReg reference (the pretraining default);
-//! - [`sgd`]: SGD with momentum; [`adamw`]: AdamW; [`params`]: the shared bookkeeping;
-//! - [`schedule`]: warm-up + cosine learning rate per step.
+//! - [`sgd`]: SGD with momentum (Nesterov optional); [`adam`]: Adam (L2 decay); [`adamw`]:
+//!   AdamW; [`params`]: the shared bookkeeping and parameter groups;
+//! - [`schedule`]: the pretraining warm-up + cosine learning rate per step;
+//! - [`train_schedule`]: the supervised schedules (cosine, steps, restarts, constant);
+//! - [`ema`]: an exponential moving average of the weights and BN statistics.
 
+pub mod adam;
 pub mod adamw;
+pub mod ema;
 pub mod lars;
 pub mod params;
 pub mod schedule;
 pub mod sgd;
+pub mod train_schedule;
 
+pub use adam::Adam;
 pub use adamw::AdamW;
+pub use ema::Ema;
 pub use lars::Lars;
-pub use params::{Param, PerVariable, UpdateRule};
+pub use params::{is_bias_or_norm, Param, PerVariable, UpdateRule};
 pub use schedule::{LrSchedule, DEFAULT_WARMUP_EPOCHS};
 pub use sgd::Sgd;
+pub use train_schedule::{ScheduleKind, TrainSchedule};
 
+use anyhow::{bail, Context};
 use std::fmt;
 use std::str::FromStr;
 use tch::nn::VarStore;
@@ -55,35 +65,137 @@ pub enum OptimizerKind {
     Lars,
     Sgd,
     Adamw,
+    /// torch.optim.Adam: L2 weight decay, added to the gradient.
+    Adam,
 }
+
+/// How an optimizer is set up beyond its kind (see [`OptimizerKind::build_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimSettings {
+    pub weight_decay: f64,
+    /// Momentum of SGD and LARS; `None` keeps the kind's default (0.9). Adam and AdamW have
+    /// betas instead and refuse it.
+    pub momentum: Option<f64>,
+    /// Nesterov momentum (SGD only, with momentum > 0).
+    pub nesterov: bool,
+    /// No weight decay on biases and normalization parameters (every variable of at most one
+    /// dimension or named `*.bias`, as timm and the seed papers do).
+    pub no_decay_bn_bias: bool,
+}
+
+impl OptimSettings {
+    /// The kind's defaults with weight decay `weight_decay`: what [`OptimizerKind::build`] uses.
+    pub fn new(weight_decay: f64) -> Self {
+        OptimSettings {
+            weight_decay,
+            momentum: None,
+            nesterov: false,
+            no_decay_bn_bias: false,
+        }
+    }
+
+    /// Errors name the setting and what to do about it.
+    fn check(&self, kind: OptimizerKind) -> anyhow::Result<()> {
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!(
+                "weight decay must be a finite number >= 0, got {}",
+                self.weight_decay
+            );
+        }
+        let adam = matches!(kind, OptimizerKind::Adam | OptimizerKind::Adamw);
+        if let Some(m) = self.momentum {
+            if adam {
+                bail!("{kind} has no momentum setting (its beta1 plays that role); leave momentum unset");
+            }
+            if !(0.0..1.0).contains(&m) {
+                bail!("momentum must be in [0, 1), got {m}");
+            }
+        }
+        if self.nesterov && kind != OptimizerKind::Sgd {
+            bail!("Nesterov momentum is for sgd only, not {kind}");
+        }
+        if self.nesterov && self.momentum == Some(0.0) {
+            bail!("Nesterov momentum needs a momentum > 0 (got 0)");
+        }
+        Ok(())
+    }
+}
+
+/// The SGD/LARS momentum when none is given.
+const DEFAULT_MOMENTUM: f64 = 0.9;
 
 impl OptimizerKind {
     /// This optimizer over the trainable variables of `vs`, with the project's defaults
-    /// (LARS: momentum 0.9, eta 0.001; SGD: momentum 0.9; AdamW: PyTorch's betas and eps).
+    /// (LARS: momentum 0.9, eta 0.001; SGD: momentum 0.9; Adam, AdamW: PyTorch's betas and eps).
     pub fn build(self, vs: &VarStore, weight_decay: f64) -> Box<dyn Optimizer> {
+        self.assemble(vs, &OptimSettings::new(weight_decay))
+    }
+
+    /// This optimizer over the trainable variables of `vs` with `settings`, checked first.
+    pub fn build_with(
+        self,
+        vs: &VarStore,
+        settings: &OptimSettings,
+    ) -> anyhow::Result<Box<dyn Optimizer>> {
+        settings
+            .check(self)
+            .with_context(|| format!("optimizer {self}"))?;
+        Ok(self.assemble(vs, settings))
+    }
+
+    fn assemble(self, vs: &VarStore, s: &OptimSettings) -> Box<dyn Optimizer> {
+        let weight_decay = s.weight_decay;
+        let momentum = s.momentum.unwrap_or(DEFAULT_MOMENTUM);
+        let groups = s.no_decay_bn_bias;
         match self {
-            OptimizerKind::Lars => Box::new(PerVariable::new(
+            OptimizerKind::Lars => boxed(
                 vs,
                 Lars {
                     weight_decay,
+                    momentum,
                     ..Default::default()
                 },
-            )),
-            OptimizerKind::Sgd => Box::new(PerVariable::new(
+                groups,
+            ),
+            OptimizerKind::Sgd => boxed(
                 vs,
                 Sgd {
                     weight_decay,
-                    ..Default::default()
+                    momentum,
+                    nesterov: s.nesterov,
                 },
-            )),
-            OptimizerKind::Adamw => Box::new(PerVariable::new(
+                groups,
+            ),
+            OptimizerKind::Adamw => boxed(
                 vs,
                 AdamW {
                     weight_decay,
                     ..Default::default()
                 },
-            )),
+                groups,
+            ),
+            OptimizerKind::Adam => boxed(
+                vs,
+                Adam {
+                    weight_decay,
+                    ..Default::default()
+                },
+                groups,
+            ),
         }
+    }
+}
+
+/// `rule` over `vs`, in two groups when the biases and norms are exempt from weight decay.
+fn boxed<R: UpdateRule + 'static>(
+    vs: &VarStore,
+    rule: R,
+    no_decay_bn_bias: bool,
+) -> Box<dyn Optimizer> {
+    if no_decay_bn_bias {
+        Box::new(PerVariable::no_decay_on_bias_and_norm(vs, rule))
+    } else {
+        Box::new(PerVariable::new(vs, rule))
     }
 }
 

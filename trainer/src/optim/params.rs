@@ -17,6 +17,8 @@ pub struct Param {
     pub step: i64,
     /// Buffers shaped like `var` (momentum, moments), created lazily as in PyTorch.
     pub buffers: BTreeMap<&'static str, Tensor>,
+    /// The parameter group (index into the optimizer's rules) that updates this variable.
+    pub group: usize,
 }
 
 impl Param {
@@ -38,12 +40,18 @@ pub struct Params {
 const STEP: &str = "step";
 
 impl Params {
-    pub fn new(vs: &VarStore, slots: &'static [&'static str]) -> Params {
+    /// The trainable variables of `vs`, each in the group `group_of(name, var)` says.
+    pub fn new(
+        vs: &VarStore,
+        slots: &'static [&'static str],
+        group_of: impl Fn(&str, &Tensor) -> usize,
+    ) -> Params {
         let mut params: Vec<Param> = vs
             .variables()
             .into_iter()
             .filter(|(_, var)| var.requires_grad())
             .map(|(name, var)| Param {
+                group: group_of(&name, &var),
                 name,
                 var,
                 step: 0,
@@ -168,24 +176,46 @@ fn scalar_step(key: &str, value: &Tensor) -> anyhow::Result<i64> {
 
 /// How one variable is updated from its gradient; LARS, SGD and AdamW all update each variable
 /// independently, so one [`PerVariable`] drives any of them.
-pub trait UpdateRule {
+pub trait UpdateRule: Clone {
     /// The buffers the rule keeps per variable (the names used in the state).
     const SLOTS: &'static [&'static str];
     /// Updates `p.var` in place; runs without autograd, after `p.step` was incremented.
     fn update(&self, p: &mut Param, grad: &Tensor, lr: f64);
+    /// The same rule with weight decay 0 (the group of biases and normalization parameters).
+    fn without_weight_decay(&self) -> Self;
 }
 
-/// An [`Optimizer`] applying `rule` to every trainable variable, in name order.
+/// timm's and the seed papers' rule for the group without weight decay: biases and
+/// normalization parameters, i.e. every variable of at most one dimension or named `*.bias`.
+pub fn is_bias_or_norm(name: &str, var: &Tensor) -> bool {
+    var.dim() <= 1 || name.ends_with(".bias")
+}
+
+/// An [`Optimizer`] applying one rule per parameter group to every trainable variable, in name
+/// order.
 pub struct PerVariable<R> {
     params: Params,
-    pub rule: R,
+    /// Indexed by [`Param::group`].
+    rules: Vec<R>,
 }
 
 impl<R: UpdateRule> PerVariable<R> {
+    /// `rule` for every variable.
     pub fn new(vs: &VarStore, rule: R) -> PerVariable<R> {
         PerVariable {
-            params: Params::new(vs, R::SLOTS),
-            rule,
+            params: Params::new(vs, R::SLOTS, |_, _| 0),
+            rules: vec![rule],
+        }
+    }
+
+    /// `rule`, but without weight decay on biases and normalization parameters
+    /// ([`is_bias_or_norm`]).
+    pub fn no_decay_on_bias_and_norm(vs: &VarStore, rule: R) -> PerVariable<R> {
+        PerVariable {
+            params: Params::new(vs, R::SLOTS, |name, var| {
+                usize::from(is_bias_or_norm(name, var))
+            }),
+            rules: vec![rule.clone(), rule.without_weight_decay()],
         }
     }
 
@@ -197,8 +227,9 @@ impl<R: UpdateRule> PerVariable<R> {
 
 impl<R: UpdateRule> Optimizer for PerVariable<R> {
     fn step(&mut self, lr: f64) {
-        let rule = &self.rule;
-        self.params.update_each(|p, g| rule.update(p, g, lr));
+        let rules = &self.rules;
+        self.params
+            .update_each(|p, g| rules[p.group].update(p, g, lr));
     }
     fn zero_grad(&mut self) {
         self.params.zero_grad()

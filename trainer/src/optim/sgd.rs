@@ -1,5 +1,6 @@
-//! SGD with momentum, as `torch.optim.SGD` (dampening 0, no Nesterov):
-//! d = g + wd·p; buf = d on the first step, then buf = momentum·buf + d; p −= lr·buf.
+//! SGD with momentum, as `torch.optim.SGD` (dampening 0), Nesterov's variant optional:
+//! d = g + wd·p; buf = d on the first step, then buf = momentum·buf + d;
+//! p −= lr·buf, or with Nesterov p −= lr·(d + momentum·buf).
 //! With momentum 0 no buffer is kept and p −= lr·d.
 
 use super::params::{Param, UpdateRule};
@@ -10,6 +11,8 @@ use tch::Tensor;
 pub struct Sgd {
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Nesterov momentum (needs momentum > 0, as PyTorch requires).
+    pub nesterov: bool,
 }
 
 impl Default for Sgd {
@@ -18,6 +21,7 @@ impl Default for Sgd {
         Sgd {
             momentum: 0.9,
             weight_decay: 1e-6,
+            nesterov: false,
         }
     }
 }
@@ -38,11 +42,23 @@ impl UpdateRule for Sgd {
         } else {
             // PyTorch clones the first gradient rather than starting from zeros; a copy, since
             // `d` may be the gradient itself, which zero_grad overwrites.
-            match p.buffers.entry(MOMENTUM_BUFFER) {
+            let buf = match p.buffers.entry(MOMENTUM_BUFFER) {
                 Entry::Vacant(e) => e.insert(d.copy()).shallow_clone(),
                 Entry::Occupied(mut e) => e.get_mut().g_mul_scalar_(self.momentum).g_add_(&d),
+            };
+            if self.nesterov {
+                d + buf * self.momentum
+            } else {
+                buf
             }
         };
         let _ = p.var.g_sub_(&(direction * lr));
+    }
+
+    fn without_weight_decay(&self) -> Self {
+        Sgd {
+            weight_decay: 0.0,
+            ..*self
+        }
     }
 }
