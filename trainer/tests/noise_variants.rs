@@ -505,3 +505,63 @@ fn noise_command_records_variants_and_refuses_misplaced_ones() {
         assert!(!dir.path().join("c").exists(), "{extra:?} wrote output");
     }
 }
+
+/// `trainer evaluate` takes the same options for its generated labels, and refuses them where
+/// they do not apply (another kind, another dataset, or a `--labels` file), naming the flag.
+#[test]
+fn evaluate_refuses_misplaced_variants_naming_the_flag() {
+    if !std::path::Path::new(common::FASHION_MNIST).exists() {
+        eprintln!("SKIPPED: {} is missing", common::FASHION_MNIST);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("run").display().to_string();
+    let labels = dir.path().join("labels.json").display().to_string();
+    for (extra, flag) in [
+        (&["--kind", "matrix", "--flips", "bernoulli"][..], "--flips"),
+        (
+            &["--kind", "asymmetric", "--asym-classes", "blocks"][..],
+            "--asym-classes",
+        ),
+        (
+            &["--labels", &labels, "--instance-model", "cheng"][..],
+            "--instance-model",
+        ),
+    ] {
+        let mut args = vec![
+            "evaluate",
+            "--data-dir",
+            common::FASHION_MNIST,
+            "--backbone",
+            "none",
+            "--width",
+            "8",
+            "--noise",
+            "0.4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "100",
+            "--train-samples",
+            "600",
+            "--backend",
+            "gloo",
+            "--exp-dir",
+            &exp,
+        ];
+        args.extend_from_slice(extra);
+        let out = common::trainer(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            common::stderr(&out)
+        );
+        assert!(
+            common::stderr(&out).contains(flag),
+            "{extra:?}: {}",
+            common::stderr(&out)
+        );
+        assert!(!dir.path().join("run/results.json").exists());
+    }
+}
