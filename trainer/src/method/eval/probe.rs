@@ -132,9 +132,9 @@ impl<'a> Probe<'a> {
         let (_, channels, side, _) = train.images.size4()?;
         let aug = eval_augment(side, channels);
         let started = Instant::now();
-        let cache = |split: &str, images: &Tensor| -> Result<Tensor> {
+        let cache = |what: &str, images: &Tensor| -> Result<Tensor> {
             let mut step = LongStep::new(
-                format!("caching features of the {split} images"),
+                format!("caching features of the {what}"),
                 images.size()[0] as usize,
             );
             embed(&backbone, images, &aug, device, CHUNK, &mut |done| {
@@ -143,8 +143,8 @@ impl<'a> Probe<'a> {
         };
         let (train_in, test_in) = if cfg.cached_features() {
             (
-                Inputs::Features(cache("training", &train.images)?),
-                Inputs::Features(cache("test", &test.images)?),
+                Inputs::Features(cache("training split", &train.images)?),
+                Inputs::Features(cache("test split", &test.images)?),
             )
         } else {
             (
@@ -154,7 +154,7 @@ impl<'a> Probe<'a> {
         };
         let held_out = match (&train_in, &labels.held_out) {
             (Inputs::Features(_), Some(held)) => Some(HeldOutFeatures {
-                features: cache("held-out trusted", &held.images)?,
+                features: cache("held-out trusted images", &held.images)?,
                 labels: &held.labels,
                 ids: &held.ids,
             }),
