@@ -4,6 +4,7 @@
 
 use super::run_args::RunArgs;
 use super::stop::{Ending, StopPolicy, EXIT_RESTART};
+use super::variant_args::VariantArgs;
 use crate::atomic::write_atomic;
 use crate::cluster::requeue::StopKind;
 use crate::cluster::signals;
@@ -12,6 +13,7 @@ use crate::data::{Source, Split, SplitData};
 use crate::method::eval::backbone::BackboneSource;
 use crate::data::normalization::Choice as NormalizeChoice;
 use crate::method::eval::config::{EvalConfig, HeadKind, HeadMode, Weights};
+use crate::method::eval::holdout::hold_out;
 use crate::method::eval::protocol::Protocol;
 use crate::method::eval::labels::{noisy_labels, NoisyLabels};
 use crate::method::eval::methods::Method;
@@ -73,6 +75,14 @@ pub struct EvaluateArgs {
     /// Symmetric kind: new label over all classes (any) or the other classes (other).
     #[arg(long, value_enum)]
     pub convention: Option<Convention>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub variants: VariantArgs,
+    /// Remove N clean training images (N/K per class, seeded) from training; they become the
+    /// trusted set of mwn and ieg with their true labels (0: pick it from the training images).
+    /// [default: 0]
+    #[arg(long)]
+    pub holdout_trusted: Option<usize>,
     /// freeze: only the head trains; finetune: the backbone too (with --lr-backbone).
     #[arg(long, value_enum)]
     pub weights: Option<Weights>,
@@ -195,8 +205,15 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let source = Source::detect(&cfg.data_dir)?;
     let backbone = BackboneSource::open(&cfg)?;
     let (mut train, test) = load_splits(&cfg, &source)?;
-    let labels = noisy_labels(&cfg, &source, &train)?;
+    let mut labels = noisy_labels(&cfg, &source, &train)?;
     train.truncate(cfg.train_samples);
+    labels.held_out = hold_out(
+        &mut train,
+        &mut labels,
+        source.num_classes,
+        cfg.holdout_trusted,
+        cfg.seed,
+    )?;
     signals::check(|| "preparing the noisy labels".into())?;
     let (env, group) = args.run.dist.join()?;
     anyhow::ensure!(
@@ -316,6 +333,8 @@ fn results_json(
         "stopped_early": state.stopped_early,
         "noisy_predicted_true": last.noisy_predicted_true,
         "train_flip_rate": labels.flip_rate(),
+        "train_images": labels.clean.len(),
+        "held_out_trusted": labels.held_out.as_ref().map_or(0, |h| h.ids.len()),
     });
     for (key, value) in &last.method {
         metrics[key] = json!(value);
@@ -328,6 +347,7 @@ fn results_json(
         "config_hash": state.config_hash,
         "backbone": backbone,
         "labels": labels.description,
+        "held_out_trusted_ids": labels.held_out.as_ref().map(|h| &h.ids),
         "metrics": metrics,
         "feature_cache_seconds": cfg.cached_features().then_some(feature_seconds),
         "created_by": format!("trainer {}", env!("CARGO_PKG_VERSION")),

@@ -13,3 +13,4 @@ pub mod noise;
 pub mod pretrain;
 pub mod run_args;
 pub mod stop;
+pub mod variant_args;

@@ -2,6 +2,7 @@
 //! an existing label file into the same format. Everything is generated before anything is
 //! written, so a bad argument or a failed configuration leaves no partial output.
 
+use super::variant_args::VariantArgs;
 use crate::cluster::signals;
 use crate::data::{to_classes, DatasetName, Source, Split, SplitData};
 use crate::long_step::LongStep;
@@ -38,6 +39,8 @@ pub struct NoiseArgs {
     /// other classes). [default: any]
     #[arg(long, value_enum)]
     pub convention: Option<Convention>,
+    #[command(flatten)]
+    pub variants: VariantArgs,
     /// Matrix kind: accept only noise matrices that are learnable under the class prior.
     #[arg(long)]
     pub valid: bool,
@@ -48,7 +51,7 @@ pub struct NoiseArgs {
     #[arg(long)]
     pub legacy: bool,
     /// Import instead of generating: an nls file, an original-form JSON, or a CIFAR-N file (.pt/.npy).
-    #[arg(long, conflicts_with_all = ["noise", "sparsity", "seeds", "legacy"])]
+    #[arg(long, conflicts_with_all = ["noise", "sparsity", "seeds", "legacy", "flips", "asym_classes", "instance_model"])]
     pub import: Option<PathBuf>,
     /// CIFAR-N label set to import (aggre, worse, random1, random2, random3, noisy).
     #[arg(long, requires = "import")]
@@ -168,6 +171,7 @@ fn grid(args: &NoiseArgs) -> Result<Vec<Spec>> {
                     seed,
                     convention: args.convention.unwrap_or(Convention::Any),
                     valid_check: args.valid,
+                    variants: args.variants.variants(),
                 };
                 spec.validate()?;
                 specs.push(spec);
@@ -352,8 +356,9 @@ fn print_summary(outputs: &[Output]) {
 
 fn describe(spec: &Spec) -> String {
     format!(
-        "{} noise {} sparsity {} seed {}",
+        "{}{} noise {} sparsity {} seed {}",
         spec.kind.as_str(),
+        spec.variants.name_suffix(),
         spec.noise,
         spec.sparsity,
         spec.seed

@@ -139,6 +139,23 @@ impl SplitData {
         Vec::<u8>::try_from(self.images.flatten(0, -1)).context("reading image bytes")
     }
 
+    /// The images at `indices`.
+    pub fn images_at(&self, indices: &[usize]) -> Result<Tensor> {
+        let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        Ok(self.images.f_index_select(0, &Tensor::from_slice(&index))?)
+    }
+
+    /// Keeps only the samples at `indices`, in that order.
+    pub fn keep(&mut self, indices: &[usize]) -> Result<()> {
+        self.images = self.images_at(indices)?;
+        self.labels = indices.iter().map(|&i| self.labels[i]).collect();
+        self.ids = indices.iter().map(|&i| self.ids[i]).collect();
+        if let Some(paths) = &mut self.paths {
+            *paths = indices.iter().map(|&i| paths[i].clone()).collect();
+        }
+        Ok(())
+    }
+
     /// Keeps the first `n` samples (all when `n` is 0 or not smaller than the split).
     pub fn truncate(&mut self, n: usize) {
         if n == 0 || n >= self.len() {

@@ -1,15 +1,25 @@
 //! Asymmetric (class-pair) noise: for each source class, exactly ⌊noise·n_c⌋ of its samples,
-//! chosen uniformly, take the mapped class.
+//! chosen uniformly, take the mapped class (`--flips exact`), or each sample independently with
+//! probability noise (`--flips bernoulli`, as ELR's CIFAR-100 and IEG's CIFAR-10 code do).
 //! - CIFAR-10: truck→automobile, bird→airplane, deer→horse, cat↔dog (Patrini et al.; ELR).
-//! - CIFAR-100: each class → the next class of its super-class, cyclically, with super-classes
-//!   taken from the dataset's coarse labels (fine index order within each super-class).
+//! - CIFAR-100, `--asym-classes superclasses` (default): each class → the next class of its
+//!   super-class, cyclically, with super-classes taken from the dataset's coarse labels (fine
+//!   index order within each super-class).
+//! - CIFAR-100, `--asym-classes blocks`: each class → the next class of its block of 5
+//!   consecutive indices, cyclically (4→0, 9→5, ...), as ELR and Patrini's
+//!   `build_for_cifar100` do. These blocks are *not* the super-classes (class 0, apple, is in
+//!   super-class 4 with 51, 53, 57 and 83).
 //! - Fashion-MNIST (our choice, mirroring CIFAR-10's visually confusable pairs):
 //!   T-shirt/top↔Shirt, Pullover→Coat, Sandal→Sneaker, Ankle boot→Sneaker.
 
 use super::decimal::Decimal;
-use super::rng::{choose, NoiseRng};
+use super::rng::NoiseRng;
+use super::variants::{select, AsymClasses, Flips};
 use crate::data::DatasetName;
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
+
+/// Classes per block of ELR's CIFAR-100 map (100 classes = 20 blocks of 5).
+const BLOCK: usize = 5;
 
 /// CIFAR-100 fine label → coarse (super-class) label, from the dataset's `coarse_labels`.
 const CIFAR100_COARSE: [usize; 100] = [
@@ -20,7 +30,20 @@ const CIFAR100_COARSE: [usize; 100] = [
 ];
 
 /// `map[c] = Some(target)` for source classes, `None` for classes that keep their label.
-pub fn class_map(dataset: DatasetName, k: usize) -> Result<Vec<Option<usize>>> {
+pub fn class_map(
+    dataset: DatasetName,
+    k: usize,
+    classes: AsymClasses,
+) -> Result<Vec<Option<usize>>> {
+    if classes == AsymClasses::Blocks {
+        ensure!(
+            (dataset, k) == (DatasetName::Cifar100, 100),
+            "--asym-classes blocks is ELR's CIFAR-100 map, but the data is {} with {k} classes: \
+             drop it",
+            dataset.as_str()
+        );
+        return Ok(block_map(100, BLOCK));
+    }
     let pairs: &[(usize, usize)] = match (dataset, k) {
         (DatasetName::Cifar10, 10) => &[(9, 1), (2, 0), (4, 7), (3, 5), (5, 3)],
         (DatasetName::FashionMnist, 10) => &[(0, 6), (6, 0), (2, 4), (5, 7), (9, 7)],
@@ -52,17 +75,25 @@ fn cifar100_map() -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Class c → the next class of its block of `block` consecutive indices, cyclically.
+fn block_map(k: usize, block: usize) -> Vec<Option<usize>> {
+    (0..k)
+        .map(|c| Some(c - c % block + (c + 1) % block))
+        .collect()
+}
+
 pub fn flip(
     labels: &[usize],
     map: &[Option<usize>],
     noise: Decimal,
+    flips: Flips,
     rng: &mut NoiseRng,
 ) -> Vec<usize> {
     let mut noisy = labels.to_vec();
     for (class, target) in map.iter().enumerate() {
         let Some(target) = *target else { continue };
         let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        for idx in choose(rng, &members, noise.floor_times(members.len())) {
+        for idx in select(rng, &members, noise, flips) {
             noisy[idx] = target;
         }
     }

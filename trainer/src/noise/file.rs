@@ -5,6 +5,7 @@
 //! | `format`, `version` | `"nls-noisy-labels"`, `1` |
 //! | `dataset`, `num_classes`, `num_samples`, `class_counts` | the clean training split |
 //! | `kind`, `noise`, `sparsity`, `seed`, `convention`, `valid_check` | the request (`null` where not applicable) |
+//! | `flips`, `asym_classes`, `instance_model` | the seed papers' variants; present only when not the default (`exact`, `superclasses`, `xia`) |
 //! | `source` | for imported labels: the file (and label set) they came from |
 //! | `requested_matrix` | `nm[s][y] = P(noisy = s | true = y)` asked for; `null` for instance noise and imports |
 //! | `realized_matrix`, `realized_flip_rate` | what the labels actually realize, same convention |
@@ -15,6 +16,7 @@
 
 use super::matrix::Matrix;
 use super::symmetric::Convention;
+use super::variants::{unless_default, AsymClasses, Flips, InstanceModel};
 use super::{stats, Kind, Spec};
 use crate::atomic::write_atomic;
 use crate::data::DatasetName;
@@ -40,6 +42,13 @@ pub struct NoiseFile {
     pub sparsity: Option<f64>,
     pub seed: Option<u64>,
     pub convention: Option<Convention>,
+    /// Absent (the default, `exact`) in files written before the variants existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flips: Option<Flips>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asym_classes: Option<AsymClasses>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_model: Option<InstanceModel>,
     pub valid_check: bool,
     pub source: Option<String>,
     pub requested_matrix: Option<Matrix>,
@@ -82,6 +91,9 @@ impl NoiseFile {
             convention: spec
                 .filter(|s| s.kind == Kind::Symmetric)
                 .map(|s| s.convention),
+            flips: spec.and_then(|s| unless_default(s.variants.flips)),
+            asym_classes: spec.and_then(|s| unless_default(s.variants.asym_classes)),
+            instance_model: spec.and_then(|s| unless_default(s.variants.instance_model)),
             valid_check: spec.is_some_and(|s| s.kind == Kind::Matrix && s.valid_check),
             source: origin.source,
             requested_matrix,
@@ -179,7 +191,7 @@ pub fn check_label_range(labels: &[usize], k: usize) -> Result<()> {
     }
 }
 
-/// `{dataset}-{kind}[-{convention}]-noise{n}[-sparsity{s}]-seed{seed}.json`.
+/// `{dataset}-{kind}[-{convention}][-{variants}]-noise{n}[-sparsity{s}]-seed{seed}.json`.
 pub fn file_name(dataset: DatasetName, spec: &Spec) -> String {
     let kind = kind_name(spec);
     let sparsity = if spec.kind == Kind::Matrix {
@@ -195,12 +207,14 @@ pub fn file_name(dataset: DatasetName, spec: &Spec) -> String {
     )
 }
 
-/// The kind as file names spell it: `symmetric-any`, `symmetric-other`, `matrix`, ...
+/// The kind as file names spell it: `symmetric-any`, `symmetric-other`, `matrix`, with the
+/// non-default variants after it (`asymmetric-blocks-bernoulli`, `instance-cheng`, ...).
 fn kind_name(spec: &Spec) -> String {
-    match spec.kind {
+    let kind = match spec.kind {
         Kind::Symmetric => format!("symmetric-{}", convention_name(spec.convention)),
         other => other.as_str().to_string(),
-    }
+    };
+    kind + &spec.variants.name_suffix()
 }
 
 fn convention_name(c: Convention) -> &'static str {

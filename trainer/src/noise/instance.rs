@@ -1,6 +1,10 @@
 //! Instance-dependent noise (Xia et al. 2020, "Part-dependent label noise"):
-//! per-sample flip rate q_i ~ N(noise, 0.1²) truncated to [0, 1]; W ~ N(0, 1) of shape K×d×K;
-//! a = x_i·W[y_i]; a[y_i] = −∞; p = q_i·softmax(a); p[y_i] += 1 − q_i; new label ~ Categorical(p).
+//! per-sample flip rate q_i ~ N(noise, 0.1²) truncated to [0, 1] (rejection sampling);
+//! W ~ N(0, 1) of shape K×d×K; a = x_i·W[y_i]; a[y_i] = −∞; p = q_i·softmax(a);
+//! p[y_i] += 1 − q_i; new label ~ Categorical(p).
+//! `--instance-model cheng` (Cheng et al. 2023, seed paper 003): one W of shape d×K shared by
+//! every class, a = x_i·W, the rest the same; a sample's flip target then depends on its image
+//! only through x_i·W, whatever its class.
 //! x_i is the image scaled to [0, 1] and flattened (d = C·H·W), as Cheng et al. 2023 use.
 //! Noise 0 returns the clean labels: the truncated normal would otherwise still flip about 8%.
 //! The mean of the truncated normal moves towards 0.5 near the ends of [0, 1], so requests below
@@ -8,6 +12,7 @@
 
 use super::decimal::Decimal;
 use super::rng::{stream, NoiseRng, Stream};
+use super::variants::InstanceModel;
 use anyhow::{ensure, Result};
 use rand::Rng;
 
@@ -21,6 +26,7 @@ pub fn flip(
     k: usize,
     pixels: &[u8],
     noise: Decimal,
+    model: InstanceModel,
     seed: u64,
 ) -> Result<Vec<usize>> {
     let n = labels.len();
@@ -33,14 +39,19 @@ pub fn flip(
     }
     let d = pixels.len() / n;
     let rates = flip_rates(n, noise.to_f64(), &mut stream(seed, Stream::InstanceRates));
-    let w = projection(k, d, &mut stream(seed, Stream::InstanceProjection));
+    let blocks = match model {
+        InstanceModel::Xia => k,
+        InstanceModel::Cheng => 1,
+    };
+    let w = projection(blocks, d, k, &mut stream(seed, Stream::InstanceProjection));
     let mut draw = stream(seed, Stream::InstanceLabels);
     let noisy = (0..n)
         .map(|i| {
             let x = &pixels[i * d..(i + 1) * d];
+            let block = if blocks == 1 { 0 } else { labels[i] };
             let probs = transition_row(
                 x,
-                &w[labels[i] * d * k..(labels[i] + 1) * d * k],
+                &w[block * d * k..(block + 1) * d * k],
                 k,
                 labels[i],
                 rates[i],
@@ -63,12 +74,18 @@ fn flip_rates(n: usize, mean: f64, rng: &mut NoiseRng) -> Vec<f64> {
         .collect()
 }
 
-/// K blocks of d×K weights, block y used for samples of true class y.
-fn projection(k: usize, d: usize, rng: &mut NoiseRng) -> Vec<f32> {
-    (0..k * d * k).map(|_| StandardNormal.sample(rng)).collect()
+/// `blocks` blocks of d×K weights: K for Xia (block y used for samples of true class y), 1 for
+/// Cheng (used for every sample). Xia's draws are those of before the Cheng variant existed.
+fn projection(blocks: usize, d: usize, k: usize, rng: &mut NoiseRng) -> Vec<f32> {
+    (0..blocks * d * k)
+        .map(|_| StandardNormal.sample(rng))
+        .collect()
 }
 
-fn transition_row(x: &[u8], w_y: &[f32], k: usize, y: usize, rate: f64) -> Vec<f64> {
+/// The distribution of the noisy label of an image `x` (bytes) of true class `y` under the
+/// projection `w_y` (d×K, row-major) and flip rate `rate`: `rate·softmax(x·w_y)` over the
+/// other classes, `1 − rate` on `y`.
+pub fn transition_row(x: &[u8], w_y: &[f32], k: usize, y: usize, rate: f64) -> Vec<f64> {
     let mut logits = vec![0f64; k];
     for (j, &px) in x.iter().enumerate() {
         let v = f64::from(px) / 255.0;

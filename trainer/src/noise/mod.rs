@@ -3,7 +3,9 @@
 //! - [`matrix`]: cleanlab's noise matrix from a trace, with sparsity and exact-count flipping.
 //! - [`symmetric`]: uniform noise in both conventions.
 //! - [`asymmetric`]: class-pair maps (CIFAR-10, CIFAR-100, Fashion-MNIST).
-//! - [`instance`]: instance-dependent noise (Xia et al. 2020).
+//! - [`instance`]: instance-dependent noise (Xia et al. 2020; Cheng et al. 2023).
+//! - [`variants`]: the seed papers' variants of these (sampled flips, ELR's CIFAR-100 blocks,
+//!   Cheng's shared projection).
 //!
 //! [`file`] holds the versioned output format and the original tools' forms; [`figure`] draws
 //! a file's realized matrix.
@@ -19,6 +21,7 @@ pub mod matrix;
 pub mod rng;
 pub mod stats;
 pub mod symmetric;
+pub mod variants;
 
 use crate::data::DatasetName;
 use anyhow::{ensure, Context, Result};
@@ -28,6 +31,7 @@ use matrix::Matrix;
 use rng::{stream, Stream};
 use serde::{Deserialize, Serialize};
 use symmetric::Convention;
+use variants::Variants;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -66,6 +70,8 @@ pub struct Spec {
     pub convention: Convention,
     /// Only accept noise matrices that are learnable under the class prior (matrix kind).
     pub valid_check: bool,
+    /// The seed papers' variants (counted or sampled flips, CIFAR-100 map, instance model).
+    pub variants: Variants,
 }
 
 impl Spec {
@@ -91,7 +97,7 @@ impl Spec {
             self.sparsity,
             self.kind.as_str()
         );
-        Ok(())
+        self.variants.check(self.kind)
     }
 }
 
@@ -136,13 +142,26 @@ pub fn generate(spec: &Spec, clean: &CleanSet) -> Result<Generated> {
             }
         }
         Kind::Symmetric => Generated {
-            labels: symmetric::flip(labels, k, spec.noise, spec.convention, &mut flips()),
+            labels: symmetric::flip(
+                labels,
+                k,
+                spec.noise,
+                spec.convention,
+                spec.variants.flips,
+                &mut flips(),
+            ),
             requested_matrix: Some(symmetric_matrix(k, spec.noise.to_f64(), spec.convention)),
         },
         Kind::Asymmetric => {
-            let map = asymmetric::class_map(clean.dataset, k)?;
+            let map = asymmetric::class_map(clean.dataset, k, spec.variants.asym_classes)?;
             Generated {
-                labels: asymmetric::flip(labels, &map, spec.noise, &mut flips()),
+                labels: asymmetric::flip(
+                    labels,
+                    &map,
+                    spec.noise,
+                    spec.variants.flips,
+                    &mut flips(),
+                ),
                 requested_matrix: Some(map_matrix(&map, spec.noise.to_f64())),
             }
         }
@@ -151,7 +170,14 @@ pub fn generate(spec: &Spec, clean: &CleanSet) -> Result<Generated> {
                 .pixels
                 .context("instance noise needs the training images")?;
             Generated {
-                labels: instance::flip(labels, k, pixels, spec.noise, spec.seed)?,
+                labels: instance::flip(
+                    labels,
+                    k,
+                    pixels,
+                    spec.noise,
+                    spec.variants.instance_model,
+                    spec.seed,
+                )?,
                 requested_matrix: None,
             }
         }

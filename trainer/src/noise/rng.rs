@@ -15,6 +15,8 @@ pub enum Stream {
     InstanceRates = 3,
     InstanceProjection = 4,
     InstanceLabels = 5,
+    /// The evaluation's held-out trusted images (`--holdout-trusted`).
+    Holdout = 6,
 }
 
 pub fn stream(seed: u64, purpose: Stream) -> NoiseRng {

@@ -1,12 +1,15 @@
 //! Symmetric ("uniform") noise. Exactly ⌊noise·N⌋ samples, chosen uniformly without replacement,
-//! are relabelled; the two conventions of the literature differ in the new label:
+//! are relabelled (`--flips exact`; ELR draws ⌈noise·N⌉), or each sample independently with
+//! probability noise (`--flips bernoulli`: IEG's `rand <= noise`, new label over all classes).
+//! The two conventions of the literature differ in the new label:
 //! - `any`: uniformly random over all K classes, possibly the true one (ELR, Ghosh & Lan);
 //!   the realized flip rate is about noise·(K−1)/K.
 //! - `other`: uniformly random over the K−1 other classes (Active-Passive Losses);
 //!   the realized flip rate is exactly ⌊noise·N⌋/N.
 
 use super::decimal::Decimal;
-use super::rng::{below, choose, NoiseRng};
+use super::rng::{below, NoiseRng};
+use super::variants::{select, Flips};
 use clap::ValueEnum;
 
 use serde::{Deserialize, Serialize};
@@ -25,11 +28,12 @@ pub fn flip(
     k: usize,
     noise: Decimal,
     convention: Convention,
+    flips: Flips,
     rng: &mut NoiseRng,
 ) -> Vec<usize> {
     let all: Vec<usize> = (0..labels.len()).collect();
     let mut noisy = labels.to_vec();
-    for idx in choose(rng, &all, noise.floor_times(labels.len())) {
+    for idx in select(rng, &all, noise, flips) {
         noisy[idx] = match convention {
             Convention::Any => below(rng, k),
             Convention::Other => {

@@ -50,6 +50,31 @@ pub fn run_python(code: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Run a Python snippet with the project venv, `input` on its stdin (and `tests/python`
+/// importable); panics with its stderr on failure.
+pub fn python_with_stdin(code: &str, input: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(python())
+        .env("PYTHONPATH", workspace_root().join("tests/python"))
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting python");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
 pub fn trainer(args: &[&str]) -> Output {

@@ -7,6 +7,7 @@ use super::protocol::Protocol;
 use crate::data::normalization::Choice as NormalizeChoice;
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
+use crate::noise::variants::{AsymClasses, Flips, InstanceModel, Variants};
 use crate::noise::Kind as NoiseKind;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,19 @@ pub struct EvalConfig {
     /// Seed of the generated noise (default: `seed`, as the original tools use one seed).
     pub noise_seed: Option<u64>,
     pub convention: Convention,
+    /// The seed papers' noise variants; left out of config.toml and the hash when default, so
+    /// runs from before they existed keep their hash (and resume).
+    #[serde(skip_serializing_if = "is_default")]
+    pub flips: Flips,
+    #[serde(skip_serializing_if = "is_default")]
+    pub asym_classes: AsymClasses,
+    #[serde(skip_serializing_if = "is_default")]
+    pub instance_model: InstanceModel,
+    /// Clean training images (balanced over classes) removed from training to become the
+    /// trusted set of mwn and ieg (0: none; the trusted set is then drawn from the training
+    /// images, which keep their noisy labels).
+    #[serde(skip_serializing_if = "is_default")]
+    pub holdout_trusted: usize,
     pub weights: Weights,
     pub head: HeadKind,
     /// Linear head only: weights and bias start at zero (seed 001).
@@ -134,6 +148,10 @@ impl Default for EvalConfig {
             sparsity: "0".into(),
             noise_seed: None,
             convention: Convention::Any,
+            flips: Flips::default(),
+            asym_classes: AsymClasses::default(),
+            instance_model: InstanceModel::default(),
+            holdout_trusted: 0,
             weights: Weights::Freeze,
             head: HeadKind::Mlp,
             head_zero_init: false,
@@ -169,6 +187,10 @@ impl Default for EvalConfig {
     }
 }
 
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// Keys that may differ between a run and its resumption.
 const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
 
@@ -188,6 +210,15 @@ impl EvalConfig {
             "--backbone is required: a backbone.safetensors export, a pretraining checkpoint, \
              or none"
         );
+        if self.labels.is_some() {
+            ensure!(
+                self.variants() == Variants::default(),
+                "--flips, --asym-classes and --instance-model choose generated noise: drop them \
+                 with --labels (the file's labels are used as they are)"
+            );
+        } else {
+            self.variants().check(self.kind)?;
+        }
         ensure!(self.epochs > 0, "--epochs must be at least 1");
         ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         for (name, v) in [
@@ -254,6 +285,14 @@ impl EvalConfig {
             gce_q: self.gce_q,
             sce_alpha: self.sce_alpha,
             sce_beta: self.sce_beta,
+        }
+    }
+
+    pub fn variants(&self) -> Variants {
+        Variants {
+            flips: self.flips,
+            asym_classes: self.asym_classes,
+            instance_model: self.instance_model,
         }
     }
 

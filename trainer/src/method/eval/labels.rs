@@ -3,6 +3,7 @@
 //! derives identical labels from the seed without any communication.
 
 use super::config::EvalConfig;
+use super::holdout::HeldOut;
 use crate::data::{to_classes, Source, SplitData};
 use crate::noise::decimal::Decimal;
 use crate::noise::file::NoiseFile;
@@ -15,9 +16,17 @@ pub struct NoisyLabels {
     pub noisy: Vec<usize>,
     /// What the labels are, for results.json.
     pub description: Value,
+    /// The trusted images held out of training (`--holdout-trusted`), with their true labels.
+    pub held_out: Option<HeldOut>,
 }
 
 impl NoisyLabels {
+    /// Keeps only the samples at `indices`, in that order.
+    pub fn keep(&mut self, indices: &[usize]) {
+        self.clean = indices.iter().map(|&i| self.clean[i]).collect();
+        self.noisy = indices.iter().map(|&i| self.noisy[i]).collect();
+    }
+
     /// Fraction of training samples whose label was flipped.
     pub fn flip_rate(&self) -> f64 {
         let flipped = self
@@ -56,6 +65,9 @@ pub fn noisy_labels(cfg: &EvalConfig, source: &Source, train: &SplitData) -> Res
         "sparsity": file.sparsity,
         "seed": file.seed,
         "convention": file.convention,
+        "flips": file.flips,
+        "asym_classes": file.asym_classes,
+        "instance_model": file.instance_model,
         "realized_flip_rate": file.realized_flip_rate,
     });
     let mut noisy = file.labels;
@@ -64,6 +76,7 @@ pub fn noisy_labels(cfg: &EvalConfig, source: &Source, train: &SplitData) -> Res
         clean: clean[..kept].to_vec(),
         noisy,
         description,
+        held_out: None,
     })
 }
 
@@ -84,6 +97,7 @@ fn generate(
         seed: cfg.noise_seed(),
         convention: cfg.convention,
         valid_check: false,
+        variants: cfg.variants(),
     };
     let pixels = (cfg.kind == Kind::Instance)
         .then(|| first_pixels(train, clean.len()))

@@ -15,6 +15,7 @@ use super::head::{Head, DROPOUT, HIDDEN};
 use super::labels::NoisyLabels;
 use super::losses::RobustLoss;
 use super::methods::functional::HeadParams;
+use super::methods::trusted::HeldOutFeatures;
 use super::methods::{self, NoiseMethod, Setup, Step};
 use crate::augment::{augment_part, normalize, to_unit_float, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
@@ -140,26 +141,33 @@ impl<'a> Probe<'a> {
         let (_, _, side, _) = train.images.size4()?;
         let aug = eval_augment(side, normalization);
         let started = Instant::now();
+        let cache = |what: &str, images: &Tensor| -> Result<Tensor> {
+            let mut step = LongStep::new(
+                format!("caching features of the {what}"),
+                images.size()[0] as usize,
+            );
+            embed(&backbone, images, &aug, device, CHUNK, &mut |done| {
+                step.advance(done)
+            })
+        };
         let (train_in, test_in) = if cfg.cached_features() {
-            let cache = |split: &str, images: &Tensor| -> Result<Inputs> {
-                let mut step = LongStep::new(
-                    format!("caching features of the {split} split"),
-                    images.size()[0] as usize,
-                );
-                let features = embed(&backbone, images, &aug, device, CHUNK, &mut |done| {
-                    step.advance(done)
-                })?;
-                Ok(Inputs::Features(features))
-            };
             (
-                cache("training", &train.images)?,
-                cache("test", &test.images)?,
+                Inputs::Features(cache("training split", &train.images)?),
+                Inputs::Features(cache("test split", &test.images)?),
             )
         } else {
             (
                 Inputs::Images(to_rgb(&train.images)?.to_device(device)),
                 Inputs::Images(to_rgb(&test.images)?.to_device(device)),
             )
+        };
+        let held_out = match (&train_in, &labels.held_out) {
+            (Inputs::Features(_), Some(held)) => Some(HeldOutFeatures {
+                features: cache("held-out trusted images", &held.images)?,
+                labels: &held.labels,
+                ids: &held.ids,
+            }),
+            _ => None,
         };
         let method = match &train_in {
             Inputs::Features(features) => methods::build(
@@ -175,6 +183,7 @@ impl<'a> Probe<'a> {
                     images: &train.images,
                     aug: &aug,
                     source,
+                    held_out,
                 },
             )?,
             Inputs::Images(_) => None,

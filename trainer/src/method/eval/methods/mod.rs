@@ -192,6 +192,8 @@ pub struct Setup<'a> {
     pub aug: &'a AugmentConfig,
     /// For the representation regularizer's projector.
     pub source: &'a BackboneSource,
+    /// The trusted images held out of training (`--holdout-trusted`), if any.
+    pub held_out: Option<trusted::HeldOutFeatures<'a>>,
 }
 
 /// The method `method`, or None for the plain loss.
