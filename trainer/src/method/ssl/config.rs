@@ -4,7 +4,7 @@
 //! Layers merge as TOML tables and the result is deserialized once with `deny_unknown_fields`,
 //! so a misspelt key in the file is an error naming it, whichever layer it came from.
 
-use crate::augment::AugmentConfig;
+use crate::augment::{view_recipes, AugmentConfig};
 use crate::data::Source;
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
 use crate::model::{parse_mlp, Arch, Stem};
@@ -213,9 +213,10 @@ impl PretrainConfig {
         SslLoss::new(self.method, self.temperature, weights)
     }
 
-    /// The method's recipe for images of side `side` with `channels` channels, then the
-    /// `[augment]` overrides. Gray data gets its own normalization (on repeated channels).
-    pub fn augment_for(&self, side: i64, channels: i64) -> Result<AugmentConfig> {
+    /// The two views' recipes for images of side `side` with `channels` channels: the method's
+    /// recipe, then the `[augment]` overrides, then each view's (see [`view_recipes`]). Gray
+    /// data gets its own normalization (on repeated channels).
+    pub fn augment_views(&self, side: i64, channels: i64) -> Result<[AugmentConfig; 2]> {
         let mut base = match self.method {
             Method::Simclr => AugmentConfig::simclr(),
             Method::Vicreg => AugmentConfig::vicreg(),
@@ -225,13 +226,13 @@ impl PretrainConfig {
             base.mean = [FASHION_MNIST_MEAN; 3];
             base.std = [FASHION_MNIST_STD; 3];
         }
-        let mut table = toml::Table::try_from(&base).context("serializing the augmentation")?;
-        table.extend(self.augment.clone());
-        let cfg: AugmentConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("invalid [augment] table: {e}"))?;
-        cfg.validate().context("[augment]")?;
-        Ok(cfg)
+        view_recipes(&base, &self.augment)
+    }
+
+    /// The first view's recipe (its size and normalization are both views').
+    pub fn augment_for(&self, side: i64, channels: i64) -> Result<AugmentConfig> {
+        let [first, _] = self.augment_views(side, channels)?;
+        Ok(first)
     }
 
     /// The configuration as TOML, as written to `<exp-dir>/config.toml`.
