@@ -219,7 +219,7 @@ fn train_view_applies_its_crop_and_flip() {
                 let (sr, sc) = (top + r, left + c);
                 if (0..32).contains(&sr) && (0..32).contains(&sc) {
                     let dc = if params.flip[i] { 31 - c } else { c };
-                    let _ = expected
+                    expected
                         .narrow(1, r, 1)
                         .narrow(2, dc, 1)
                         .copy_(&float.get(i as i64).narrow(1, sr, 1).narrow(2, sc, 1));
