@@ -76,7 +76,8 @@ pub struct Side {
     pub width: i64,
 }
 
-/// Every op's magnitude bins for one image size, computed once per batch.
+/// Every op's magnitude bins for one image size, computed once per batch; indexed by `op as
+/// usize`, which is the op's place in [`Op::ALL`] (same order as the enum).
 pub struct Magnitudes(Vec<Vec<f64>>);
 
 impl Magnitudes {
