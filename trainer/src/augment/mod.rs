@@ -21,14 +21,19 @@ mod blur;
 mod color;
 mod config;
 mod geometry;
+mod mixup;
 mod params;
 pub mod preview;
+pub mod train;
+mod views;
 
 pub use blur::*;
 pub use color::*;
 pub use config::*;
 pub use geometry::*;
+pub use mixup::*;
 pub use params::*;
+pub use views::*;
 
 use color::select;
 use tch::Tensor;

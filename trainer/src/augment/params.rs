@@ -39,11 +39,11 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// Uniform in `[0, 1)` with 53 random bits.
-fn unit(rng: &mut Xoshiro256PlusPlus) -> f64 {
+pub(crate) fn unit(rng: &mut Xoshiro256PlusPlus) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-fn uniform(rng: &mut Xoshiro256PlusPlus, lo: f64, hi: f64) -> f64 {
+pub(crate) fn uniform(rng: &mut Xoshiro256PlusPlus, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * unit(rng)
 }
 

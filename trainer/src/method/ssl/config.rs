@@ -4,7 +4,7 @@
 //! Layers merge as TOML tables and the result is deserialized once with `deny_unknown_fields`,
 //! so a misspelt key in the file is an error naming it, whichever layer it came from.
 
-use crate::augment::AugmentConfig;
+use crate::augment::{view_recipes, AugmentConfig};
 use crate::data::normalization::Normalization;
 use crate::data::{DatasetName, Source};
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
@@ -228,9 +228,10 @@ impl PretrainConfig {
         SslLoss::new(self.method, self.temperature, weights)
     }
 
-    /// The method's recipe for images of side `side` from `dataset`, normalized with the
-    /// dataset's statistics, then the `[augment]` overrides.
-    pub fn augment_for(&self, side: i64, dataset: DatasetName) -> Result<AugmentConfig> {
+    /// The two views' recipes for images of side `side` from `dataset`: the method's recipe
+    /// normalized with the dataset's statistics, then the `[augment]` overrides, then each
+    /// view's (see [`view_recipes`]).
+    pub fn augment_views(&self, side: i64, dataset: DatasetName) -> Result<[AugmentConfig; 2]> {
         let mut base = match self.method {
             Method::Simclr => AugmentConfig::simclr(),
             Method::Vicreg => AugmentConfig::vicreg(),
@@ -238,13 +239,13 @@ impl PretrainConfig {
         base.size = side;
         let stats = Normalization::of_dataset(dataset);
         (base.mean, base.std) = (stats.mean, stats.std);
-        let mut table = toml::Table::try_from(&base).context("serializing the augmentation")?;
-        table.extend(self.augment.clone());
-        let cfg: AugmentConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("invalid [augment] table: {e}"))?;
-        cfg.validate().context("[augment]")?;
-        Ok(cfg)
+        view_recipes(&base, &self.augment)
+    }
+
+    /// The first view's recipe (its size and normalization are both views').
+    pub fn augment_for(&self, side: i64, dataset: DatasetName) -> Result<AugmentConfig> {
+        let [first, _] = self.augment_views(side, dataset)?;
+        Ok(first)
     }
 
     /// The configuration as TOML, as written to `<exp-dir>/config.toml`.

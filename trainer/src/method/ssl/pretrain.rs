@@ -52,7 +52,8 @@ pub struct Pretrainer<'a> {
     train: SplitData,
     /// The training images on the training device, uint8 N×3×H×W.
     images: Tensor,
-    aug: AugmentConfig,
+    /// The two views' recipes.
+    augs: [AugmentConfig; 2],
     model: SslModel,
     precision: Precision,
     optimizer: Box<dyn Optimizer>,
@@ -73,7 +74,7 @@ impl<'a> Pretrainer<'a> {
         let train = load_train(cfg, source)?;
         cfg.check_job(group.world_size(), train.len())?;
         let (_, _, side, _) = train.images.size4()?;
-        let aug = cfg.augment_for(side, source.name)?;
+        let augs = cfg.augment_views(side, source.name)?;
         let images = to_rgb(&train.images)?.to_device(device);
         let model = SslModel::new(cfg, device)?;
         let precision = Precision::for_device(device);
@@ -101,14 +102,14 @@ impl<'a> Pretrainer<'a> {
             m => total.min(m as u64),
         };
         let grad_sync = GradSync::new(&model.vs, BUCKET_MB);
-        let monitor = Monitor::new(cfg, source, group, &train, &aug)?;
-        let state = TrainState::fresh(cfg, steps_per_epoch, aug.normalization())?;
+        let monitor = Monitor::new(cfg, source, group, &train, &augs[0])?;
+        let state = TrainState::fresh(cfg, steps_per_epoch, augs[0].normalization())?;
         Ok(Pretrainer {
             cfg,
             group,
             train,
             images,
-            aug,
+            augs,
             model,
             precision,
             optimizer,
@@ -251,7 +252,15 @@ impl<'a> Pretrainer<'a> {
         };
         let global = self.cfg.batch_size as i64;
         let start = (rank * part.len()) as i64;
-        let view = |v: u64| augment_part(&local, &self.aug, key.with_view(v), global, start);
+        let view = |v: u64| {
+            augment_part(
+                &local,
+                &self.augs[v as usize],
+                key.with_view(v),
+                global,
+                start,
+            )
+        };
         (view(0), view(1))
     }
 
