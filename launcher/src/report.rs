@@ -432,7 +432,14 @@ fn run_table(runs: &Runs) -> Table {
             let res = r.results.as_ref()?;
             let cells = metrics.iter().map(|m| cell(&res["metrics"][*m]));
             let protocol = res["protocol"].as_str().unwrap_or_default().to_string();
-            Some(r.values.iter().cloned().chain([protocol]).chain(cells).collect())
+            Some(
+                r.values
+                    .iter()
+                    .cloned()
+                    .chain([protocol])
+                    .chain(cells)
+                    .collect(),
+            )
         })
         .collect();
     Table {

@@ -97,8 +97,12 @@ fn checkpoint_tensors(exp: &Path) -> HashMap<String, Tensor> {
 const SEEDS: [u64; 3] = [0, 1, 2];
 
 /// How much the mean over [`SEEDS`] of finetuning from the SSL initialization must beat
-/// training from scratch. MEASURED_PLACEHOLDER
-const SSL_MARGIN: f64 = 0.0;
+/// training from scratch (6 epochs on 1000 images, 60% symmetric noise). Measured per-seed
+/// differences (SSL − scratch), seeds 0–2 under ATEN_CPU_CAPABILITY default, avx2 and avx512
+/// and seeds 3–4 under avx512 (11 pairs): mean +0.177, sd 0.059 (smallest +0.038, seed 3);
+/// the three-seed means by capability +0.173 to +0.205. The margin is the mean less three
+/// standard errors of a three-seed mean (3·0.059/√3 ≈ 0.10).
+const SSL_MARGIN: f64 = 0.08;
 
 #[test]
 fn an_ssl_initialization_beats_training_from_scratch_under_heavy_noise() {
@@ -143,11 +147,11 @@ fn whole_network_training_resumes_bit_exactly_after_sigusr1() {
     run_ok(&args(&straight));
     assert_eq!(interrupt_after(&args(&resumed), &resumed, 1), Some(75));
     run_ok(&args(&resumed));
+    assert_eq!(results(&straight)["metrics"], results(&resumed)["metrics"]);
     assert_eq!(
-        results(&straight)["metrics"],
-        results(&resumed)["metrics"]
+        metrics_without_time(&straight),
+        metrics_without_time(&resumed)
     );
-    assert_eq!(metrics_without_time(&straight), metrics_without_time(&resumed));
     let (a, b) = (checkpoint_tensors(&straight), checkpoint_tensors(&resumed));
     assert!(a.keys().any(|k| k.starts_with("backbone/")));
     for (name, t) in &a {
@@ -167,7 +171,9 @@ fn loss_gap(a: &[Value], b: &[Value]) -> f64 {
 }
 
 /// Two Gloo ranks, each half of every global batch, with batch statistics over the global
-/// batch (SyncBatchNorm), train the network one process trains. TOLERANCE_PLACEHOLDER
+/// batch (SyncBatchNorm), train the network one process trains. Measured after one epoch
+/// (seed 4): relative loss gap 1.6e-4 (avx512) and 3.8e-5 (default, avx2), the same top-1;
+/// bounds 1e-3 and 0.02 (5 of 256 test images).
 #[test]
 fn two_ranks_train_the_whole_network_like_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,6 +226,16 @@ fn seed000_protocol_keeps_the_head_in_eval_mode() {
     let zeros = head["head/1.running_mean"].zeros_like();
     assert!(head["head/1.running_mean"].equal(&zeros));
     assert!(head["head/1.running_var"].equal(&(zeros + 1.0)));
+    // CosineAnnealingLR(T_max = 2, eta_min = 0.1 × lr) stepped per epoch: the rate of epoch e
+    // is lr·(0.1 + 0.9·(1 + cos(π·e/2))/2): 0.05, then 0.0275.
+    let rates: Vec<f64> = common::metrics(&seed000)
+        .iter()
+        .map(|m| m["lr_head"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates.len(), 2);
+    for (got, want) in rates.iter().zip([0.05, 0.0275]) {
+        assert!((got - want).abs() < 1e-12, "lr {got} vs {want}");
+    }
     // This project's default trains the head in training mode: the statistics move.
     let moved = probe(&ours, "none");
     assert_eq!(results(&ours)["protocol"], "frozen-augmented");
@@ -234,7 +250,8 @@ fn the_backbone_card_decides_the_normalization() {
     let dir = tempfile::tempdir().unwrap();
     let backbone = small_pretrained_backbone(dir.path());
     let card_path = Path::new(&backbone).with_extension("json");
-    let mut card: Value = serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    let mut card: Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
     // Pretraining wrote the dataset's statistics on the card.
     assert_eq!(card["normalization"]["mean"][0], 0.286);
     assert_eq!(card["normalization"]["std"][2], 0.353);

@@ -68,11 +68,12 @@ pub fn run(args: AugmentPreviewArgs) -> Result<()> {
     );
     let images = data.images.narrow(0, 0, args.images as i64);
     let (_, _, h, w) = images.size4()?;
-    let cfg =
-        recipe(args.method, overrides, h.min(w), source.name).with_context(|| match &args.config {
-            Some(path) => format!("the [augment] table of --config {}", path.display()),
-            None => "the augmentation recipe".into(),
-        })?;
+    let cfg = recipe(args.method, overrides, h.min(w), source.name).with_context(|| match &args
+        .config
+    {
+        Some(path) => format!("the [augment] table of --config {}", path.display()),
+        None => "the augmentation recipe".into(),
+    })?;
 
     let grid = render(&crate::model::to_rgb(&images)?, &cfg, &args)?;
     let png = encode_png(&grid)?;

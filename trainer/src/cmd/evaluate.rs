@@ -6,23 +6,26 @@ use super::run_args::RunArgs;
 use super::stop::{Ending, StopPolicy, EXIT_RESTART};
 use super::variant_args::VariantArgs;
 use crate::atomic::write_atomic;
+use crate::augment::train::{Geometry, Policy};
 use crate::cluster::requeue::StopKind;
 use crate::cluster::signals;
+use crate::data::normalization::Choice as NormalizeChoice;
 use crate::data::normalization::Normalization;
 use crate::data::{Source, Split, SplitData};
 use crate::method::eval::backbone::BackboneSource;
-use crate::data::normalization::Choice as NormalizeChoice;
 use crate::method::eval::config::{EvalConfig, HeadKind, HeadMode, Weights};
 use crate::method::eval::holdout::hold_out;
-use crate::method::eval::protocol::Protocol;
 use crate::method::eval::labels::{noisy_labels, NoisyLabels};
 use crate::method::eval::methods::Method;
-use crate::method::eval::probe::Probe;
+use crate::method::eval::probe::{Probe, ProbeData};
+use crate::method::eval::protocol::Protocol;
 use crate::method::eval::run::{EvalOutcome, EvalRun, EvalState};
 use crate::method::eval::LossKind;
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::Kind as NoiseKind;
+use crate::optim::train_schedule::ScheduleKind;
+use crate::optim::OptimizerKind;
 use crate::run_lock;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -152,7 +155,7 @@ pub struct EvaluateArgs {
     /// Global batch size over all ranks.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Learning rate of the head (cosine to 0.1× over the run).
+    /// Base learning rate of the head (see --schedule).
     #[arg(long)]
     pub lr_head: Option<f64>,
     /// Learning rate of the backbone (--weights finetune only).
@@ -161,6 +164,65 @@ pub struct EvaluateArgs {
     /// Weight decay.
     #[arg(long)]
     pub wd: Option<f64>,
+    /// Optimizer of head and backbone: sgd, adam (L2 decay), adamw or lars.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// SGD/LARS momentum.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Nesterov momentum (sgd); `--nesterov` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub nesterov: Option<bool>,
+    /// No weight decay on biases and normalization parameters; alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub no_decay_bn_bias: Option<bool>,
+    /// Learning-rate schedule: cosine (to --lr-end × the base), step (× --gamma at each of
+    /// --milestones), restarts (cosine with warm restarts) or constant.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// The final rate of cosine and restarts, as a fraction of the base.
+    #[arg(long)]
+    pub lr_end: Option<f64>,
+    /// Linear warm-up from 0 over this many epochs (fractions allowed).
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// Step schedule: epochs where the rate drops, e.g. `--milestones 40,80`.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Option<Vec<f64>>,
+    /// Step schedule: the factor at each milestone.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Restarts: the first cycle's length in epochs.
+    #[arg(long)]
+    pub restart_epochs: Option<f64>,
+    /// Restarts: each cycle's length over the previous one's.
+    #[arg(long)]
+    pub restart_mult: Option<f64>,
+    /// Change the rate only at epoch boundaries (alone means true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub schedule_per_epoch: Option<bool>,
+    /// Test with an exponential moving average of the weights with this decay (0: off).
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
+    /// Training-image geometry: resized-crop, crop (pad + RandomCrop), flip or none.
+    #[arg(long, value_enum)]
+    pub geometry: Option<Geometry>,
+    /// Automatic augmentation after the geometry: none, autoaugment (CIFAR-10 policy) or
+    /// randaugment.
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
+    /// Zero padding of the crop geometry.
+    #[arg(long)]
+    pub padding: Option<i64>,
+    /// RandAugment: operations per image.
+    #[arg(long)]
+    pub randaugment_ops: Option<usize>,
+    /// RandAugment: magnitude bin (0-30).
+    #[arg(long)]
+    pub randaugment_magnitude: Option<i64>,
+    /// Input mixup with Beta(α, α) (0: off).
+    #[arg(long)]
+    pub mixup_alpha: Option<f64>,
     /// Early stopping after N epochs without a better top-1 (0: never).
     #[arg(long)]
     pub stopping: Option<usize>,
@@ -228,16 +290,14 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let policy = StopPolicy::new(&env);
     let classes = source.num_classes as i64;
     let normalization = normalization(&cfg, &backbone, &source, &train)?;
-    let probe = Probe::new(
-        &cfg,
-        &group,
-        &backbone,
-        &train,
-        &test,
-        &labels,
+    let data = ProbeData {
+        train: &train,
+        test: &test,
+        labels: &labels,
         classes,
         normalization,
-    )?;
+    };
+    let probe = Probe::new(&cfg, &group, &backbone, data)?;
     let run = EvalRun::new(&cfg, &group, probe)?;
     let feature_seconds = run.feature_seconds();
     if group.rank() == 0 {

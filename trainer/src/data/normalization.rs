@@ -75,9 +75,7 @@ impl Normalization {
 }
 
 /// Where an evaluation takes its normalization from (`--normalize`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Choice {
     /// The backbone's own (its card or checkpoint); the dataset's for `--backbone none`.

@@ -95,7 +95,7 @@ impl OptimSettings {
     }
 
     /// Errors name the setting and what to do about it.
-    fn check(&self, kind: OptimizerKind) -> anyhow::Result<()> {
+    pub fn check(&self, kind: OptimizerKind) -> anyhow::Result<()> {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             bail!(
                 "weight decay must be a finite number >= 0, got {}",

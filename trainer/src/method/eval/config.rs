@@ -4,11 +4,15 @@
 use super::losses::{LossKind, LossParams};
 use super::methods::{Method, MethodParams};
 use super::protocol::Protocol;
+use crate::augment::train::{Geometry, Policy, TrainAugment};
 use crate::data::normalization::Choice as NormalizeChoice;
+use crate::data::normalization::Normalization;
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::variants::{AsymClasses, Flips, InstanceModel, Variants};
 use crate::noise::Kind as NoiseKind;
+use crate::optim::train_schedule::{ScheduleKind, TrainSchedule};
+use crate::optim::{OptimSettings, OptimizerKind};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,10 +27,11 @@ pub enum Weights {
 }
 
 /// The classifier on the backbone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadKind {
     /// Seed 000's Linear → BatchNorm1d → ReLU → Dropout(0.4) → Linear.
+    #[default]
     Mlp,
     /// One linear layer (the seed papers' classifier; `--head-zero-init` as seed 001).
     Linear,
@@ -35,9 +40,10 @@ pub enum HeadKind {
 /// Whether the head trains in training mode (dropout, batch statistics) or, as seed 000's
 /// `model.eval()` does under a frozen backbone, in eval mode (no dropout, running statistics
 /// that are never updated).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadMode {
+    #[default]
     Train,
     Eval,
 }
@@ -46,6 +52,7 @@ pub enum HeadMode {
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
     /// A published recipe whose defaults sit under `--config` and the flags.
+    #[serde(skip_serializing_if = "is_default")]
     pub protocol: Protocol,
     pub data_dir: PathBuf,
     pub exp_dir: PathBuf,
@@ -82,11 +89,15 @@ pub struct EvalConfig {
     #[serde(skip_serializing_if = "is_default")]
     pub holdout_trusted: usize,
     pub weights: Weights,
+    #[serde(skip_serializing_if = "is_default")]
     pub head: HeadKind,
     /// Linear head only: weights and bias start at zero (seed 001).
+    #[serde(skip_serializing_if = "is_default")]
     pub head_zero_init: bool,
+    #[serde(skip_serializing_if = "is_default")]
     pub head_mode: HeadMode,
     /// What the images are normalized with (default: as the backbone was trained).
+    #[serde(skip_serializing_if = "is_default")]
     pub normalize: NormalizeChoice,
     pub loss: LossKind,
     pub elr_beta: f64,
@@ -117,6 +128,57 @@ pub struct EvalConfig {
     pub lr_head: f64,
     pub lr_backbone: f64,
     pub wd: f64,
+    // The optimizer, its schedule and the weight average: left out of config.toml and the hash
+    // when default, as the noise variants are.
+    #[serde(skip_serializing_if = "is_default_optimizer")]
+    pub optimizer: OptimizerKind,
+    /// SGD momentum (default 0.9).
+    #[serde(skip_serializing_if = "is_default")]
+    pub momentum: Option<f64>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub nesterov: bool,
+    /// No weight decay on biases and normalization parameters.
+    #[serde(skip_serializing_if = "is_default")]
+    pub no_decay_bn_bias: bool,
+    #[serde(skip_serializing_if = "is_default")]
+    pub schedule: ScheduleKind,
+    /// The final rate as a fraction of the base (cosine, restarts).
+    #[serde(skip_serializing_if = "is_default_lr_end")]
+    pub lr_end: f64,
+    /// Linear warm-up from 0 (fractions of an epoch allowed unless per epoch).
+    #[serde(skip_serializing_if = "is_default")]
+    pub warmup_epochs: f64,
+    /// Step schedule: the epochs where the rate is multiplied by `gamma`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub milestones: Vec<f64>,
+    #[serde(skip_serializing_if = "is_default_gamma")]
+    pub gamma: f64,
+    /// Cosine with restarts: the first cycle's length and each next one's growth factor.
+    #[serde(skip_serializing_if = "is_default_restart_epochs")]
+    pub restart_epochs: f64,
+    #[serde(skip_serializing_if = "is_default_restart_mult")]
+    pub restart_mult: f64,
+    /// Change the rate at epoch boundaries only (seed 000's per-epoch CosineAnnealingLR).
+    #[serde(skip_serializing_if = "is_default")]
+    pub schedule_per_epoch: bool,
+    /// Exponential moving average of the weights (0: off), used for testing (IEG).
+    #[serde(skip_serializing_if = "is_default")]
+    pub ema_decay: f64,
+    /// The training images' augmentation: geometry, then an automatic policy.
+    #[serde(skip_serializing_if = "is_default_geometry")]
+    pub geometry: Geometry,
+    #[serde(skip_serializing_if = "is_default_policy")]
+    pub policy: Policy,
+    #[serde(skip_serializing_if = "is_default_padding")]
+    pub padding: i64,
+    /// RandAugment: operations per image and magnitude bin (of 31).
+    #[serde(skip_serializing_if = "is_default_num_ops")]
+    pub randaugment_ops: usize,
+    #[serde(skip_serializing_if = "is_default_magnitude")]
+    pub randaugment_magnitude: i64,
+    /// Input mixup's Beta(α, α) (0: off); partners within each rank's share of the batch.
+    #[serde(skip_serializing_if = "is_default")]
+    pub mixup_alpha: f64,
     /// Stop after this many epochs without a new best top-1 accuracy (0: never).
     pub stopping: usize,
     /// Seed of the head's initialization, the data order and the augmentations.
@@ -177,6 +239,25 @@ impl Default for EvalConfig {
             lr_head: 0.1,
             lr_backbone: 0.0,
             wd: 1e-6,
+            optimizer: OptimizerKind::Sgd,
+            momentum: None,
+            nesterov: false,
+            no_decay_bn_bias: false,
+            schedule: ScheduleKind::Cosine,
+            lr_end: DEFAULT_LR_END,
+            warmup_epochs: 0.0,
+            milestones: Vec::new(),
+            gamma: DEFAULT_GAMMA,
+            restart_epochs: DEFAULT_RESTART_EPOCHS,
+            restart_mult: 1.0,
+            schedule_per_epoch: false,
+            ema_decay: 0.0,
+            geometry: Geometry::ResizedCrop,
+            policy: Policy::None,
+            padding: DEFAULT_PADDING,
+            randaugment_ops: DEFAULT_NUM_OPS,
+            randaugment_magnitude: DEFAULT_MAGNITUDE,
+            mixup_alpha: 0.0,
             stopping: 20,
             seed: 0,
             augment: false,
@@ -190,6 +271,33 @@ impl Default for EvalConfig {
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
+
+/// `fn $name(v) -> bool`: whether `v` is the default `$value` (for `skip_serializing_if`).
+macro_rules! is_value {
+    ($name:ident, $t:ty, $value:expr) => {
+        fn $name(v: &$t) -> bool {
+            *v == $value
+        }
+    };
+}
+
+/// The evaluation's rate ends at 0.1 × the base, as seed 000's `eta_min = lr × 0.1`.
+const DEFAULT_LR_END: f64 = 0.1;
+const DEFAULT_GAMMA: f64 = 0.1;
+const DEFAULT_RESTART_EPOCHS: f64 = 10.0;
+const DEFAULT_PADDING: i64 = 4;
+const DEFAULT_NUM_OPS: usize = 2;
+const DEFAULT_MAGNITUDE: i64 = 9;
+is_value!(is_default_optimizer, OptimizerKind, OptimizerKind::Sgd);
+is_value!(is_default_lr_end, f64, DEFAULT_LR_END);
+is_value!(is_default_gamma, f64, DEFAULT_GAMMA);
+is_value!(is_default_restart_epochs, f64, DEFAULT_RESTART_EPOCHS);
+is_value!(is_default_restart_mult, f64, 1.0);
+is_value!(is_default_geometry, Geometry, Geometry::ResizedCrop);
+is_value!(is_default_policy, Policy, Policy::None);
+is_value!(is_default_padding, i64, DEFAULT_PADDING);
+is_value!(is_default_num_ops, usize, DEFAULT_NUM_OPS);
+is_value!(is_default_magnitude, i64, DEFAULT_MAGNITUDE);
 
 /// Keys that may differ between a run and its resumption.
 const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
@@ -242,6 +350,7 @@ impl EvalConfig {
              the network trains in training mode"
         );
         self.loss_params().validate()?;
+        self.check_training_recipe()?;
         self.method_params().validate()?;
         if self.method != Method::None {
             ensure!(
@@ -262,6 +371,73 @@ impl EvalConfig {
                 self.method
             );
         }
+        Ok(())
+    }
+
+    /// The optimizer settings of both the head's and the backbone's optimizer.
+    pub fn optim_settings(&self) -> OptimSettings {
+        OptimSettings {
+            weight_decay: self.wd,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            no_decay_bn_bias: self.no_decay_bn_bias,
+        }
+    }
+
+    pub fn train_schedule(&self) -> TrainSchedule {
+        TrainSchedule {
+            schedule: self.schedule,
+            lr_end: self.lr_end,
+            warmup_epochs: self.warmup_epochs,
+            milestones: self.milestones.clone(),
+            gamma: self.gamma,
+            restart_epochs: self.restart_epochs,
+            restart_mult: self.restart_mult,
+            per_epoch: self.schedule_per_epoch,
+        }
+    }
+
+    /// The supervised recipe with `normalization` (the `--augment` path's other geometries and
+    /// the policies; `resized-crop` without a policy keeps the SSL pipeline's implementation).
+    pub fn train_augment(&self, normalization: Normalization) -> TrainAugment {
+        TrainAugment {
+            geometry: self.geometry,
+            policy: self.policy,
+            padding: self.padding,
+            num_ops: self.randaugment_ops,
+            magnitude: self.randaugment_magnitude,
+            mean: normalization.mean,
+            std: normalization.std,
+            ..TrainAugment::default()
+        }
+    }
+
+    /// The optimizer, schedule, weight average and augmentation settings.
+    fn check_training_recipe(&self) -> Result<()> {
+        self.optim_settings()
+            .check(self.optimizer)
+            .context("--optimizer, --momentum, --nesterov, --wd")?;
+        self.train_schedule()
+            .validate(self.epochs)
+            .context("the schedule (--schedule and its options)")?;
+        self.train_augment(Normalization::IDENTITY)
+            .validate(32, 32)
+            .context("the augmentation (--geometry, --policy and their options)")?;
+        ensure!(
+            (0.0..1.0).contains(&self.ema_decay),
+            "--ema-decay must be in [0, 1) (0: no average), not {}",
+            self.ema_decay
+        );
+        ensure!(
+            self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite(),
+            "--mixup-alpha must be ≥ 0 (0: off), not {}",
+            self.mixup_alpha
+        );
+        ensure!(
+            self.mixup_alpha == 0.0 || (self.loss != LossKind::Elr && !self.cached_features()),
+            "--mixup-alpha mixes images: it needs images through the backbone (--weights \
+             finetune or --augment) and a loss without per-sample state (not elr)"
+        );
         Ok(())
     }
 

@@ -25,7 +25,13 @@ pub enum Head {
 }
 
 impl Head {
-    pub fn new(p: &Path, kind: HeadKind, zero_init: bool, embedding_dim: i64, classes: i64) -> Head {
+    pub fn new(
+        p: &Path,
+        kind: HeadKind,
+        zero_init: bool,
+        embedding_dim: i64,
+        classes: i64,
+    ) -> Head {
         match kind {
             HeadKind::Mlp => Head::Mlp {
                 first: torch_linear(p / 0, embedding_dim, HIDDEN, true),

@@ -17,10 +17,11 @@ use super::losses::RobustLoss;
 use super::methods::functional::HeadParams;
 use super::methods::trusted::HeldOutFeatures;
 use super::methods::{self, NoiseMethod, Setup, Step};
-use crate::augment::{augment_part, normalize, to_unit_float, AugmentConfig, ViewKey};
+use crate::augment::train::{train_view, Geometry, Policy, TrainAugment};
+use crate::augment::{augment_part, mixup, normalize, to_unit_float, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
-use crate::data::order::EpochOrder;
 use crate::data::normalization::Normalization;
+use crate::data::order::EpochOrder;
 use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -28,7 +29,8 @@ use crate::distributed::ProcessGroup;
 use crate::long_step::LongStep;
 use crate::method::embed::embed;
 use crate::model::{to_rgb, Backbone};
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::optim::train_schedule::TrainSchedule;
+use crate::optim::{Ema, Optimizer};
 use anyhow::{Context, Result};
 use std::time::Instant;
 use tch::nn::VarStore;
@@ -36,8 +38,6 @@ use tch::{Kind, Tensor};
 
 /// Images embedded at once when caching features or testing.
 const CHUNK: i64 = 512;
-/// The reference schedule ends at this fraction of the initial rate.
-const END_FRACTION: f64 = 0.1;
 
 /// What the head trains on: cached features, or images through the backbone.
 enum Inputs {
@@ -105,8 +105,23 @@ pub struct Probe<'a> {
     noisy: Tensor,
     clean: Tensor,
     aug: AugmentConfig,
+    /// The supervised recipe, when it is not the SSL pipeline's resized crop + flip.
+    train_aug: Option<TrainAugment>,
+    schedule: TrainSchedule,
+    /// Weight averages (head, then backbone when it trains), tested instead of the weights.
+    emas: Vec<(&'static str, Ema)>,
     steps_per_epoch: usize,
     pub feature_seconds: f64,
+}
+
+/// What a probe trains and tests on.
+pub struct ProbeData<'d> {
+    pub train: &'d SplitData,
+    pub test: &'d SplitData,
+    pub labels: &'d NoisyLabels,
+    pub classes: i64,
+    /// What every image is normalized with, after augmentation.
+    pub normalization: Normalization,
 }
 
 impl<'a> Probe<'a> {
@@ -114,12 +129,15 @@ impl<'a> Probe<'a> {
         cfg: &'a EvalConfig,
         group: &'a ProcessGroup,
         source: &BackboneSource,
-        train: &SplitData,
-        test: &SplitData,
-        labels: &NoisyLabels,
-        classes: i64,
-        normalization: Normalization,
+        data: ProbeData,
     ) -> Result<Probe<'a>> {
+        let ProbeData {
+            train,
+            test,
+            labels,
+            classes,
+            normalization,
+        } = data;
         let device = group.device();
         // Seeded before anything is initialized: the `none` baseline's random backbone and the
         // head must be the same in every run (and every rank) with this seed.
@@ -203,8 +221,14 @@ impl<'a> Probe<'a> {
         Ok(Probe {
             cfg,
             group,
-            head_opt: OptimizerKind::Sgd.build(&head_vs, cfg.wd),
-            backbone_opt: finetune.then(|| OptimizerKind::Sgd.build(&backbone_vs, cfg.wd)),
+            head_opt: cfg.optimizer.build_with(&head_vs, &cfg.optim_settings())?,
+            backbone_opt: finetune
+                .then(|| {
+                    cfg.optimizer
+                        .build_with(&backbone_vs, &cfg.optim_settings())
+                })
+                .transpose()?,
+            emas: weight_averages(cfg, &head_vs, finetune.then_some(&backbone_vs)),
             head_sync: GradSync::new(&head_vs, 25.0),
             backbone_sync: finetune.then(|| GradSync::new(&backbone_vs, 25.0)),
             loss: RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device),
@@ -219,6 +243,9 @@ impl<'a> Probe<'a> {
             test_labels: Tensor::from_slice(&test.labels).to_device(device),
             noisy: long(&labels.noisy),
             clean: long(&labels.clean),
+            train_aug: (cfg.geometry != Geometry::ResizedCrop || cfg.policy != Policy::None)
+                .then(|| cfg.train_augment(normalization)),
+            schedule: cfg.train_schedule(),
             aug,
             steps_per_epoch: train.len() / cfg.batch_size,
             feature_seconds,
@@ -229,11 +256,10 @@ impl<'a> Probe<'a> {
         self.steps_per_epoch
     }
 
-    /// The rate of `step` for a base rate: cosine from `base` to `base × 0.1` over the run.
+    /// The rate of `step` for a base rate (by default cosine from `base` to `base × 0.1`).
     fn lr(&self, base: f64, step: usize) -> f64 {
-        let total = (self.cfg.epochs * self.steps_per_epoch).max(1);
-        let q = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
-        base * (END_FRACTION + (1.0 - END_FRACTION) * q)
+        self.schedule
+            .lr(base, step, self.steps_per_epoch, self.cfg.epochs)
     }
 
     /// Trains epoch `epoch` from step `acc.step`, accumulating into `acc`; stops early (at a
@@ -278,7 +304,7 @@ impl<'a> Probe<'a> {
         let (rank, world) = (self.group.rank(), self.group.world_size());
         let part = order.slice(step, rank, world);
         let local = Tensor::from_slice(part).to_device(self.group.device());
-        let features = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
+        let (features, mix) = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
         let keep = self.dropout().then(|| {
             dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len())
                 .to_device(self.group.device())
@@ -307,7 +333,15 @@ impl<'a> Probe<'a> {
                     view: u64::MAX - 1,
                 },
             })?,
-            _ => self.loss.try_compute(&all, &labels, global)?,
+            _ => match &mix {
+                None => self.loss.try_compute(&all, &labels, global)?,
+                Some(mix) => {
+                    let partners = mix.global_partners(global, world);
+                    let other = self.noisy.index_select(0, &partners);
+                    self.loss.try_compute(&all, &labels, global)? * mix.lambda
+                        + self.loss.try_compute(&all, &other, &partners)? * (1.0 - mix.lambda)
+                }
+            },
         };
         self.head_opt.zero_grad();
         if let Some(opt) = &mut self.backbone_opt {
@@ -323,6 +357,9 @@ impl<'a> Probe<'a> {
         if let Some(opt) = &mut self.backbone_opt {
             opt.step(lr_backbone);
         }
+        for (_, ema) in &mut self.emas {
+            ema.update(self.cfg.ema_decay);
+        }
         Ok((all.detach(), loss.double_value(&[])))
     }
 
@@ -331,32 +368,50 @@ impl<'a> Probe<'a> {
         self.cfg.head_mode == HeadMode::Train && self.head.has_dropout()
     }
 
-    /// This rank's inputs for the head: cached features, or (augmented) images through the
-    /// backbone (with gradients only when finetuning).
-    fn features(&self, idx: &Tensor, epoch: usize, step: usize, start: i64) -> Result<Tensor> {
+    /// This rank's inputs for the head: cached features, or (augmented, perhaps mixed) images
+    /// through the backbone (with gradients only when finetuning), and the mixing.
+    fn features(
+        &self,
+        idx: &Tensor,
+        epoch: usize,
+        step: usize,
+        start: i64,
+    ) -> Result<(Tensor, Option<Mix>)> {
         let images = match &self.train {
-            Inputs::Features(f) => return Ok(f.index_select(0, idx)),
+            Inputs::Features(f) => return Ok((f.index_select(0, idx), None)),
             Inputs::Images(images) => images.index_select(0, idx),
         };
-        let x = if self.cfg.augment || self.cfg.weights == Weights::Finetune {
-            let key = ViewKey {
-                seed: self.cfg.seed,
-                epoch: epoch as u64,
-                step: step as u64,
-                rank: 0,
-                view: 0,
-            };
-            augment_part(&images, &self.aug, key, self.cfg.batch_size as i64, start)
-        } else {
-            normalize(&to_unit_float(&images), self.aug.mean, self.aug.std)
+        let key = ViewKey {
+            seed: self.cfg.seed,
+            epoch: epoch as u64,
+            step: step as u64,
+            rank: 0,
+            view: 0,
         };
-        if self.cfg.weights == Weights::Finetune {
-            Ok(self.backbone.forward(&x, true, self.group)?)
+        let global_n = self.cfg.batch_size as i64;
+        let x = match (&self.train_aug, self.augments()) {
+            (_, false) => normalize(&to_unit_float(&images), self.aug.mean, self.aug.std),
+            (None, true) => augment_part(&images, &self.aug, key, global_n, start),
+            (Some(recipe), true) => train_view(&images, recipe, key, global_n, start)?,
+        };
+        let (x, mix) = match self.cfg.mixup_alpha {
+            0.0 => (x, None),
+            alpha => {
+                let (mixed, partner, lambda) = mixup(&x, key.with_view(MIXUP_VIEW), alpha)?;
+                (mixed, Some(Mix { partner, lambda }))
+            }
+        };
+        let features = if self.cfg.weights == Weights::Finetune {
+            self.backbone.forward(&x, true, self.group)?
         } else {
-            Ok(tch::no_grad(|| {
-                self.backbone.forward(&x, false, self.group)
-            })?)
-        }
+            tch::no_grad(|| self.backbone.forward(&x, false, self.group))?
+        };
+        Ok((features, mix))
+    }
+
+    /// Whether training images are augmented: always when finetuning, on request when frozen.
+    fn augments(&self) -> bool {
+        self.cfg.augment || self.cfg.weights == Weights::Finetune
     }
 
     /// (noisy samples predicted as their true class, noisy samples) in a global batch.
@@ -405,8 +460,22 @@ impl<'a> Probe<'a> {
         }
     }
 
-    /// Top-1 and top-5 accuracy on the test split (eval mode).
-    pub fn test(&self) -> Result<(f64, f64)> {
+    /// Top-1 and top-5 accuracy on the test split (eval mode), with the weight averages when
+    /// there are.
+    pub fn test(&mut self) -> Result<(f64, f64)> {
+        self.swap_averages();
+        let result = self.test_current();
+        self.swap_averages();
+        result
+    }
+
+    fn swap_averages(&mut self) {
+        for (_, ema) in &mut self.emas {
+            ema.swap();
+        }
+    }
+
+    fn test_current(&self) -> Result<(f64, f64)> {
         let n = self.test_labels.size()[0];
         let (mut top1, mut top5) = (0i64, 0i64);
         for start in (0..n).step_by(CHUNK as usize) {
@@ -459,6 +528,13 @@ impl<'a> Probe<'a> {
         if let Some(t) = self.loss.state() {
             out.push(("loss/elr_targets".into(), t));
         }
+        for (group, ema) in &self.emas {
+            out.extend(
+                ema.state()
+                    .into_iter()
+                    .map(|(n, t)| (format!("{group}/{n}"), t)),
+            );
+        }
         if let Some(method) = &self.method {
             out.extend(
                 method
@@ -484,6 +560,8 @@ impl<'a> Probe<'a> {
                 "backbone_optim",
                 "loss",
                 "method",
+                EMA_HEAD,
+                EMA_BACKBONE,
             ]
             .into_iter()
             .find(|g| *g == group)
@@ -505,6 +583,9 @@ impl<'a> Probe<'a> {
                 groups.remove("backbone").unwrap_or_default(),
             )?;
             opt.load_state(on(groups.remove("backbone_optim").unwrap_or_default()))?;
+        }
+        for (group, ema) in &mut self.emas {
+            ema.load_state(on(groups.remove(*group).unwrap_or_default()))?;
         }
         if let Some((_, t)) = groups.remove("loss").and_then(|mut v| v.pop()) {
             self.loss.load_state(&t)?;
@@ -553,6 +634,45 @@ fn dropout_mask(cfg: &EvalConfig, epoch: usize, step: usize, start: usize, len: 
     Tensor::from_slice(&keep)
         .view([cfg.batch_size as i64, HIDDEN])
         .narrow(0, start as i64, len as i64)
+}
+
+/// Checkpoint groups of the weight averages.
+const EMA_HEAD: &str = "ema_head";
+const EMA_BACKBONE: &str = "ema_backbone";
+/// The `view` of the mixup stream's key (views 0.. are augmentations).
+const MIXUP_VIEW: u64 = u64::MAX - 2;
+
+/// The weight averages `--ema-decay` asks for: the head's, and the backbone's when it trains.
+fn weight_averages(
+    cfg: &EvalConfig,
+    head: &VarStore,
+    backbone: Option<&VarStore>,
+) -> Vec<(&'static str, Ema)> {
+    if cfg.ema_decay == 0.0 {
+        return Vec::new();
+    }
+    let mut emas = vec![(EMA_HEAD, Ema::new(head))];
+    emas.extend(backbone.map(|vs| (EMA_BACKBONE, Ema::new(vs))));
+    emas
+}
+
+/// One step's mixup: every rank mixes its share of the global batch with the same partner
+/// permutation (one key), so the global partners are known on every rank.
+struct Mix {
+    /// Partners within a rank's share, `[B / world]`.
+    partner: Tensor,
+    lambda: f64,
+}
+
+impl Mix {
+    /// The sample ids of every row's partner in the global batch `global` of `world` shares.
+    fn global_partners(&self, global: &Tensor, world: usize) -> Tensor {
+        let share = self.partner.size()[0];
+        let rows: Vec<Tensor> = (0..world as i64)
+            .map(|r| &self.partner + r * share)
+            .collect();
+        global.index_select(0, &Tensor::cat(&rows, 0))
+    }
 }
 
 fn copy_into(vs: &VarStore, saved: Vec<(String, Tensor)>) -> Result<()> {

@@ -319,7 +319,10 @@ mod tests {
         f.push(("batch_size", 32.into()));
         let c = PretrainConfig::resolve(Some(&file), flags(&f)).unwrap();
         assert_eq!((c.epochs, c.batch_size, c.base_lr), (7, 32, 0.2));
-        assert_eq!(c.augment_for(28, DatasetName::FashionMnist).unwrap().size, 24);
+        assert_eq!(
+            c.augment_for(28, DatasetName::FashionMnist).unwrap().size,
+            24
+        );
     }
 
     #[test]
