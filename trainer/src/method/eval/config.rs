@@ -52,7 +52,6 @@ pub enum HeadMode {
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
     /// A published recipe whose defaults sit under `--config` and the flags.
-    #[serde(skip_serializing_if = "is_default")]
     pub protocol: Protocol,
     pub data_dir: PathBuf,
     pub exp_dir: PathBuf,
@@ -75,29 +74,20 @@ pub struct EvalConfig {
     /// Seed of the generated noise (default: `seed`, as the original tools use one seed).
     pub noise_seed: Option<u64>,
     pub convention: Convention,
-    /// The seed papers' noise variants; left out of config.toml and the hash when default, so
-    /// runs from before they existed keep their hash (and resume).
-    #[serde(skip_serializing_if = "is_default")]
+    /// The seed papers' noise variants.
     pub flips: Flips,
-    #[serde(skip_serializing_if = "is_default")]
     pub asym_classes: AsymClasses,
-    #[serde(skip_serializing_if = "is_default")]
     pub instance_model: InstanceModel,
     /// Clean training images (balanced over classes) removed from training to become the
     /// trusted set of mwn and ieg (0: none; the trusted set is then drawn from the training
     /// images, which keep their noisy labels).
-    #[serde(skip_serializing_if = "is_default")]
     pub holdout_trusted: usize,
     pub weights: Weights,
-    #[serde(skip_serializing_if = "is_default")]
     pub head: HeadKind,
     /// Linear head only: weights and bias start at zero (seed 001).
-    #[serde(skip_serializing_if = "is_default")]
     pub head_zero_init: bool,
-    #[serde(skip_serializing_if = "is_default")]
     pub head_mode: HeadMode,
     /// What the images are normalized with (default: as the backbone was trained).
-    #[serde(skip_serializing_if = "is_default")]
     pub normalize: NormalizeChoice,
     pub loss: LossKind,
     pub elr_beta: f64,
@@ -128,56 +118,35 @@ pub struct EvalConfig {
     pub lr_head: f64,
     pub lr_backbone: f64,
     pub wd: f64,
-    // The optimizer, its schedule and the weight average: left out of config.toml and the hash
-    // when default, as the noise variants are.
-    #[serde(skip_serializing_if = "is_default_optimizer")]
     pub optimizer: OptimizerKind,
     /// SGD momentum (default 0.9).
-    #[serde(skip_serializing_if = "is_default")]
     pub momentum: Option<f64>,
-    #[serde(skip_serializing_if = "is_default")]
     pub nesterov: bool,
     /// No weight decay on biases and normalization parameters.
-    #[serde(skip_serializing_if = "is_default")]
     pub no_decay_bn_bias: bool,
-    #[serde(skip_serializing_if = "is_default")]
     pub schedule: ScheduleKind,
     /// The final rate as a fraction of the base (cosine, restarts).
-    #[serde(skip_serializing_if = "is_default_lr_end")]
     pub lr_end: f64,
     /// Linear warm-up from 0 (fractions of an epoch allowed unless per epoch).
-    #[serde(skip_serializing_if = "is_default")]
     pub warmup_epochs: f64,
     /// Step schedule: the epochs where the rate is multiplied by `gamma`.
-    #[serde(skip_serializing_if = "is_default")]
     pub milestones: Vec<f64>,
-    #[serde(skip_serializing_if = "is_default_gamma")]
     pub gamma: f64,
     /// Cosine with restarts: the first cycle's length and each next one's growth factor.
-    #[serde(skip_serializing_if = "is_default_restart_epochs")]
     pub restart_epochs: f64,
-    #[serde(skip_serializing_if = "is_default_restart_mult")]
     pub restart_mult: f64,
     /// Change the rate at epoch boundaries only (seed 000's per-epoch CosineAnnealingLR).
-    #[serde(skip_serializing_if = "is_default")]
     pub schedule_per_epoch: bool,
     /// Exponential moving average of the weights (0: off), used for testing (IEG).
-    #[serde(skip_serializing_if = "is_default")]
     pub ema_decay: f64,
     /// The training images' augmentation: geometry, then an automatic policy.
-    #[serde(skip_serializing_if = "is_default_geometry")]
     pub geometry: Geometry,
-    #[serde(skip_serializing_if = "is_default_policy")]
     pub policy: Policy,
-    #[serde(skip_serializing_if = "is_default_padding")]
     pub padding: i64,
     /// RandAugment: operations per image and magnitude bin (of 31).
-    #[serde(skip_serializing_if = "is_default_num_ops")]
     pub randaugment_ops: usize,
-    #[serde(skip_serializing_if = "is_default_magnitude")]
     pub randaugment_magnitude: i64,
     /// Input mixup's Beta(α, α) (0: off); partners within each rank's share of the batch.
-    #[serde(skip_serializing_if = "is_default")]
     pub mixup_alpha: f64,
     /// Stop after this many epochs without a new best top-1 accuracy (0: never).
     pub stopping: usize,
@@ -268,19 +237,6 @@ impl Default for EvalConfig {
     }
 }
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
-}
-
-/// `fn $name(v) -> bool`: whether `v` is the default `$value` (for `skip_serializing_if`).
-macro_rules! is_value {
-    ($name:ident, $t:ty, $value:expr) => {
-        fn $name(v: &$t) -> bool {
-            *v == $value
-        }
-    };
-}
-
 /// The evaluation's rate ends at 0.1 × the base, as seed 000's `eta_min = lr × 0.1`.
 const DEFAULT_LR_END: f64 = 0.1;
 const DEFAULT_GAMMA: f64 = 0.1;
@@ -288,19 +244,42 @@ const DEFAULT_RESTART_EPOCHS: f64 = 10.0;
 const DEFAULT_PADDING: i64 = 4;
 const DEFAULT_NUM_OPS: usize = 2;
 const DEFAULT_MAGNITUDE: i64 = 9;
-is_value!(is_default_optimizer, OptimizerKind, OptimizerKind::Sgd);
-is_value!(is_default_lr_end, f64, DEFAULT_LR_END);
-is_value!(is_default_gamma, f64, DEFAULT_GAMMA);
-is_value!(is_default_restart_epochs, f64, DEFAULT_RESTART_EPOCHS);
-is_value!(is_default_restart_mult, f64, 1.0);
-is_value!(is_default_geometry, Geometry, Geometry::ResizedCrop);
-is_value!(is_default_policy, Policy, Policy::None);
-is_value!(is_default_padding, i64, DEFAULT_PADDING);
-is_value!(is_default_num_ops, usize, DEFAULT_NUM_OPS);
-is_value!(is_default_magnitude, i64, DEFAULT_MAGNITUDE);
 
 /// Keys that may differ between a run and its resumption.
 const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
+
+/// Keys added after runs existed: left out of the hash while at their default, so that a
+/// configuration without them hashes (and resumes) as it did before they existed.
+const LATER_KEYS: [&str; 28] = [
+    "flips",
+    "asym_classes",
+    "instance_model",
+    "holdout_trusted",
+    "protocol",
+    "head",
+    "head_zero_init",
+    "head_mode",
+    "normalize",
+    "optimizer",
+    "momentum",
+    "nesterov",
+    "no_decay_bn_bias",
+    "schedule",
+    "lr_end",
+    "warmup_epochs",
+    "milestones",
+    "gamma",
+    "restart_epochs",
+    "restart_mult",
+    "schedule_per_epoch",
+    "ema_decay",
+    "geometry",
+    "policy",
+    "padding",
+    "randaugment_ops",
+    "randaugment_magnitude",
+    "mixup_alpha",
+];
 
 impl EvalConfig {
     pub fn resolve(file: Option<&Path>, flags: toml::Table) -> Result<EvalConfig> {
@@ -503,6 +482,12 @@ impl EvalConfig {
         };
         for key in BOOKKEEPING {
             map.remove(key);
+        }
+        let defaults = serde_json::to_value(EvalConfig::default())?;
+        for key in LATER_KEYS {
+            if map.get(key) == defaults.get(key) {
+                map.remove(key);
+            }
         }
         Ok(hex::encode(Sha256::digest(
             serde_json::to_string(&map)?.as_bytes(),
