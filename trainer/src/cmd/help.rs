@@ -32,7 +32,11 @@ fn annotate(cmd: Command, defaults: &toml::Table) -> Command {
         .fold(cmd, |cmd, id| match defaults.get(&id).and_then(shown) {
             Some(value) => cmd.mut_arg(&id, |arg| {
                 let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-                arg.help(format!("{help} [default: {value}]"))
+                // Options shared with commands without configuration layers say it already.
+                match help.contains("[default:") {
+                    true => arg,
+                    false => arg.help(format!("{help} [default: {value}]")),
+                }
             }),
             None => cmd,
         })

@@ -1,7 +1,7 @@
 //! A torch.distributed-compatible process group: TCPStore rendezvous, then Gloo (CPU) or NCCL
 //! (CUDA) through libtorch's own c10d, with a safe API where every collective returns a `Result`.
 
-use super::error::DistError;
+use super::error::{DistError, Missing};
 use super::ffi;
 use super::liveness::{self, Heartbeat};
 use super::store::Store;
@@ -242,6 +242,22 @@ impl ProcessGroup {
             ));
         }
         Ok(())
+    }
+
+    /// An error raised where collectives run inside libtorch (the backward pass of the
+    /// gathers), with the same diagnosis as a failed collective: which ranks stopped sending
+    /// heartbeats.
+    pub fn failed_during(&self, op: &'static str, cause: impl std::fmt::Display) -> DistError {
+        DistError::Collective {
+            op,
+            rank: self.rank,
+            world: self.world,
+            cause: cause.to_string(),
+            missing: match &self.connected {
+                Some(c) => liveness::missing_ranks(&c.store, self.rank, self.world),
+                None => Missing::Unknown,
+            },
+        }
     }
 
     fn bad_tensor(&self, op: &'static str, problem: &str) -> DistError {

@@ -347,7 +347,9 @@ impl<'a> Probe<'a> {
         if let Some(opt) = &mut self.backbone_opt {
             opt.zero_grad();
         }
-        loss.f_backward().context("backward")?;
+        loss.f_backward()
+            .map_err(|e| self.group.failed_during("backward", e))
+            .context("backward")?;
         self.head_sync.average(self.group)?;
         if let Some(sync) = &self.backbone_sync {
             sync.average(self.group)?;

@@ -226,6 +226,7 @@ impl<'a> Pretrainer<'a> {
         self.optimizer.zero_grad();
         loss.total
             .f_backward()
+            .map_err(|e| self.group.failed_during("backward", e))
             .with_context(|| format!("backward at step {}", self.state.step))?;
         self.grad_sync.average(self.group)?;
         let lr = self.schedule.lr(self.state.step as usize);
