@@ -14,12 +14,12 @@
 mod common;
 
 use common::{
-    metrics, small_pretrained_backbone, stderr, trainer, with_flags as with, FASHION_MNIST,
+    final_acc, metrics, results, run, small_pretrained_backbone, stderr, trainer,
+    with_flags as with, FASHION_MNIST,
 };
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use trainer::augment::AugmentConfig;
@@ -92,22 +92,6 @@ fn probe(exp: &Path, backbone: &str, loss: &str, noise: &str) -> Vec<String> {
             ("--train-samples", "1000"),
         ],
     )
-}
-
-fn run(args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap()
-}
-
-fn results(exp: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(exp.join("results.json")).unwrap()).unwrap()
-}
-
-fn final_acc(exp: &Path) -> f64 {
-    results(exp)["metrics"]["acc1"].as_f64().unwrap()
 }
 
 #[test]

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{metrics, stderr, with_flags as with, FASHION_MNIST};
+use common::{metrics, run, stderr, with_flags as with, FASHION_MNIST};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
 const METHODS: [&str; 4] = ["mwn", "ssr", "rkd", "ieg"];
 
@@ -21,14 +20,6 @@ fn args(exp: &Path, method: &str, epochs: &str) -> Vec<String> {
     .map(str::to_string)
     .chain([exp.display().to_string()])
     .collect()
-}
-
-fn run(args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -11,13 +11,12 @@
 mod common;
 
 use common::{
-    interrupt_after, metrics_without_time, small_pretrained_backbone, stderr, trainer_ranks,
-    with_flags as with, FASHION_MNIST,
+    final_acc, interrupt_after, metrics_without_time, results, run, small_pretrained_backbone,
+    stderr, trainer_ranks, with_flags as with, FASHION_MNIST,
 };
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use tch::Tensor;
 use trainer::checkpoint::CheckpointDir;
 
@@ -64,25 +63,9 @@ fn whole(exp: &Path, backbone: &str, seed: u64) -> Vec<String> {
     .collect()
 }
 
-fn run(args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap()
-}
-
 fn run_ok(args: &[String]) {
     let out = run(args);
     assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn results(exp: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(exp.join("results.json")).unwrap()).unwrap()
-}
-
-fn final_acc(exp: &Path) -> f64 {
-    results(exp)["metrics"]["acc1"].as_f64().unwrap()
 }
 
 /// The newest checkpoint's tensors.

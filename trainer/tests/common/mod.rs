@@ -84,6 +84,25 @@ pub fn trainer(args: &[&str]) -> Output {
         .expect("starting trainer")
 }
 
+/// The trainer with `args` on one thread (the runs of a test compare across machines).
+pub fn run(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
+
+/// `<exp>/results.json`.
+pub fn results(exp: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(exp.join("results.json")).unwrap()).unwrap()
+}
+
+/// The final top-1 accuracy of `results.json`.
+pub fn final_acc(exp: &Path) -> f64 {
+    results(exp)["metrics"]["acc1"].as_f64().unwrap()
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
