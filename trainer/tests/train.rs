@@ -260,3 +260,56 @@ fn the_backbone_card_decides_the_normalization() {
     assert_eq!(card_says, probe("none", "none"));
     assert_ne!(card_says, probe("dataset", "dataset"));
 }
+
+/// The supervised recipe's options together (crop + RandAugment, mixup, Nesterov, a step
+/// schedule, a weight average) run and checkpoint the average beside the weights; mixup with
+/// ELR's per-sample targets is refused.
+#[test]
+fn a_full_supervised_recipe_runs_and_checkpoints_its_average() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("recipe");
+    let args = with(
+        whole(&exp, "none", 5),
+        &[
+            ("--epochs", "2"),
+            ("--train-samples", "256"),
+            ("--test-samples", "256"),
+            ("--head", "linear"),
+            ("--geometry", "crop"),
+            ("--policy", "randaugment"),
+            ("--mixup-alpha", "0.4"),
+            ("--nesterov", "true"),
+            ("--no-decay-bn-bias", "true"),
+            ("--schedule", "step"),
+            ("--milestones", "1"),
+            ("--ema-decay", "0.9"),
+        ],
+    );
+    run_ok(&args);
+    let rates: Vec<f64> = common::metrics(&exp)
+        .iter()
+        .map(|m| m["lr_head"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates.len(), 2);
+    for (got, want) in rates.iter().zip([0.05, 0.005]) {
+        assert!(
+            (got - want).abs() < 1e-12,
+            "the step schedule, ×0.1 at epoch 1: {rates:?}"
+        );
+    }
+    let saved = checkpoint_tensors(&exp);
+    let live = &saved["backbone/conv1.weight"];
+    let average = &saved["ema_backbone/conv1.weight"];
+    assert!(saved.contains_key("ema_head/weight"));
+    assert!(
+        !live.equal(average),
+        "the average is the weights themselves"
+    );
+    let refused = run(&with(args, &[("--loss", "elr")]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--mixup-alpha"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -403,6 +403,12 @@ impl EvalConfig {
             .validate(32, 32)
             .context("the augmentation (--geometry, --policy and their options)")?;
         ensure!(
+            !self.cached_features()
+                || (self.geometry == Geometry::ResizedCrop && self.policy == Policy::None),
+            "--geometry and --policy augment the training images, but a frozen backbone without \
+             --augment trains on features computed once: add --augment (or --weights finetune)"
+        );
+        ensure!(
             (0.0..1.0).contains(&self.ema_decay),
             "--ema-decay must be in [0, 1) (0: no average), not {}",
             self.ema_decay

@@ -113,6 +113,14 @@ mod tests {
     }
 
     #[test]
+    fn augmentation_options_without_augmented_images_are_refused() {
+        let e = resolve(&[("geometry", "crop".into())]).unwrap_err();
+        assert!(format!("{e:#}").contains("add --augment"), "{e:#}");
+        let cfg = resolve(&[("geometry", "crop".into()), ("augment", true.into())]).unwrap();
+        assert_eq!(cfg.protocol_label(), "frozen-augmented");
+    }
+
+    #[test]
     fn an_unknown_protocol_is_named() {
         let e = resolve(&[("protocol", "seed999".into())]).unwrap_err();
         assert!(format!("{e:#}").contains("seed999"), "{e:#}");
