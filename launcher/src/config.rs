@@ -17,7 +17,13 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Subcommands of the trainer that take `--exp-dir` (and `--max-timeouts`: `pretrain`).
-const EXP_DIR_SUBCOMMANDS: [&str; 2] = ["pretrain", "evaluate"];
+const EXP_DIR_SUBCOMMANDS: [&str; 3] = ["pretrain", "evaluate", "train"];
+
+/// Whether a trainer subcommand is supervised training (`evaluate`, or its alias `train`):
+/// runs that count epochs and write `results.json`.
+pub fn is_training(subcommand: &str) -> bool {
+    matches!(subcommand, "evaluate" | "train")
+}
 
 /// CPUs per task of a GPU job unless `cpus_per_task` says otherwise: threads for the trainer's
 /// data loading and augmentation beside the GPU (with 1, `OMP_NUM_THREADS` would be 1). CPU jobs

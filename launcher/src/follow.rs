@@ -3,7 +3,7 @@
 //! state file).
 
 use crate::cancelled::{self, Cancelled};
-use crate::config::{Experiment, JobArgs};
+use crate::config::{is_training, Experiment, JobArgs};
 use crate::launch::RESOLVED;
 use crate::local::{self, LocalState};
 use crate::monitor::{self, QueueRow, RunContext};
@@ -70,7 +70,7 @@ fn counts_epochs(exp: &Path) -> bool {
         ..JobArgs::default()
     };
     Experiment::load(Some(&exp.join(RESOLVED)), &flags, &[])
-        .is_ok_and(|e| e.job.command.first().is_some_and(|c| c == "evaluate"))
+        .is_ok_and(|e| e.job.command.first().is_some_and(|c| is_training(c)))
 }
 
 fn user_queue() -> Result<()> {

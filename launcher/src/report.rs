@@ -9,7 +9,7 @@
 //! checked before anything is written.
 
 use crate::atomic::{read_json, write_atomic};
-use crate::config::{Experiment, JobArgs};
+use crate::config::{is_training, Experiment, JobArgs};
 use crate::figures;
 use crate::launch::RESOLVED;
 use crate::monitor;
@@ -275,11 +275,7 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             (keys, places)
         }
     };
-    let epochs = exp
-        .job
-        .command
-        .first()
-        .is_some_and(|c| c == "evaluate" || c == "train");
+    let epochs = exp.job.command.first().is_some_and(|c| is_training(c));
     let runs = places
         .into_iter()
         .map(|(values, dir)| {

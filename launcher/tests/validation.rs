@@ -163,3 +163,27 @@ fn exp_dir_given_to_nls_launch_and_to_the_trainer_is_refused() {
         assert!(!d.join("other").exists());
     }
 }
+
+/// `trainer train` is `evaluate` under its other name: a sweep of it gets each run's
+/// `--exp-dir` too (without it every run would be refused for lacking one).
+#[test]
+fn a_train_sweep_gets_its_exp_dirs_like_an_evaluate_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = format!(
+        "command = [\"train\", \"--data-dir\", \"d\", \"--backbone\", \"none\"]\n[job]\n\
+         exp_dir = \"exp\"\ncpu = true\ntrainer = \"{}\"\n[grid]\nseed = [0, 1]\n",
+        trainer().display()
+    );
+    common::write(d, "sweep.toml", &file);
+    let out = nls(d, &["run", "sweep.toml", "--dry-run"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let run = d.join("exp/runs/seed0");
+    let want = format!(
+        "{} train --data-dir d --backbone none --seed 0 --exp-dir {}\n",
+        trainer().display(),
+        run.display()
+    );
+    assert!(said.contains(&want), "{want} not in {said}");
+}
