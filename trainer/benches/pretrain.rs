@@ -13,7 +13,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::bench::{checked, cpu_model, env_count, summary, threads};
+use common::bench::{checked, cpu_model, env_count, reference_json, summary, threads};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::Value;
@@ -120,22 +120,17 @@ fn ours(
 
 /// The reference script's JSON for one mode.
 fn reference(mode: &str, data: &Path, warmup: usize, steps: usize, cores: usize) -> Result<Value> {
-    let script = common::workspace_root().join("trainer/benches/pretrain_torch.py");
-    let out = threads(&mut Command::new(common::python()), cores)
-        .arg(&script)
-        .args(["--mode", mode, "--data-dir"])
-        .arg(data)
-        .args([
-            "--warmup",
-            &warmup.to_string(),
-            "--steps",
-            &steps.to_string(),
-        ])
-        .args(["--threads", &cores.to_string()])
-        .output()
-        .with_context(|| format!("starting {}", common::python().display()))?;
-    let stdout = checked(&format!("{} --mode {mode}", script.display()), out)?;
-    serde_json::from_str(stdout.trim()).with_context(|| format!("parsing {stdout:?}"))
+    let args = [
+        "--mode".to_string(),
+        mode.to_string(),
+        "--data-dir".to_string(),
+        data.display().to_string(),
+        "--warmup".to_string(),
+        warmup.to_string(),
+        "--steps".to_string(),
+        steps.to_string(),
+    ];
+    reference_json("pretrain_torch.py", &args, cores)
 }
 
 fn images_per_s(r: &Value) -> Result<f64> {

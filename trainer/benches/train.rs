@@ -14,9 +14,8 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::bench::{checked, cpu_model, env_count, summary, threads};
+use common::bench::{cpu_model, env_count, reference_json, summary};
 use serde_json::Value;
-use std::process::Command;
 use std::time::Instant;
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -87,21 +86,17 @@ fn ours(arch: Arch, warmup: usize, steps: usize) -> Result<Vec<f64>> {
 
 /// The reference script's JSON.
 fn reference(arch: &str, warmup: usize, steps: usize, cores: usize) -> Result<Value> {
-    let script = common::workspace_root().join("trainer/benches/train_torch.py");
-    let out = threads(&mut Command::new(common::python()), cores)
-        .arg(&script)
-        .args(["--arch", arch, "--batch", &BATCH.to_string()])
-        .args([
-            "--warmup",
-            &warmup.to_string(),
-            "--steps",
-            &steps.to_string(),
-        ])
-        .args(["--threads", &cores.to_string()])
-        .output()
-        .with_context(|| format!("starting {}", common::python().display()))?;
-    let stdout = checked(&format!("{} --arch {arch}", script.display()), out)?;
-    serde_json::from_str(stdout.trim()).with_context(|| format!("parsing {stdout:?}"))
+    let args = [
+        "--arch".to_string(),
+        arch.to_string(),
+        "--batch".to_string(),
+        BATCH.to_string(),
+        "--warmup".to_string(),
+        warmup.to_string(),
+        "--steps".to_string(),
+        steps.to_string(),
+    ];
+    reference_json("train_torch.py", &args, cores)
 }
 
 fn main() -> Result<()> {

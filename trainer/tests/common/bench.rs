@@ -27,6 +27,20 @@ pub fn checked(what: &str, out: Output) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A Python reference script of the benches (`trainer/benches/<script>`) run with `args` on
+/// `cores` threads; its stdout parsed as one JSON object.
+pub fn reference_json(script: &str, args: &[String], cores: usize) -> Result<serde_json::Value> {
+    let script = super::workspace_root().join("trainer/benches").join(script);
+    let out = threads(&mut Command::new(super::python()), cores)
+        .arg(&script)
+        .args(args)
+        .args(["--threads".to_string(), cores.to_string()])
+        .output()
+        .with_context(|| format!("starting {}", super::python().display()))?;
+    let stdout = checked(&format!("{} {}", script.display(), args.join(" ")), out)?;
+    serde_json::from_str(stdout.trim()).with_context(|| format!("parsing {stdout:?}"))
+}
+
 /// The same OpenMP and MKL thread count for a child, whichever side of a comparison it is.
 pub fn threads(cmd: &mut Command, n: usize) -> &mut Command {
     cmd.env("OMP_NUM_THREADS", n.to_string())
