@@ -149,6 +149,33 @@ pub struct EvaluateArgs {
     /// IEG pseudo-label sharpening temperature.
     #[arg(long)]
     pub ieg_temperature: Option<f64>,
+    /// Whole-network mwn/ieg: trusted images per meta step (0: the whole trusted set; MW-Net's
+    /// paper: 100).
+    #[arg(long)]
+    pub meta_batch: Option<usize>,
+    /// Whole-network mwn/ieg: the look-ahead step's rate (0: the network's current rate, as
+    /// MW-Net; seed 001 and IEG use a constant).
+    #[arg(long)]
+    pub meta_lr: Option<f64>,
+    /// Whole-network mwn: the weighting network's optimizer: adam (the paper's, 1e-3 with L2
+    /// 1e-4) or sgd (seed 001's, Nesterov).
+    #[arg(long, value_enum)]
+    pub mwn_optimizer: Option<OptimizerKind>,
+    /// Whole-network ssr: weight of the SimSiam-style feature-consistency loss.
+    #[arg(long)]
+    pub ssr_consistency: Option<f64>,
+    /// Whole-network ieg: weight of the MixUp term.
+    #[arg(long)]
+    pub ieg_mixup: Option<f64>,
+    /// Whole-network ieg: initial weight ε₀ of the noisy label in the mixed label.
+    #[arg(long)]
+    pub ieg_eps0: Option<f64>,
+    /// Whole-network rkd: temperature of the InfoNCE term.
+    #[arg(long)]
+    pub rkd_temperature: Option<f64>,
+    /// Whole-network rkd: weight of the InfoNCE term.
+    #[arg(long)]
+    pub rkd_infonce: Option<f64>,
     /// Training epochs (fewer with early stopping).
     #[arg(long)]
     pub epochs: Option<usize>,

@@ -36,6 +36,14 @@ impl EpochOrder {
         }
     }
 
+    /// An epoch over `ids` in their order (a method's sampler).
+    pub fn from_ids(ids: Vec<i64>, global_batch: usize) -> EpochOrder {
+        EpochOrder {
+            permutation: ids,
+            global_batch,
+        }
+    }
+
     /// Complete global batches in the epoch.
     pub fn steps(&self) -> usize {
         self.permutation.len() / self.global_batch

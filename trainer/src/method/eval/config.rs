@@ -113,6 +113,21 @@ pub struct EvalConfig {
     pub ieg_consistency: f64,
     /// IEG: temperature that sharpens the pseudo-labels.
     pub ieg_temperature: f64,
+    /// Whole-network mwn/ieg: trusted images per meta step (0: the whole trusted set).
+    pub meta_batch: usize,
+    /// Whole-network mwn/ieg: the look-ahead's rate (0: the network's current rate).
+    pub meta_lr: f64,
+    /// Whole-network mwn: the weighting network's optimizer (adam, or seed 001's Nesterov sgd).
+    pub mwn_optimizer: OptimizerKind,
+    /// Whole-network ssr: weight of the feature-consistency term.
+    pub ssr_consistency: f64,
+    /// Whole-network ieg: weight of the MixUp term.
+    pub ieg_mixup: f64,
+    /// Whole-network ieg: the initial mixing weight of the noisy label.
+    pub ieg_eps0: f64,
+    /// Whole-network rkd: InfoNCE temperature, and the InfoNCE term's weight.
+    pub rkd_temperature: f64,
+    pub rkd_infonce: f64,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr_head: f64,
@@ -203,6 +218,14 @@ impl Default for EvalConfig {
             rkd_weight: methods.rkd_weight,
             ieg_consistency: methods.ieg_consistency,
             ieg_temperature: methods.ieg_temperature,
+            meta_batch: methods.meta_batch,
+            meta_lr: methods.meta_lr,
+            mwn_optimizer: methods.mwn_optimizer,
+            ssr_consistency: methods.ssr_consistency,
+            ieg_mixup: methods.ieg_mixup,
+            ieg_eps0: methods.ieg_eps0,
+            rkd_temperature: methods.rkd_temperature,
+            rkd_infonce: methods.rkd_infonce,
             epochs: 100,
             batch_size: 256,
             lr_head: 0.1,
@@ -250,7 +273,7 @@ const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
 
 /// Keys added after runs existed: left out of the hash while at their default, so that a
 /// configuration without them hashes (and resumes) as it did before they existed.
-const LATER_KEYS: [&str; 28] = [
+const LATER_KEYS: [&str; 36] = [
     "flips",
     "asym_classes",
     "instance_model",
@@ -279,6 +302,14 @@ const LATER_KEYS: [&str; 28] = [
     "randaugment_ops",
     "randaugment_magnitude",
     "mixup_alpha",
+    "meta_batch",
+    "meta_lr",
+    "mwn_optimizer",
+    "ssr_consistency",
+    "ieg_mixup",
+    "ieg_eps0",
+    "rkd_temperature",
+    "rkd_infonce",
 ];
 
 impl EvalConfig {
@@ -332,18 +363,27 @@ impl EvalConfig {
         self.check_training_recipe()?;
         self.method_params().validate()?;
         if self.method != Method::None {
-            ensure!(
-                self.cached_features(),
-                "--method {} trains the head on cached features: use --weights freeze without \
-                 --augment",
-                self.method
-            );
-            ensure!(
-                self.head == HeadKind::Mlp && self.head_mode == HeadMode::Train,
-                "--method {} works on the MLP head in training mode (--head mlp --head-mode \
-                 train)",
-                self.method
-            );
+            if self.cached_features() {
+                ensure!(
+                    self.head == HeadKind::Mlp && self.head_mode == HeadMode::Train,
+                    "--method {} on cached features works on the MLP head in training mode \
+                     (--head mlp --head-mode train)",
+                    self.method
+                );
+            } else {
+                ensure!(
+                    self.head == HeadKind::Linear,
+                    "--method {} on the whole network trains a linear classifier, as its paper: \
+                     add --head linear",
+                    self.method
+                );
+                ensure!(
+                    self.mixup_alpha == 0.0,
+                    "--method {} mixes its own inputs where its paper does: leave --mixup-alpha \
+                     at 0",
+                    self.method
+                );
+            }
             ensure!(
                 self.loss == LossKind::Ce,
                 "--method {} brings its own loss: leave --loss at ce",
@@ -436,6 +476,14 @@ impl EvalConfig {
             rkd_weight: self.rkd_weight,
             ieg_consistency: self.ieg_consistency,
             ieg_temperature: self.ieg_temperature,
+            meta_batch: self.meta_batch,
+            meta_lr: self.meta_lr,
+            mwn_optimizer: self.mwn_optimizer,
+            ssr_consistency: self.ssr_consistency,
+            ieg_mixup: self.ieg_mixup,
+            ieg_eps0: self.ieg_eps0,
+            rkd_temperature: self.rkd_temperature,
+            rkd_infonce: self.rkd_infonce,
         }
     }
 

@@ -15,10 +15,15 @@ use super::head::{Head, DROPOUT, HIDDEN};
 use super::labels::NoisyLabels;
 use super::losses::RobustLoss;
 use super::methods::functional::HeadParams;
+use super::methods::network::lookahead::NetParams;
+use super::methods::network::views::with_autoaugment;
+use super::methods::network::{
+    self, EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, TrustedImages, Views,
+};
 use super::methods::trusted::HeldOutFeatures;
 use super::methods::{self, NoiseMethod, Setup, Step};
-use crate::augment::train::{train_view, Geometry, Policy, TrainAugment};
-use crate::augment::{augment_part, mixup, normalize, to_unit_float, AugmentConfig, ViewKey};
+use crate::augment::train::{Geometry, Policy};
+use crate::augment::{mixup, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
 use crate::data::normalization::Normalization;
 use crate::data::order::EpochOrder;
@@ -99,14 +104,18 @@ pub struct Probe<'a> {
     method: Option<Box<dyn NoiseMethod>>,
     /// The MLP head's variables as plain tensors, for the methods' look-ahead steps.
     head_params: Option<HeadParams>,
+    /// A method on the whole network, with the network's variables and a group of one for
+    /// the computations it repeats on every rank.
+    net_method: Option<(Box<dyn NetworkMethod>, NetParams)>,
+    solo: ProcessGroup,
     train: Inputs,
     test: Inputs,
     test_labels: Tensor,
     noisy: Tensor,
     clean: Tensor,
-    aug: AugmentConfig,
-    /// The supervised recipe, when it is not the SSL pipeline's resized crop + flip.
-    train_aug: Option<TrainAugment>,
+    /// The training views (the supervised recipe, or the SSL pipeline's crop + flip) and the
+    /// methods' other views.
+    views: Views,
     schedule: TrainSchedule,
     /// Weight averages (head, then backbone when it trains), tested instead of the weights.
     emas: Vec<(&'static str, Ema)>,
@@ -206,6 +215,13 @@ impl<'a> Probe<'a> {
             )?,
             Inputs::Images(_) => None,
         };
+        let views = Views {
+            crop_flip: aug.clone(),
+            train: (cfg.geometry != Geometry::ResizedCrop || cfg.policy != Policy::None)
+                .then(|| cfg.train_augment(normalization)),
+            autoaugment: with_autoaugment(&cfg.train_augment(normalization)),
+            contrastive: contrastive_augment(side, normalization),
+        };
         let feature_seconds = started.elapsed().as_secs_f64();
         let head_params = method
             .is_some()
@@ -215,6 +231,26 @@ impl<'a> Probe<'a> {
         if !finetune {
             backbone_vs.freeze();
         }
+        let net_method = match &train_in {
+            Inputs::Images(_) => network::build(
+                cfg.method,
+                NetSetup {
+                    params: cfg.method_params(),
+                    seed: cfg.seed,
+                    classes,
+                    noisy: &labels.noisy,
+                    clean: &labels.clean,
+                    spec: &source.net,
+                    head: cfg.head,
+                    device,
+                    trusted: trusted_images(labels, device)?,
+                    projector: source.projector.as_ref(),
+                    embedding_dim: backbone.embedding_dim(),
+                },
+            )?
+            .map(|m| (m, NetParams::of(&backbone_vs, &head_vs))),
+            Inputs::Features(_) => None,
+        };
         let long = |v: &[usize]| {
             Tensor::from_slice(&v.iter().map(|&x| x as i64).collect::<Vec<_>>()).to_device(device)
         };
@@ -234,6 +270,8 @@ impl<'a> Probe<'a> {
             loss: RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device),
             method,
             head_params,
+            net_method,
+            solo: ProcessGroup::single(device),
             backbone,
             backbone_vs,
             head,
@@ -243,10 +281,8 @@ impl<'a> Probe<'a> {
             test_labels: Tensor::from_slice(&test.labels).to_device(device),
             noisy: long(&labels.noisy),
             clean: long(&labels.clean),
-            train_aug: (cfg.geometry != Geometry::ResizedCrop || cfg.policy != Policy::None)
-                .then(|| cfg.train_augment(normalization)),
+            views,
             schedule: cfg.train_schedule(),
-            aug,
             steps_per_epoch: train.len() / cfg.batch_size,
             feature_seconds,
         })
@@ -269,15 +305,10 @@ impl<'a> Probe<'a> {
         epoch: usize,
         acc: &mut EpochProgress,
     ) -> Result<Option<StopSignal>> {
-        let order = EpochOrder::new(
-            self.cfg.seed,
-            epoch as u64,
-            self.noisy.size()[0] as usize,
-            self.cfg.batch_size,
-        );
         if acc.step == 0 {
-            self.start_method_epoch()?;
+            self.start_method_epoch(epoch)?;
         }
+        let order = self.epoch_order(epoch);
         while acc.step < self.steps_per_epoch {
             let global = Tensor::from_slice(order.global(acc.step)).to_device(self.group.device());
             let (logits, loss) = self.step(&order, epoch, acc.step, &global)?;
@@ -293,6 +324,24 @@ impl<'a> Probe<'a> {
         Ok(None)
     }
 
+    /// The epoch's order: the method's sampler, or the seeded permutation of every sample.
+    fn epoch_order(&self, epoch: usize) -> EpochOrder {
+        let batch = self.cfg.batch_size;
+        let ids = self
+            .net_method
+            .as_ref()
+            .and_then(|(m, _)| m.epoch_ids(epoch, self.steps_per_epoch * batch));
+        match ids {
+            Some(ids) => EpochOrder::from_ids(ids, batch),
+            None => EpochOrder::new(
+                self.cfg.seed,
+                epoch as u64,
+                self.noisy.size()[0] as usize,
+                batch,
+            ),
+        }
+    }
+
     /// One optimizer step; returns the global batch's logits (detached) and the loss.
     fn step(
         &mut self,
@@ -301,47 +350,13 @@ impl<'a> Probe<'a> {
         step: usize,
         global: &Tensor,
     ) -> Result<(Tensor, f64)> {
-        let (rank, world) = (self.group.rank(), self.group.world_size());
-        let part = order.slice(step, rank, world);
-        let local = Tensor::from_slice(part).to_device(self.group.device());
-        let (features, mix) = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
-        let keep = self.dropout().then(|| {
-            dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len())
-                .to_device(self.group.device())
-        });
-        let logits = self.head.forward(&features, keep.as_ref(), self.group)?;
-        let all = self.group.all_gather_with_grad(&logits)?;
-        let labels = self.noisy.index_select(0, global);
         let global_step = epoch * self.steps_per_epoch + step;
         let lr_head = self.lr(self.cfg.lr_head, global_step);
-        let loss = match (&mut self.method, &self.train, &self.head_params) {
-            (Some(method), Inputs::Features(features), Some(head)) => method.loss(&Step {
-                logits: &all,
-                ids: global,
-                labels: &labels,
-                clean: &self.clean.index_select(0, global),
-                features: &features.index_select(0, global),
-                keep: &dropout_mask(self.cfg, epoch, step, 0, self.cfg.batch_size)
-                    .to_device(self.group.device()),
-                head,
-                lr: lr_head,
-                key: ViewKey {
-                    seed: self.cfg.seed,
-                    epoch: epoch as u64,
-                    step: step as u64,
-                    rank: 0,
-                    view: u64::MAX - 1,
-                },
-            })?,
-            _ => match &mix {
-                None => self.loss.try_compute(&all, &labels, global)?,
-                Some(mix) => {
-                    let partners = mix.global_partners(global, world);
-                    let other = self.noisy.index_select(0, &partners);
-                    self.loss.try_compute(&all, &labels, global)? * mix.lambda
-                        + self.loss.try_compute(&all, &other, &partners)? * (1.0 - mix.lambda)
-                }
-            },
+        let lr_backbone = self.lr(self.cfg.lr_backbone, global_step);
+        let (all, loss) = if self.net_method.is_some() {
+            self.network_loss(order, epoch, step, global, (lr_backbone, lr_head))?
+        } else {
+            self.loss(order, epoch, step, global, lr_head)?
         };
         self.head_opt.zero_grad();
         if let Some(opt) = &mut self.backbone_opt {
@@ -355,14 +370,101 @@ impl<'a> Probe<'a> {
             sync.average(self.group)?;
         }
         self.head_opt.step(lr_head);
-        let lr_backbone = self.lr(self.cfg.lr_backbone, global_step);
         if let Some(opt) = &mut self.backbone_opt {
             opt.step(lr_backbone);
         }
         for (_, ema) in &mut self.emas {
             ema.update(self.cfg.ema_decay);
         }
+        if let Some((method, _)) = &mut self.net_method {
+            method.after_step(self.group, lr_backbone)?;
+        }
         Ok((all.detach(), loss.double_value(&[])))
+    }
+
+    /// The global batch's logits and loss: the plain loss, or a head-only method's.
+    fn loss(
+        &mut self,
+        order: &EpochOrder,
+        epoch: usize,
+        step: usize,
+        global: &Tensor,
+        lr_head: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        let part = order.slice(step, rank, world);
+        let local = Tensor::from_slice(part).to_device(self.group.device());
+        let (features, mix) = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
+        let keep = self.dropout().then(|| {
+            dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len())
+                .to_device(self.group.device())
+        });
+        let logits = self.head.forward(&features, keep.as_ref(), self.group)?;
+        let all = self.group.all_gather_with_grad(&logits)?;
+        let labels = self.noisy.index_select(0, global);
+        let loss = match (&mut self.method, &self.train, &self.head_params) {
+            (Some(method), Inputs::Features(features), Some(head)) => method.loss(&Step {
+                logits: &all,
+                ids: global,
+                labels: &labels,
+                clean: &self.clean.index_select(0, global),
+                features: &features.index_select(0, global),
+                keep: &dropout_mask(self.cfg, epoch, step, 0, self.cfg.batch_size)
+                    .to_device(self.group.device()),
+                head,
+                lr: lr_head,
+                key: step_key(self.cfg.seed, epoch, step, u64::MAX - 1),
+            })?,
+            _ => match &mix {
+                None => self.loss.try_compute(&all, &labels, global)?,
+                Some(mix) => {
+                    let partners = mix.global_partners(global, world);
+                    let other = self.noisy.index_select(0, &partners);
+                    self.loss.try_compute(&all, &labels, global)? * mix.lambda
+                        + self.loss.try_compute(&all, &other, &partners)? * (1.0 - mix.lambda)
+                }
+            },
+        };
+        Ok((all, loss))
+    }
+
+    /// The global batch's logits and loss from a whole-network method.
+    fn network_loss(
+        &mut self,
+        order: &EpochOrder,
+        epoch: usize,
+        step: usize,
+        global: &Tensor,
+        (lr_backbone, lr_head): (f64, f64),
+    ) -> Result<(Tensor, Tensor)> {
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        let len = order.slice(step, rank, world).len() as i64;
+        let (Some((method, params)), Inputs::Images(images)) = (&mut self.net_method, &self.train)
+        else {
+            anyhow::bail!("a whole-network method needs the training images");
+        };
+        let finetune = self.cfg.weights == Weights::Finetune;
+        let out = method.loss(&NetStep {
+            net: Net {
+                backbone: &self.backbone,
+                head: &self.head,
+            },
+            params,
+            group: self.group,
+            solo: &self.solo,
+            images: &images.index_select(0, global),
+            ids: global,
+            labels: &self.noisy.index_select(0, global),
+            clean: &self.clean.index_select(0, global),
+            start: rank as i64 * len,
+            len,
+            lr: if finetune { lr_backbone } else { lr_head },
+            lr_head,
+            wd: self.cfg.wd,
+            key: step_key(self.cfg.seed, epoch, step, 0),
+            views: &self.views,
+        })?;
+        Ok((out.logits, out.loss))
     }
 
     /// Whether the head trains with dropout: the MLP in training mode.
@@ -383,19 +485,15 @@ impl<'a> Probe<'a> {
             Inputs::Features(f) => return Ok((f.index_select(0, idx), None)),
             Inputs::Images(images) => images.index_select(0, idx),
         };
-        let key = ViewKey {
-            seed: self.cfg.seed,
-            epoch: epoch as u64,
-            step: step as u64,
-            rank: 0,
-            view: 0,
+        let key = step_key(self.cfg.seed, epoch, step, 0);
+        let recipe = if self.augments() {
+            Recipe::Train
+        } else {
+            Recipe::Plain
         };
-        let global_n = self.cfg.batch_size as i64;
-        let x = match (&self.train_aug, self.augments()) {
-            (_, false) => normalize(&to_unit_float(&images), self.aug.mean, self.aug.std),
-            (None, true) => augment_part(&images, &self.aug, key, global_n, start),
-            (Some(recipe), true) => train_view(&images, recipe, key, global_n, start)?,
-        };
+        let x = self
+            .views
+            .view(&images, recipe, key, self.cfg.batch_size as i64, start)?;
         let (x, mix) = match self.cfg.mixup_alpha {
             0.0 => (x, None),
             alpha => {
@@ -432,8 +530,20 @@ impl<'a> Probe<'a> {
     }
 
     /// Gives the method, when it wants them, the classifier's probabilities (eval mode) over
-    /// every training sample.
-    fn start_method_epoch(&mut self) -> Result<()> {
+    /// every training sample; a whole-network method its start of epoch.
+    fn start_method_epoch(&mut self, epoch: usize) -> Result<()> {
+        if let (Some((method, _)), Inputs::Images(images)) = (&mut self.net_method, &self.train) {
+            return method.start_epoch(&EpochStart {
+                net: Net {
+                    backbone: &self.backbone,
+                    head: &self.head,
+                },
+                group: self.group,
+                images,
+                views: &self.views,
+                epoch,
+            });
+        }
         let (Some(method), Inputs::Features(features)) = (&mut self.method, &self.train) else {
             return Ok(());
         };
@@ -452,6 +562,11 @@ impl<'a> Probe<'a> {
 
     /// The method's figures for the epoch just trained, and a fresh tally for the next.
     pub fn take_method_metrics(&mut self) -> std::collections::BTreeMap<String, f64> {
+        if let Some((method, _)) = &mut self.net_method {
+            let figures = method.epoch_metrics();
+            method.end_epoch();
+            return figures;
+        }
         match &mut self.method {
             Some(method) => {
                 let figures = method.epoch_metrics();
@@ -485,11 +600,7 @@ impl<'a> Probe<'a> {
             let x = match &self.test {
                 Inputs::Features(f) => f.narrow(0, start, len),
                 Inputs::Images(images) => {
-                    let x = normalize(
-                        &to_unit_float(&images.narrow(0, start, len)),
-                        self.aug.mean,
-                        self.aug.std,
-                    );
+                    let x = self.views.plain(&images.narrow(0, start, len));
                     tch::no_grad(|| self.backbone.forward(&x, false, self.group))?
                 }
             };
@@ -537,14 +648,12 @@ impl<'a> Probe<'a> {
                     .map(|(n, t)| (format!("{group}/{n}"), t)),
             );
         }
-        if let Some(method) = &self.method {
-            out.extend(
-                method
-                    .state()
-                    .into_iter()
-                    .map(|(n, t)| (format!("method/{n}"), t)),
-            );
-        }
+        let state = match (&self.method, &self.net_method) {
+            (Some(method), _) => method.state(),
+            (_, Some((method, _))) => method.state(),
+            _ => Vec::new(),
+        };
+        out.extend(state.into_iter().map(|(n, t)| (format!("method/{n}"), t)));
         out
     }
 
@@ -592,15 +701,11 @@ impl<'a> Probe<'a> {
         if let Some((_, t)) = groups.remove("loss").and_then(|mut v| v.pop()) {
             self.loss.load_state(&t)?;
         }
-        if let Some(method) = &mut self.method {
-            let saved = groups.remove("method").unwrap_or_default();
-            let device = self.group.device();
-            method.load_state(
-                saved
-                    .into_iter()
-                    .map(|(n, t)| (n, t.to_device(device)))
-                    .collect(),
-            )?;
+        let saved = on(groups.remove("method").unwrap_or_default());
+        match (&mut self.method, &mut self.net_method) {
+            (Some(method), _) => method.load_state(saved)?,
+            (_, Some((method, _))) => method.load_state(saved)?,
+            _ => {}
         }
         Ok(())
     }
@@ -636,6 +741,37 @@ fn dropout_mask(cfg: &EvalConfig, epoch: usize, step: usize, start: usize, len: 
     Tensor::from_slice(&keep)
         .view([cfg.batch_size as i64, HIDDEN])
         .narrow(0, start as i64, len as i64)
+}
+
+/// The key of a step's random draws (`view` tells the draws apart).
+fn step_key(seed: u64, epoch: usize, step: usize, view: u64) -> ViewKey {
+    ViewKey {
+        seed,
+        epoch: epoch as u64,
+        step: step as u64,
+        rank: 0,
+        view,
+    }
+}
+
+/// The held-out trusted images on `device`, as RGB.
+fn trusted_images(labels: &NoisyLabels, device: tch::Device) -> Result<Option<TrustedImages>> {
+    let Some(held) = &labels.held_out else {
+        return Ok(None);
+    };
+    let classes: Vec<i64> = held.labels.iter().map(|&c| c as i64).collect();
+    Ok(Some(TrustedImages {
+        images: to_rgb(&held.images)?.to_device(device),
+        labels: Tensor::from_slice(&classes).to_device(device),
+    }))
+}
+
+/// SimCLR's augmentation at `side`, normalized with `normalization`.
+fn contrastive_augment(side: i64, normalization: Normalization) -> AugmentConfig {
+    let mut cfg = AugmentConfig::simclr();
+    cfg.size = side;
+    (cfg.mean, cfg.std) = (normalization.mean, normalization.std);
+    cfg
 }
 
 /// Checkpoint groups of the weight averages.

@@ -20,6 +20,7 @@
 pub mod functional;
 pub mod ieg;
 pub mod mwn;
+pub mod network;
 pub mod rkd;
 pub mod ssr;
 pub mod trusted;
@@ -71,6 +72,14 @@ pub struct MethodParams {
     pub rkd_weight: f64,
     pub ieg_consistency: f64,
     pub ieg_temperature: f64,
+    pub meta_batch: usize,
+    pub meta_lr: f64,
+    pub mwn_optimizer: crate::optim::OptimizerKind,
+    pub ssr_consistency: f64,
+    pub ieg_mixup: f64,
+    pub ieg_eps0: f64,
+    pub rkd_temperature: f64,
+    pub rkd_infonce: f64,
 }
 
 impl Default for MethodParams {
@@ -84,6 +93,14 @@ impl Default for MethodParams {
             rkd_weight: 1.0,
             ieg_consistency: 1.0,
             ieg_temperature: 0.5,
+            meta_batch: 0,
+            meta_lr: 0.0,
+            mwn_optimizer: crate::optim::OptimizerKind::Adam,
+            ssr_consistency: 1.0,
+            ieg_mixup: 5.0,
+            ieg_eps0: 0.9,
+            rkd_temperature: 0.5,
+            rkd_infonce: 1.0,
         }
     }
 }
@@ -105,12 +122,34 @@ impl MethodParams {
             ("--mwn-lr", self.mwn_lr),
             ("--rkd-weight", self.rkd_weight),
             ("--ieg-consistency", self.ieg_consistency),
+            ("--meta-lr", self.meta_lr),
+            ("--ssr-consistency", self.ssr_consistency),
+            ("--ieg-mixup", self.ieg_mixup),
+            ("--rkd-infonce", self.rkd_infonce),
         ] {
             ensure!(
                 v.is_finite() && v >= 0.0,
                 "{flag} must be a finite number >= 0, got {v}"
             );
         }
+        ensure!(
+            (0.0..=1.0).contains(&self.ieg_eps0),
+            "--ieg-eps0 must be in [0, 1], got {}",
+            self.ieg_eps0
+        );
+        ensure!(
+            matches!(
+                self.mwn_optimizer,
+                crate::optim::OptimizerKind::Adam | crate::optim::OptimizerKind::Sgd
+            ),
+            "--mwn-optimizer must be adam (the paper's) or sgd (seed 001's, Nesterov), got {}",
+            self.mwn_optimizer
+        );
+        ensure!(
+            self.rkd_temperature > 0.0 && self.rkd_temperature.is_finite(),
+            "--rkd-temperature must be > 0, got {}",
+            self.rkd_temperature
+        );
         let t = self.ieg_temperature;
         ensure!(
             t > 0.0 && t <= 1.0,

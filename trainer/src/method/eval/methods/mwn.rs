@@ -10,13 +10,13 @@
 //!
 //! Left out: the reference's own SGD momentum inside the look-ahead (the look-ahead is a plain
 //! step, as in most re-implementations) and its L2 weight decay for Adam (AdamW's decoupled
-//! 1e-4 instead).
+//! 1e-4 instead). The whole-network variant ([`super::network::mwn`]) follows the paper.
 
 use super::functional::HeadParams;
 use super::trusted::Trusted;
 use super::{per_sample_ce, NoiseMethod, Setup, Step, WeightTally, TALLY_KEY};
 use crate::model::projector::torch_linear;
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::optim::{OptimSettings, Optimizer, OptimizerKind};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tch::nn::{self, Module, VarStore};
@@ -25,45 +25,37 @@ use tch::{Device, Tensor};
 const HIDDEN: i64 = 100;
 const WEIGHT_DECAY: f64 = 1e-4;
 
-pub struct MetaWeightNet {
+/// The weighting network `V(ℓ; φ)` with its own optimizer.
+pub struct WeightingNet {
     vs: VarStore,
     first: nn::Linear,
     last: nn::Linear,
     opt: Box<dyn Optimizer>,
     lr: f64,
-    trusted: Trusted,
-    tally: WeightTally,
 }
 
-impl MetaWeightNet {
-    pub fn new(setup: &Setup) -> Result<MetaWeightNet> {
-        let p = &setup.params;
-        let trusted = Trusted::for_setup(setup)?;
-        Ok(MetaWeightNet::with_meta_set(
-            trusted,
-            p.mwn_lr,
-            setup.features.device(),
-        ))
-    }
-
-    /// A weighting network on `device` (f32), learning from `trusted` with Adam rate `lr`.
-    pub fn with_meta_set(trusted: Trusted, lr: f64, device: Device) -> MetaWeightNet {
+impl WeightingNet {
+    /// On `device` (f32), trained by `kind` at rate `lr` with L2 1e-4: the paper's Adam,
+    /// seed 001's Nesterov SGD (momentum 0.9), or AdamW (the head-only variant's).
+    pub fn new(device: Device, kind: OptimizerKind, lr: f64) -> Result<WeightingNet> {
         let vs = VarStore::new(device);
         let first = torch_linear(vs.root() / 0, 1, HIDDEN, true);
         let last = torch_linear(vs.root() / 2, HIDDEN, 1, true);
-        let opt = OptimizerKind::Adamw.build(&vs, WEIGHT_DECAY);
-        MetaWeightNet {
+        let settings = OptimSettings {
+            nesterov: kind == OptimizerKind::Sgd,
+            ..OptimSettings::new(WEIGHT_DECAY)
+        };
+        let opt = kind.build_with(&vs, &settings)?;
+        Ok(WeightingNet {
             vs,
             first,
             last,
             opt,
             lr,
-            trusted,
-            tally: WeightTally::new(),
-        }
+        })
     }
 
-    /// The weighting network's variables (for tests: `vs.double()`, finite differences).
+    /// The variables (for tests: `vs.double()`, finite differences).
     pub fn var_store(&mut self) -> &mut VarStore {
         &mut self.vs
     }
@@ -75,6 +67,98 @@ impl MetaWeightNet {
             .forward(&self.first.forward(&x).relu())
             .sigmoid()
             .squeeze_dim(1)
+    }
+
+    pub fn zero_grad(&mut self) {
+        self.opt.zero_grad();
+    }
+
+    pub fn step(&mut self) {
+        self.opt.step(self.lr);
+    }
+
+    /// Variables (`net.*`) and optimizer state (`optim.*`).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("net.{n}"), t.detach().copy()))
+            .collect();
+        out.extend(
+            self.opt
+                .state()
+                .into_iter()
+                .map(|(n, t)| (format!("optim.{n}"), t)),
+        );
+        out
+    }
+
+    /// Puts back what [`WeightingNet::state`] returned; other names are an error.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut vars = self.vs.variables();
+        let mut optim = Vec::new();
+        for (name, t) in state {
+            if let Some(n) = name.strip_prefix("optim.") {
+                optim.push((n.to_string(), t.to_device(self.vs.device())));
+            } else if let Some(var) = name.strip_prefix("net.").and_then(|n| vars.get_mut(n)) {
+                anyhow::ensure!(var.size() == t.size(), "{name}: shape {:?}", t.size());
+                tch::no_grad(|| var.copy_(&t));
+            } else {
+                anyhow::bail!("unexpected Meta-Weight-Net state {name}");
+            }
+        }
+        self.opt.load_state(optim)
+    }
+}
+
+/// Splits the tally out of a method's saved state.
+pub fn load_with_tally(
+    net: &mut WeightingNet,
+    tally: &mut WeightTally,
+    state: Vec<(String, Tensor)>,
+) -> Result<()> {
+    let mut rest = Vec::new();
+    for (name, t) in state {
+        if name == TALLY_KEY {
+            tally.load(&t)?;
+        } else {
+            rest.push((name, t));
+        }
+    }
+    net.load_state(rest)
+}
+
+pub struct MetaWeightNet {
+    net: WeightingNet,
+    trusted: Trusted,
+    tally: WeightTally,
+}
+
+impl MetaWeightNet {
+    pub fn new(setup: &Setup) -> Result<MetaWeightNet> {
+        let p = &setup.params;
+        let trusted = Trusted::for_setup(setup)?;
+        MetaWeightNet::with_meta_set(trusted, p.mwn_lr, setup.features.device())
+    }
+
+    /// A weighting network on `device` (f32), learning from `trusted` with AdamW rate `lr`.
+    pub fn with_meta_set(trusted: Trusted, lr: f64, device: Device) -> Result<MetaWeightNet> {
+        Ok(MetaWeightNet {
+            net: WeightingNet::new(device, OptimizerKind::Adamw, lr)?,
+            trusted,
+            tally: WeightTally::new(),
+        })
+    }
+
+    /// The weighting network's variables (for tests: `vs.double()`, finite differences).
+    pub fn var_store(&mut self) -> &mut VarStore {
+        self.net.var_store()
+    }
+
+    /// `V(ℓ; φ)`: losses `[B]` → weights `[B]` in (0, 1).
+    pub fn weights(&self, losses: &Tensor) -> Tensor {
+        self.net.weights(losses)
     }
 
     /// Steps 1–2's meta loss as a function of `φ`: the trusted set's cross-entropy after the
@@ -96,7 +180,7 @@ impl MetaWeightNet {
 
 impl NoiseMethod for MetaWeightNet {
     fn loss(&mut self, step: &Step) -> Result<Tensor> {
-        self.opt.zero_grad();
+        self.net.zero_grad();
         let meta = self.meta_loss(
             step.head,
             step.features,
@@ -106,7 +190,7 @@ impl NoiseMethod for MetaWeightNet {
         )?;
         meta.f_backward()
             .context("Meta-Weight-Net's meta gradient")?;
-        self.opt.step(self.lr);
+        self.net.step();
         let losses = per_sample_ce(step.logits, step.labels);
         let w = tch::no_grad(|| self.weights(&losses.detach())).to_kind(losses.kind());
         self.tally.add(&w, step.labels, step.clean);
@@ -114,38 +198,13 @@ impl NoiseMethod for MetaWeightNet {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(n, t)| (format!("net.{n}"), t.detach().copy()))
-            .collect();
-        out.extend(
-            self.opt
-                .state()
-                .into_iter()
-                .map(|(n, t)| (format!("optim.{n}"), t)),
-        );
+        let mut out = self.net.state();
         out.push(self.tally.state());
         out
     }
 
     fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        let mut vars = self.vs.variables();
-        let mut optim = Vec::new();
-        for (name, t) in state {
-            if name == TALLY_KEY {
-                self.tally.load(&t)?;
-            } else if let Some(n) = name.strip_prefix("optim.") {
-                optim.push((n.to_string(), t.to_device(self.vs.device())));
-            } else if let Some(var) = name.strip_prefix("net.").and_then(|n| vars.get_mut(n)) {
-                anyhow::ensure!(var.size() == t.size(), "{name}: shape {:?}", t.size());
-                tch::no_grad(|| var.copy_(&t));
-            } else {
-                anyhow::bail!("unexpected Meta-Weight-Net state {name}");
-            }
-        }
-        self.opt.load_state(optim)
+        load_with_tally(&mut self.net, &mut self.tally, state)
     }
 
     fn epoch_metrics(&self) -> BTreeMap<String, f64> {
@@ -187,10 +246,10 @@ mod tests {
             labels: Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2]),
             ids: Vec::new(),
         };
-        let mut mwn = MetaWeightNet::with_meta_set(trusted, 1e-3, Device::Cpu);
+        let mut mwn = MetaWeightNet::with_meta_set(trusted, 1e-3, Device::Cpu).unwrap();
         mwn.var_store().double();
         let lr = 0.5;
-        let vars: Vec<(String, Tensor)> = mwn.vs.variables().into_iter().collect();
+        let vars: Vec<(String, Tensor)> = mwn.var_store().variables().into_iter().collect();
         let meta = mwn.meta_loss(&head, &x, &y, None, lr).unwrap();
         let params: Vec<&Tensor> = vars.iter().map(|(_, t)| t).collect();
         let grads = Tensor::run_backward(&[&meta], &params, false, false);

@@ -1,0 +1,201 @@
+//! Exact meta-gradients of a one-step look-ahead through a whole network, without a functional
+//! copy of the network.
+//!
+//! Meta-Weight-Net and L2R (IEG) take a differentiable step on per-sample weights `u`,
+//! `θ′(u) = θ − α·(∇θ Σᵢ uᵢ·ℓᵢ(θ) + λθ)`, and need `∂L_meta(θ′)/∂uᵢ`. `θ′` is linear in `u`, so
+//!
+//! `∂L_meta/∂uᵢ = −α · ⟨∇L_meta(θ′), ∇θ ℓᵢ(θ)⟩`,
+//!
+//! exactly, with no second-order term left out. The engine computes it as the reference
+//! implementations' `higher`-style look-ahead does, minus the functional network:
+//! 1. `g = ∇θ Σ uᵢℓᵢ` with its graph kept (`create_graph`);
+//! 2. `θ′` copied into a *shadow* network of the same architecture, the meta loss evaluated and
+//!    differentiated there (first order): `m = ∇L_meta(θ′)`;
+//! 3. `∂⟨g, m⟩/∂u` by one more backward through step 1's graph: the per-sample dot products.
+//!
+//! The cost is the reference's (one double backward through the batch, one forward and backward
+//! of the meta batch). The live network's batch-norm running statistics are restored afterwards,
+//! as the reference's look-ahead runs on a copy of the model.
+
+use super::{Net, NetSetup};
+use crate::method::eval::head::Head;
+use crate::model::Backbone;
+use anyhow::{ensure, Context, Result};
+use tch::nn::VarStore;
+use tch::Tensor;
+
+/// The live network's variables, by name: what a look-ahead steps and what it must leave as
+/// it found.
+pub struct NetParams {
+    /// `backbone.*` and `head.*`, trainable, in name order.
+    pub trainable: Vec<(String, Tensor)>,
+    /// Running statistics and other non-trainable variables.
+    pub buffers: Vec<Tensor>,
+}
+
+impl NetParams {
+    /// The variables of a backbone and a head store (shallow copies: the variables themselves).
+    pub fn of(backbone: &VarStore, head: &VarStore) -> NetParams {
+        let mut trainable = Vec::new();
+        let mut buffers = Vec::new();
+        for (prefix, vs) in [("backbone", backbone), ("head", head)] {
+            let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, t) in vars {
+                if t.requires_grad() {
+                    trainable.push((format!("{prefix}.{name}"), t));
+                } else {
+                    buffers.push(t);
+                }
+            }
+        }
+        NetParams { trainable, buffers }
+    }
+
+    /// Copies of the buffers, to [`NetParams::restore`] later.
+    pub fn snapshot(&self) -> Vec<Tensor> {
+        self.buffers.iter().map(|t| t.copy()).collect()
+    }
+
+    pub fn restore(&self, saved: &[Tensor]) {
+        tch::no_grad(|| {
+            for (mut t, s) in self.buffers.iter().map(|t| t.shallow_clone()).zip(saved) {
+                t.copy_(s);
+            }
+        });
+    }
+}
+
+/// The meta-gradient of a look-ahead and the meta loss it was taken at.
+pub struct MetaGradient {
+    /// `∂L_meta/∂u`, `[B]`.
+    pub du: Tensor,
+    pub meta_loss: f64,
+}
+
+/// A shadow network that holds `θ′`.
+pub struct LookAhead {
+    vs: VarStore,
+    backbone: Backbone,
+    head: Head,
+}
+
+impl LookAhead {
+    pub fn new(setup: &NetSetup) -> LookAhead {
+        let (vs, backbone, head) = setup.shadow();
+        LookAhead { vs, backbone, head }
+    }
+
+    /// The shadow's variables (for tests: `vs.double()`).
+    pub fn var_store(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+
+    /// `∂L_meta(θ′(u))/∂u` at `u = weights` (detached, `[B]`), where `losses` `[B]` are the
+    /// per-sample losses of the live network (with their graph), `θ′ = θ − rate·(∇θ Σ uᵢℓᵢ +
+    /// wd·θ)`, and `meta` computes the meta loss with the shadow network.
+    pub fn meta_gradient(
+        &mut self,
+        live: &NetParams,
+        losses: &Tensor,
+        weights: &Tensor,
+        rate: f64,
+        wd: f64,
+        meta: impl FnOnce(Net) -> Result<Tensor>,
+    ) -> Result<MetaGradient> {
+        let u = weights
+            .detach()
+            .to_kind(losses.kind())
+            .set_requires_grad(true);
+        let weighted = (&u * losses).sum(losses.kind());
+        let theta: Vec<&Tensor> = live.trainable.iter().map(|(_, t)| t).collect();
+        ensure!(
+            !theta.is_empty(),
+            "the look-ahead has no trainable variable"
+        );
+        let grads = Tensor::f_run_backward(&[&weighted], &theta, true, true)
+            .context("the look-ahead's gradient")?;
+        let shadow = self.set_shadow(live, &grads, rate, wd)?;
+        let meta_loss = meta(Net {
+            backbone: &self.backbone,
+            head: &self.head,
+        })?;
+        let shadow_refs: Vec<&Tensor> = shadow.iter().collect();
+        let meta_grads = Tensor::f_run_backward(&[&meta_loss], &shadow_refs, false, false)
+            .context("the meta loss's gradient")?;
+        let mut dot = Tensor::zeros([], (losses.kind(), losses.device()));
+        for (g, m) in grads.iter().zip(&meta_grads) {
+            if g.defined() && m.defined() {
+                dot += (g * m.detach().to_kind(g.kind())).sum(g.kind());
+            }
+        }
+        let du = Tensor::f_run_backward(&[&dot], &[&u], false, false)
+            .context("the meta-gradient of the sample weights")?
+            .remove(0);
+        Ok(MetaGradient {
+            du: du * -rate,
+            meta_loss: meta_loss.double_value(&[]),
+        })
+    }
+
+    /// Sets the shadow to `θ − rate·(grads + wd·θ)` and returns its variables.
+    fn set_shadow(
+        &self,
+        live: &NetParams,
+        grads: &[Tensor],
+        rate: f64,
+        wd: f64,
+    ) -> Result<Vec<Tensor>> {
+        let shadow = self.shadow_params(live)?;
+        tch::no_grad(|| {
+            for ((s, (_, p)), g) in shadow.iter().zip(&live.trainable).zip(grads) {
+                let mut step = p.detach() * wd;
+                if g.defined() {
+                    step += g.detach();
+                }
+                s.shallow_clone().copy_(&(p.detach() - step * rate));
+            }
+        });
+        Ok(shadow)
+    }
+
+    /// The shadow's variables in the order of `live.trainable`.
+    fn shadow_params(&self, live: &NetParams) -> Result<Vec<Tensor>> {
+        let vars = self.vs.variables();
+        live.trainable
+            .iter()
+            .map(|(name, t)| {
+                let s = vars
+                    .get(name)
+                    .with_context(|| format!("the shadow network has no {name}"))?;
+                ensure!(s.size() == t.size(), "{name}: shadow shape {:?}", s.size());
+                Ok(s.shallow_clone())
+            })
+            .collect()
+    }
+
+    /// `θ′` without the meta-gradient: the shadow set to `θ − rate·(∇θ Σ uᵢℓᵢ + wd·θ)` (first
+    /// order), for finite-difference checks.
+    pub fn step_to(
+        &mut self,
+        live: &NetParams,
+        losses: &Tensor,
+        weights: &Tensor,
+        rate: f64,
+        wd: f64,
+    ) -> Result<Net<'_>> {
+        let weighted = (weights.detach().to_kind(losses.kind()) * losses).sum(losses.kind());
+        let theta: Vec<&Tensor> = live.trainable.iter().map(|(_, t)| t).collect();
+        let grads = Tensor::f_run_backward(&[&weighted], &theta, false, false)?;
+        self.set_shadow(live, &grads, rate, wd)?;
+        Ok(Net {
+            backbone: &self.backbone,
+            head: &self.head,
+        })
+    }
+}
+
+/// Per-sample cross-entropy in the kind of the logits.
+pub fn per_sample_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
+    super::super::per_sample_ce(logits, labels).to_kind(logits.kind())
+}

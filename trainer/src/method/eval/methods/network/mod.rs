@@ -1,0 +1,243 @@
+//! The seed methods on the whole network, as their papers train them (the head-only variants in
+//! the parent module stay as the cheap `cached-features` protocol):
+//!
+//! - [`mwn`]: Meta-Weight-Net, its look-ahead through backbone + head;
+//! - `ieg`, `ssr`, `rkd`: the other three papers' regimes.
+//!
+//! A [`NetworkMethod`] returns each step's loss of the global batch; the evaluation loop
+//! backpropagates it into backbone and head, averages gradients over the ranks and steps its
+//! optimizers, as for a plain loss. Meta steps run on the whole global batch on every rank,
+//! through the [`lookahead`] engine with a group of one, so they need no communication and give
+//! every rank (and a run on one rank) the same weights.
+
+pub mod lookahead;
+pub mod mwn;
+pub mod views;
+
+use super::{Method, MethodParams};
+use crate::augment::ViewKey;
+use crate::distributed::ProcessGroup;
+use crate::method::eval::head::Head;
+use crate::model::{Backbone, NetSpec};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+pub use views::{Recipe, Views};
+
+/// The network a method trains: backbone + head (a linear classifier).
+#[derive(Clone, Copy)]
+pub struct Net<'a> {
+    pub backbone: &'a Backbone,
+    pub head: &'a Head,
+}
+
+impl Net<'_> {
+    /// Pooled features `[B, emb]` of normalized images; `train` uses (and updates) batch
+    /// statistics, synchronized over `group`.
+    pub fn features(&self, x: &Tensor, train: bool, group: &ProcessGroup) -> Result<Tensor> {
+        Ok(self.backbone.forward(x, train, group)?)
+    }
+
+    /// Logits `[B, K]` of features.
+    pub fn classify(&self, features: &Tensor, group: &ProcessGroup) -> Result<Tensor> {
+        Ok(self.head.forward(features, None, group)?)
+    }
+
+    /// Logits `[B, K]` of normalized images.
+    pub fn logits(&self, x: &Tensor, train: bool, group: &ProcessGroup) -> Result<Tensor> {
+        self.classify(&self.features(x, train, group)?, group)
+    }
+}
+
+/// One training step as a whole-network method sees it.
+pub struct NetStep<'a> {
+    pub net: Net<'a>,
+    /// The network's variables (a look-ahead's `θ`).
+    pub params: &'a lookahead::NetParams,
+    /// The run's process group (for this rank's share), and a group of one (for computations
+    /// every rank repeats on the whole global batch).
+    pub group: &'a ProcessGroup,
+    pub solo: &'a ProcessGroup,
+    /// The global batch's raw images (uint8 RGB `[B, 3, H, W]`), sample ids, noisy labels, and
+    /// true labels (for diagnostics only).
+    pub images: &'a Tensor,
+    pub ids: &'a Tensor,
+    pub labels: &'a Tensor,
+    pub clean: &'a Tensor,
+    /// This rank's rows of the global batch: `start..start + len`.
+    pub start: i64,
+    pub len: i64,
+    /// The network's rate at this step (the backbone's when it trains, else the head's), and
+    /// the head's.
+    pub lr: f64,
+    pub lr_head: f64,
+    pub wd: f64,
+    /// The step's key (seed, epoch, step): views take `key.with_view(v)`.
+    pub key: ViewKey,
+    pub views: &'a Views,
+}
+
+impl NetStep<'_> {
+    /// Rows of the global batch in `B`.
+    pub fn global_n(&self) -> i64 {
+        self.images.size()[0]
+    }
+
+    /// This rank's share of view `view` of the global batch.
+    pub fn local_view(&self, recipe: Recipe, view: u64) -> Result<Tensor> {
+        let local = self.images.narrow(0, self.start, self.len);
+        self.views.view(
+            &local,
+            recipe,
+            self.key.with_view(view),
+            self.global_n(),
+            self.start,
+        )
+    }
+
+    /// View `view` of the whole global batch (the same rows every rank's share has).
+    pub fn global_view(&self, recipe: Recipe, view: u64) -> Result<Tensor> {
+        self.views.view(
+            self.images,
+            recipe,
+            self.key.with_view(view),
+            self.global_n(),
+            0,
+        )
+    }
+
+    /// This rank's rows of a global-batch tensor.
+    pub fn local_rows(&self, t: &Tensor) -> Tensor {
+        t.narrow(0, self.start, self.len)
+    }
+
+    /// A rank's `[len, …]` tensor gathered into the global batch, gradient flowing back to
+    /// every rank's rows.
+    pub fn gather(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(self.group.all_gather_with_grad(t)?)
+    }
+}
+
+/// A step's loss and the global batch's training logits `[B, K]` (for the epoch's figure of
+/// noisy samples predicted as their true class).
+pub struct StepLoss {
+    pub loss: Tensor,
+    pub logits: Tensor,
+}
+
+/// What a method sees before an epoch.
+pub struct EpochStart<'a> {
+    pub net: Net<'a>,
+    pub group: &'a ProcessGroup,
+    /// Every training image (uint8 RGB), and the views to make of them.
+    pub images: &'a Tensor,
+    pub views: &'a Views,
+    pub epoch: usize,
+}
+
+/// A method of the seed papers training the whole network.
+pub trait NetworkMethod {
+    /// Called before an epoch's first step (SSR's selection).
+    fn start_epoch(&mut self, _start: &EpochStart) -> Result<()> {
+        Ok(())
+    }
+
+    /// The sample ids the epoch trains on, `len` of them (SSR's class-balanced sampler); None:
+    /// the seeded permutation of every sample.
+    fn epoch_ids(&self, _epoch: usize, _len: usize) -> Option<Vec<i64>> {
+        None
+    }
+
+    /// The loss of the step's global batch, the same on every rank, with gradient to the
+    /// network (through this rank's share), and the batch's training logits.
+    fn loss(&mut self, step: &NetStep) -> Result<StepLoss>;
+
+    /// After the network's optimizer step: steps the method's own trained modules (the
+    /// regularizer's projector), at the backbone's rate.
+    fn after_step(&mut self, _group: &ProcessGroup, _lr: f64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Tensors to checkpoint, by name.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Puts back what [`NetworkMethod::state`] returned.
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        anyhow::ensure!(state.is_empty(), "this method keeps no state");
+        Ok(())
+    }
+
+    /// Figures for the epoch's metrics line (method-prefixed names).
+    fn epoch_metrics(&self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
+    /// Called after an epoch's metrics were taken.
+    fn end_epoch(&mut self) {}
+}
+
+/// The trusted images held out of training (`--holdout-trusted`), on the device.
+pub struct TrustedImages {
+    /// uint8 RGB `[M, 3, H, W]`.
+    pub images: Tensor,
+    /// `[M]` true labels.
+    pub labels: Tensor,
+}
+
+/// What methods may need when they are built.
+pub struct NetSetup<'a> {
+    pub params: MethodParams,
+    pub seed: u64,
+    pub classes: i64,
+    pub noisy: &'a [usize],
+    pub clean: &'a [usize],
+    /// The architecture, to build a shadow network for look-aheads.
+    pub spec: &'a NetSpec,
+    pub head: crate::method::eval::config::HeadKind,
+    pub device: Device,
+    pub trusted: Option<TrustedImages>,
+    /// The pretraining projector's widths and weights, when the backbone has one.
+    pub projector: Option<&'a crate::method::eval::backbone::SavedProjector>,
+    pub embedding_dim: i64,
+}
+
+impl NetSetup<'_> {
+    /// The held-out trusted set, or an error saying how to get one.
+    pub fn take_trusted(&mut self, method: Method) -> Result<TrustedImages> {
+        self.trusted.take().with_context(|| {
+            format!(
+                "--method {method} on the whole network learns from trusted images held out of \
+                 training: give --holdout-trusted N (MW-Net's paper: 1000; IEG: 10 a class)"
+            )
+        })
+    }
+
+    /// A second network of the same architecture on its own variables (a look-ahead's θ').
+    pub fn shadow(&self) -> (VarStore, Backbone, Head) {
+        let vs = VarStore::new(self.device);
+        let backbone = Backbone::new(&(vs.root() / "backbone"), self.spec);
+        let head = Head::new(
+            &(vs.root() / "head"),
+            self.head,
+            false,
+            self.embedding_dim,
+            self.classes,
+        );
+        (vs, backbone, head)
+    }
+}
+
+/// The whole-network method `method`, or None for the plain loss.
+pub fn build(method: Method, setup: NetSetup) -> Result<Option<Box<dyn NetworkMethod>>> {
+    Ok(match method {
+        Method::None => None,
+        Method::Mwn => Some(Box::new(mwn::NetworkMetaWeightNet::new(setup)?)),
+        other => anyhow::bail!(
+            "--method {other} does not train the whole network yet: use it with --weights \
+             freeze (the cached-features protocol)"
+        ),
+    })
+}

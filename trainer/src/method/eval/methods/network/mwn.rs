@@ -1,0 +1,149 @@
+//! Meta-Weight-Net (Shu et al. 2019) on the whole network, as the paper's code trains it. Each
+//! step, on the global batch:
+//!
+//! 1. the per-sample losses `ℓᵢ(θ)` of the training view, and their weights `wᵢ = V(ℓᵢ; φ)`;
+//! 2. the look-ahead `θ′ = θ − α·∇θ (1/B)Σ wᵢℓᵢ` through backbone + head at the network's
+//!    current rate (`--meta-lr` for seed 001's constant one), and the meta loss: cross-entropy
+//!    of `θ′` on `--meta-batch` images of the held-out trusted set (MW-Net: 100 of 1,000), in
+//!    training mode as the reference's meta model;
+//! 3. `φ` updated by `--mwn-optimizer` (the paper's Adam 1e-3 with L2 1e-4, or seed 001's
+//!    Nesterov SGD) on the exact meta-gradient ([`super::lookahead`]);
+//! 4. the network trained on `(1/B)·Σ V(ℓᵢ; φ_new)·ℓᵢ`, the weights taken without gradient.
+//!
+//! The look-ahead is a plain gradient step, as the reference's `update_params`.
+
+use super::lookahead::{per_sample_loss, LookAhead};
+use super::{NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrustedImages};
+use crate::method::eval::methods::mwn::{load_with_tally, WeightingNet};
+use crate::method::eval::methods::{Method, WeightTally};
+use anyhow::{Context, Result};
+use rand::seq::index::sample;
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+/// The `view` of the meta batch's draw and of its augmentation.
+const META_VIEW: u64 = 0x4d57_4e00;
+
+pub struct NetworkMetaWeightNet {
+    net: WeightingNet,
+    lookahead: LookAhead,
+    trusted: TrustedImages,
+    meta_batch: usize,
+    meta_lr: f64,
+    tally: WeightTally,
+}
+
+impl NetworkMetaWeightNet {
+    pub fn new(mut setup: NetSetup) -> Result<NetworkMetaWeightNet> {
+        let p = setup.params;
+        let trusted = setup.take_trusted(Method::Mwn)?;
+        Ok(NetworkMetaWeightNet {
+            net: WeightingNet::new(setup.device, p.mwn_optimizer, p.mwn_lr)?,
+            lookahead: LookAhead::new(&setup),
+            trusted,
+            meta_batch: p.meta_batch,
+            meta_lr: p.meta_lr,
+            tally: WeightTally::new(),
+        })
+    }
+
+    /// The weighting network (for tests).
+    pub fn weighting(&mut self) -> &mut WeightingNet {
+        &mut self.net
+    }
+
+    /// The step's meta batch: `--meta-batch` trusted images drawn without replacement by the
+    /// step's key (all of them when 0), augmented with the training recipe.
+    fn meta_batch(&self, step: &NetStep) -> Result<(Tensor, Tensor)> {
+        let m = self.trusted.labels.size()[0] as usize;
+        let take = if self.meta_batch == 0 {
+            m
+        } else {
+            self.meta_batch.min(m)
+        };
+        let key = step.key.with_view(META_VIEW);
+        let mut rng = key.rng();
+        let mut ids: Vec<i64> = sample(&mut rng, m, take)
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        ids.sort_unstable();
+        let ids = Tensor::from_slice(&ids).to_device(self.trusted.labels.device());
+        let images = self.trusted.images.index_select(0, &ids);
+        let x = step
+            .views
+            .view(&images, Recipe::Train, key, take as i64, 0)?;
+        Ok((x, self.trusted.labels.index_select(0, &ids)))
+    }
+
+    /// Steps 1–3: the weighting network learns from the look-ahead. Returns the meta loss.
+    pub fn meta_step(&mut self, step: &NetStep) -> Result<f64> {
+        let x = step.global_view(Recipe::Train, 0)?;
+        let logits = step.net.logits(&x, true, step.solo)?;
+        let losses = per_sample_loss(&logits, step.labels);
+        let b = losses.size()[0] as f64;
+        let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
+        let (meta_x, meta_y) = self.meta_batch(step)?;
+        let rate = if self.meta_lr > 0.0 {
+            self.meta_lr
+        } else {
+            step.lr
+        };
+        let saved = step.params.snapshot();
+        let solo = step.solo;
+        let grad = self.lookahead.meta_gradient(
+            step.params,
+            &(&losses / b),
+            &weights,
+            rate,
+            0.0,
+            |shadow| {
+                let logits = shadow.logits(&meta_x, true, solo)?;
+                Ok(logits.cross_entropy_for_logits(&meta_y))
+            },
+        );
+        step.params.restore(&saved);
+        let grad = grad?;
+        self.net.zero_grad();
+        let w = self.net.weights(&losses.detach());
+        (w * grad.du.detach().to_kind(Kind::Float))
+            .sum(Kind::Float)
+            .f_backward()
+            .context("Meta-Weight-Net's meta gradient")?;
+        self.net.step();
+        Ok(grad.meta_loss)
+    }
+}
+
+impl NetworkMethod for NetworkMetaWeightNet {
+    fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
+        self.meta_step(step)?;
+        let x = step.local_view(Recipe::Train, 0)?;
+        let logits = step.gather(&step.net.logits(&x, true, step.group)?)?;
+        let losses = per_sample_loss(&logits, step.labels);
+        let w = tch::no_grad(|| self.net.weights(&losses.detach())).to_kind(losses.kind());
+        self.tally.add(&w, step.labels, step.clean);
+        Ok(StepLoss {
+            loss: (w * losses).mean(None),
+            logits: logits.detach(),
+        })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = self.net.state();
+        out.push(self.tally.state());
+        out
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        load_with_tally(&mut self.net, &mut self.tally, state)
+    }
+
+    fn epoch_metrics(&self) -> BTreeMap<String, f64> {
+        self.tally.metrics("mwn")
+    }
+
+    fn end_epoch(&mut self) {
+        self.tally.reset();
+    }
+}
