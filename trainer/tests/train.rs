@@ -10,15 +10,13 @@
 
 mod common;
 
+use common::whole::{assert_resumes_bit_exactly, checkpoint_tensors, one_and_two_ranks, run_ok};
 use common::{
-    final_acc, interrupt_after, metrics_without_time, results, run, small_pretrained_backbone,
-    stderr, trainer_ranks, with_flags as with, FASHION_MNIST,
+    final_acc, metrics_without_time, results, run, small_pretrained_backbone, stderr,
+    with_flags as with, FASHION_MNIST,
 };
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
-use tch::Tensor;
-use trainer::checkpoint::CheckpointDir;
 
 /// Whole-network training under 60% symmetric noise, from `backbone` (an export or `none`).
 fn whole(exp: &Path, backbone: &str, seed: u64) -> Vec<String> {
@@ -61,20 +59,6 @@ fn whole(exp: &Path, backbone: &str, seed: u64) -> Vec<String> {
     .map(|s| s.to_string())
     .chain([exp.display().to_string()])
     .collect()
-}
-
-fn run_ok(args: &[String]) {
-    let out = run(args);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// The newest checkpoint's tensors.
-fn checkpoint_tensors(exp: &Path) -> HashMap<String, Tensor> {
-    let (_, _, ckpt) = CheckpointDir::new(exp.join("checkpoints"), 1)
-        .load_latest()
-        .unwrap()
-        .expect("a checkpoint");
-    ckpt.tensors.into_iter().collect()
 }
 
 const SEEDS: [u64; 3] = [0, 1, 2];
@@ -126,31 +110,7 @@ fn whole_network_training_resumes_bit_exactly_after_sigusr1() {
             ],
         )
     };
-    let (straight, resumed) = (dir.path().join("straight"), dir.path().join("resumed"));
-    run_ok(&args(&straight));
-    assert_eq!(interrupt_after(&args(&resumed), &resumed, 1), Some(75));
-    run_ok(&args(&resumed));
-    assert_eq!(results(&straight)["metrics"], results(&resumed)["metrics"]);
-    assert_eq!(
-        metrics_without_time(&straight),
-        metrics_without_time(&resumed)
-    );
-    let (a, b) = (checkpoint_tensors(&straight), checkpoint_tensors(&resumed));
-    assert!(a.keys().any(|k| k.starts_with("backbone/")));
-    for (name, t) in &a {
-        assert!(t.equal(&b[name]), "{name} differs after the resume");
-    }
-}
-
-/// The largest relative difference between two runs' per-epoch losses.
-fn loss_gap(a: &[Value], b: &[Value]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let (x, y) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
-            (x - y).abs() / x.abs()
-        })
-        .fold(0.0, f64::max)
+    assert_resumes_bit_exactly(dir.path(), args);
 }
 
 /// Two Gloo ranks, each half of every global batch, with batch statistics over the global
@@ -170,12 +130,7 @@ fn two_ranks_train_the_whole_network_like_one() {
             ],
         )
     };
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    run_ok(&args(&one));
-    trainer_ranks(&args(&two), 2);
-    let gap = loss_gap(&metrics_without_time(&one), &metrics_without_time(&two));
-    let acc = (final_acc(&one) - final_acc(&two)).abs();
-    eprintln!("1 vs 2 ranks: loss {gap:.2e} relative, top-1 {acc}");
+    let (gap, acc) = one_and_two_ranks(dir.path(), args);
     assert!(gap < 1e-3 && acc < 0.02, "loss {gap}, top-1 {acc}");
 }
 

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod ranks;
 pub mod torch_compare;
+pub mod whole;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

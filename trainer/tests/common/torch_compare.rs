@@ -31,6 +31,9 @@ pub fn relative_diff(ours: &Tensor, theirs: &Tensor) -> f64 {
 pub fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor, rtol: f64) {
     assert_eq!(ours.size(), theirs.size(), "{what}: shapes differ");
     let rel = relative_diff(ours, theirs);
+    if std::env::var_os("NLS_SHOW_DIFFS").is_some() {
+        eprintln!("{what}: relative difference {rel:e}");
+    }
     assert!(
         rel <= rtol,
         "{what}: max |diff| / max |ref| = {rel:e} > {rtol:e}"

@@ -12,8 +12,9 @@
 //!
 //! The look-ahead is a plain gradient step, as the reference's `update_params`.
 
-use super::lookahead::{per_sample_loss, LookAhead};
-use super::{NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrustedImages};
+use super::lookahead::{per_sample_loss, LookAhead, MetaGradient, NetParams};
+use super::{Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrustedImages};
+use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::mwn::{load_with_tally, WeightingNet};
 use crate::method::eval::methods::{Method, WeightTally};
 use anyhow::{Context, Result};
@@ -79,39 +80,74 @@ impl NetworkMetaWeightNet {
     /// Steps 1–3: the weighting network learns from the look-ahead. Returns the meta loss.
     pub fn meta_step(&mut self, step: &NetStep) -> Result<f64> {
         let x = step.global_view(Recipe::Train, 0)?;
-        let logits = step.net.logits(&x, true, step.solo)?;
-        let losses = per_sample_loss(&logits, step.labels);
-        let b = losses.size()[0] as f64;
-        let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
-        let (meta_x, meta_y) = self.meta_batch(step)?;
+        let meta = self.meta_batch(step)?;
         let rate = if self.meta_lr > 0.0 {
             self.meta_lr
         } else {
             step.lr
         };
-        let saved = step.params.snapshot();
-        let solo = step.solo;
-        let grad = self.lookahead.meta_gradient(
+        self.meta_update(
+            step.net,
             step.params,
-            &(&losses / b),
-            &weights,
+            (&x, step.labels),
+            (&meta.0, &meta.1),
             rate,
-            0.0,
-            |shadow| {
-                let logits = shadow.logits(&meta_x, true, solo)?;
-                Ok(logits.cross_entropy_for_logits(&meta_y))
-            },
-        );
-        step.params.restore(&saved);
-        let grad = grad?;
+            step.solo,
+        )
+    }
+
+    /// Steps 1–3 on given inputs: the global batch's training view and noisy labels, the meta
+    /// batch's view and true labels, the look-ahead's rate; every batch norm in training mode
+    /// over `solo`, the live network's running statistics left as they were.
+    pub fn meta_update(
+        &mut self,
+        net: Net,
+        params: &NetParams,
+        (x, labels): (&Tensor, &Tensor),
+        (meta_x, meta_y): (&Tensor, &Tensor),
+        rate: f64,
+        solo: &ProcessGroup,
+    ) -> Result<f64> {
+        let saved = params.snapshot();
+        let grad = self.look_ahead(net, params, (x, labels), (meta_x, meta_y), rate, solo);
+        params.restore(&saved);
+        let (losses, grad) = grad?;
         self.net.zero_grad();
-        let w = self.net.weights(&losses.detach());
+        let w = self.net.weights(&losses);
         (w * grad.du.detach().to_kind(Kind::Float))
             .sum(Kind::Float)
             .f_backward()
             .context("Meta-Weight-Net's meta gradient")?;
         self.net.step();
         Ok(grad.meta_loss)
+    }
+
+    /// The batch's per-sample losses (detached) and the meta-gradient of their weights.
+    fn look_ahead(
+        &mut self,
+        net: Net,
+        params: &NetParams,
+        (x, labels): (&Tensor, &Tensor),
+        (meta_x, meta_y): (&Tensor, &Tensor),
+        rate: f64,
+        solo: &ProcessGroup,
+    ) -> Result<(Tensor, MetaGradient)> {
+        let losses = per_sample_loss(&net.logits(x, true, solo)?, labels);
+        let b = losses.size()[0] as f64;
+        let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
+        let grad = self.lookahead.meta_gradient(
+            params,
+            &(&losses / b),
+            &weights,
+            rate,
+            0.0,
+            |shadow| {
+                Ok(shadow
+                    .logits(meta_x, true, solo)?
+                    .cross_entropy_for_logits(meta_y))
+            },
+        )?;
+        Ok((losses.detach(), grad))
     }
 }
 
