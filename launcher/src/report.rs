@@ -505,52 +505,42 @@ impl Paper {
         self.entry(keys, values).map(|n| n.value / self.scale)
     }
 
-    /// For each summary cell with a paper's number: (row, column, number, source).
-    fn cells<'a>(&'a self, s: &Summary) -> Vec<(usize, usize, f64, &'a str)> {
-        let keys: Vec<String> = s
-            .layout
-            .rows
-            .iter()
-            .chain(&s.layout.columns)
-            .cloned()
-            .collect();
+    /// For each summary cell with a paper's number: (row, column, the number's entry).
+    fn cells(&self, s: &Summary) -> Vec<(usize, usize, &PaperNumber)> {
+        let keys = layout_keys(s);
         let mut out = Vec::new();
         for (r, rv) in s.rows.iter().enumerate() {
             for (c, cv) in s.columns.iter().enumerate() {
                 let values: Vec<String> = rv.iter().chain(cv).cloned().collect();
                 if let Some(n) = self.entry(&keys, &values) {
-                    out.push((r, c, n.value / self.scale, n.source.as_str()));
+                    out.push((r, c, n));
                 }
             }
         }
         out
     }
 
-    /// Ours beside the paper's, cell by cell, with the difference (ours − paper), in the
+    /// Ours beside the paper's, cell by cell, with the difference (ours − paper) in the
     /// table's units; None when no cell of this layout has a paper's number.
     pub fn markdown(&self, s: &Summary) -> Option<String> {
         let cells = self.cells(s);
         if cells.is_empty() {
             return None;
         }
-        let head: Vec<String> = s
-            .layout
-            .rows
-            .iter()
-            .chain(&s.layout.columns)
-            .cloned()
+        let head: Vec<String> = layout_keys(s)
+            .into_iter()
             .chain(["ours", "paper", "Δ", "source"].map(String::from))
             .collect();
-        let mut out = String::from("beside the paper: ours − paper = Δ\n\n");
+        let mut out = String::from("beside the paper: Δ = ours − paper\n\n");
         out += &format!(
             "| {} |\n|{}\n",
             head.join(" | "),
             " --- |".repeat(head.len())
         );
-        for (r, c, number, source) in cells {
+        for (r, c, n) in cells {
             let ours = s.cells[r][c];
             let delta = ours.map_or("—".into(), |o| {
-                format!("{:+.1}", (o.mean - number) * self.scale)
+                format!("{:+.1}", o.mean * self.scale - n.value)
             });
             let row: Vec<String> = s.rows[r]
                 .iter()
@@ -558,15 +548,25 @@ impl Paper {
                 .cloned()
                 .chain([
                     stats_cell(ours, self.scale != 1.0),
-                    format!("{}", number * self.scale),
+                    n.value.to_string(),
                     delta,
-                    source.to_string(),
+                    n.source.clone(),
                 ])
                 .collect();
             out += &format!("| {} |\n", row.join(" | "));
         }
         Some(out)
     }
+}
+
+/// The summary's row keys, then its column keys.
+fn layout_keys(s: &Summary) -> Vec<String> {
+    s.layout
+        .rows
+        .iter()
+        .chain(&s.layout.columns)
+        .cloned()
+        .collect()
 }
 
 /// The summary in long form: row keys, column keys, then mean, std, n (empty cells left out),
