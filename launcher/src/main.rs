@@ -31,8 +31,8 @@ struct Cli {
 #[derive(clap::Args)]
 struct RunArgs {
     file: PathBuf,
-    /// The file's small scale: its [smoke] table over [job], command and grid (CPU, minutes),
-    /// in <exp_dir>-smoke unless [smoke.job] names an exp-dir; no paper numbers.
+    /// The file's small scale: its `[smoke]` table over `[job]`, command and grid (CPU,
+    /// minutes), in `<exp_dir>-smoke` unless `[smoke.job]` names an exp-dir; no paper numbers.
     #[arg(long)]
     smoke: bool,
     #[command(flatten)]
