@@ -442,3 +442,22 @@ fn the_mwn_preset_runs_end_to_end_at_smoke_scale() {
         "smoke runs declare no paper numbers"
     );
 }
+
+#[test]
+fn paper_numbers_survive_job_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{HEAD}{GRID}{}", paper("{ method = \"mwn\", noise = 0.8 }"));
+    let exp = load(&text, Scale::Full).unwrap();
+    // job.toml as launch writes it, read back as report and resume read it.
+    let resolved = common::write(dir.path(), "job.toml", &exp.to_toml().unwrap());
+    let back = Experiment::load(Some(&resolved), &JobArgs::default(), &[]).unwrap();
+    assert_eq!(back.paper, exp.paper);
+    assert_eq!(back.paper[0].value, 91.5);
+    assert_eq!(
+        back.paper[0].pairs(),
+        [
+            ("method".into(), "mwn".into()),
+            ("noise".into(), "0.8".into())
+        ]
+    );
+}
