@@ -10,7 +10,9 @@
 //! - `exp_dir` is made absolute: the job may start anywhere. The job's working directory is
 //!   the directory `nls-launch` ran in (`#SBATCH --chdir`), so relative trainer paths work.
 
-use crate::quote;
+use crate::paper::{self, PaperNumber};
+use crate::smoke::{self, Smoke};
+use crate::{quote, sweep};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -196,6 +198,8 @@ pub struct JobArgs {
 pub struct Origin {
     pub file: Option<PathBuf>,
     file_keys: Vec<String>,
+    /// Keys set by `[smoke.job]` (`--smoke`).
+    smoke_keys: Vec<String>,
     flag_keys: Vec<String>,
 }
 
@@ -206,6 +210,9 @@ impl Origin {
             return format!("--{} (command line)", key.replace('_', "-"));
         }
         match &self.file {
+            Some(f) if self.smoke_keys.iter().any(|k| k == key) => {
+                format!("`{key}` in [smoke.job] of {}", f.display())
+            }
             Some(f) if self.file_keys.iter().any(|k| k == key) => {
                 format!("`{key}` in [job] of {}", f.display())
             }
@@ -222,13 +229,22 @@ impl Origin {
     }
 }
 
-/// An experiment: the job, the optional sweep grid (raw; [`crate::sweep`] reads it) and where
-/// the values came from.
+/// An experiment: the job, the optional sweep grid (raw; [`crate::sweep`] reads it), the
+/// paper's numbers it should reproduce and where the values came from.
 #[derive(Clone, Debug)]
 pub struct Experiment {
     pub job: JobConfig,
     pub grid: Option<toml::Value>,
+    /// `[[paper]]`, checked against the grid; none at smoke scale.
+    pub paper: Vec<PaperNumber>,
     pub origin: Origin,
+}
+
+/// The scale an experiment file runs at: as written, or its `[smoke]` table applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    Full,
+    Smoke,
 }
 
 /// What `job.toml` holds.
@@ -237,20 +253,52 @@ struct Resolved<'a> {
     job: &'a JobConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     grid: Option<&'a toml::Value>,
+    #[serde(skip_serializing_if = "<[PaperNumber]>::is_empty")]
+    paper: &'a [PaperNumber],
+}
+
+/// The tables of an experiment file.
+#[derive(Default)]
+struct FileParts {
+    /// `[job]`, with a top-level `command` moved into it.
+    job: toml::Table,
+    grid: Option<toml::Value>,
+    paper: Vec<PaperNumber>,
+    smoke: Option<Smoke>,
 }
 
 impl Experiment {
     /// Flags (and the trainer args after `--`, appended to the file's `command`) over the file.
     pub fn load(file: Option<&Path>, flags: &JobArgs, extra: &[String]) -> Result<Experiment> {
-        let (mut job, grid) = match file {
+        Experiment::load_at(file, flags, extra, Scale::Full)
+    }
+
+    /// [`Experiment::load`] at `scale`: `Smoke` applies the file's `[smoke]` table (see
+    /// [`crate::smoke`]) before the flags, and drops the paper's numbers.
+    pub fn load_at(
+        file: Option<&Path>,
+        flags: &JobArgs,
+        extra: &[String],
+        scale: Scale,
+    ) -> Result<Experiment> {
+        let mut parts = match file {
             Some(f) => read_file(f)?,
-            None => (toml::Table::new(), None),
+            None => FileParts::default(),
         };
         let mut origin = Origin {
             file: file.map(Path::to_path_buf),
-            file_keys: job.keys().cloned().collect(),
-            flag_keys: Vec::new(),
+            file_keys: parts.job.keys().cloned().collect(),
+            ..Origin::default()
         };
+        if scale == Scale::Smoke {
+            origin.smoke_keys = apply_smoke(&mut parts, &origin.source())?;
+        }
+        let FileParts {
+            mut job,
+            grid,
+            paper,
+            ..
+        } = parts;
         let flags = toml::Table::try_from(flags).context("reading the command-line flags")?;
         origin.flag_keys = flags.keys().cloned().collect();
         job.extend(flags);
@@ -259,7 +307,12 @@ impl Experiment {
             .with_context(|| format!("invalid job configuration (from {})", origin.source()))?;
         cfg.validate(&origin)?;
         let job = cfg.resolve()?;
-        Ok(Experiment { job, grid, origin })
+        Ok(Experiment {
+            job,
+            grid,
+            paper,
+            origin,
+        })
     }
 
     /// The resolved configuration as `job.toml` text.
@@ -267,13 +320,18 @@ impl Experiment {
         let r = Resolved {
             job: &self.job,
             grid: self.grid.as_ref(),
+            paper: &self.paper,
         };
         toml::to_string(&r).context("writing the resolved configuration as TOML")
     }
 }
 
-/// The file's `[job]` table (with a top-level `command` moved into it) and its `grid`.
-fn read_file(path: &Path) -> Result<(toml::Table, Option<toml::Value>)> {
+/// The top-level keys of an experiment file.
+const FILE_KEYS: &str = "[job], command, [grid], [[paper]] and [smoke]";
+
+/// The file's tables: `[job]` (with a top-level `command` moved into it), `grid`, the paper's
+/// numbers (checked against the grid) and `[smoke]`.
+fn read_file(path: &Path) -> Result<FileParts> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut top: toml::Table =
@@ -291,21 +349,81 @@ fn read_file(path: &Path) -> Result<(toml::Table, Option<toml::Value>)> {
         );
         job.insert("command".into(), cmd);
     }
+    let source = path.display().to_string();
     let grid = top.remove("grid");
+    let paper = match top.remove("paper") {
+        Some(p) => paper::parse(&p, &source)?,
+        None => Vec::new(),
+    };
+    let smoke = top
+        .remove("smoke")
+        .map(|s| smoke::parse(&s, &source))
+        .transpose()?;
     if let Some(k) = top.keys().next() {
-        bail!(
-            "{}: unknown key `{k}` (the file holds [job], command and [grid])",
-            path.display()
-        );
+        bail!("{source}: unknown key `{k}` (the file holds {FILE_KEYS})");
     }
     if let Some(k) = job.keys().find(|k| !JOB_KEYS.contains(&k.as_str())) {
         bail!(
-            "{}: unknown key `{k}` in [job] (known keys: {})",
-            path.display(),
+            "{source}: unknown key `{k}` in [job] (known keys: {})",
             JOB_KEYS.join(", ")
         );
     }
-    Ok((job, grid))
+    if !paper.is_empty() {
+        paper::check_against_grid(&paper, &grid_points(grid.as_ref(), &source)?, &source)?;
+    }
+    Ok(FileParts {
+        job,
+        grid,
+        paper,
+        smoke,
+    })
+}
+
+/// Every configuration of a grid (none without one).
+fn grid_points(grid: Option<&toml::Value>, source: &str) -> Result<Vec<sweep::Point>> {
+    match grid {
+        Some(g) => sweep::expand(&sweep::parse_grids(g, source)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `[smoke]` over the file's job, command and grid; the paper's numbers go (they are for the
+/// full scale). Returns the job keys `[smoke.job]` set.
+fn apply_smoke(parts: &mut FileParts, source: &str) -> Result<Vec<String>> {
+    let smoke = parts.smoke.take().with_context(|| {
+        format!(
+            "{source} has no [smoke] table: --smoke runs the small scale a preset declares \
+             there (see experiments/README.md)"
+        )
+    })?;
+    smoke.apply_job(&mut parts.job);
+    parts.grid = smoke.apply_grid(parts.grid.as_ref(), source)?;
+    let keys: Vec<String> = grid_points(parts.grid.as_ref(), source)?
+        .iter()
+        .flat_map(|p| p.0.iter().map(|(k, _)| k.clone()))
+        .collect();
+    let mut command = command_strings(&parts.job, source)?;
+    smoke.apply_args(&mut command, &keys, source)?;
+    parts.job.insert("command".into(), command.into());
+    parts.paper.clear();
+    Ok(smoke.job.keys().cloned().collect())
+}
+
+/// The job's `command` as strings.
+fn command_strings(job: &toml::Table, source: &str) -> Result<Vec<String>> {
+    let Some(cmd) = job.get("command") else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Array(items) = cmd else {
+        bail!("{source}: `command` must be a list of strings");
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            other => bail!("{source}: `command` holds {other}, not a string: quote it"),
+        })
+        .collect()
 }
 
 fn append_command(job: &mut toml::Table, extra: &[String]) {

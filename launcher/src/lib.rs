@@ -1,7 +1,8 @@
 //! `nls-launch` as a library: the binary (`main.rs`) is argument parsing only.
 //!
 //! Modules follow the launcher's data path: [`config`] (flags + experiment file → one
-//! validated [`config::JobConfig`]) → [`sweep`] (a grid → one trainer command per array task)
+//! validated [`config::JobConfig`]; a preset's [`paper`] numbers and [`smoke`] scale) →
+//! [`sweep`] (a grid → one trainer command per array task)
 //! → [`check`] (the trainer's own parser accepts every command) → [`guard`] (one job per exp-dir)
 //! → [`render`] (the sbatch script from `templates/`, every user value quoted by [`quote`])
 //! → [`submit`] (`sbatch --parsable`, `submissions.jsonl`) → [`monitor`] (squeue, scontrol,
@@ -18,10 +19,12 @@ pub mod guard;
 pub mod launch;
 pub mod local;
 pub mod monitor;
+pub mod paper;
 pub mod quote;
 pub mod render;
 pub mod report;
 pub mod resume;
+pub mod smoke;
 pub mod submit;
 pub mod summary;
 pub mod sweep;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use launcher::config::{Experiment, JobArgs};
+use launcher::config::{Experiment, JobArgs, Scale};
 use launcher::{follow, launch, report, resume};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ use std::process::ExitCode;
     version,
     about = "Render, submit and track nls jobs and sweeps on SLURM, or run them here (--local)",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  nls-launch --nodes 2 --ngpus 8 --time 600 --exp-dir runs/vicreg -- pretrain --data-dir /data/cifar10 --method vicreg\n  nls-launch run experiments/noise_sweep.toml --parallel 20 --dry-run\n  nls-launch --local --cpu --tasks-per-node 2 --exp-dir runs/tiny -- pretrain --data-dir /data/fmnist\n  nls-launch status runs/vicreg\n  nls-launch resume runs/vicreg --time 1440\n  nls-launch report runs/noise_sweep"
+    after_help = "Examples:\n  nls-launch --nodes 2 --ngpus 8 --time 600 --exp-dir runs/vicreg -- pretrain --data-dir /data/cifar10 --method vicreg\n  nls-launch run experiments/noise_sweep.toml --parallel 20 --dry-run\n  nls-launch run experiments/mwn.toml --smoke --local\n  nls-launch --local --cpu --tasks-per-node 2 --exp-dir runs/tiny -- pretrain --data-dir /data/fmnist\n  nls-launch status runs/vicreg\n  nls-launch resume runs/vicreg --time 1440\n  nls-launch report runs/noise_sweep"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +31,10 @@ struct Cli {
 #[derive(clap::Args)]
 struct RunArgs {
     file: PathBuf,
+    /// The file's small scale: its `[smoke]` table over `[job]`, command and grid (CPU,
+    /// minutes), in `<exp_dir>-smoke` unless `[smoke.job]` names an exp-dir; no paper numbers.
+    #[arg(long)]
+    smoke: bool,
     #[command(flatten)]
     job: JobArgs,
     #[command(flatten)]
@@ -133,10 +137,14 @@ fn run(cli: Cli) -> Result<u8> {
     let done = |r: Result<()>| r.map(|()| 0);
     match cli.cmd {
         None => start(&Experiment::load(None, &cli.job, &cli.command)?, &cli.how),
-        Some(Cmd::Run(r)) => start(
-            &Experiment::load(Some(&r.file), &r.job, &r.command)?,
-            &r.how,
-        ),
+        Some(Cmd::Run(r)) => {
+            let scale = match r.smoke {
+                true => Scale::Smoke,
+                false => Scale::Full,
+            };
+            let exp = Experiment::load_at(Some(&r.file), &r.job, &r.command, scale)?;
+            start(&exp, &r.how)
+        }
         Some(Cmd::Status { exp }) => done(follow::status(exp.as_deref())),
         Some(Cmd::Logs { exp, task, follow }) => done(follow::logs(&exp, task, follow)),
         Some(Cmd::Cancel { exp }) => done(follow::cancel(&exp)),

@@ -13,6 +13,7 @@ use crate::config::{is_training, Experiment, JobArgs};
 use crate::figures;
 use crate::launch::RESOLVED;
 use crate::monitor;
+use crate::paper::PaperNumber;
 use crate::summary::{self, Layout, Point, Stats, Summary};
 use crate::sweep;
 use anyhow::{ensure, Context, Result};
@@ -56,10 +57,11 @@ pub struct RunResult {
     pub state: String,
 }
 
-/// The grid keys and every run, in grid order.
+/// The grid keys and every run, in grid order, and the paper's numbers the experiment declares.
 pub struct Runs {
     pub keys: Vec<String>,
     pub runs: Vec<RunResult>,
+    pub paper: Vec<PaperNumber>,
 }
 
 /// Collects, prints and writes the report. Everything is checked before anything is written.
@@ -87,6 +89,7 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
         single_run(exp_dir)?;
     }
     let summary = summarize(&runs, &opts.metric, &layout);
+    let paper = Paper::of(&runs, &opts.metric);
     if let Some(line) = protocols_line(&runs) {
         println!("{line}\n");
     }
@@ -94,6 +97,9 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
         "{}",
         markdown(&summary, &opts.metric, percent(&opts.metric))
     );
+    if let Some(table) = paper.markdown(&summary) {
+        print!("\n{table}");
+    }
     let missing: Vec<&RunResult> = runs.runs.iter().filter(|r| r.results.is_none()).collect();
     if !missing.is_empty() {
         println!(
@@ -105,13 +111,13 @@ pub fn report(exp_dir: &Path, opts: &Options) -> Result<()> {
             .iter()
             .for_each(|r| println!("  {}: {}", r.dir.display(), r.state));
     }
-    let table = run_table(&runs);
+    let table = run_table(&runs, &paper);
     write_atomic(&exp_dir.join(CSV), csv(&table).as_bytes())?;
     write_atomic(
         &exp_dir.join(SUMMARY_CSV),
-        csv(&summary_table(&summary, &opts.metric)).as_bytes(),
+        csv(&summary_table(&summary, &opts.metric, &paper)).as_bytes(),
     )?;
-    let doc = report_json(&runs, &summary, &opts.metric);
+    let doc = report_json(&runs, &summary, &opts.metric, &paper);
     write_atomic(
         &exp_dir.join(JSON),
         serde_json::to_string_pretty(&doc)?.as_bytes(),
@@ -294,7 +300,11 @@ pub fn collect(exp_dir: &Path) -> Result<Runs> {
             })
         })
         .collect::<Result<_>>()?;
-    Ok(Runs { keys, runs })
+    Ok(Runs {
+        keys,
+        runs,
+        paper: exp.paper,
+    })
 }
 
 /// Where a run without `results.json` stands.
@@ -415,8 +425,9 @@ fn protocols_line(runs: &Runs) -> Option<String> {
     (!seen.is_empty()).then(|| format!("protocol: {}", seen.join(", ")))
 }
 
-/// Every run with results: grid values, the protocol, then the metrics some run has.
-fn run_table(runs: &Runs) -> Table {
+/// Every run with results: grid values, the protocol, then the metrics some run has (and the
+/// paper's number of its cell, where the experiment declares them).
+fn run_table(runs: &Runs, paper: &Paper) -> Table {
     let metrics: Vec<&str> = METRICS
         .into_iter()
         .filter(|m| runs.runs.iter().any(|r| metric_of(r, m).is_some()))
@@ -428,12 +439,16 @@ fn run_table(runs: &Runs) -> Table {
             let res = r.results.as_ref()?;
             let cells = metrics.iter().map(|m| cell(&res["metrics"][*m]));
             let protocol = res["protocol"].as_str().unwrap_or_default().to_string();
+            let published = paper
+                .declared()
+                .then(|| number_cell(paper.number(&runs.keys, &r.values)));
             Some(
                 r.values
                     .iter()
                     .cloned()
                     .chain([protocol])
                     .chain(cells)
+                    .chain(published)
                     .collect(),
             )
         })
@@ -445,28 +460,150 @@ fn run_table(runs: &Runs) -> Table {
             .cloned()
             .chain(["protocol".to_string()])
             .chain(metrics.iter().map(|m| m.to_string()))
+            .chain(paper.declared().then(|| "paper".to_string()))
             .collect(),
         rows,
     }
 }
 
-/// The summary in long form: row keys, column keys, then mean, std, n (empty cells left out).
-fn summary_table(s: &Summary, metric: &str) -> Table {
+/// A number as the CSV writes it; empty when absent.
+fn number_cell(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The paper's numbers for the reported metric, in the metric's units (fractions for
+/// accuracies, as in `results.json`; the experiment file gives them as printed, in percent).
+pub struct Paper {
+    numbers: Vec<PaperNumber>,
+    scale: f64,
+}
+
+impl Paper {
+    pub fn of(runs: &Runs, metric: &str) -> Paper {
+        Paper {
+            numbers: runs
+                .paper
+                .iter()
+                .filter(|n| n.metric == metric)
+                .cloned()
+                .collect(),
+            scale: if percent(metric) { 100.0 } else { 1.0 },
+        }
+    }
+
+    /// Whether the experiment declares any number for this metric.
+    pub fn declared(&self) -> bool {
+        !self.numbers.is_empty()
+    }
+
+    fn entry(&self, keys: &[String], values: &[String]) -> Option<&PaperNumber> {
+        self.numbers.iter().find(|n| n.matches(keys, values))
+    }
+
+    /// The number of the cell with these keys and values, in the metric's units.
+    pub fn number(&self, keys: &[String], values: &[String]) -> Option<f64> {
+        self.entry(keys, values).map(|n| n.value / self.scale)
+    }
+
+    /// For each summary cell with a paper's number: (row, column, the number's entry).
+    fn cells(&self, s: &Summary) -> Vec<(usize, usize, &PaperNumber)> {
+        let keys = layout_keys(s);
+        let mut out = Vec::new();
+        for (r, rv) in s.rows.iter().enumerate() {
+            for (c, cv) in s.columns.iter().enumerate() {
+                let values: Vec<String> = rv.iter().chain(cv).cloned().collect();
+                if let Some(n) = self.entry(&keys, &values) {
+                    out.push((r, c, n));
+                }
+            }
+        }
+        out
+    }
+
+    /// Ours beside the paper's, cell by cell, with the difference (ours − paper) in the
+    /// table's units; None when no cell of this layout has a paper's number.
+    pub fn markdown(&self, s: &Summary) -> Option<String> {
+        let cells = self.cells(s);
+        if cells.is_empty() {
+            return None;
+        }
+        let head: Vec<String> = layout_keys(s)
+            .into_iter()
+            .chain(["ours", "paper", "Δ", "source"].map(String::from))
+            .collect();
+        let mut out = String::from("beside the paper: Δ = ours − paper\n\n");
+        out += &format!(
+            "| {} |\n|{}\n",
+            head.join(" | "),
+            " --- |".repeat(head.len())
+        );
+        for (r, c, n) in cells {
+            let ours = s.cells[r][c];
+            let delta = ours.map_or("—".into(), |o| {
+                format!("{:+.1}", o.mean * self.scale - n.value)
+            });
+            let row: Vec<String> = s.rows[r]
+                .iter()
+                .chain(&s.columns[c])
+                .cloned()
+                .chain([
+                    stats_cell(ours, self.scale != 1.0),
+                    n.value.to_string(),
+                    delta,
+                    n.source.clone(),
+                ])
+                .collect();
+            out += &format!("| {} |\n", row.join(" | "));
+        }
+        Some(out)
+    }
+}
+
+/// The summary's row keys, then its column keys.
+fn layout_keys(s: &Summary) -> Vec<String> {
+    s.layout
+        .rows
+        .iter()
+        .chain(&s.layout.columns)
+        .cloned()
+        .collect()
+}
+
+/// The summary in long form: row keys, column keys, then mean, std, n (empty cells left out),
+/// and where the experiment declares the paper's numbers, the paper's and ours − paper.
+fn summary_table(s: &Summary, metric: &str, paper: &Paper) -> Table {
+    let keys: Vec<String> = s
+        .layout
+        .rows
+        .iter()
+        .chain(&s.layout.columns)
+        .cloned()
+        .collect();
     let mut rows = Vec::new();
     for (r, rv) in s.rows.iter().enumerate() {
         for (c, cv) in s.columns.iter().enumerate() {
             if let Some(st) = s.cells[r][c] {
                 let mut row: Vec<String> = rv.iter().chain(cv).cloned().collect();
+                let number = paper.number(&keys, &row);
                 row.extend([st.mean.to_string(), st.std.to_string(), st.n.to_string()]);
+                if paper.declared() {
+                    row.extend([
+                        number_cell(number),
+                        number_cell(number.map(|p| st.mean - p)),
+                    ]);
+                }
                 rows.push(row);
             }
         }
     }
-    let names = [
+    let mut names = vec![
         format!("{metric}_mean"),
         format!("{metric}_std"),
         "n".into(),
     ];
+    if paper.declared() {
+        names.extend(["paper".into(), "delta".into()]);
+    }
     Table {
         columns: s
             .layout
@@ -480,8 +617,15 @@ fn summary_table(s: &Summary, metric: &str) -> Table {
     }
 }
 
-fn report_json(runs: &Runs, s: &Summary, metric: &str) -> Value {
-    let cells: Vec<Value> = s
+fn report_json(runs: &Runs, s: &Summary, metric: &str, paper: &Paper) -> Value {
+    let keys: Vec<String> = s
+        .layout
+        .rows
+        .iter()
+        .chain(&s.layout.columns)
+        .cloned()
+        .collect();
+    let mut cells: Vec<Value> = s
         .rows
         .iter()
         .enumerate()
@@ -495,6 +639,20 @@ fn report_json(runs: &Runs, s: &Summary, metric: &str) -> Value {
             })
         })
         .collect();
+    if paper.declared() {
+        for cell in &mut cells {
+            let values: Vec<String> = [&cell["row"], &cell["column"]]
+                .iter()
+                .filter_map(|v| v.as_array())
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            if let Some(n) = paper.entry(&keys, &values) {
+                cell["paper"] = json!(n.value / paper.scale);
+                cell["paper_source"] = json!(n.source);
+            }
+        }
+    }
     let run_list: Vec<Value> = runs
         .runs
         .iter()

@@ -85,7 +85,7 @@ fn parse_grid(table: &toml::Table, source: &str) -> Result<Grid> {
     Ok(grid)
 }
 
-fn grid_value(v: &toml::Value) -> Result<GridValue> {
+pub fn grid_value(v: &toml::Value) -> Result<GridValue> {
     let (text, is_string) = match v {
         toml::Value::String(s) => (s.clone(), true),
         toml::Value::Integer(i) => (i.to_string(), false),
