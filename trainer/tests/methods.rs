@@ -96,7 +96,22 @@ fn bad_method_settings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let exp = dir.path().join("run");
     for (extra, message) in [
-        (vec![("--weights", "finetune")], "cached features"),
+        (vec![("--weights", "finetune")], "add --head linear"),
+        (
+            vec![("--weights", "finetune"), ("--head", "linear")],
+            "--holdout-trusted",
+        ),
+        (
+            vec![
+                ("--weights", "finetune"),
+                ("--head", "linear"),
+                ("--holdout-trusted", "20"),
+                ("--mixup-alpha", "0.2"),
+            ],
+            "--mixup-alpha",
+        ),
+        (vec![("--ieg-eps0", "1.5")], "--ieg-eps0"),
+        (vec![("--mwn-optimizer", "lars")], "--mwn-optimizer"),
         (vec![("--loss", "gce")], "leave --loss at ce"),
         (vec![("--meta-per-class", "0")], "--meta-per-class"),
         (vec![("--meta-per-class", "400")], "has only"),

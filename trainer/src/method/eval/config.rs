@@ -378,6 +378,12 @@ impl EvalConfig {
                     self.method
                 );
                 ensure!(
+                    self.holdout_trusted > 0 || !matches!(self.method, Method::Mwn | Method::Ieg),
+                    "--method {} on the whole network learns from trusted images held out of \
+                     training: give --holdout-trusted N (MW-Net's paper: 1000; IEG: 10 a class)",
+                    self.method
+                );
+                ensure!(
                     self.mixup_alpha == 0.0,
                     "--method {} mixes its own inputs where its paper does: leave --mixup-alpha \
                      at 0",
