@@ -93,6 +93,32 @@ pub fn run(args: &[String]) -> Output {
         .unwrap()
 }
 
+/// [`run`], panicking with the trainer's stderr unless it succeeds.
+pub fn run_ok(args: &[String]) {
+    let out = run(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The newest checkpoint's tensors.
+pub fn checkpoint_tensors(exp: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    let (_, _, ckpt) = trainer::checkpoint::CheckpointDir::new(exp.join("checkpoints"), 1)
+        .load_latest()
+        .unwrap()
+        .expect("a checkpoint");
+    ckpt.tensors.into_iter().collect()
+}
+
+/// The largest relative difference between two runs' per-epoch losses.
+pub fn loss_gap(a: &[serde_json::Value], b: &[serde_json::Value]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let (x, y) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+            (x - y).abs() / x.abs()
+        })
+        .fold(0.0, f64::max)
+}
+
 /// `<exp>/results.json`.
 pub fn results(exp: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(exp.join("results.json")).unwrap()).unwrap()
