@@ -163,3 +163,199 @@ fn ce_step_loss_and_gradients_match_the_pytorch_reference() {
 fn gce_step_loss_and_gradients_match_the_pytorch_reference() {
     matches_reference(LossKind::Gce);
 }
+
+/// The regularizer on a ResNet-32 of width 4 trained from scratch on Fashion-MNIST under 60%
+/// symmetric noise, the reference's constant rate 0.1 (plain SGD, no weight decay).
+fn whole(exp: &Path, seed: u64, samples: usize, epochs: usize) -> Vec<String> {
+    let (seed, samples, epochs) = (seed.to_string(), samples.to_string(), epochs.to_string());
+    [
+        "train",
+        "--data-dir",
+        FASHION_MNIST,
+        "--backbone",
+        "none",
+        "--arch",
+        "resnet32",
+        "--width",
+        "4",
+        "--weights",
+        "finetune",
+        "--head",
+        "linear",
+        "--method",
+        "rkd",
+        "--kind",
+        "symmetric",
+        "--noise",
+        "0.6",
+        "--geometry",
+        "crop",
+        "--epochs",
+        &epochs,
+        "--batch-size",
+        "64",
+        "--train-samples",
+        &samples,
+        "--test-samples",
+        "500",
+        "--stopping",
+        "0",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--wd",
+        "0",
+        "--schedule",
+        "constant",
+        "--lr-head",
+        "0.1",
+        "--lr-backbone",
+        "0.1",
+        "--seed",
+        &seed,
+        "--backend",
+        "gloo",
+        "--exp-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([exp.display().to_string()])
+    .collect()
+}
+
+/// Stopped during the second of two epochs: the projector, its optimizer state and the
+/// epoch's tally of the terms come back, and the run ends as an uninterrupted one.
+#[test]
+fn resumes_bit_exactly_after_sigusr1() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |exp: &Path| whole(exp, 3, 256, 2);
+    let (straight, resumed) = (dir.path().join("straight"), dir.path().join("resumed"));
+    run_ok(&args(&straight));
+    assert_eq!(interrupt_after(&args(&resumed), &resumed, 1), Some(75));
+    run_ok(&args(&resumed));
+    assert_eq!(results(&straight)["metrics"], results(&resumed)["metrics"]);
+    assert_eq!(
+        metrics_without_time(&straight),
+        metrics_without_time(&resumed)
+    );
+    let (a, b) = (checkpoint_tensors(&straight), checkpoint_tensors(&resumed));
+    assert!(
+        a.keys().any(|k| k.contains("projector.3.weight")),
+        "{:?}",
+        a.keys()
+    );
+    assert!(
+        a.keys().any(|k| k.contains("projector_optim.")),
+        "{:?}",
+        a.keys()
+    );
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs after the resume");
+    }
+}
+
+/// Two Gloo ranks, each half of every global batch, InfoNCE and RKD over the gathered global
+/// batch, BN statistics synchronized: the same training as one process, up to the reduction
+/// order. Two steps, so the second sees the first's projector update (averaged gradients).
+/// Measured (seed 4): relative loss gap 3.9e-5 (default) and 3.6e-6 (avx2), the terms within
+/// 9e-4 relative (the RKD distance, ≈ 0.08, the most sensitive); bounds 5e-4 and 5e-3.
+#[test]
+fn two_ranks_train_like_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |exp: &Path| whole(exp, 4, 128, 1);
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    run_ok(&args(&one));
+    trainer_ranks(&args(&two), 2);
+    let (m1, m2) = (metrics_without_time(&one), metrics_without_time(&two));
+    let gap = loss_gap(&m1, &m2);
+    let term_gap = ["rkd_base", "rkd_infonce", "rkd_distance"].map(|k| {
+        let (a, b) = (m1[0][k].as_f64().unwrap(), m2[0][k].as_f64().unwrap());
+        (a - b).abs() / a.abs()
+    });
+    eprintln!("1 vs 2 ranks: loss {gap:.2e} relative, terms {term_gap:?}");
+    assert!(gap < 5e-4, "loss gap {gap}");
+    assert!(term_gap.iter().all(|&d| d < 5e-3), "{term_gap:?}");
+}
+
+/// `--loss gce` is the paper's GCE_Reg: allowed with `--method rkd` on the whole network only;
+/// other losses, and gce on cached features or with another method, are refused before any
+/// data is read (exit 2, naming the flag).
+#[test]
+fn the_base_loss_is_ce_or_gce_on_the_whole_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |extra: &[(&str, &str)]| {
+        let args = with(whole(&dir.path().join("exp"), 0, 256, 1), extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .arg("check-args")
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&[("--loss", "gce")]);
+    assert!(ok.status.success(), "{}", common::stderr(&ok));
+    for extra in [
+        vec![("--loss", "sce")],
+        vec![("--loss", "gce"), ("--method", "mwn")],
+        vec![
+            ("--loss", "gce"),
+            ("--weights", "freeze"),
+            ("--head", "mlp"),
+            ("--lr-backbone", "0"),
+            ("--geometry", "resized-crop"),
+        ],
+    ] {
+        let out = check(&extra);
+        let said = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {said}");
+        assert!(
+            said.contains("--loss") && said.contains("rkd"),
+            "{extra:?}: {said}"
+        );
+    }
+}
+
+const SEEDS: [u64; 3] = [0, 1, 2];
+
+/// How much lower, on the mean over [`SEEDS`], the RKD distance between the classifier's
+/// probabilities and the projection ends with the regularizer than under CE trained the same
+/// way (the same network, epochs, views and forward passes, the two terms weighted 0: the
+/// network's weights then follow plain CE exactly). Measured after 2 epochs of 500 images
+/// (seeds 0–2, default kernels): regularizer 0.051, 0.061, 0.050; CE 0.159, 0.147, 0.185;
+/// per-seed differences 0.108, 0.086, 0.135 (mean 0.109, sd 0.024). The margin is the mean
+/// less three standard errors of a three-seed mean (3·0.024/√3 ≈ 0.042).
+const DISTANCE_MARGIN: f64 = 0.06;
+
+/// The paper's claim at CI scale. Its headline (the regularizer beats CE in test accuracy
+/// under heavy noise) needs training long enough for CE to memorize the noisy labels (the
+/// reference: 150 epochs of CIFAR-10); at what CI allows both stay near chance (final test
+/// accuracy after 4 epochs of 500 images, seeds 0–2: CE 20.6, 14.0, 10.8%; regularizer 29.4,
+/// 10.0, 9.4%; no margin the spread supports), so this asserts what does hold: the
+/// regularizer pulls the classifier's output geometry onto the representation's, the
+/// mechanism the paper credits for resisting memorization.
+#[test]
+fn the_regularizer_aligns_the_classifier_with_the_representation() {
+    let dir = tempfile::tempdir().unwrap();
+    let final_distance = |name: &str, seed: u64, extra: &[(&str, &str)]| {
+        let exp = dir.path().join(format!("{name}-{seed}"));
+        run_ok(&with(whole(&exp, seed, 500, 2), extra));
+        let last = metrics(&exp).pop().unwrap();
+        let acc = last["acc1"].as_f64().unwrap();
+        let distance = last["rkd_distance"].as_f64().unwrap();
+        eprintln!("{name} seed {seed}: test acc1 {acc}, RKD distance {distance:.4}");
+        distance
+    };
+    let mean = |name: &str, extra: &[(&str, &str)]| {
+        SEEDS
+            .iter()
+            .map(|&s| final_distance(name, s, extra))
+            .sum::<f64>()
+            / SEEDS.len() as f64
+    };
+    let regularized = mean("rkd", &[]);
+    let ce = mean("ce", &[("--rkd-weight", "0"), ("--rkd-infonce", "0")]);
+    assert!(
+        regularized < ce - DISTANCE_MARGIN,
+        "RKD distance with the regularizer {regularized:.4} vs CE {ce:.4} (margin {DISTANCE_MARGIN})"
+    );
+}
