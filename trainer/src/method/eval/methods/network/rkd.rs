@@ -84,7 +84,7 @@ impl NetworkRepresentationRegularizer {
                 .context("--method rkd: the pretraining projector")?,
             None => {
                 // Every rank draws the same fresh projector.
-                tch::manual_seed(setup.seed as i64 ^ 0x524b_44);
+                tch::manual_seed(setup.seed as i64 ^ 0x0052_4b44);
                 Projector::new(&vs.root(), setup.embedding_dim, &FRESH_PROJECTOR_WIDTHS)?
             }
         };
