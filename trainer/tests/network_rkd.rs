@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::torch_compare::{assert_close, read_npz, write_npz};
+use common::torch_compare::{assert_close, randomize_batch_norms, read_npz, write_npz};
 use common::{
     checkpoint_tensors, interrupt_after, loss_gap, metrics, metrics_without_time, results, run_ok,
     run_python, trainer_ranks, with_flags as with, FASHION_MNIST,
@@ -19,16 +19,52 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::distributed::ProcessGroup;
+use trainer::method::eval::backbone::SavedProjector;
 use trainer::method::eval::config::HeadKind;
 use trainer::method::eval::head::Head;
 use trainer::method::eval::methods::network::rkd::NetworkRepresentationRegularizer;
 use trainer::method::eval::methods::network::NetSetup;
 use trainer::method::eval::methods::MethodParams;
 use trainer::method::eval::{LossKind, LossParams, RobustLoss};
-use trainer::model::{Arch, NetSpec};
+use trainer::model::{Arch, NetSpec, Projector};
 use trainer::optim::{OptimSettings, OptimizerKind};
 
 const REFERENCE: &str = include_str!("../../tests/python/rkd_reference.py");
+
+/// The method on CPU for `labels` of `classes` classes and features of width `emb`, plain SGD.
+fn regularizer(
+    params: MethodParams,
+    loss: LossKind,
+    projector: Option<&SavedProjector>,
+    labels: &[usize],
+    emb: i64,
+    classes: i64,
+) -> NetworkRepresentationRegularizer {
+    let spec = NetSpec::new(Arch::Resnet32, None, Some(4), None).unwrap();
+    NetworkRepresentationRegularizer::new(NetSetup {
+        params,
+        seed: 5,
+        classes,
+        noisy: labels,
+        clean: labels,
+        spec: &spec,
+        head: HeadKind::Linear,
+        device: Device::Cpu,
+        trusted: None,
+        projector,
+        embedding_dim: emb,
+        loss: RobustLoss::new(
+            loss,
+            LossParams::default(),
+            labels.len(),
+            classes,
+            Device::Cpu,
+        ),
+        optimizer: OptimizerKind::Sgd,
+        optim: OptimSettings::new(0.0),
+    })
+    .unwrap()
+}
 
 /// The step objective on random view features `[16, 12]` of 5 classes, its value and the
 /// gradients of projector, classifier and features, against the reference.
@@ -40,33 +76,10 @@ fn matches_reference(loss: LossKind) {
         rkd_temperature: 0.5,
         ..MethodParams::default()
     };
-    let spec = NetSpec::new(Arch::Resnet32, None, Some(4), None).unwrap();
     let labels_vec: Vec<usize> = (0..b as usize)
         .map(|i| (i * 7) % classes as usize)
         .collect();
-    let mut method = NetworkRepresentationRegularizer::new(NetSetup {
-        params,
-        seed: 5,
-        classes,
-        noisy: &labels_vec,
-        clean: &labels_vec,
-        spec: &spec,
-        head: HeadKind::Linear,
-        device: Device::Cpu,
-        trusted: None,
-        projector: None,
-        embedding_dim: emb,
-        loss: RobustLoss::new(
-            loss,
-            LossParams::default(),
-            b as usize,
-            classes,
-            Device::Cpu,
-        ),
-        optimizer: OptimizerKind::Sgd,
-        optim: OptimSettings::new(0.0),
-    })
-    .unwrap();
+    let mut method = regularizer(params, loss, None, &labels_vec, emb, classes);
     let (features, head_vs, head) = common::seeded(11, || {
         let features: [Tensor; 3] = std::array::from_fn(|_| {
             Tensor::randn([b, emb], (Kind::Float, Device::Cpu)).set_requires_grad(true)
@@ -162,6 +175,33 @@ fn ce_step_loss_and_gradients_match_the_pytorch_reference() {
 #[test]
 fn gce_step_loss_and_gradients_match_the_pytorch_reference() {
     matches_reference(LossKind::Gce);
+}
+
+/// A backbone with its pretraining projector: the method trains that projector (its widths
+/// and weights), not a fresh one.
+#[test]
+fn the_pretraining_projector_is_the_one_trained() {
+    let emb = 12;
+    let (vs, mlp) = (VarStore::new(Device::Cpu), "16-8");
+    common::seeded(3, || Projector::from_spec(&vs.root(), emb, mlp).unwrap());
+    randomize_batch_norms(&vs);
+    let saved = SavedProjector {
+        mlp: mlp.to_string(),
+        tensors: vs.variables().into_iter().collect(),
+    };
+    let method = regularizer(
+        MethodParams::default(),
+        LossKind::Ce,
+        Some(&saved),
+        &[0, 1],
+        emb,
+        2,
+    );
+    let ours = method.projector_variables();
+    assert_eq!(ours.len(), saved.tensors.len());
+    for (name, v) in &ours {
+        assert!(v.equal(&saved.tensors[name]), "{name} is not the saved one");
+    }
 }
 
 /// The regularizer on a ResNet-32 of width 4 trained from scratch on Fashion-MNIST under 60%
