@@ -10,6 +10,7 @@ use std::path::Path;
 use tch::Tensor;
 use trainer::checkpoint::CheckpointDir;
 
+/// [`run`], panicking with the trainer's stderr unless it succeeds.
 pub fn run_ok(args: &[String]) {
     let out = run(args);
     assert!(out.status.success(), "{}", stderr(&out));

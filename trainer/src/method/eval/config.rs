@@ -390,9 +390,13 @@ impl EvalConfig {
                     self.method
                 );
             }
+            // The regularizer's paper adds it to CE (CE_Reg.py) and to GCE (GCE_Reg.py).
+            let regularized_gce =
+                self.method == Method::Rkd && self.loss == LossKind::Gce && !self.cached_features();
             ensure!(
-                self.loss == LossKind::Ce,
-                "--method {} brings its own loss: leave --loss at ce",
+                self.loss == LossKind::Ce || regularized_gce,
+                "--method {} brings its own loss: leave --loss at ce (only --method rkd on the \
+                 whole network also takes --loss gce, as its paper's GCE_Reg)",
                 self.method
             );
         }

@@ -246,6 +246,15 @@ impl<'a> Probe<'a> {
                     trusted: trusted_images(labels, device)?,
                     projector: source.projector.as_ref(),
                     embedding_dim: backbone.embedding_dim(),
+                    loss: RobustLoss::new(
+                        cfg.loss,
+                        cfg.loss_params(),
+                        train.len(),
+                        classes,
+                        device,
+                    ),
+                    optimizer: cfg.optimizer,
+                    optim: cfg.optim_settings(),
                 },
             )?
             .map(|m| (m, NetParams::of(&backbone_vs, &head_vs))),

@@ -11,6 +11,7 @@
 
 use super::{per_sample_ce, NoiseMethod, Setup, Step};
 use crate::distributed::ProcessGroup;
+use crate::method::eval::backbone::{load_into, SavedProjector};
 use crate::model::Projector;
 use anyhow::Result;
 use tch::nn::VarStore;
@@ -28,9 +29,7 @@ impl RepresentationRegularizer {
             Some(saved) => {
                 let device = setup.features.device();
                 let vs = VarStore::new(device);
-                let emb = setup.features.size()[1];
-                let projector = Projector::from_spec(&vs.root(), emb, &saved.mlp)?;
-                crate::method::eval::backbone::load_into(&vs, &saved.tensors, "the projector")?;
+                let projector = saved_projector(&vs, setup.features.size()[1], saved)?;
                 let single = ProcessGroup::single(device);
                 tch::no_grad(|| projector.forward(setup.features, false, &single))?
             }
@@ -50,6 +49,17 @@ impl RepresentationRegularizer {
     }
 }
 
+/// The pretraining projector `saved` on `vs`'s root, its weights loaded.
+pub fn saved_projector(
+    vs: &VarStore,
+    embedding_dim: i64,
+    saved: &SavedProjector,
+) -> Result<Projector> {
+    let projector = Projector::from_spec(&vs.root(), embedding_dim, &saved.mlp)?;
+    load_into(vs, &saved.tensors, "the projector")?;
+    Ok(projector)
+}
+
 /// Pairwise Euclidean distances `[B, B]` (squared when asked), zero diagonal, clamped at 1e-12
 /// before the square root as the reference does.
 fn pairwise(x: &Tensor, squared: bool) -> Tensor {
@@ -67,11 +77,13 @@ fn by_positive_mean(d: &Tensor) -> Tensor {
     d / mean
 }
 
-/// The RKD-distance loss between a student (here: probabilities) and a teacher.
+/// The RKD-distance loss between a student (here: probabilities) and a teacher. The gradient
+/// flows into both, as in the reference (`RkdDistance` detaches neither); the head-only
+/// protocol's teacher is a constant.
 pub fn rkd_distance(student: &Tensor, teacher: &Tensor) -> Tensor {
     let t = by_positive_mean(&pairwise(&teacher.to_kind(student.kind()), true));
     let s = by_positive_mean(&pairwise(student, false));
-    s.smooth_l1_loss(&t.detach(), Reduction::Mean, 1.0)
+    s.smooth_l1_loss(&t, Reduction::Mean, 1.0)
 }
 
 impl NoiseMethod for RepresentationRegularizer {

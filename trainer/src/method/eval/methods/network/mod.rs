@@ -2,7 +2,8 @@
 //! the parent module stay as the cheap `cached-features` protocol):
 //!
 //! - [`mwn`]: Meta-Weight-Net, its look-ahead through backbone + head;
-//! - `ieg`, `ssr`, `rkd`: the other three papers' regimes.
+//! - [`rkd`]: the representation regularizer, its projector trained with the network;
+//! - `ieg`, `ssr`: the other two papers' regimes.
 //!
 //! A [`NetworkMethod`] returns each step's loss of the global batch; the evaluation loop
 //! backpropagates it into backbone and head, averages gradients over the ranks and steps its
@@ -12,6 +13,7 @@
 
 pub mod lookahead;
 pub mod mwn;
+pub mod rkd;
 pub mod views;
 
 use super::{Method, MethodParams};
@@ -202,6 +204,11 @@ pub struct NetSetup<'a> {
     /// The pretraining projector's widths and weights, when the backbone has one.
     pub projector: Option<&'a crate::method::eval::backbone::SavedProjector>,
     pub embedding_dim: i64,
+    /// The run's `--loss` (the regularizer's base loss), and its optimizer and settings (for
+    /// a method's own trained modules).
+    pub loss: crate::method::eval::RobustLoss,
+    pub optimizer: crate::optim::OptimizerKind,
+    pub optim: crate::optim::OptimSettings,
 }
 
 impl NetSetup<'_> {
@@ -235,6 +242,7 @@ pub fn build(method: Method, setup: NetSetup) -> Result<Option<Box<dyn NetworkMe
     Ok(match method {
         Method::None => None,
         Method::Mwn => Some(Box::new(mwn::NetworkMetaWeightNet::new(setup)?)),
+        Method::Rkd => Some(Box::new(rkd::NetworkRepresentationRegularizer::new(setup)?)),
         other => anyhow::bail!(
             "--method {other} does not train the whole network yet: use it with --weights \
              freeze (the cached-features protocol)"
