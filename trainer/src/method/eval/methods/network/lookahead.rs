@@ -78,12 +78,37 @@ pub struct LookAhead {
     vs: VarStore,
     backbone: Backbone,
     head: Head,
+    /// L2 decay `λ/2·‖θ′‖²` added to the meta loss (IEG's meta loss carries the network's
+    /// regularization; Meta-Weight-Net's does not).
+    meta_decay: f64,
 }
 
 impl LookAhead {
     pub fn new(setup: &NetSetup) -> LookAhead {
         let (vs, backbone, head) = setup.shadow();
-        LookAhead { vs, backbone, head }
+        LookAhead {
+            vs,
+            backbone,
+            head,
+            meta_decay: 0.0,
+        }
+    }
+
+    /// Adds `decay/2·‖θ′‖²` to every meta loss from now on.
+    pub fn set_meta_decay(&mut self, decay: f64) {
+        self.meta_decay = decay;
+    }
+
+    /// `½‖θ′‖²` over the shadow's trainable variables (the meta loss's decay term; public for
+    /// finite-difference checks after [`LookAhead::step_to`]).
+    pub fn shadow_l2(&self) -> Tensor {
+        let vars = self.vs.trainable_variables();
+        let kind = vars.first().map_or(tch::Kind::Float, |t| t.kind());
+        let mut total = Tensor::zeros([], (kind, self.vs.device()));
+        for v in &vars {
+            total += v.square().sum(kind) / 2.0;
+        }
+        total
     }
 
     /// The shadow's variables (for tests: `vs.double()`).
@@ -116,10 +141,13 @@ impl LookAhead {
         let grads = Tensor::f_run_backward(&[&weighted], &theta, true, true)
             .context("the look-ahead's gradient")?;
         let shadow = self.set_shadow(live, &grads, rate, wd)?;
-        let meta_loss = meta(Net {
+        let mut meta_loss = meta(Net {
             backbone: &self.backbone,
             head: &self.head,
         })?;
+        if self.meta_decay > 0.0 {
+            meta_loss = meta_loss + self.shadow_l2() * self.meta_decay;
+        }
         let shadow_refs: Vec<&Tensor> = shadow.iter().collect();
         let meta_grads = Tensor::f_run_backward(&[&meta_loss], &shadow_refs, false, false)
             .context("the meta loss's gradient")?;

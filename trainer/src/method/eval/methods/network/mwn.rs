@@ -13,11 +13,13 @@
 //! The look-ahead is a plain gradient step, as the reference's `update_params`.
 
 use super::lookahead::{per_sample_loss, LookAhead};
-use super::{NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrustedImages};
+use super::{
+    look_ahead_rate, trusted_batch, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss,
+    TrustedImages,
+};
 use crate::method::eval::methods::mwn::{load_with_tally, WeightingNet};
 use crate::method::eval::methods::{Method, WeightTally};
 use anyhow::{Context, Result};
-use rand::seq::index::sample;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -52,30 +54,6 @@ impl NetworkMetaWeightNet {
         &mut self.net
     }
 
-    /// The step's meta batch: `--meta-batch` trusted images drawn without replacement by the
-    /// step's key (all of them when 0), augmented with the training recipe.
-    fn meta_batch(&self, step: &NetStep) -> Result<(Tensor, Tensor)> {
-        let m = self.trusted.labels.size()[0] as usize;
-        let take = if self.meta_batch == 0 {
-            m
-        } else {
-            self.meta_batch.min(m)
-        };
-        let key = step.key.with_view(META_VIEW);
-        let mut rng = key.rng();
-        let mut ids: Vec<i64> = sample(&mut rng, m, take)
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
-        ids.sort_unstable();
-        let ids = Tensor::from_slice(&ids).to_device(self.trusted.labels.device());
-        let images = self.trusted.images.index_select(0, &ids);
-        let x = step
-            .views
-            .view(&images, Recipe::Train, key, take as i64, 0)?;
-        Ok((x, self.trusted.labels.index_select(0, &ids)))
-    }
-
     /// Steps 1–3: the weighting network learns from the look-ahead. Returns the meta loss.
     pub fn meta_step(&mut self, step: &NetStep) -> Result<f64> {
         let x = step.global_view(Recipe::Train, 0)?;
@@ -83,12 +61,8 @@ impl NetworkMetaWeightNet {
         let losses = per_sample_loss(&logits, step.labels);
         let b = losses.size()[0] as f64;
         let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
-        let (meta_x, meta_y) = self.meta_batch(step)?;
-        let rate = if self.meta_lr > 0.0 {
-            self.meta_lr
-        } else {
-            step.lr
-        };
+        let (meta_x, meta_y) = trusted_batch(&self.trusted, step, self.meta_batch, META_VIEW)?;
+        let rate = look_ahead_rate(self.meta_lr, step);
         let saved = step.params.snapshot();
         let solo = step.solo;
         let grad = self.lookahead.meta_gradient(
