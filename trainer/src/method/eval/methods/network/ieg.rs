@@ -287,7 +287,7 @@ impl NetworkIeg {
             (rate, wd),
             |shadow| {
                 let logits = shadow.logits(meta_x, true, solo)?;
-                Ok(logits.cross_entropy_for_logits(meta_y))
+                Ok(per_sample_loss(&logits, meta_y).mean(logits.kind()))
             },
         )?;
         let (weights, eps) = decide(&grads);
