@@ -11,14 +11,11 @@
 mod common;
 
 use common::{
-    final_acc, interrupt_after, metrics_without_time, results, run, small_pretrained_backbone,
-    stderr, trainer_ranks, with_flags as with, FASHION_MNIST,
+    checkpoint_tensors, final_acc, interrupt_after, loss_gap, metrics_without_time, results, run,
+    run_ok, small_pretrained_backbone, stderr, trainer_ranks, with_flags as with, FASHION_MNIST,
 };
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
-use tch::Tensor;
-use trainer::checkpoint::CheckpointDir;
 
 /// Whole-network training under 60% symmetric noise, from `backbone` (an export or `none`).
 fn whole(exp: &Path, backbone: &str, seed: u64) -> Vec<String> {
@@ -61,20 +58,6 @@ fn whole(exp: &Path, backbone: &str, seed: u64) -> Vec<String> {
     .map(|s| s.to_string())
     .chain([exp.display().to_string()])
     .collect()
-}
-
-fn run_ok(args: &[String]) {
-    let out = run(args);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// The newest checkpoint's tensors.
-fn checkpoint_tensors(exp: &Path) -> HashMap<String, Tensor> {
-    let (_, _, ckpt) = CheckpointDir::new(exp.join("checkpoints"), 1)
-        .load_latest()
-        .unwrap()
-        .expect("a checkpoint");
-    ckpt.tensors.into_iter().collect()
 }
 
 const SEEDS: [u64; 3] = [0, 1, 2];
@@ -140,17 +123,6 @@ fn whole_network_training_resumes_bit_exactly_after_sigusr1() {
     for (name, t) in &a {
         assert!(t.equal(&b[name]), "{name} differs after the resume");
     }
-}
-
-/// The largest relative difference between two runs' per-epoch losses.
-fn loss_gap(a: &[Value], b: &[Value]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let (x, y) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
-            (x - y).abs() / x.abs()
-        })
-        .fold(0.0, f64::max)
 }
 
 /// Two Gloo ranks, each half of every global batch, with batch statistics over the global

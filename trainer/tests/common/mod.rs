@@ -217,3 +217,29 @@ pub fn small_pretrained_backbone(dir: &Path) -> String {
     assert!(out.status.success(), "{}", stderr(&out));
     exp.join("backbone.safetensors").display().to_string()
 }
+
+/// Runs the trainer with `args` and panics with its stderr unless it succeeds.
+pub fn run_ok(args: &[String]) {
+    let out = run(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The newest checkpoint's tensors.
+pub fn checkpoint_tensors(exp: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    let (_, _, ckpt) = trainer::checkpoint::CheckpointDir::new(exp.join("checkpoints"), 1)
+        .load_latest()
+        .unwrap()
+        .expect("a checkpoint");
+    ckpt.tensors.into_iter().collect()
+}
+
+/// The largest relative difference between two runs' per-epoch losses.
+pub fn loss_gap(a: &[serde_json::Value], b: &[serde_json::Value]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let (x, y) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+            (x - y).abs() / x.abs()
+        })
+        .fold(0.0, f64::max)
+}

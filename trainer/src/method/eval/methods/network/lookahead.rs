@@ -277,7 +277,10 @@ mod tests {
         let opts = (Kind::Double, Device::Cpu);
         let x = Tensor::randn([5, 3, 8, 8], opts);
         let y = Tensor::from_slice(&[0i64, 1, 2, 0, 1]);
-        let (mx, my) = (Tensor::randn([4, 3, 8, 8], opts), Tensor::from_slice(&[2i64, 1, 0, 2]));
+        let (mx, my) = (
+            Tensor::randn([4, 3, 8, 8], opts),
+            Tensor::from_slice(&[2i64, 1, 0, 2]),
+        );
         let u = Tensor::rand([5], opts);
         let losses = per_sample_loss(&net.logits(&x, true, &g).unwrap(), &y);
         let grad = la
