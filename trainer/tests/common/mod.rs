@@ -218,3 +218,4 @@ pub fn small_pretrained_backbone(dir: &Path) -> String {
     assert!(out.status.success(), "{}", stderr(&out));
     exp.join("backbone.safetensors").display().to_string()
 }
+

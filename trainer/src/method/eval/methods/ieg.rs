@@ -77,14 +77,14 @@ fn augmented(setup: &Setup, view: u64) -> Result<Tensor> {
 }
 
 /// Soft-target cross-entropy `[B]`: `−Σ_k q_k log softmax(z)_k`.
-fn soft_ce(logits: &Tensor, targets: &Tensor) -> Tensor {
+pub fn soft_ce(logits: &Tensor, targets: &Tensor) -> Tensor {
     (logits.log_softmax(1, logits.kind()) * targets)
         .sum_dim_intlist(1, false, logits.kind())
         .neg()
 }
 
 /// `p^(1/T)` renormalized.
-fn sharpen(p: &Tensor, temperature: f64) -> Tensor {
+pub fn sharpen(p: &Tensor, temperature: f64) -> Tensor {
     let s = p.pow_tensor_scalar(1.0 / temperature);
     &s / s.sum_dim_intlist(1, true, s.kind())
 }

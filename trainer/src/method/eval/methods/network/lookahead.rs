@@ -78,12 +78,37 @@ pub struct LookAhead {
     vs: VarStore,
     backbone: Backbone,
     head: Head,
+    /// L2 decay `λ/2·‖θ′‖²` added to the meta loss (IEG's meta loss carries the network's
+    /// regularization; Meta-Weight-Net's does not).
+    meta_decay: f64,
 }
 
 impl LookAhead {
     pub fn new(setup: &NetSetup) -> LookAhead {
         let (vs, backbone, head) = setup.shadow();
-        LookAhead { vs, backbone, head }
+        LookAhead {
+            vs,
+            backbone,
+            head,
+            meta_decay: 0.0,
+        }
+    }
+
+    /// Adds `decay/2·‖θ′‖²` to every meta loss from now on.
+    pub fn set_meta_decay(&mut self, decay: f64) {
+        self.meta_decay = decay;
+    }
+
+    /// `½‖θ′‖²` over the shadow's trainable variables (the meta loss's decay term; public for
+    /// finite-difference checks after [`LookAhead::step_to`]).
+    pub fn shadow_l2(&self) -> Tensor {
+        let vars = self.vs.trainable_variables();
+        let kind = vars.first().map_or(tch::Kind::Float, |t| t.kind());
+        let mut total = Tensor::zeros([], (kind, self.vs.device()));
+        for v in &vars {
+            total += v.square().sum(kind) / 2.0;
+        }
+        total
     }
 
     /// The shadow's variables (for tests: `vs.double()`).
@@ -116,10 +141,13 @@ impl LookAhead {
         let grads = Tensor::f_run_backward(&[&weighted], &theta, true, true)
             .context("the look-ahead's gradient")?;
         let shadow = self.set_shadow(live, &grads, rate, wd)?;
-        let meta_loss = meta(Net {
+        let mut meta_loss = meta(Net {
             backbone: &self.backbone,
             head: &self.head,
         })?;
+        if self.meta_decay > 0.0 {
+            meta_loss = meta_loss + self.shadow_l2() * self.meta_decay;
+        }
         let shadow_refs: Vec<&Tensor> = shadow.iter().collect();
         let meta_grads = Tensor::f_run_backward(&[&meta_loss], &shadow_refs, false, false)
             .context("the meta loss's gradient")?;
@@ -198,4 +226,85 @@ impl LookAhead {
 /// Per-sample cross-entropy in the kind of the logits.
 pub fn per_sample_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
     super::super::per_sample_ce(logits, labels).to_kind(logits.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::ProcessGroup;
+    use crate::method::eval::config::HeadKind;
+    use crate::method::eval::methods::MethodParams;
+    use crate::model::{Arch, NetSpec};
+    use tch::{Device, Kind};
+
+    /// (Cross-entropy via `per_sample_loss`: tch's `cross_entropy_for_logits` rounds to f32.)
+    /// The engine's `∂L_meta(θ′(u))/∂u` on a ResNet-32 of width 2 in f64 (decay in the step and in the
+    /// meta loss) equals central finite differences of the meta loss at `θ′(u ± h·eᵢ)`, `θ′`
+    /// set by `step_to` without autograd through the step.
+    #[test]
+    fn meta_gradient_matches_finite_differences() {
+        tch::manual_seed(3);
+        let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
+        let (mut bvs, mut hvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+        let backbone = Backbone::new(&bvs.root(), &spec);
+        let dim = backbone.embedding_dim();
+        let head = Head::new(&hvs.root(), HeadKind::Linear, false, dim, 3);
+        bvs.double();
+        hvs.double();
+        let setup = NetSetup {
+            params: MethodParams::default(),
+            seed: 0,
+            classes: 3,
+            noisy: &[],
+            clean: &[],
+            spec: &spec,
+            head: HeadKind::Linear,
+            device: Device::Cpu,
+            trusted: None,
+            projector: None,
+            embedding_dim: dim,
+        };
+        let mut la = LookAhead::new(&setup);
+        la.var_store().double();
+        let (rate, wd) = (0.3, 0.05);
+        la.set_meta_decay(wd);
+        let live = NetParams::of(&bvs, &hvs);
+        let net = Net {
+            backbone: &backbone,
+            head: &head,
+        };
+        let g = ProcessGroup::single(Device::Cpu);
+        let opts = (Kind::Double, Device::Cpu);
+        let x = Tensor::randn([5, 3, 8, 8], opts);
+        let y = Tensor::from_slice(&[0i64, 1, 2, 0, 1]);
+        let (mx, my) = (
+            Tensor::randn([4, 3, 8, 8], opts),
+            Tensor::from_slice(&[2i64, 1, 0, 2]),
+        );
+        let u = Tensor::rand([5], opts);
+        let losses = per_sample_loss(&net.logits(&x, true, &g).unwrap(), &y);
+        let grad = la
+            .meta_gradient(&live, &losses, &u, rate, wd, |s| {
+                Ok(per_sample_loss(&s.logits(&mx, true, &g)?, &my).mean(Kind::Double))
+            })
+            .unwrap();
+        let mut at = |u: &Tensor| {
+            let losses = per_sample_loss(&net.logits(&x, true, &g).unwrap(), &y);
+            let s = la.step_to(&live, &losses, u, rate, wd).unwrap();
+            let logits = tch::no_grad(|| s.logits(&mx, true, &g).unwrap());
+            let ce = per_sample_loss(&logits, &my).mean(Kind::Double);
+            (ce + la.shadow_l2() * wd).double_value(&[])
+        };
+        let h = 1e-6;
+        for i in 0..5 {
+            let e = Tensor::zeros([5], opts).index_fill(0, &Tensor::from_slice(&[i]), h);
+            let numeric = (at(&(&u + &e)) - at(&(&u - &e))) / (2.0 * h);
+            let analytic = grad.du.double_value(&[i]);
+            assert!(numeric.abs() > 1e-8, "a zero gradient tests nothing");
+            assert!(
+                (numeric - analytic).abs() <= 1e-6 * numeric.abs().max(1e-3),
+                "u[{i}]: engine {analytic}, finite differences {numeric}"
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //! through the [`lookahead`] engine with a group of one, so they need no communication and give
 //! every rank (and a run on one rank) the same weights.
 
+pub mod ieg;
 pub mod lookahead;
 pub mod mwn;
 pub mod rkd;
@@ -189,6 +190,40 @@ pub struct TrustedImages {
     pub labels: Tensor,
 }
 
+/// A meta batch of the trusted set: `take` images drawn without replacement by the step's key
+/// (all of them when 0), augmented with the training recipe, and their labels.
+pub fn trusted_batch(
+    trusted: &TrustedImages,
+    step: &NetStep,
+    take: usize,
+    view: u64,
+) -> Result<(Tensor, Tensor)> {
+    let m = trusted.labels.size()[0] as usize;
+    let take = if take == 0 { m } else { take.min(m) };
+    let key = step.key.with_view(view);
+    let mut rng = key.rng();
+    let mut ids: Vec<i64> = rand::seq::index::sample(&mut rng, m, take)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
+    ids.sort_unstable();
+    let ids = Tensor::from_slice(&ids).to_device(trusted.labels.device());
+    let images = trusted.images.index_select(0, &ids);
+    let x = step
+        .views
+        .view(&images, Recipe::Train, key, take as i64, 0)?;
+    Ok((x, trusted.labels.index_select(0, &ids)))
+}
+
+/// The look-ahead's rate: `--meta-lr`, or the network's current rate when it is 0.
+pub fn look_ahead_rate(meta_lr: f64, step: &NetStep) -> f64 {
+    if meta_lr > 0.0 {
+        meta_lr
+    } else {
+        step.lr
+    }
+}
+
 /// What methods may need when they are built.
 pub struct NetSetup<'a> {
     pub params: MethodParams,
@@ -243,6 +278,7 @@ pub fn build(method: Method, setup: NetSetup) -> Result<Option<Box<dyn NetworkMe
         Method::None => None,
         Method::Mwn => Some(Box::new(mwn::NetworkMetaWeightNet::new(setup)?)),
         Method::Rkd => Some(Box::new(rkd::NetworkRepresentationRegularizer::new(setup)?)),
+        Method::Ieg => Some(Box::new(ieg::NetworkIeg::new(setup)?)),
         other => anyhow::bail!(
             "--method {other} does not train the whole network yet: use it with --weights \
              freeze (the cached-features protocol)"

@@ -13,12 +13,14 @@
 //! The look-ahead is a plain gradient step, as the reference's `update_params`.
 
 use super::lookahead::{per_sample_loss, LookAhead, MetaGradient, NetParams};
-use super::{Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrustedImages};
+use super::{
+    look_ahead_rate, trusted_batch, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss,
+    TrustedImages,
+};
 use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::mwn::{load_with_tally, WeightingNet};
 use crate::method::eval::methods::{Method, WeightTally};
 use anyhow::{Context, Result};
-use rand::seq::index::sample;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -53,39 +55,11 @@ impl NetworkMetaWeightNet {
         &mut self.net
     }
 
-    /// The step's meta batch: `--meta-batch` trusted images drawn without replacement by the
-    /// step's key (all of them when 0), augmented with the training recipe.
-    fn meta_batch(&self, step: &NetStep) -> Result<(Tensor, Tensor)> {
-        let m = self.trusted.labels.size()[0] as usize;
-        let take = if self.meta_batch == 0 {
-            m
-        } else {
-            self.meta_batch.min(m)
-        };
-        let key = step.key.with_view(META_VIEW);
-        let mut rng = key.rng();
-        let mut ids: Vec<i64> = sample(&mut rng, m, take)
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
-        ids.sort_unstable();
-        let ids = Tensor::from_slice(&ids).to_device(self.trusted.labels.device());
-        let images = self.trusted.images.index_select(0, &ids);
-        let x = step
-            .views
-            .view(&images, Recipe::Train, key, take as i64, 0)?;
-        Ok((x, self.trusted.labels.index_select(0, &ids)))
-    }
-
     /// Steps 1–3: the weighting network learns from the look-ahead. Returns the meta loss.
     pub fn meta_step(&mut self, step: &NetStep) -> Result<f64> {
         let x = step.global_view(Recipe::Train, 0)?;
-        let meta = self.meta_batch(step)?;
-        let rate = if self.meta_lr > 0.0 {
-            self.meta_lr
-        } else {
-            step.lr
-        };
+        let meta = trusted_batch(&self.trusted, step, self.meta_batch, META_VIEW)?;
+        let rate = look_ahead_rate(self.meta_lr, step);
         self.meta_update(
             step.net,
             step.params,
