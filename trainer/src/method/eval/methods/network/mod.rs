@@ -12,6 +12,7 @@
 
 pub mod lookahead;
 pub mod mwn;
+pub mod ssr;
 pub mod views;
 
 use super::{Method, MethodParams};
@@ -194,6 +195,9 @@ pub struct NetSetup<'a> {
     pub classes: i64,
     pub noisy: &'a [usize],
     pub clean: &'a [usize],
+    /// Every training image (uint8 RGB `[N, 3, H, W]`, on the device): SSR's consistency
+    /// batches draw from all of them.
+    pub images: &'a Tensor,
     /// The architecture, to build a shadow network for look-aheads.
     pub spec: &'a NetSpec,
     pub head: crate::method::eval::config::HeadKind,
@@ -235,6 +239,7 @@ pub fn build(method: Method, setup: NetSetup) -> Result<Option<Box<dyn NetworkMe
     Ok(match method {
         Method::None => None,
         Method::Mwn => Some(Box::new(mwn::NetworkMetaWeightNet::new(setup)?)),
+        Method::Ssr => Some(Box::new(ssr::NetworkSsr::new(setup)?)),
         other => anyhow::bail!(
             "--method {other} does not train the whole network yet: use it with --weights \
              freeze (the cached-features protocol)"
