@@ -2,13 +2,22 @@
 utils/funcs.py, for trainer/tests/network_ssr.rs.
 
     ssr_reference.py select IN.npz OUT.npz K THETA_R THETA_S
+    ssr_reference.py loss DIR WIDTH CLASSES LAMBDA WEIGHT
 
 IN.npz holds `features` [N, D], `probs` [N, C] (softmax of the classifier) and `noisy` [N];
 OUT.npz gets `labels` (relabelled) and `selected` (1 where selected), as the reference's
 `evaluate`: relabel where the top probability exceeds THETA_R, a kNN vote of K neighbours
 (uniform weights, the sample itself included) divided by the prior of the current labels and
 normalized per sample, kept where the label's vote over the top vote is at least THETA_S.
+
+`loss` is one step of the reference's `train` on given inputs: DIR/state.npz holds the PreAct
+ResNet-18's state_dict (its `fc` the classifier), DIR/heads.npz the projector's (`proj_head.*`)
+and predictor's (`pred_head.*`), DIR/io.npz the two strong views `x1`, `x2`, the labels
+`labels`, the mixup permutation `idx` and the consistency views `u1` (weak), `u2` (strong).
+Writes DIR/out.npz: `loss` (CE of the mixed batch + WEIGHT x D(p2, z1)) and `grad.<name>` of
+every parameter.
 """
+import os
 import sys
 
 import numpy as np
@@ -51,6 +60,65 @@ def select(features, probs, noisy, k, theta_r, theta_s):
     return labels, selected
 
 
+def mlp(c_in):
+    return torch.nn.Sequential(torch.nn.Linear(c_in, 256), torch.nn.BatchNorm1d(256),
+                               torch.nn.ReLU(), torch.nn.Linear(256, 128))
+
+
+def D(p, z):
+    return -F.cosine_similarity(p, z.detach(), dim=-1).mean()
+
+
+def npz(path):
+    with np.load(path) as f:
+        return {k: torch.from_numpy(f[k]) for k in f.files}
+
+
+def step_loss(directory, width, classes, lam, weight):
+    from model_reference import PreResNet18
+    encoder = PreResNet18(classes, width=width)
+    encoder.load_state_dict(npz(f"{directory}/state.npz"), strict=True)
+    classifier, encoder.fc = encoder.fc, torch.nn.Identity()
+    proj_head, pred_head = mlp(classifier.in_features), mlp(128)
+    heads = npz(f"{directory}/heads.npz")
+    for name, module in [("proj_head", proj_head), ("pred_head", pred_head)]:
+        mine = {k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")}
+        missing, unexpected = module.load_state_dict(mine, strict=False)
+        assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), missing
+    io = npz(f"{directory}/io.npz")
+    for m in (encoder, classifier, proj_head, pred_head):
+        m.train()
+    # main_cifar.py train(), from the mixup on; l and idx given instead of drawn.
+    labels_x = io["labels"]
+    batch_size = labels_x.size(0)
+    targets_x = torch.zeros(batch_size, classes).scatter_(1, labels_x.view(-1, 1), 1)
+    l = lam
+    all_inputs_x = torch.cat([io["x1"], io["x2"]], dim=0)
+    all_targets_x = torch.cat([targets_x, targets_x], dim=0)
+    idx = io["idx"]
+    input_a, input_b = all_inputs_x, all_inputs_x[idx]
+    target_a, target_b = all_targets_x, all_targets_x[idx]
+    mixed_input = l * input_a + (1 - l) * input_b
+    mixed_target = l * target_a + (1 - l) * target_b
+    logits = classifier(encoder(mixed_input))
+    Lce = -torch.mean(torch.sum(F.log_softmax(logits, dim=1) * mixed_target, dim=1))
+    feats_u1 = encoder(io["u1"])
+    feats_u2 = encoder(io["u2"])
+    f, h = proj_head, pred_head
+    z1, z2 = f(feats_u1), f(feats_u2)
+    p1, p2 = h(z1), h(z2)
+    Lfc = D(p2, z1)
+    loss = Lce + weight * Lfc
+    loss.backward()
+    out = {"loss": loss.detach()}
+    for prefix, module in [("", encoder), ("fc.", classifier), ("proj_head.", proj_head),
+                           ("pred_head.", pred_head)]:
+        for name, p in module.named_parameters():
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            out[f"grad.{prefix}{name}"] = g
+    np.savez(os.path.join(directory, "out.npz"), **{k: v.numpy() for k, v in out.items()})
+
+
 def main():
     command = sys.argv[1]
     if command == "select":
@@ -60,6 +128,9 @@ def main():
         labels, selected = select(t["features"], t["probs"], t["noisy"], int(k), float(theta_r),
                                   float(theta_s))
         np.savez(dst, labels=labels.numpy(), selected=selected.numpy())
+    elif command == "loss":
+        directory, width, classes, lam, weight = sys.argv[2:7]
+        step_loss(directory, int(width), int(classes), float(lam), float(weight))
     else:
         raise SystemExit(f"unknown command {command}")
 

@@ -15,7 +15,7 @@
 //! reference's `all_loader`, one pass per epoch), with projector `f` and predictor `h` the
 //! method's own, stepped by SGD (momentum 0.9, decay 5e-4) at the backbone's rate.
 
-use super::{EpochStart, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss};
+use super::{EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss};
 use crate::augment::ViewKey;
 use crate::distributed::ddp::GradSync;
 use crate::distributed::ProcessGroup;
@@ -287,74 +287,143 @@ impl NetworkSsr {
         })
     }
 
-    /// The step's loss for given draws: mixup cross-entropy on the selected batch plus the
-    /// weighted feature consistency; and the mixed logits of the batch's first views.
+    /// The step's loss for given draws, its views made from the step's key.
     pub fn loss_with(&self, step: &NetStep, draws: &StepDraws) -> Result<StepLoss> {
-        let (ce, logits) = self.mixup_ce(step, draws)?;
-        let loss = if self.consistency > 0.0 {
-            ce + self.consistency_loss(step, &draws.consistency_ids)? * self.consistency
-        } else {
-            ce
-        };
-        Ok(StepLoss { loss, logits })
-    }
-
-    /// Cross-entropy on mixup of the two strong views `[x₁; x₂]` of the global batch with
-    /// their partners, each rank forwarding its rows of both halves.
-    fn mixup_ce(&self, step: &NetStep, draws: &StepDraws) -> Result<(Tensor, Tensor)> {
-        let b = step.global_n();
-        let device = step.images.device();
-        let x = Tensor::cat(
+        let strong = Tensor::cat(
             &[
                 step.global_view(Recipe::AutoAugment, STRONG_A)?,
                 step.global_view(Recipe::AutoAugment, STRONG_B)?,
             ],
             0,
         );
-        let labels = self.selection.labels.index_select(0, step.ids);
-        let target = labels.one_hot(self.classes).to_kind(Kind::Float).repeat([2, 1]);
-        let partners = Tensor::from_slice(&draws.partners).to_device(device);
-        let lambda = draws.lambda;
-        let mix = |t: &Tensor| t * lambda + t.index_select(0, &partners) * (1.0 - lambda);
-        let (x, target) = (mix(&x), mix(&target));
-        let local = |s: i64| Tensor::arange_start(s, s + step.len, (Kind::Int64, device));
-        let mine = Tensor::cat(&[local(step.start), local(b + step.start)], 0);
-        let logits = step.net.logits(&x.index_select(0, &mine), true, step.group)?;
-        let gathered = step.gather(&logits)?;
-        // The gathered rows come rank by rank, each rank's share of both halves.
-        let world = b / step.len;
-        let order: Vec<Tensor> = (0..world)
-            .map(|r| Tensor::cat(&[local(r * step.len), local(b + r * step.len)], 0))
-            .collect();
-        let target = target.index_select(0, &Tensor::cat(&order, 0));
-        let ce = (gathered.log_softmax(1, Kind::Float) * &target)
-            .sum_dim_intlist(1, false, Kind::Float)
-            .mean(None)
-            .neg();
-        let first: Vec<Tensor> = (0..world)
-            .map(|r| gathered.narrow(0, 2 * r * step.len, step.len))
-            .collect();
-        Ok((ce, Tensor::cat(&first, 0).detach()))
+        let (weak_c, strong_c) = if self.consistency > 0.0 {
+            self.consistency_views(step, &draws.consistency_ids)?
+        } else {
+            (Tensor::new(), Tensor::new())
+        };
+        let batch = SsrBatch {
+            strong,
+            labels: self.selection.labels.index_select(0, step.ids),
+            weak_c,
+            strong_c,
+        };
+        let rows = Rows {
+            group: step.group,
+            start: step.start,
+            len: step.len,
+        };
+        let weights = LossWeights {
+            classes: self.classes,
+            consistency: self.consistency,
+        };
+        ssr_loss(step.net, &rows, &batch, draws, &self.heads, weights)
     }
 
-    /// The feature consistency on the given training samples' weak (training recipe) and
-    /// strong (AutoAugment) views, each forwarded alone as the reference does.
-    fn consistency_loss(&self, step: &NetStep, ids: &[i64]) -> Result<Tensor> {
-        let device = step.images.device();
-        let ids = Tensor::from_slice(ids).to_device(device);
+    /// This rank's rows of the consistency batch's weak (training recipe) and strong
+    /// (AutoAugment) views.
+    fn consistency_views(&self, step: &NetStep, ids: &[i64]) -> Result<(Tensor, Tensor)> {
+        let ids = Tensor::from_slice(ids).to_device(step.images.device());
         let images = self.images.index_select(0, &ids);
         let local = images.narrow(0, step.start, step.len);
-        let b = step.global_n();
-        let features = |recipe: Recipe, view: u64| -> Result<Tensor> {
-            let x = step
-                .views
-                .view(&local, recipe, step.key.with_view(view), b, step.start)?;
-            step.gather(&step.net.features(&x, true, step.group)?)
+        let view = |recipe: Recipe, view: u64| {
+            let key = step.key.with_view(view);
+            step.views
+                .view(&local, recipe, key, step.global_n(), step.start)
         };
-        let weak = features(Recipe::Train, CONSISTENCY_WEAK)?;
-        let strong = features(Recipe::AutoAugment, CONSISTENCY_STRONG)?;
-        Ok(self.heads.loss(&weak, &strong))
+        Ok((
+            view(Recipe::Train, CONSISTENCY_WEAK)?,
+            view(Recipe::AutoAugment, CONSISTENCY_STRONG)?,
+        ))
     }
+}
+
+/// A step's views (normalized): the two strong views `[x₁; x₂]` (`[2B, …]`) of the global
+/// batch, its current labels `[B]`, and this rank's rows of the consistency batch's weak and
+/// strong views (empty without the consistency term).
+pub struct SsrBatch {
+    pub strong: Tensor,
+    pub labels: Tensor,
+    pub weak_c: Tensor,
+    pub strong_c: Tensor,
+}
+
+/// The run's group and this rank's rows `start..start + len` of the global batch.
+pub struct Rows<'a> {
+    pub group: &'a ProcessGroup,
+    pub start: i64,
+    pub len: i64,
+}
+
+#[derive(Clone, Copy)]
+pub struct LossWeights {
+    pub classes: i64,
+    /// `--ssr-consistency`.
+    pub consistency: f64,
+}
+
+/// SSR's step loss, the same on every rank: cross-entropy of mixup of the strong views with
+/// their partners (each rank forwarding its rows of both halves), plus the weighted feature
+/// consistency of the consistency views (each forwarded alone, as the reference); and the
+/// mixed logits of the batch's first views `[B, K]`.
+pub fn ssr_loss(
+    net: Net,
+    rows: &Rows,
+    batch: &SsrBatch,
+    draws: &StepDraws,
+    heads: &ConsistencyHeads,
+    weights: LossWeights,
+) -> Result<StepLoss> {
+    let (ce, logits) = mixup_ce(net, rows, batch, draws, weights.classes)?;
+    if weights.consistency == 0.0 {
+        return Ok(StepLoss { loss: ce, logits });
+    }
+    let features = |x: &Tensor| -> Result<Tensor> {
+        Ok(rows
+            .group
+            .all_gather_with_grad(&net.features(x, true, rows.group)?)?)
+    };
+    let weak = features(&batch.weak_c)?;
+    let strong = features(&batch.strong_c)?;
+    let fc = heads.loss(&weak, &strong);
+    Ok(StepLoss {
+        loss: ce + fc * weights.consistency,
+        logits,
+    })
+}
+
+fn mixup_ce(
+    net: Net,
+    rows: &Rows,
+    batch: &SsrBatch,
+    draws: &StepDraws,
+    classes: i64,
+) -> Result<(Tensor, Tensor)> {
+    let b = batch.labels.size()[0];
+    let device = batch.strong.device();
+    let target = batch.labels.one_hot(classes).to_kind(Kind::Float).repeat([2, 1]);
+    let partners = Tensor::from_slice(&draws.partners).to_device(device);
+    let lambda = draws.lambda;
+    let mix = |t: &Tensor| t * lambda + t.index_select(0, &partners) * (1.0 - lambda);
+    let (x, target) = (mix(&batch.strong), mix(&target));
+    let (start, len) = (rows.start, rows.len);
+    let local = |s: i64| Tensor::arange_start(s, s + len, (Kind::Int64, device));
+    let mine = Tensor::cat(&[local(start), local(b + start)], 0);
+    let logits = net.logits(&x.index_select(0, &mine), true, rows.group)?;
+    let gathered = rows.group.all_gather_with_grad(&logits)?;
+    // The gathered rows come rank by rank, each rank's share of both halves.
+    let world = b / len;
+    let order: Vec<Tensor> = (0..world)
+        .map(|r| Tensor::cat(&[local(r * len), local(b + r * len)], 0))
+        .collect();
+    let target = target.index_select(0, &Tensor::cat(&order, 0));
+    let ce = (gathered.log_softmax(1, Kind::Float) * &target)
+        .sum_dim_intlist(1, false, Kind::Float)
+        .mean(None)
+        .neg();
+    let first: Vec<Tensor> = (0..world)
+        .map(|r| gathered.narrow(0, 2 * r * len, len))
+        .collect();
+    Ok((ce, Tensor::cat(&first, 0).detach()))
 }
 
 impl NetworkMethod for NetworkSsr {
