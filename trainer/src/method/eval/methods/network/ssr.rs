@@ -165,7 +165,9 @@ impl ConsistencyHeads {
     pub fn loss(&self, weak: &Tensor, strong: &Tensor) -> Tensor {
         let z1 = self.projector.forward(weak).detach();
         let p2 = self.predictor.forward(&self.projector.forward(strong));
-        Tensor::cosine_similarity(&p2, &z1, 1, 1e-8).mean(None).neg()
+        Tensor::cosine_similarity(&p2, &z1, 1, 1e-8)
+            .mean(None)
+            .neg()
     }
 
     fn step(&mut self, group: &ProcessGroup, lr: f64) -> Result<()> {
@@ -400,7 +402,11 @@ fn mixup_ce(
 ) -> Result<(Tensor, Tensor)> {
     let b = batch.labels.size()[0];
     let device = batch.strong.device();
-    let target = batch.labels.one_hot(classes).to_kind(Kind::Float).repeat([2, 1]);
+    let target = batch
+        .labels
+        .one_hot(classes)
+        .to_kind(Kind::Float)
+        .repeat([2, 1]);
     let partners = Tensor::from_slice(&draws.partners).to_device(device);
     let lambda = draws.lambda;
     let mix = |t: &Tensor| t * lambda + t.index_select(0, &partners) * (1.0 - lambda);
@@ -431,7 +437,9 @@ impl NetworkMethod for NetworkSsr {
         let n = start.images.size()[0];
         let (mut features, mut probs) = (Vec::new(), Vec::new());
         for from in (0..n).step_by(CHUNK as usize) {
-            let x = start.views.plain(&start.images.narrow(0, from, CHUNK.min(n - from)));
+            let x = start
+                .views
+                .plain(&start.images.narrow(0, from, CHUNK.min(n - from)));
             let (f, p) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
                 let f = start.net.features(&x, false, start.group)?;
                 let p = start.net.classify(&f, start.group)?.softmax(1, Kind::Float);
