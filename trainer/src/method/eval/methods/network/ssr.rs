@@ -469,9 +469,9 @@ impl NetworkMethod for NetworkSsr {
     }
 
     fn epoch_ids(&self, epoch: usize, len: usize) -> Option<Vec<i64>> {
-        let labels = Vec::<i64>::try_from(&self.selection.labels).ok()?;
-        let selected = self.selection.selected.nonzero().view([-1]);
-        let selected = Vec::<i64>::try_from(&selected).ok()?;
+        let on_cpu = |t: &Tensor| Vec::<i64>::try_from(&t.to_device(Device::Cpu)).ok();
+        let labels = on_cpu(&self.selection.labels)?;
+        let selected = on_cpu(&self.selection.selected.nonzero().view([-1]))?;
         if selected.is_empty() {
             log::warn!("SSR selected no sample: epoch {epoch} trains on all of them");
             return None;
