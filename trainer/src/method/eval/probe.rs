@@ -232,7 +232,7 @@ impl<'a> Probe<'a> {
             backbone_vs.freeze();
         }
         let net_method = match &train_in {
-            Inputs::Images(_) => network::build(
+            Inputs::Images(images) => network::build(
                 cfg.method,
                 NetSetup {
                     params: cfg.method_params(),
@@ -240,6 +240,7 @@ impl<'a> Probe<'a> {
                     classes,
                     noisy: &labels.noisy,
                     clean: &labels.clean,
+                    images,
                     spec: &source.net,
                     head: cfg.head,
                     device,

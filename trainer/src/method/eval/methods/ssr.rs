@@ -90,23 +90,70 @@ impl Ssr {
 
     /// Per-sample kNN votes `[N, K]` for `labels`.
     fn votes(&self, labels: &Tensor) -> Tensor {
-        let n = self.normalized.size()[0];
-        let onehot = labels.one_hot(self.classes).to_kind(Kind::Float);
-        let mut out = Vec::new();
-        for start in (0..n).step_by(CHUNK as usize) {
-            let rows = self.normalized.narrow(0, start, CHUNK.min(n - start));
-            let sim = rows.matmul(&self.normalized.tr());
-            let (_, near) = sim.topk(self.k, 1, true, false);
-            let len = near.size()[0];
-            out.push(
-                onehot
-                    .index_select(0, &near.view([-1]))
-                    .view([len, self.k, self.classes])
-                    .sum_dim_intlist(1, false, Kind::Float),
-            );
-        }
-        Tensor::cat(&out, 0)
+        knn_votes(&self.normalized, labels, self.classes, self.k)
     }
+}
+
+/// Per-sample kNN votes `[N, K]`: how many of each sample's `k` nearest neighbours by cosine
+/// similarity of the L2-normalized `features` (the sample itself among them, as the
+/// reference's `knn_predict`) carry each label.
+pub fn knn_votes(normalized: &Tensor, labels: &Tensor, classes: i64, k: i64) -> Tensor {
+    let n = normalized.size()[0];
+    let onehot = labels.one_hot(classes).to_kind(Kind::Float);
+    let mut out = Vec::new();
+    for start in (0..n).step_by(CHUNK as usize) {
+        let rows = normalized.narrow(0, start, CHUNK.min(n - start));
+        let sim = rows.matmul(&normalized.tr());
+        let (_, near) = sim.topk(k, 1, true, false);
+        let len = near.size()[0];
+        out.push(
+            onehot
+                .index_select(0, &near.view([-1]))
+                .view([len, k, classes])
+                .sum_dim_intlist(1, false, Kind::Float),
+        );
+    }
+    Tensor::cat(&out, 0)
+}
+
+/// SSR's relabelling: the prediction where the top probability exceeds `theta_r`, else the
+/// noisy label.
+pub fn relabel(probs: &Tensor, noisy: &Tensor, theta_r: f64) -> Tensor {
+    let (top, predicted) = probs.max_dim(1, false);
+    predicted.where_self(&top.gt(theta_r), noisy)
+}
+
+/// SSR's selection: 1 where the label's vote is at least `theta_s` times the top vote.
+pub fn select(votes: &Tensor, labels: &Tensor, theta_s: f64) -> Tensor {
+    let own = votes.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
+    let (best, _) = votes.max_dim(1, false);
+    own.ge_tensor(&(best * theta_s)).to_kind(Kind::Int64)
+}
+
+/// Selection precision (selected samples whose label is right) and recall (right-labelled
+/// samples that were selected) against the true labels, the number selected, relabelled, and
+/// the relabelling's accuracy, named `ssr_*`.
+pub fn selection_metrics(
+    labels: &Tensor,
+    selected: &Tensor,
+    noisy: &Tensor,
+    clean: &Tensor,
+) -> BTreeMap<String, f64> {
+    let count = |t: &Tensor| t.sum(Kind::Int64).int64_value(&[]) as f64;
+    let selected = selected.ne(0);
+    let right = labels.eq_tensor(clean);
+    let hits = count(&selected.logical_and(&right));
+    let relabelled = labels.ne_tensor(noisy);
+    let mut out = BTreeMap::new();
+    out.insert("ssr_selected".into(), count(&selected));
+    out.insert("ssr_precision".into(), hits / count(&selected).max(1.0));
+    out.insert("ssr_recall".into(), hits / count(&right).max(1.0));
+    out.insert("ssr_relabelled".into(), count(&relabelled));
+    out.insert(
+        "ssr_relabel_accuracy".into(),
+        count(&relabelled.logical_and(&right)) / count(&relabelled).max(1.0),
+    );
+    out
 }
 
 /// Weights `[N]` that make every class of the selected samples count alike: a selected sample
@@ -122,7 +169,8 @@ fn balance(labels: &Tensor, selected: &Tensor, classes: i64) -> Tensor {
     share.index_select(0, labels) * sel
 }
 
-fn normalize(x: &Tensor) -> Tensor {
+/// Rows scaled to unit L2 norm (float).
+pub fn normalize(x: &Tensor) -> Tensor {
     let norm = x
         .square()
         .sum_dim_intlist(1, true, Kind::Float)
@@ -137,15 +185,9 @@ impl NoiseMethod for Ssr {
     }
 
     fn start_epoch(&mut self, probs: &Tensor) -> Result<()> {
-        let (top, predicted) = probs.max_dim(1, false);
-        let confident = top.gt(self.theta_r);
-        self.labels = predicted.where_self(&confident, &self.noisy);
+        self.labels = relabel(probs, &self.noisy, self.theta_r);
         let votes = self.votes(&self.labels);
-        let own = votes
-            .gather(1, &self.labels.unsqueeze(1), false)
-            .squeeze_dim(1);
-        let (best, _) = votes.max_dim(1, false);
-        self.selected = own.ge_tensor(&(best * self.theta_s)).to_kind(Kind::Int64);
+        self.selected = select(&votes, &self.labels, self.theta_s);
         self.balance = balance(&self.labels, &self.selected, self.classes);
         Ok(())
     }
@@ -213,21 +255,7 @@ impl NoiseMethod for Ssr {
     }
 
     fn epoch_metrics(&self) -> BTreeMap<String, f64> {
-        let count = |t: &Tensor| t.sum(Kind::Int64).int64_value(&[]) as f64;
-        let selected = self.selected.ne(0);
-        let right = self.labels.eq_tensor(&self.clean);
-        let hits = count(&selected.logical_and(&right));
-        let relabelled = self.labels.ne_tensor(&self.noisy);
-        let mut out = BTreeMap::new();
-        out.insert("ssr_selected".into(), count(&selected));
-        out.insert("ssr_precision".into(), hits / count(&selected).max(1.0));
-        out.insert("ssr_recall".into(), hits / count(&right).max(1.0));
-        out.insert("ssr_relabelled".into(), count(&relabelled));
-        out.insert(
-            "ssr_relabel_accuracy".into(),
-            count(&relabelled.logical_and(&right)) / count(&relabelled).max(1.0),
-        );
-        out
+        selection_metrics(&self.labels, &self.selected, &self.noisy, &self.clean)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod ieg;
 pub mod lookahead;
 pub mod mwn;
 pub mod rkd;
+pub mod ssr;
 pub mod views;
 
 use super::{Method, MethodParams};
@@ -231,6 +232,9 @@ pub struct NetSetup<'a> {
     pub classes: i64,
     pub noisy: &'a [usize],
     pub clean: &'a [usize],
+    /// Every training image (uint8 RGB `[N, 3, H, W]`, on the device): SSR's consistency
+    /// batches draw from all of them.
+    pub images: &'a Tensor,
     /// The architecture, to build a shadow network for look-aheads.
     pub spec: &'a NetSpec,
     pub head: crate::method::eval::config::HeadKind,
@@ -279,6 +283,7 @@ pub fn build(method: Method, setup: NetSetup) -> Result<Option<Box<dyn NetworkMe
         Method::Mwn => Some(Box::new(mwn::NetworkMetaWeightNet::new(setup)?)),
         Method::Rkd => Some(Box::new(rkd::NetworkRepresentationRegularizer::new(setup)?)),
         Method::Ieg => Some(Box::new(ieg::NetworkIeg::new(setup)?)),
+        Method::Ssr => Some(Box::new(ssr::NetworkSsr::new(setup)?)),
         other => anyhow::bail!(
             "--method {other} does not train the whole network yet: use it with --weights \
              freeze (the cached-features protocol)"

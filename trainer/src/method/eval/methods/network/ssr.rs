@@ -1,0 +1,529 @@
+//! SSR (Feng et al., BMVC 2022) on the whole network, as the reference's `main_cifar.py` trains
+//! it. No warm-up: the reference selects from the first epoch on. At the start of every epoch,
+//! over every training image (plain view, eval mode):
+//!
+//! 1. **relabel** where the classifier's top probability exceeds `θr` (`--theta-r`);
+//! 2. **select** by a kNN vote (`--ssr-k` neighbours by cosine similarity of the normalized
+//!    features, the sample itself among them) divided by the class prior of the current labels
+//!    and normalized per sample: kept where the label's vote is at least `θs` (`--theta-s`)
+//!    times the top vote.
+//!
+//! Each step then trains on a class-balanced batch of the selected samples ([`balanced_ids`]):
+//! cross-entropy of mixup (λ ~ Beta(4, 4), λ ← max(λ, 1 − λ)) over two AutoAugment views of
+//! the batch, partners drawn over the whole 2B; plus `--ssr-consistency` × the SimSiam feature
+//! consistency `−cos(h(f(strong)), sg(f(weak)))` on a batch of all training samples (the
+//! reference's `all_loader`, one pass per epoch), with projector `f` and predictor `h` the
+//! method's own, stepped by SGD (momentum 0.9, decay 5e-4) at the backbone's rate.
+
+use super::{EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss};
+use crate::augment::ViewKey;
+use crate::distributed::ddp::GradSync;
+use crate::distributed::ProcessGroup;
+use crate::method::eval::methods::ssr::{knn_votes, normalize, relabel, select, selection_metrics};
+use crate::model::projector::torch_linear;
+use crate::optim::{OptimSettings, Optimizer, OptimizerKind};
+use anyhow::{ensure, Context, Result};
+use rand::seq::SliceRandom;
+use rand_distr::{Beta, Distribution};
+use std::collections::BTreeMap;
+use tch::nn::{self, Module, ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Mixup's Beta(α, α), as the reference.
+const MIXUP_ALPHA: f64 = 4.0;
+/// The projector's and predictor's widths (the reference's 256 hidden, 128 out).
+const HIDDEN: i64 = 256;
+const PROJECTION: i64 = 128;
+/// The reference's SGD decay, for the projector and predictor.
+const HEADS_WEIGHT_DECAY: f64 = 5e-4;
+/// Images through the network at once when selecting.
+const CHUNK: i64 = 1024;
+/// `view` tags of the method's keyed draws.
+const SAMPLER_VIEW: u64 = 0x5353_5200;
+const MIX_VIEW: u64 = 0x5353_5201;
+const CONSISTENCY_ORDER: u64 = 0x5353_5202;
+const STRONG_A: u64 = 1;
+const STRONG_B: u64 = 2;
+const CONSISTENCY_WEAK: u64 = 3;
+const CONSISTENCY_STRONG: u64 = 4;
+
+/// The epoch's labels (noisy, or relabelled) and selection (`[N]`, 1 where selected).
+pub struct Selection {
+    pub labels: Tensor,
+    pub selected: Tensor,
+}
+
+/// SSR's relabelling and prior-normalized kNN selection of features `[N, D]` (any scale),
+/// classifier probabilities `[N, K]` and noisy labels `[N]`.
+pub fn select_samples(
+    features: &Tensor,
+    probs: &Tensor,
+    noisy: &Tensor,
+    k: i64,
+    theta_r: f64,
+    theta_s: f64,
+) -> Selection {
+    let classes = probs.size()[1];
+    let labels = relabel(probs, noisy, theta_r);
+    let votes = knn_votes(&normalize(features), &labels, classes, k) / k as f64;
+    let counts = Tensor::zeros([classes], (Kind::Float, labels.device())).index_add(
+        0,
+        &labels,
+        &Tensor::ones(labels.size(), (Kind::Float, labels.device())),
+    ) + 1e-10;
+    let prior = &counts / counts.sum(Kind::Float);
+    let balanced = votes / prior.unsqueeze(0);
+    let balanced = &balanced / balanced.sum_dim_intlist(1, true, Kind::Float);
+    let selected = select(&balanced, &labels, theta_s);
+    Selection { labels, selected }
+}
+
+/// `len` ids of the selected samples, class-balanced as the reference's sampler: every class
+/// among `labels` of the `selected` ids fills as many slots as the largest one (its ids cycled,
+/// each cycle shuffled), and passes over that pool, each shuffled, follow one another.
+pub fn balanced_ids(selected: &[i64], labels: &[i64], len: usize, key: ViewKey) -> Vec<i64> {
+    let mut rng = key.rng();
+    let mut by_class: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for &id in selected {
+        by_class.entry(labels[id as usize]).or_default().push(id);
+    }
+    let most = by_class.values().map(Vec::len).max().unwrap_or(0);
+    let mut pool = Vec::new();
+    for ids in by_class.values() {
+        let mut filled = Vec::with_capacity(most + ids.len());
+        while filled.len() < most {
+            let mut cycle = ids.clone();
+            cycle.shuffle(&mut rng);
+            filled.extend(cycle);
+        }
+        filled.truncate(most);
+        pool.extend(filled);
+    }
+    let mut out = Vec::with_capacity(len + pool.len());
+    while out.len() < len && !pool.is_empty() {
+        pool.shuffle(&mut rng);
+        out.extend_from_slice(&pool);
+    }
+    out.truncate(len);
+    out
+}
+
+/// Linear → BatchNorm1d → ReLU → Linear, as the reference's `proj_head` and `pred_head`.
+struct Mlp {
+    first: nn::Linear,
+    norm: nn::BatchNorm,
+    last: nn::Linear,
+}
+
+impl Mlp {
+    fn new(p: nn::Path, c_in: i64) -> Mlp {
+        Mlp {
+            first: torch_linear(&p / 0, c_in, HIDDEN, true),
+            norm: nn::batch_norm1d(&p / 1, HIDDEN, Default::default()),
+            last: torch_linear(&p / 3, HIDDEN, PROJECTION, true),
+        }
+    }
+
+    /// Training mode: batch statistics of `x` (the whole global batch on every rank).
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let h = self.norm.forward_t(&self.first.forward(x), true).relu();
+        self.last.forward(&h)
+    }
+}
+
+/// The feature-consistency term's projector `f` and predictor `h`, with their optimizer.
+pub struct ConsistencyHeads {
+    vs: VarStore,
+    projector: Mlp,
+    predictor: Mlp,
+    opt: Box<dyn Optimizer>,
+    sync: GradSync,
+}
+
+impl ConsistencyHeads {
+    pub fn new(device: Device, embedding_dim: i64) -> Result<ConsistencyHeads> {
+        let vs = VarStore::new(device);
+        let projector = Mlp::new(vs.root() / "projector", embedding_dim);
+        let predictor = Mlp::new(vs.root() / "predictor", PROJECTION);
+        let opt = OptimizerKind::Sgd.build_with(&vs, &OptimSettings::new(HEADS_WEIGHT_DECAY))?;
+        let sync = GradSync::new(&vs, 25.0);
+        Ok(ConsistencyHeads {
+            vs,
+            projector,
+            predictor,
+            opt,
+            sync,
+        })
+    }
+
+    /// The variables (for tests: to load the same weights as a reference).
+    pub fn var_store(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+
+    /// SimSiam's `D(p₂, z₁) = −cos(h(f(strong)), sg(f(weak)))`, mean over the rows.
+    pub fn loss(&self, weak: &Tensor, strong: &Tensor) -> Tensor {
+        let z1 = self.projector.forward(weak).detach();
+        let p2 = self.predictor.forward(&self.projector.forward(strong));
+        Tensor::cosine_similarity(&p2, &z1, 1, 1e-8)
+            .mean(None)
+            .neg()
+    }
+
+    fn step(&mut self, group: &ProcessGroup, lr: f64) -> Result<()> {
+        self.sync.average(group)?;
+        self.opt.step(lr);
+        self.opt.zero_grad();
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let vars = self.vs.variables().into_iter();
+        let vars = vars.map(|(n, t)| (format!("heads.{n}"), t.detach().copy()));
+        let optim = self.opt.state().into_iter();
+        vars.chain(optim.map(|(n, t)| (format!("optim.{n}"), t)))
+            .collect()
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut vars = self.vs.variables();
+        let mut optim = Vec::new();
+        for (name, t) in state {
+            if let Some(n) = name.strip_prefix("optim.") {
+                optim.push((n.to_string(), t.to_device(self.vs.device())));
+            } else if let Some(var) = name.strip_prefix("heads.").and_then(|n| vars.get_mut(n)) {
+                ensure!(var.size() == t.size(), "SSR {name}: shape {:?}", t.size());
+                tch::no_grad(|| var.copy_(&t));
+            } else {
+                anyhow::bail!("unexpected SSR state {name}");
+            }
+        }
+        self.opt.load_state(optim)
+    }
+}
+
+/// A step's random draws: mixup's λ and its partners over the 2B strong views, and the
+/// consistency batch's sample ids.
+pub struct StepDraws {
+    pub lambda: f64,
+    pub partners: Vec<i64>,
+    pub consistency_ids: Vec<i64>,
+}
+
+pub struct NetworkSsr {
+    noisy: Tensor,
+    clean: Tensor,
+    /// Every training image (uint8 RGB), for the consistency batches.
+    images: Tensor,
+    classes: i64,
+    k: i64,
+    theta_r: f64,
+    theta_s: f64,
+    consistency: f64,
+    seed: u64,
+    selection: Selection,
+    heads: ConsistencyHeads,
+}
+
+impl NetworkSsr {
+    pub fn new(setup: NetSetup) -> Result<NetworkSsr> {
+        let p = setup.params;
+        let long = |v: &[usize]| {
+            Tensor::from_slice(&v.iter().map(|&x| x as i64).collect::<Vec<_>>())
+                .to_device(setup.device)
+        };
+        let n = setup.noisy.len() as i64;
+        let mut k = p.ssr_k as i64;
+        if k >= n {
+            log::info!("SSR: kNN over all {n} training samples (--ssr-k {k} is not fewer)");
+            k = n;
+        }
+        let noisy = long(setup.noisy);
+        Ok(NetworkSsr {
+            selection: Selection {
+                labels: noisy.copy(),
+                selected: Tensor::ones([n], (Kind::Int64, setup.device)),
+            },
+            clean: long(setup.clean),
+            noisy,
+            images: setup.images.shallow_clone(),
+            classes: setup.classes,
+            k,
+            theta_r: p.theta_r,
+            theta_s: p.theta_s,
+            consistency: p.ssr_consistency,
+            seed: setup.seed,
+            heads: ConsistencyHeads::new(setup.device, setup.embedding_dim)?,
+        })
+    }
+
+    /// The projector and predictor (for tests).
+    pub fn heads(&mut self) -> &mut ConsistencyHeads {
+        &mut self.heads
+    }
+
+    /// The epoch's labels and selection.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// The draws of a step, from its key (the same on every rank).
+    pub fn draws(&self, step: &NetStep) -> Result<StepDraws> {
+        let b = step.global_n();
+        let mut rng = step.key.with_view(MIX_VIEW).rng();
+        let lambda = Beta::new(MIXUP_ALPHA, MIXUP_ALPHA)?.sample(&mut rng);
+        let mut partners: Vec<i64> = (0..2 * b).collect();
+        partners.shuffle(&mut rng);
+        let order_key = ViewKey {
+            step: u64::MAX,
+            ..step.key.with_view(CONSISTENCY_ORDER)
+        };
+        let mut all: Vec<i64> = (0..self.images.size()[0]).collect();
+        all.shuffle(&mut order_key.rng());
+        let from = (step.key.step as usize * b as usize) % all.len();
+        let consistency_ids = all.iter().cycle().skip(from).take(b as usize).copied();
+        Ok(StepDraws {
+            lambda: lambda.max(1.0 - lambda),
+            partners,
+            consistency_ids: consistency_ids.collect(),
+        })
+    }
+
+    /// The step's loss for given draws, its views made from the step's key.
+    pub fn loss_with(&self, step: &NetStep, draws: &StepDraws) -> Result<StepLoss> {
+        let strong = Tensor::cat(
+            &[
+                step.global_view(Recipe::AutoAugment, STRONG_A)?,
+                step.global_view(Recipe::AutoAugment, STRONG_B)?,
+            ],
+            0,
+        );
+        let (weak_c, strong_c) = if self.consistency > 0.0 {
+            self.consistency_views(step, &draws.consistency_ids)?
+        } else {
+            (Tensor::new(), Tensor::new())
+        };
+        let batch = SsrBatch {
+            strong,
+            labels: self.selection.labels.index_select(0, step.ids),
+            weak_c,
+            strong_c,
+        };
+        let rows = Rows {
+            group: step.group,
+            start: step.start,
+            len: step.len,
+        };
+        let weights = LossWeights {
+            classes: self.classes,
+            consistency: self.consistency,
+        };
+        ssr_loss(step.net, &rows, &batch, draws, &self.heads, weights)
+    }
+
+    /// This rank's rows of the consistency batch's weak (training recipe) and strong
+    /// (AutoAugment) views.
+    fn consistency_views(&self, step: &NetStep, ids: &[i64]) -> Result<(Tensor, Tensor)> {
+        let ids = Tensor::from_slice(ids).to_device(step.images.device());
+        let images = self.images.index_select(0, &ids);
+        let local = images.narrow(0, step.start, step.len);
+        let view = |recipe: Recipe, view: u64| {
+            let key = step.key.with_view(view);
+            step.views
+                .view(&local, recipe, key, step.global_n(), step.start)
+        };
+        Ok((
+            view(Recipe::Train, CONSISTENCY_WEAK)?,
+            view(Recipe::AutoAugment, CONSISTENCY_STRONG)?,
+        ))
+    }
+}
+
+/// A step's views (normalized): the two strong views `[x₁; x₂]` (`[2B, …]`) of the global
+/// batch, its current labels `[B]`, and this rank's rows of the consistency batch's weak and
+/// strong views (empty without the consistency term).
+pub struct SsrBatch {
+    pub strong: Tensor,
+    pub labels: Tensor,
+    pub weak_c: Tensor,
+    pub strong_c: Tensor,
+}
+
+/// The run's group and this rank's rows `start..start + len` of the global batch.
+pub struct Rows<'a> {
+    pub group: &'a ProcessGroup,
+    pub start: i64,
+    pub len: i64,
+}
+
+#[derive(Clone, Copy)]
+pub struct LossWeights {
+    pub classes: i64,
+    /// `--ssr-consistency`.
+    pub consistency: f64,
+}
+
+/// SSR's step loss, the same on every rank: cross-entropy of mixup of the strong views with
+/// their partners (each rank forwarding its rows of both halves), plus the weighted feature
+/// consistency of the consistency views (each forwarded alone, as the reference); and the
+/// mixed logits of the batch's first views `[B, K]`.
+pub fn ssr_loss(
+    net: Net,
+    rows: &Rows,
+    batch: &SsrBatch,
+    draws: &StepDraws,
+    heads: &ConsistencyHeads,
+    weights: LossWeights,
+) -> Result<StepLoss> {
+    let (ce, logits) = mixup_ce(net, rows, batch, draws, weights.classes)?;
+    if weights.consistency == 0.0 {
+        return Ok(StepLoss { loss: ce, logits });
+    }
+    let features = |x: &Tensor| -> Result<Tensor> {
+        Ok(rows
+            .group
+            .all_gather_with_grad(&net.features(x, true, rows.group)?)?)
+    };
+    let weak = features(&batch.weak_c)?;
+    let strong = features(&batch.strong_c)?;
+    let fc = heads.loss(&weak, &strong);
+    Ok(StepLoss {
+        loss: ce + fc * weights.consistency,
+        logits,
+    })
+}
+
+fn mixup_ce(
+    net: Net,
+    rows: &Rows,
+    batch: &SsrBatch,
+    draws: &StepDraws,
+    classes: i64,
+) -> Result<(Tensor, Tensor)> {
+    let b = batch.labels.size()[0];
+    let device = batch.strong.device();
+    let target = batch
+        .labels
+        .one_hot(classes)
+        .to_kind(Kind::Float)
+        .repeat([2, 1]);
+    let partners = Tensor::from_slice(&draws.partners).to_device(device);
+    let lambda = draws.lambda;
+    let mix = |t: &Tensor| t * lambda + t.index_select(0, &partners) * (1.0 - lambda);
+    let (x, target) = (mix(&batch.strong), mix(&target));
+    let (start, len) = (rows.start, rows.len);
+    let local = |s: i64| Tensor::arange_start(s, s + len, (Kind::Int64, device));
+    let mine = Tensor::cat(&[local(start), local(b + start)], 0);
+    let logits = net.logits(&x.index_select(0, &mine), true, rows.group)?;
+    let gathered = rows.group.all_gather_with_grad(&logits)?;
+    // The gathered rows come rank by rank, each rank's share of both halves.
+    let world = b / len;
+    let order: Vec<Tensor> = (0..world)
+        .map(|r| Tensor::cat(&[local(r * len), local(b + r * len)], 0))
+        .collect();
+    let target = target.index_select(0, &Tensor::cat(&order, 0));
+    let ce = (gathered.log_softmax(1, Kind::Float) * &target)
+        .sum_dim_intlist(1, false, Kind::Float)
+        .mean(None)
+        .neg();
+    let first: Vec<Tensor> = (0..world)
+        .map(|r| gathered.narrow(0, 2 * r * len, len))
+        .collect();
+    Ok((ce, Tensor::cat(&first, 0).detach()))
+}
+
+impl NetworkMethod for NetworkSsr {
+    fn start_epoch(&mut self, start: &EpochStart) -> Result<()> {
+        let n = start.images.size()[0];
+        let (mut features, mut probs) = (Vec::new(), Vec::new());
+        for from in (0..n).step_by(CHUNK as usize) {
+            let x = start
+                .views
+                .plain(&start.images.narrow(0, from, CHUNK.min(n - from)));
+            let (f, p) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+                let f = start.net.features(&x, false, start.group)?;
+                let p = start.net.classify(&f, start.group)?.softmax(1, Kind::Float);
+                Ok((f, p))
+            })?;
+            features.push(f);
+            probs.push(p);
+        }
+        self.selection = select_samples(
+            &Tensor::cat(&features, 0),
+            &Tensor::cat(&probs, 0),
+            &self.noisy,
+            self.k,
+            self.theta_r,
+            self.theta_s,
+        );
+        let m = self.epoch_metrics();
+        log::info!(
+            "SSR epoch {}: {} selected (precision {:.3}, recall {:.3}), {} relabelled",
+            start.epoch,
+            m["ssr_selected"],
+            m["ssr_precision"],
+            m["ssr_recall"],
+            m["ssr_relabelled"]
+        );
+        Ok(())
+    }
+
+    fn epoch_ids(&self, epoch: usize, len: usize) -> Option<Vec<i64>> {
+        let on_cpu = |t: &Tensor| Vec::<i64>::try_from(&t.to_device(Device::Cpu)).ok();
+        let labels = on_cpu(&self.selection.labels)?;
+        let selected = on_cpu(&self.selection.selected.nonzero().view([-1]))?;
+        if selected.is_empty() {
+            log::warn!("SSR selected no sample: epoch {epoch} trains on all of them");
+            return None;
+        }
+        let key = ViewKey {
+            seed: self.seed,
+            epoch: epoch as u64,
+            step: u64::MAX,
+            rank: 0,
+            view: SAMPLER_VIEW,
+        };
+        Some(balanced_ids(&selected, &labels, len, key))
+    }
+
+    fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
+        let draws = self.draws(step)?;
+        self.loss_with(step, &draws)
+    }
+
+    fn after_step(&mut self, group: &ProcessGroup, lr: f64) -> Result<()> {
+        self.heads.step(group, lr).context("SSR's projector step")
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("labels".into(), self.selection.labels.copy()),
+            ("selected".into(), self.selection.selected.copy()),
+        ];
+        out.extend(self.heads.state());
+        out
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let n = self.noisy.size();
+        let mut rest = Vec::new();
+        for (name, t) in state {
+            let slot = match name.as_str() {
+                "labels" => &mut self.selection.labels,
+                "selected" => &mut self.selection.selected,
+                _ => {
+                    rest.push((name, t));
+                    continue;
+                }
+            };
+            ensure!(t.size() == n, "SSR state {name}: shape {:?}", t.size());
+            *slot = t.to_kind(Kind::Int64).to_device(self.noisy.device());
+        }
+        self.heads.load_state(rest)
+    }
+
+    fn epoch_metrics(&self) -> BTreeMap<String, f64> {
+        let s = &self.selection;
+        selection_metrics(&s.labels, &s.selected, &self.noisy, &self.clean)
+    }
+}
