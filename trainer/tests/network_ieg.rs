@@ -42,19 +42,8 @@ fn meta_gradients_of_weights_and_label_mix_match_finite_differences() {
     let head = Head::new(&hvs.root(), HeadKind::Linear, false, dim, 3);
     bvs.double();
     hvs.double();
-    let setup = NetSetup {
-        params: MethodParams::default(),
-        seed: 0,
-        classes: 3,
-        noisy: &[],
-        clean: &[],
-        spec: &spec,
-        head: HeadKind::Linear,
-        device: Device::Cpu,
-        trusted: None,
-        projector: None,
-        embedding_dim: dim,
-    };
+    let no_images = Tensor::zeros([0, 3, 8, 8], (Kind::Uint8, Device::Cpu));
+    let setup = NetSetup::new(&spec, 3, dim, &no_images);
     let mut la = LookAhead::new(&setup);
     la.var_store().double();
     let (rate, wd, eps0) = (0.3, 0.05, 0.9);
@@ -259,21 +248,14 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
         ..MethodParams::default()
     };
     let (rate, wd) = (0.1, 5e-4);
+    let no_images = Tensor::zeros([0, 3, 32, 32], (Kind::Uint8, Device::Cpu));
     let mut ieg = NetworkIeg::new(NetSetup {
         params,
-        seed: 0,
-        classes,
-        noisy: &[],
-        clean: &[],
-        spec: &spec,
-        head: HeadKind::Linear,
-        device: Device::Cpu,
         trusted: Some(TrustedImages {
             images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
             labels: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
         }),
-        projector: None,
-        embedding_dim: dim,
+        ..NetSetup::new(&spec, classes, dim, &no_images)
     })
     .unwrap();
     let image = |n: i64| Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu));

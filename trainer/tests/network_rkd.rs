@@ -13,8 +13,7 @@ mod common;
 use common::torch_compare::{assert_close, randomize_batch_norms, read_npz, write_npz};
 use common::whole::{assert_resumes_bit_exactly, loss_gap, run_ok};
 use common::{
-    metrics, metrics_without_time, results, run_python, trainer_ranks, with_flags as with,
-    FASHION_MNIST,
+    metrics, metrics_without_time, run_python, trainer_ranks, with_flags as with, FASHION_MNIST,
 };
 use std::path::Path;
 use tch::nn::VarStore;
@@ -28,7 +27,6 @@ use trainer::method::eval::methods::network::NetSetup;
 use trainer::method::eval::methods::MethodParams;
 use trainer::method::eval::{LossKind, LossParams, RobustLoss};
 use trainer::model::{Arch, NetSpec, Projector};
-use trainer::optim::{OptimSettings, OptimizerKind};
 
 const REFERENCE: &str = include_str!("../../tests/python/rkd_reference.py");
 
@@ -42,18 +40,13 @@ fn regularizer(
     classes: i64,
 ) -> NetworkRepresentationRegularizer {
     let spec = NetSpec::new(Arch::Resnet32, None, Some(4), None).unwrap();
+    let no_images = Tensor::zeros([0, 3, 32, 32], (Kind::Uint8, Device::Cpu));
     NetworkRepresentationRegularizer::new(NetSetup {
         params,
         seed: 5,
-        classes,
         noisy: labels,
         clean: labels,
-        spec: &spec,
-        head: HeadKind::Linear,
-        device: Device::Cpu,
-        trusted: None,
         projector,
-        embedding_dim: emb,
         loss: RobustLoss::new(
             loss,
             LossParams::default(),
@@ -61,8 +54,7 @@ fn regularizer(
             classes,
             Device::Cpu,
         ),
-        optimizer: OptimizerKind::Sgd,
-        optim: OptimSettings::new(0.0),
+        ..NetSetup::new(&spec, classes, emb, &no_images)
     })
     .unwrap()
 }
@@ -273,7 +265,10 @@ fn resumes_bit_exactly_after_sigusr1() {
     let args = |exp: &Path| whole(exp, 3, 256, 2);
     let names = assert_resumes_bit_exactly(dir.path(), args);
     for part in ["projector.3.weight", "projector_optim."] {
-        assert!(names.iter().any(|k| k.contains(part)), "no {part} in {names:?}");
+        assert!(
+            names.iter().any(|k| k.contains(part)),
+            "no {part} in {names:?}"
+        );
     }
 }
 

@@ -218,4 +218,3 @@ pub fn small_pretrained_backbone(dir: &Path) -> String {
     assert!(out.status.success(), "{}", stderr(&out));
     exp.join("backbone.safetensors").display().to_string()
 }
-

@@ -85,7 +85,11 @@ pub struct LookAhead {
 
 impl LookAhead {
     pub fn new(setup: &NetSetup) -> LookAhead {
-        let (vs, backbone, head) = setup.shadow();
+        LookAhead::with_shadow(setup.shadow())
+    }
+
+    /// A look-ahead holding `θ′` in `shadow` (see [`super::shadow_network`]).
+    pub fn with_shadow((vs, backbone, head): (VarStore, Backbone, Head)) -> LookAhead {
         LookAhead {
             vs,
             backbone,
@@ -146,7 +150,7 @@ impl LookAhead {
             head: &self.head,
         })?;
         if self.meta_decay > 0.0 {
-            meta_loss = meta_loss + self.shadow_l2() * self.meta_decay;
+            meta_loss += self.shadow_l2() * self.meta_decay;
         }
         let shadow_refs: Vec<&Tensor> = shadow.iter().collect();
         let meta_grads = Tensor::f_run_backward(&[&meta_loss], &shadow_refs, false, false)
@@ -233,7 +237,6 @@ mod tests {
     use super::*;
     use crate::distributed::ProcessGroup;
     use crate::method::eval::config::HeadKind;
-    use crate::method::eval::methods::MethodParams;
     use crate::model::{Arch, NetSpec};
     use tch::{Device, Kind};
 
@@ -251,20 +254,13 @@ mod tests {
         let head = Head::new(&hvs.root(), HeadKind::Linear, false, dim, 3);
         bvs.double();
         hvs.double();
-        let setup = NetSetup {
-            params: MethodParams::default(),
-            seed: 0,
-            classes: 3,
-            noisy: &[],
-            clean: &[],
-            spec: &spec,
-            head: HeadKind::Linear,
-            device: Device::Cpu,
-            trusted: None,
-            projector: None,
-            embedding_dim: dim,
-        };
-        let mut la = LookAhead::new(&setup);
+        let mut la = LookAhead::with_shadow(super::super::shadow_network(
+            &spec,
+            HeadKind::Linear,
+            dim,
+            3,
+            Device::Cpu,
+        ));
         la.var_store().double();
         let (rate, wd) = (0.3, 0.05);
         la.set_meta_decay(wd);

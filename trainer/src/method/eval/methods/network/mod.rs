@@ -250,7 +250,42 @@ pub struct NetSetup<'a> {
     pub optim: crate::optim::OptimSettings,
 }
 
-impl NetSetup<'_> {
+impl<'a> NetSetup<'a> {
+    /// A setup around a network with every other part at its default: the default method
+    /// parameters, seed 0, no labels, no trusted set or projector, CE, plain SGD (tests and
+    /// tools fill in what they need with `NetSetup { …, ..NetSetup::new(…) }`).
+    pub fn new(
+        spec: &'a NetSpec,
+        classes: i64,
+        embedding_dim: i64,
+        images: &'a Tensor,
+    ) -> NetSetup<'a> {
+        let device = images.device();
+        NetSetup {
+            params: MethodParams::default(),
+            seed: 0,
+            classes,
+            noisy: &[],
+            clean: &[],
+            images,
+            spec,
+            head: crate::method::eval::config::HeadKind::Linear,
+            device,
+            trusted: None,
+            projector: None,
+            embedding_dim,
+            loss: crate::method::eval::RobustLoss::new(
+                crate::method::eval::LossKind::Ce,
+                Default::default(),
+                0,
+                classes,
+                device,
+            ),
+            optimizer: crate::optim::OptimizerKind::Sgd,
+            optim: crate::optim::OptimSettings::new(0.0),
+        }
+    }
+
     /// The held-out trusted set, or an error saying how to get one.
     pub fn take_trusted(&mut self, method: Method) -> Result<TrustedImages> {
         self.trusted.take().with_context(|| {
@@ -263,17 +298,29 @@ impl NetSetup<'_> {
 
     /// A second network of the same architecture on its own variables (a look-ahead's θ').
     pub fn shadow(&self) -> (VarStore, Backbone, Head) {
-        let vs = VarStore::new(self.device);
-        let backbone = Backbone::new(&(vs.root() / "backbone"), self.spec);
-        let head = Head::new(
-            &(vs.root() / "head"),
+        shadow_network(
+            self.spec,
             self.head,
-            false,
             self.embedding_dim,
             self.classes,
-        );
-        (vs, backbone, head)
+            self.device,
+        )
     }
+}
+
+/// A network of `spec` with a `head` classifier on its own variables, named `backbone.*` and
+/// `head.*` (the names [`lookahead::NetParams`] gives the live network's).
+pub fn shadow_network(
+    spec: &NetSpec,
+    head: crate::method::eval::config::HeadKind,
+    embedding_dim: i64,
+    classes: i64,
+    device: Device,
+) -> (VarStore, Backbone, Head) {
+    let vs = VarStore::new(device);
+    let backbone = Backbone::new(&(vs.root() / "backbone"), spec);
+    let head = Head::new(&(vs.root() / "head"), head, false, embedding_dim, classes);
+    (vs, backbone, head)
 }
 
 /// The whole-network method `method`, or None for the plain loss.
@@ -284,9 +331,5 @@ pub fn build(method: Method, setup: NetSetup) -> Result<Option<Box<dyn NetworkMe
         Method::Rkd => Some(Box::new(rkd::NetworkRepresentationRegularizer::new(setup)?)),
         Method::Ieg => Some(Box::new(ieg::NetworkIeg::new(setup)?)),
         Method::Ssr => Some(Box::new(ssr::NetworkSsr::new(setup)?)),
-        other => anyhow::bail!(
-            "--method {other} does not train the whole network yet: use it with --weights \
-             freeze (the cached-features protocol)"
-        ),
     })
 }
