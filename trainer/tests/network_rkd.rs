@@ -313,7 +313,7 @@ fn the_base_loss_is_ce_or_gce_on_the_whole_network() {
     assert!(ok.status.success(), "{}", common::stderr(&ok));
     for extra in [
         vec![("--loss", "sce")],
-        vec![("--loss", "gce"), ("--method", "mwn")],
+        vec![("--loss", "gce"), ("--method", "ssr")],
         vec![
             ("--loss", "gce"),
             ("--weights", "freeze"),
