@@ -280,7 +280,7 @@ fn device_for(local_rank: usize, backend: BackendKind) -> Device {
 
 fn connect(env: &ClusterEnv, opts: &GroupOptions, device: Device) -> Result<Connected, DistError> {
     let store = connect_store(env, opts.timeout)?;
-    check_group_id(&store, env)?;
+    check_group_id(&store, env, opts.timeout)?;
     store
         .wait_workers()
         .map_err(|cause| rendezvous_error(env, opts.timeout, cause))?;
@@ -323,21 +323,42 @@ fn rendezvous_error(env: &ClusterEnv, timeout: Duration, cause: String) -> DistE
     }
 }
 
+/// How long a joining rank waits for rank 0 to record the group's identity. A Rust rank 0 does
+/// so microseconds after it starts listening; a Python rank 0 never does, and then the first
+/// joining Rust rank records it after this grace.
+const IDENTITY_GRACE: Duration = Duration::from_secs(2);
+const GROUP_ID_KEY: &str = "nls/group_id";
+
 /// Two jobs on one node may derive the same port, and a rank may reach another job's store.
 /// Rank 0 records the job's identity right after it starts listening, before counting anyone
-/// in; every other rank compares before it is counted, so a stray rank leaves without touching
-/// the other group's keys. (A Python rank 0 records nothing; the first Rust rank then does.)
-fn check_group_id(store: &Store, env: &ClusterEnv) -> Result<(), DistError> {
+/// in; every other rank first gives it the time to, then compares before it is counted, so a
+/// stray rank leaves without touching the other group's keys (a stray that recorded its own
+/// identity first would be let in, and turn the owner away).
+fn check_group_id(store: &Store, env: &ClusterEnv, timeout: Duration) -> Result<(), DistError> {
     let ours = env.group_id();
+    let serves = env.rank == 0 && !env.agent_store;
+    if !serves && !env.agent_store {
+        wait_for_key(store, GROUP_ID_KEY, IDENTITY_GRACE.min(timeout))
+            .map_err(|cause| rendezvous_error(env, timeout, cause))?;
+    }
     let found = store
-        .compare_set("nls/group_id", "", &ours)
-        .map_err(|cause| rendezvous_error(env, Duration::ZERO, cause))?;
+        .compare_set(GROUP_ID_KEY, "", &ours)
+        .map_err(|cause| rendezvous_error(env, timeout, cause))?;
     if found != ours {
         return Err(DistError::ForeignGroup {
             addr: store.addr.clone(),
             ours,
             found,
         });
+    }
+    Ok(())
+}
+
+/// Polls until `key` exists or `grace` has passed (not an error: the caller decides).
+fn wait_for_key(store: &Store, key: &str, grace: Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + grace;
+    while !store.check(key)? && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }
