@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every benchmark, then one table of ratios against the references, with the machine, versions
 # and date. Usage: scripts/bench.sh [bench ...] (default: all; each one's own table is in
-# target/bench/<name>.log). Takes about 15 minutes on 2 cores; run it on an otherwise idle machine.
+# target/bench/<name>.log). Takes about 17 minutes on 2 cores; run it on an otherwise idle machine.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/setup.sh" --no-build
 source "$root/scripts/env.sh"
 cd "$root"
 benches=("$@")
-[[ ${#benches[@]} -gt 0 ]] || benches=(noise augment collectives pretrain evaluate train)
+[[ ${#benches[@]} -gt 0 ]] || benches=(noise augment collectives pretrain evaluate train meta)
 out=$root/target/bench
 mkdir -p "$out"
 summary=$out/summary.tsv

@@ -10,6 +10,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::bench::median;
 use common::ranks::{as_rank, assert_succeeded, free_port, wait_all};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -63,11 +64,6 @@ fn python() -> Command {
     c
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// op → bytes → median seconds over repetitions.
 type Table = BTreeMap<String, BTreeMap<i64, Vec<f64>>>;
 
@@ -110,7 +106,7 @@ fn main() {
     let mut worst: f64 = f64::INFINITY;
     for (bytes, rust_t) in &table["rust all_reduce"] {
         let python_t = &table["python all_reduce"][bytes];
-        let (r, p) = (median(rust_t.clone()), median(python_t.clone()));
+        let (r, p) = (median(rust_t), median(python_t));
         let (r_best, p_best) = (best(rust_t), best(python_t));
         let ratio = p_best / r_best;
         worst = worst.min(ratio);
@@ -130,8 +126,7 @@ fn main() {
             table[&format!("rust grad_sync_{mode}")]
                 .values()
                 .next()
-                .unwrap()
-                .clone(),
+                .unwrap(),
         )
     };
     let (bucketed, per_tensor) = (sync("bucketed"), sync("per_tensor"));

@@ -6,6 +6,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::bench::median;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -110,12 +111,6 @@ fn measure_cleanlab(labels: &[usize], trace: f64) -> Measured {
         flip_rate: floats("flip_rate"),
         zero_rates: floats("zero_rates"),
     }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
 }
 
 fn mean(v: &[f64]) -> f64 {

@@ -13,7 +13,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::bench::{checked, cpu_model, env_count, reference_json, summary, threads};
+use common::bench::{checked, cpu_model, env_count, median, reference_json, summary, threads};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::Value;
@@ -42,16 +42,6 @@ fn write_cifar(dir: &Path, images: usize) -> Result<()> {
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// `trainer pretrain`: the timed steps' `compute_s` and the median end-to-end images/s.
@@ -115,7 +105,7 @@ fn ours(
         path.display(),
         compute.len()
     );
-    Ok((compute, median(e2e)))
+    Ok((compute, median(&e2e)))
 }
 
 /// The reference script's JSON for one mode.
@@ -170,7 +160,7 @@ fn main() -> Result<()> {
     let rows = [
         (
             "training step (no augmentation)",
-            BATCH as f64 / median(our_compute.clone()),
+            BATCH as f64 / median(&our_compute),
             ref_step_ips,
         ),
         ("end to end (augmentation + step)", our_e2e, ref_e2e_ips),

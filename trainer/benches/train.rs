@@ -14,7 +14,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::bench::{cpu_model, env_count, reference_json, summary};
+use common::bench::{cpu_model, env_count, median, reference_json, summary};
 use serde_json::Value;
 use std::time::Instant;
 use tch::nn::{self, Module, VarStore};
@@ -27,15 +27,6 @@ use trainer::optim::{OptimSettings, OptimizerKind};
 
 const BATCH: i64 = 128;
 const CLASSES: i64 = 10;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n % 2 {
-        1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
 
 /// Our step times: augmentation through the optimizer step, `warmup` untimed first.
 fn ours(arch: Arch, warmup: usize, steps: usize) -> Result<Vec<f64>> {
@@ -117,7 +108,7 @@ fn main() -> Result<()> {
     for name in archs.split(',') {
         let arch: Arch = clap::ValueEnum::from_str(name, false)
             .map_err(|e| anyhow::anyhow!("NLS_BENCH_ARCHS: {e}"))?;
-        let ours = BATCH as f64 / median(ours(arch, warmup, steps)?);
+        let ours = BATCH as f64 / median(&ours(arch, warmup, steps)?);
         let r = reference(name, warmup, steps, cores)?;
         let theirs = r["images_per_s"].as_f64().context("no images_per_s")?;
         torch = r["torch"].as_str().unwrap_or("?").to_string();

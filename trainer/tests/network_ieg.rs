@@ -14,17 +14,15 @@ mod common;
 use common::whole::{assert_resumes_bit_exactly, loss_gap, run_ok};
 use common::{metrics, metrics_without_time, trainer_ranks, with_flags as with, FASHION_MNIST};
 use std::path::Path;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::distributed::ProcessGroup;
-use trainer::method::eval::config::HeadKind;
-use trainer::method::eval::head::Head;
 use trainer::method::eval::methods::ieg::soft_ce;
 use trainer::method::eval::methods::network::ieg::{decide, meta_gradients};
-use trainer::method::eval::methods::network::lookahead::{per_sample_loss, LookAhead, NetParams};
+use trainer::method::eval::methods::network::live::LiveNetwork;
+use trainer::method::eval::methods::network::lookahead::{per_sample_loss, LookAhead};
 use trainer::method::eval::methods::network::{Net, NetSetup};
 use trainer::method::eval::methods::MethodParams;
-use trainer::model::{Arch, Backbone, NetSpec};
+use trainer::model::{Arch, NetSpec};
 
 /// `∂L_meta/∂t` and `∂L_meta/∂ε` of IEG's meta step (look-ahead at rate 0.3 with decay 0.05,
 /// the meta loss with its decay term) on a ResNet-32 of width 2 in f64 equal central finite
@@ -36,23 +34,16 @@ use trainer::model::{Arch, Backbone, NetSpec};
 fn meta_gradients_of_weights_and_label_mix_match_finite_differences() {
     tch::manual_seed(11);
     let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
-    let (mut bvs, mut hvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
-    let backbone = Backbone::new(&bvs.root(), &spec);
-    let dim = backbone.embedding_dim();
-    let head = Head::new(&hvs.root(), HeadKind::Linear, false, dim, 3);
-    bvs.double();
-    hvs.double();
-    let no_images = Tensor::zeros([0, 3, 8, 8], (Kind::Uint8, Device::Cpu));
-    let setup = NetSetup::new(&spec, 3, dim, &no_images);
+    let mut network = LiveNetwork::new(spec, 3, Device::Cpu);
+    network.double();
+    let no_images = LiveNetwork::no_images(8, Device::Cpu);
+    let setup = network.setup(&no_images);
     let mut la = LookAhead::new(&setup);
     la.var_store().double();
     let (rate, wd, eps0) = (0.3, 0.05, 0.9);
     la.set_meta_decay(wd);
-    let live = NetParams::of(&bvs, &hvs);
-    let net = Net {
-        backbone: &backbone,
-        head: &head,
-    };
+    let live = network.params();
+    let net = network.net();
     let g = ProcessGroup::single(Device::Cpu);
     let opts = (Kind::Double, Device::Cpu);
     let b = 6;
@@ -239,23 +230,20 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     tch::manual_seed(5);
     let (classes, b) = (4i64, 8i64);
     let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
-    let (bvs, hvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
-    let backbone = Backbone::new(&bvs.root(), &spec);
-    let dim = backbone.embedding_dim();
-    let head = Head::new(&hvs.root(), HeadKind::Linear, false, dim, classes);
+    let network = LiveNetwork::new(spec, classes, Device::Cpu);
     let params = MethodParams {
         ieg_consistency: 20.0,
         ..MethodParams::default()
     };
     let (rate, wd) = (0.1, 5e-4);
-    let no_images = Tensor::zeros([0, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+    let no_images = LiveNetwork::no_images(32, Device::Cpu);
     let mut ieg = NetworkIeg::new(NetSetup {
         params,
         trusted: Some(TrustedImages {
             images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
             labels: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
         }),
-        ..NetSetup::new(&spec, classes, dim, &no_images)
+        ..network.setup(&no_images)
     })
     .unwrap();
     let image = |n: i64| Tensor::randn([n, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -275,14 +263,10 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
         },
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut state = trainer::model::torchvision_state_dict(&bvs, 0);
-    for (name, t) in hvs.variables() {
-        state.push((
-            format!("{}.{name}", spec.arch.classifier_prefix()),
-            t.copy(),
-        ));
-    }
-    write_npz(&dir.path().join("state.npz"), &state);
+    write_npz(
+        &dir.path().join("state.npz"),
+        &network.torchvision_state_dict(),
+    );
     let scalar = |v: f64| Tensor::from(v);
     let io: Vec<(String, Tensor)> = [
         ("x", batch.x.shallow_clone()),
@@ -305,11 +289,8 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     .map(|(n, t)| (n.to_string(), t))
     .collect();
     write_npz(&dir.path().join("io.npz"), &io);
-    let live = NetParams::of(&bvs, &hvs);
-    let net = Net {
-        backbone: &backbone,
-        head: &head,
-    };
+    let live = network.params();
+    let net = network.net();
     let g = ProcessGroup::single(Device::Cpu);
     let meta = ieg.meta_step(net, &live, &g, &batch, (rate, wd)).unwrap();
     let out = ieg.train_loss(net, &g, (0, b), &batch, &meta).unwrap();

@@ -13,87 +13,24 @@ use common::whole::{assert_resumes_bit_exactly, one_and_two_ranks};
 use common::{python, with_flags, workspace_root, FASHION_MNIST};
 use std::path::Path;
 use std::process::Command;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::distributed::ProcessGroup;
-use trainer::method::eval::config::HeadKind;
-use trainer::method::eval::head::Head;
-use trainer::method::eval::methods::network::lookahead::{per_sample_loss, NetParams};
+use trainer::method::eval::methods::network::live::LiveNetwork;
+use trainer::method::eval::methods::network::lookahead::per_sample_loss;
 use trainer::method::eval::methods::network::mwn::NetworkMetaWeightNet;
-use trainer::method::eval::methods::network::{Net, NetSetup, TrustedImages};
+use trainer::method::eval::methods::network::{NetSetup, TrustedImages};
 use trainer::method::eval::methods::MethodParams;
-use trainer::model::{torchvision_state_dict, Arch, Backbone, NetSpec};
+use trainer::model::{Arch, NetSpec};
 
-/// A live network as the evaluation loop keeps it: backbone and head in their own stores.
-struct Live {
-    backbone_vs: VarStore,
-    backbone: Backbone,
-    head_vs: VarStore,
-    head: Head,
-    spec: NetSpec,
-    classes: i64,
-}
-
-impl Live {
-    fn new(spec: NetSpec, classes: i64) -> Live {
-        let backbone_vs = VarStore::new(Device::Cpu);
-        let backbone = Backbone::new(&backbone_vs.root(), &spec);
-        let head_vs = VarStore::new(Device::Cpu);
-        let head = Head::new(
-            &head_vs.root(),
-            HeadKind::Linear,
-            false,
-            backbone.embedding_dim(),
-            classes,
-        );
-        Live {
-            backbone_vs,
-            backbone,
-            head_vs,
-            head,
-            spec,
-            classes,
-        }
-    }
-
-    fn net(&self) -> Net<'_> {
-        Net {
-            backbone: &self.backbone,
-            head: &self.head,
-        }
-    }
-
-    fn params(&self) -> NetParams {
-        NetParams::of(&self.backbone_vs, &self.head_vs)
-    }
-
-    fn setup<'a>(&'a self, params: MethodParams, images: &'a Tensor) -> NetSetup<'a> {
-        NetSetup {
-            params,
-            trusted: Some(TrustedImages {
-                images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
-                labels: Tensor::from_slice(&[0i64]),
-            }),
-            ..NetSetup::new(
-                &self.spec,
-                self.classes,
-                self.backbone.embedding_dim(),
-                images,
-            )
-        }
-    }
-
-    /// The whole network's state_dict, the classifier under the reference's attribute name.
-    fn state_dict(&self) -> Vec<(String, Tensor)> {
-        let prefix = self.spec.arch.classifier_prefix();
-        let mut state = torchvision_state_dict(&self.backbone_vs, 0);
-        state.extend(
-            self.head_vs
-                .variables()
-                .into_iter()
-                .map(|(n, t)| (format!("{prefix}.{n}"), t.detach().contiguous())),
-        );
-        state
+/// `live`'s setup with `params` and a placeholder trusted set (the test passes meta batches in).
+fn setup<'a>(live: &'a LiveNetwork, params: MethodParams, images: &'a Tensor) -> NetSetup<'a> {
+    NetSetup {
+        params,
+        trusted: Some(TrustedImages {
+            images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
+            labels: Tensor::from_slice(&[0i64]),
+        }),
+        ..live.setup(images)
     }
 }
 
@@ -132,14 +69,14 @@ fn reference_step(dir: &Path, spec: &NetSpec, classes: i64, rate: f64, vnet_lr: 
 fn one_step_equals_the_reference_codes() {
     tch::manual_seed(3);
     let (classes, rate, vnet_lr) = (10, 0.1, 1e-3);
-    let live = Live::new(resnet32(4), classes);
+    let live = LiveNetwork::new(resnet32(4), classes, Device::Cpu);
     randomize_batch_norms(&live.backbone_vs);
-    let no_images = Tensor::zeros([0, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+    let no_images = LiveNetwork::no_images(32, Device::Cpu);
     let params = MethodParams {
         mwn_lr: vnet_lr,
         ..MethodParams::default()
     };
-    let mut mwn = NetworkMetaWeightNet::new(live.setup(params, &no_images)).unwrap();
+    let mut mwn = NetworkMetaWeightNet::new(setup(&live, params, &no_images)).unwrap();
     let opts = (Kind::Float, Device::Cpu);
     let x = Tensor::randn([16, 3, 32, 32], opts);
     let y = Tensor::randint(classes, [16], (Kind::Int64, Device::Cpu));
@@ -147,7 +84,10 @@ fn one_step_equals_the_reference_codes() {
     let meta_y = Tensor::randint(classes, [10], (Kind::Int64, Device::Cpu));
 
     let dir = tempfile::tempdir().unwrap();
-    write_npz(&dir.path().join("state.npz"), &live.state_dict());
+    write_npz(
+        &dir.path().join("state.npz"),
+        &live.torchvision_state_dict(),
+    );
     let vnet: Vec<(String, Tensor)> = mwn
         .weighting()
         .state()

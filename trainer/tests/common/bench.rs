@@ -15,6 +15,17 @@ pub fn env_count(name: &str, default: usize) -> Result<usize> {
     }
 }
 
+/// The median (the mean of the middle two for an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n % 2 {
+        1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// A finished child's stdout, or an error with its stderr when it failed.
 pub fn checked(what: &str, out: Output) -> Result<String> {
     if !out.status.success() {

@@ -234,9 +234,9 @@ pub fn per_sample_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::live::LiveNetwork;
     use super::*;
     use crate::distributed::ProcessGroup;
-    use crate::method::eval::config::HeadKind;
     use crate::model::{Arch, NetSpec};
     use tch::{Device, Kind};
 
@@ -248,27 +248,15 @@ mod tests {
     fn meta_gradient_matches_finite_differences() {
         tch::manual_seed(3);
         let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
-        let (mut bvs, mut hvs) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
-        let backbone = Backbone::new(&bvs.root(), &spec);
-        let dim = backbone.embedding_dim();
-        let head = Head::new(&hvs.root(), HeadKind::Linear, false, dim, 3);
-        bvs.double();
-        hvs.double();
-        let mut la = LookAhead::with_shadow(super::super::shadow_network(
-            &spec,
-            HeadKind::Linear,
-            dim,
-            3,
-            Device::Cpu,
-        ));
+        let mut network = LiveNetwork::new(spec, 3, Device::Cpu);
+        network.double();
+        let no_images = LiveNetwork::no_images(8, Device::Cpu);
+        let mut la = LookAhead::new(&network.setup(&no_images));
         la.var_store().double();
         let (rate, wd) = (0.3, 0.05);
         la.set_meta_decay(wd);
-        let live = NetParams::of(&bvs, &hvs);
-        let net = Net {
-            backbone: &backbone,
-            head: &head,
-        };
+        let live = network.params();
+        let net = network.net();
         let g = ProcessGroup::single(Device::Cpu);
         let opts = (Kind::Double, Device::Cpu);
         let x = Tensor::randn([5, 3, 8, 8], opts);

@@ -12,6 +12,7 @@
 //! every rank (and a run on one rank) the same weights.
 
 pub mod ieg;
+pub mod live;
 pub mod lookahead;
 pub mod mwn;
 pub mod rkd;
