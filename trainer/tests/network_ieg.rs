@@ -11,8 +11,10 @@
 
 mod common;
 
-use common::whole::{assert_resumes_bit_exactly, loss_gap, run_ok};
-use common::{metrics, metrics_without_time, trainer_ranks, with_flags as with, FASHION_MNIST};
+use common::whole::{
+    assert_resumes_bit_exactly, loss_gap, noisy_train, run_on_one_and_two_ranks, SCRATCH_RESNET32,
+};
+use common::{metrics, metrics_without_time, with_flags as with};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 use trainer::distributed::ProcessGroup;
@@ -115,53 +117,20 @@ fn meta_gradients_of_weights_and_label_mix_match_finite_differences() {
 
 /// IEG on a ResNet-32 of width 4 from scratch, 60% symmetric noise, 10 trusted images a class.
 fn ieg_run(exp: &Path, method: &str, seed: u64) -> Vec<String> {
-    let seed = seed.to_string();
-    let args = [
-        "train",
-        "--data-dir",
-        FASHION_MNIST,
-        "--backbone",
-        "none",
-        "--arch",
-        "resnet32",
-        "--width",
-        "4",
-        "--weights",
-        "finetune",
-        "--head",
-        "linear",
-        "--method",
-        method,
-        "--holdout-trusted",
-        "100",
-        "--meta-lr",
-        "0.1",
-        "--ieg-consistency",
-        "20",
-        "--kind",
-        "symmetric",
-        "--noise",
-        "0.6",
-        "--geometry",
-        "crop",
-        "--batch-size",
-        "100",
-        "--lr-backbone",
-        "0.1",
-        "--lr-head",
-        "0.1",
-        "--stopping",
-        "0",
-        "--seed",
-        &seed,
-        "--backend",
-        "gloo",
-        "--exp-dir",
-    ];
-    args.iter()
-        .map(|s| s.to_string())
-        .chain([exp.display().to_string()])
-        .collect()
+    let args = noisy_train(exp, seed, &SCRATCH_RESNET32);
+    with(
+        args,
+        &[
+            ("--method", method),
+            ("--holdout-trusted", "100"),
+            ("--meta-lr", "0.1"),
+            ("--ieg-consistency", "20"),
+            ("--geometry", "crop"),
+            ("--batch-size", "100"),
+            ("--lr-backbone", "0.1"),
+            ("--lr-head", "0.1"),
+        ],
+    )
 }
 
 /// Two epochs of three steps, stopped after the first: the same metrics (IEG's weights, ε and
@@ -189,8 +158,11 @@ fn ieg_resumes_bit_exactly_after_sigusr1() {
 }
 
 /// Two Gloo ranks (each half of every batch's training forwards; the meta step repeated on the
-/// whole batch) train what one trains. Bounds as train.rs's whole-network check (1e-3 relative
-/// loss; ε and weights, decided by signs, may flip on a few samples: 0.05).
+/// whole batch) train what one trains. ε is decided by the sign of a meta-gradient, so the
+/// round-off of the gradient all-reduce flips it on a few samples from the second step on, and
+/// the loss follows. Measured over seeds 4–8 under ATEN_CPU_CAPABILITY default, avx2 and avx512
+/// (15 pairs): relative loss gap 8.6e-5 to 6.1e-3, mean-ε gap 0 to 0.045. Bounds 2e-2 and 0.1,
+/// about three and two times the largest.
 #[test]
 fn two_ranks_train_ieg_like_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,14 +176,12 @@ fn two_ranks_train_ieg_like_one() {
             ],
         )
     };
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    run_ok(&args(&one));
-    trainer_ranks(&args(&two), 2);
+    let (one, two) = run_on_one_and_two_ranks(dir.path(), args);
     let (m1, m2) = (metrics_without_time(&one), metrics_without_time(&two));
     let gap = loss_gap(&m1, &m2);
     let eps = (m1[0]["ieg_eps"].as_f64().unwrap() - m2[0]["ieg_eps"].as_f64().unwrap()).abs();
     eprintln!("1 vs 2 ranks: loss {gap:.2e} relative, mean ε {eps}");
-    assert!(gap < 1e-3 && eps < 0.05, "loss {gap}, ε {eps}");
+    assert!(gap < 2e-2 && eps < 0.1, "loss {gap}, ε {eps}");
 }
 
 /// Measured: float32 round-off between the two (loss 2e-7 relative, weights 1e-6); bounds as

@@ -9,8 +9,8 @@
 mod common;
 
 use common::torch_compare::{assert_close, randomize_batch_norms, read_npz, write_npz};
-use common::whole::{assert_resumes_bit_exactly, one_and_two_ranks};
-use common::{python, with_flags, workspace_root, FASHION_MNIST};
+use common::whole::{assert_resumes_bit_exactly, noisy_train, one_and_two_ranks, SCRATCH_RESNET32};
+use common::{python, with_flags, workspace_root};
 use std::path::Path;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
@@ -150,57 +150,23 @@ fn one_step_equals_the_reference_codes() {
 /// MW-Net on a ResNet-32 of width 4 trained from scratch under 60% symmetric noise, with 100
 /// clean images held out as its meta set.
 fn mwn_run(exp: &Path, method: &str, seed: u64, epochs: usize) -> Vec<String> {
-    let (seed, epochs) = (seed.to_string(), epochs.to_string());
-    let args = [
-        "train",
-        "--data-dir",
-        FASHION_MNIST,
-        "--backbone",
-        "none",
-        "--arch",
-        "resnet32",
-        "--width",
-        "4",
-        "--weights",
-        "finetune",
-        "--head",
-        "linear",
-        "--method",
-        method,
-        "--holdout-trusted",
-        "100",
-        "--meta-batch",
-        "50",
-        "--kind",
-        "symmetric",
-        "--noise",
-        "0.6",
-        "--epochs",
-        &epochs,
-        "--batch-size",
-        "100",
-        "--train-samples",
-        "1000",
-        "--test-samples",
-        "1000",
-        "--lr-backbone",
-        "0.1",
-        "--lr-head",
-        "0.1",
-        "--geometry",
-        "crop",
-        "--stopping",
-        "0",
-        "--seed",
-        &seed,
-        "--backend",
-        "gloo",
-        "--exp-dir",
-    ];
-    args.iter()
-        .map(|s| s.to_string())
-        .chain([exp.display().to_string()])
-        .collect()
+    let epochs = epochs.to_string();
+    let args = noisy_train(exp, seed, &SCRATCH_RESNET32);
+    with_flags(
+        args,
+        &[
+            ("--method", method),
+            ("--holdout-trusted", "100"),
+            ("--meta-batch", "50"),
+            ("--epochs", &epochs),
+            ("--batch-size", "100"),
+            ("--train-samples", "1000"),
+            ("--test-samples", "1000"),
+            ("--lr-backbone", "0.1"),
+            ("--lr-head", "0.1"),
+            ("--geometry", "crop"),
+        ],
+    )
 }
 
 /// Stopped by SIGUSR1 after one of two epochs, the run resumes bit-exactly: the network, its

@@ -11,10 +11,11 @@
 mod common;
 
 use common::torch_compare::{assert_close, randomize_batch_norms, read_npz, write_npz};
-use common::whole::{assert_resumes_bit_exactly, loss_gap, run_ok};
-use common::{
-    metrics, metrics_without_time, run_python, trainer_ranks, with_flags as with, FASHION_MNIST,
+use common::whole::{
+    assert_resumes_bit_exactly, loss_gap, noisy_train, run_ok, run_on_one_and_two_ranks,
+    SCRATCH_RESNET32,
 };
+use common::{metrics, metrics_without_time, run_python, with_flags as with};
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -200,61 +201,25 @@ fn the_pretraining_projector_is_the_one_trained() {
 /// The regularizer on a ResNet-32 of width 4 trained from scratch on Fashion-MNIST under 60%
 /// symmetric noise, the reference's constant rate 0.1 (plain SGD, no weight decay).
 fn whole(exp: &Path, seed: u64, samples: usize, epochs: usize) -> Vec<String> {
-    let (seed, samples, epochs) = (seed.to_string(), samples.to_string(), epochs.to_string());
-    [
-        "train",
-        "--data-dir",
-        FASHION_MNIST,
-        "--backbone",
-        "none",
-        "--arch",
-        "resnet32",
-        "--width",
-        "4",
-        "--weights",
-        "finetune",
-        "--head",
-        "linear",
-        "--method",
-        "rkd",
-        "--kind",
-        "symmetric",
-        "--noise",
-        "0.6",
-        "--geometry",
-        "crop",
-        "--epochs",
-        &epochs,
-        "--batch-size",
-        "64",
-        "--train-samples",
-        &samples,
-        "--test-samples",
-        "500",
-        "--stopping",
-        "0",
-        "--optimizer",
-        "sgd",
-        "--momentum",
-        "0",
-        "--wd",
-        "0",
-        "--schedule",
-        "constant",
-        "--lr-head",
-        "0.1",
-        "--lr-backbone",
-        "0.1",
-        "--seed",
-        &seed,
-        "--backend",
-        "gloo",
-        "--exp-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([exp.display().to_string()])
-    .collect()
+    let (samples, epochs) = (samples.to_string(), epochs.to_string());
+    let args = noisy_train(exp, seed, &SCRATCH_RESNET32);
+    with(
+        args,
+        &[
+            ("--method", "rkd"),
+            ("--geometry", "crop"),
+            ("--epochs", &epochs),
+            ("--batch-size", "64"),
+            ("--train-samples", &samples),
+            ("--test-samples", "500"),
+            ("--optimizer", "sgd"),
+            ("--momentum", "0"),
+            ("--wd", "0"),
+            ("--schedule", "constant"),
+            ("--lr-head", "0.1"),
+            ("--lr-backbone", "0.1"),
+        ],
+    )
 }
 
 /// Stopped during the second of two epochs: the projector, its optimizer state and the
@@ -281,9 +246,7 @@ fn resumes_bit_exactly_after_sigusr1() {
 fn two_ranks_train_like_one() {
     let dir = tempfile::tempdir().unwrap();
     let args = |exp: &Path| whole(exp, 4, 128, 1);
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    run_ok(&args(&one));
-    trainer_ranks(&args(&two), 2);
+    let (one, two) = run_on_one_and_two_ranks(dir.path(), args);
     let (m1, m2) = (metrics_without_time(&one), metrics_without_time(&two));
     let gap = loss_gap(&m1, &m2);
     let term_gap = ["rkd_base", "rkd_infonce", "rkd_distance"].map(|k| {

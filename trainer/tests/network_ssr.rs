@@ -5,11 +5,8 @@
 mod common;
 
 use common::torch_compare::{assert_close, randomize_batch_norms, read_npz, write_npz};
-use common::whole::{assert_resumes_bit_exactly, run_ok};
-use common::{
-    final_acc, metrics, metrics_without_time, seeded, stderr, trainer_ranks, with_flags as with,
-    FASHION_MNIST,
-};
+use common::whole::{assert_resumes_bit_exactly, noisy_train, run_ok, run_on_one_and_two_ranks};
+use common::{final_acc, metrics, metrics_without_time, seeded, stderr, with_flags as with};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -95,62 +92,31 @@ fn selection_matches_the_reference() {
 /// A narrow PreAct ResNet-18 trained from scratch under 60% symmetric noise, by SSR (`ssr`)
 /// or plain cross-entropy with the same net, epochs and augmentation (`none`).
 fn whole(exp: &Path, method: &str, seed: u64) -> Vec<String> {
-    let seed = seed.to_string();
     let policy = if method == "ssr" {
         "none"
     } else {
         "autoaugment"
     };
-    [
-        "train",
-        "--data-dir",
-        FASHION_MNIST,
-        "--backbone",
-        "none",
-        "--arch",
-        "preact18",
-        "--width",
-        "4",
-        "--weights",
-        "finetune",
-        "--head",
-        "linear",
-        "--method",
-        method,
-        "--ssr-k",
-        "20",
-        "--kind",
-        "symmetric",
-        "--noise",
-        "0.6",
-        "--geometry",
-        "crop",
-        "--policy",
-        policy,
-        "--epochs",
-        "8",
-        "--batch-size",
-        "100",
-        "--train-samples",
-        "1000",
-        "--test-samples",
-        "1000",
-        "--stopping",
-        "0",
-        "--lr-head",
-        "0.1",
-        "--lr-backbone",
-        "0.1",
-        "--seed",
-        &seed,
-        "--backend",
-        "gloo",
-        "--exp-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([exp.display().to_string()])
-    .collect()
+    let args = noisy_train(exp, seed, &[]);
+    with(
+        args,
+        &[
+            ("--backbone", "none"),
+            ("--arch", "preact18"),
+            ("--width", "4"),
+            ("--head", "linear"),
+            ("--method", method),
+            ("--ssr-k", "20"),
+            ("--geometry", "crop"),
+            ("--policy", policy),
+            ("--epochs", "8"),
+            ("--batch-size", "100"),
+            ("--train-samples", "1000"),
+            ("--test-samples", "1000"),
+            ("--lr-head", "0.1"),
+            ("--lr-backbone", "0.1"),
+        ],
+    )
 }
 
 /// Test 3a: stopped by SIGUSR1 after the first of two epochs and resumed, SSR ends where an
@@ -193,9 +159,7 @@ fn two_ranks_train_ssr_like_one() {
             ],
         )
     };
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    run_ok(&args(&one));
-    trainer_ranks(&args(&two), 2);
+    let (one, two) = run_on_one_and_two_ranks(dir.path(), args);
     let (a, b) = (metrics(&one), metrics(&two));
     assert_eq!(a.len(), 2);
     for (x, y) in a.iter().zip(&b) {

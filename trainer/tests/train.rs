@@ -10,55 +10,29 @@
 
 mod common;
 
-use common::whole::{assert_resumes_bit_exactly, checkpoint_tensors, one_and_two_ranks, run_ok};
+use common::whole::{
+    assert_resumes_bit_exactly, checkpoint_tensors, noisy_train, one_and_two_ranks, run_ok,
+};
 use common::{
     final_acc, metrics_without_time, results, run, small_pretrained_backbone, stderr,
-    with_flags as with, FASHION_MNIST,
+    with_flags as with,
 };
 use serde_json::Value;
 use std::path::Path;
 
 /// Whole-network training under 60% symmetric noise, from `backbone` (an export or `none`).
 fn whole(exp: &Path, backbone: &str, seed: u64) -> Vec<String> {
-    let seed = seed.to_string();
-    [
-        "train",
-        "--data-dir",
-        FASHION_MNIST,
-        "--backbone",
-        backbone,
-        "--width",
-        "8",
-        "--weights",
-        "finetune",
-        "--kind",
-        "symmetric",
-        "--noise",
-        "0.6",
-        "--epochs",
-        "6",
-        "--batch-size",
-        "128",
-        "--train-samples",
-        "1000",
-        "--test-samples",
-        "2000",
-        "--stopping",
-        "0",
-        "--lr-head",
-        "0.05",
-        "--lr-backbone",
-        "0.05",
-        "--seed",
-        &seed,
-        "--backend",
-        "gloo",
-        "--exp-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([exp.display().to_string()])
-    .collect()
+    let flags = [
+        ("--backbone", backbone),
+        ("--width", "8"),
+        ("--epochs", "6"),
+        ("--batch-size", "128"),
+        ("--train-samples", "1000"),
+        ("--test-samples", "2000"),
+        ("--lr-head", "0.05"),
+        ("--lr-backbone", "0.05"),
+    ];
+    noisy_train(exp, seed, &flags)
 }
 
 const SEEDS: [u64; 3] = [0, 1, 2];

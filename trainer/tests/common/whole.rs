@@ -1,14 +1,53 @@
-//! Checks every whole-network run must pass, whichever method trains it: a run stopped by
-//! SIGUSR1 resumes bit-exactly, and two ranks train the network one process trains.
+//! Whole-network runs under label noise, and the checks every one must pass whichever method
+//! trains it: a run stopped by SIGUSR1 resumes bit-exactly, and two ranks train the network one
+//! process trains.
 
 use super::{
     final_acc, interrupt_after, metrics_without_time, results, run, stderr, trainer_ranks,
+    with_flags, FASHION_MNIST,
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 use trainer::checkpoint::CheckpointDir;
+
+/// A narrow ResNet-32 (width 4) from scratch with a linear classifier: the whole-network
+/// methods' test network.
+pub const SCRATCH_RESNET32: [(&str, &str); 4] = [
+    ("--backbone", "none"),
+    ("--arch", "resnet32"),
+    ("--width", "4"),
+    ("--head", "linear"),
+];
+
+/// `trainer train` of the whole network (`--weights finetune`) on Fashion-MNIST under 60%
+/// symmetric noise, without early stopping, on Gloo, into `exp`; then `flags`, each replacing
+/// a default or added.
+pub fn noisy_train(exp: &Path, seed: u64, flags: &[(&str, &str)]) -> Vec<String> {
+    let seed = seed.to_string();
+    let exp = exp.display().to_string();
+    let base = [
+        "train",
+        "--data-dir",
+        FASHION_MNIST,
+        "--weights",
+        "finetune",
+        "--kind",
+        "symmetric",
+        "--noise",
+        "0.6",
+        "--stopping",
+        "0",
+        "--seed",
+        &seed,
+        "--backend",
+        "gloo",
+        "--exp-dir",
+        &exp,
+    ];
+    with_flags(base.iter().map(|s| s.to_string()).collect(), flags)
+}
 
 /// [`run`], panicking with the trainer's stderr unless it succeeds.
 pub fn run_ok(args: &[String]) {
@@ -60,11 +99,21 @@ pub fn loss_gap(a: &[Value], b: &[Value]) -> f64 {
 /// Runs `args(exp)` on one rank and on two Gloo ranks; returns the relative gap of their
 /// per-epoch losses and the difference of their final top-1 accuracies.
 pub fn one_and_two_ranks(dir: &Path, args: impl Fn(&Path) -> Vec<String>) -> (f64, f64) {
-    let (one, two) = (dir.join("one"), dir.join("two"));
-    run_ok(&args(&one));
-    trainer_ranks(&args(&two), 2);
+    let (one, two) = run_on_one_and_two_ranks(dir, args);
     let gap = loss_gap(&metrics_without_time(&one), &metrics_without_time(&two));
     let acc = (final_acc(&one) - final_acc(&two)).abs();
     eprintln!("1 vs 2 ranks: loss {gap:.2e} relative, top-1 {acc}");
     (gap, acc)
+}
+
+/// Runs `args(exp)` on one rank into `dir/one` and on two Gloo ranks into `dir/two`; returns
+/// the two experiment directories.
+pub fn run_on_one_and_two_ranks(
+    dir: &Path,
+    args: impl Fn(&Path) -> Vec<String>,
+) -> (PathBuf, PathBuf) {
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    run_ok(&args(&one));
+    trainer_ranks(&args(&two), 2);
+    (one, two)
 }

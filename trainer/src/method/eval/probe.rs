@@ -231,6 +231,10 @@ impl<'a> Probe<'a> {
         if !finetune {
             backbone_vs.freeze();
         }
+        // The network method's loss (RKD's CE or GCE) and the plain loss are separate instances:
+        // a stateful loss (ELR) keeps per-sample state for whichever uses it.
+        let robust_loss =
+            || RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device);
         let net_method = match &train_in {
             Inputs::Images(images) => network::build(
                 cfg.method,
@@ -247,13 +251,7 @@ impl<'a> Probe<'a> {
                     trusted: trusted_images(labels, device)?,
                     projector: source.projector.as_ref(),
                     embedding_dim: backbone.embedding_dim(),
-                    loss: RobustLoss::new(
-                        cfg.loss,
-                        cfg.loss_params(),
-                        train.len(),
-                        classes,
-                        device,
-                    ),
+                    loss: robust_loss(),
                     optimizer: cfg.optimizer,
                     optim: cfg.optim_settings(),
                 },
@@ -277,7 +275,7 @@ impl<'a> Probe<'a> {
             emas: weight_averages(cfg, &head_vs, finetune.then_some(&backbone_vs)),
             head_sync: GradSync::new(&head_vs, 25.0),
             backbone_sync: finetune.then(|| GradSync::new(&backbone_vs, 25.0)),
-            loss: RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device),
+            loss: robust_loss(),
             method,
             head_params,
             net_method,
