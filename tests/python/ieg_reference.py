@@ -4,13 +4,14 @@ crossentropy_minimize, guess_label, consistency_loss) and custom_ops.py (logit_n
 
     ieg_reference.py DIR ARCH WIDTH DEPTH CLASSES
 
-Reads DIR/state.npz (the network, model_reference.py's module names), DIR/io.npz (the step's
-views, labels, trusted images, MixUp draws and hyper-parameters); writes DIR/torch.npz with
-the step's loss, meta loss, pseudo-labels, sample weights and new label mix.
+Reads DIR/state.npz (the network, model_reference.py's module names), DIR/momentum.npz (the
+live optimizer's momentum buffers under the same names), DIR/io.npz (the step's views, labels,
+trusted images, MixUp draws and hyper-parameters); writes DIR/torch.npz with the step's loss,
+meta loss, pseudo-labels, sample weights and new label mix.
 
-Same choices as ours where the reference is TensorFlow-specific: the look-ahead is a plain
-step (no optimizer momentum), and the pseudo-labels are targets without gradient; the L2
-regularization (`net.regularization_loss`, `wd·Σ‖v‖²/2`) covers every trainable variable.
+Same choices as ours where the reference is TensorFlow-specific: the pseudo-labels are targets
+without gradient; the L2 regularization (`net.regularization_loss`, `wd·Σ‖v‖²/2`) covers every
+trainable variable.
 """
 import sys
 
@@ -53,7 +54,9 @@ def meta_optimize(model, io, logits, guess, k):
     params = [p for _, p in model.named_parameters()]
     lookahead_loss = (target * net_cost).sum() + wd * l2(params)
     grads = torch.autograd.grad(lookahead_loss, params, create_graph=True)
-    static = {n: p - rate * g for n, p, g in zip(names, params, grads)}
+    # meta_momentum_update: the live optimizer's momentum buffer, without gradient, added.
+    mu, buffers = float(io["meta_momentum"]), io["momentum"]
+    static = {n: p - rate * (g + mu * buffers[n]) for n, p, g in zip(names, params, grads)}
     static.update({n: t.clone() for n, t in model.named_buffers()})
     g_logits = functional_call(model, static, (io["meta_x"],))
     meta_loss = F.cross_entropy(g_logits, io["meta_y"]) + wd * l2(
@@ -93,6 +96,7 @@ def main():
     model.load_state_dict(npz(f"{directory}/state.npz"), strict=True)
     model.train()
     io = npz(f"{directory}/io.npz")
+    io["momentum"] = npz(f"{directory}/momentum.npz")
     logits = model(io["x"])
     aug_logits = model(io["x_aug"])
     guess = guess_label(logits.detach(), aug_logits.detach(), float(io["temperature"]))

@@ -161,8 +161,9 @@ fn ieg_resumes_bit_exactly_after_sigusr1() {
 /// whole batch) train what one trains. ε is decided by the sign of a meta-gradient, so the
 /// round-off of the gradient all-reduce flips it on a few samples from the second step on, and
 /// the loss follows. Measured over seeds 4–8 under ATEN_CPU_CAPABILITY default, avx2 and avx512
-/// (15 pairs): relative loss gap 8.6e-5 to 6.1e-3, mean-ε gap 0 to 0.045. Bounds 2e-2 and 0.1,
-/// about three and two times the largest.
+/// (15 pairs), the meta momentum on (0.9, the default): relative loss gap 3.5e-5 to 1.2e-3,
+/// mean-ε gap 0 to 0.01 (a plain look-ahead flips more: up to 6.1e-3 and 0.045). Bounds 5e-3
+/// and 0.05, about four and five times the largest.
 #[test]
 fn two_ranks_train_ieg_like_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,7 +182,7 @@ fn two_ranks_train_ieg_like_one() {
     let gap = loss_gap(&m1, &m2);
     let eps = (m1[0]["ieg_eps"].as_f64().unwrap() - m2[0]["ieg_eps"].as_f64().unwrap()).abs();
     eprintln!("1 vs 2 ranks: loss {gap:.2e} relative, mean ε {eps}");
-    assert!(gap < 2e-2 && eps < 0.1, "loss {gap}, ε {eps}");
+    assert!(gap < 5e-3 && eps < 0.05, "loss {gap}, ε {eps}");
 }
 
 /// Measured: float32 round-off between the two (loss 2e-7 relative, weights 1e-6); bounds as
@@ -190,8 +191,10 @@ const RTOL: f64 = 1e-4;
 
 /// One IEG step (meta step and loss) on a fixed batch equals `tests/python/ieg_reference.py`,
 /// PyTorch written from the reference's `model.py` (the look-ahead by
-/// `torch.func.functional_call`), with the same weights, views, trusted images and MixUp draws:
-/// loss, meta loss, pseudo-labels, sample weights, and the new label mix.
+/// `torch.func.functional_call`), with the same weights, views, trusted images and MixUp draws
+/// and the same optimizer momentum buffers (another network's weights, so that the meta
+/// momentum moves `θ′` by 9% of `θ`'s scale): loss, meta loss, pseudo-labels, sample weights,
+/// and the new label mix.
 #[test]
 fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     use common::torch_compare::{assert_close, read_npz, write_npz};
@@ -201,6 +204,7 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     let (classes, b) = (4i64, 8i64);
     let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
     let network = LiveNetwork::new(spec, classes, Device::Cpu);
+    let momentum = LiveNetwork::new(spec, classes, Device::Cpu);
     let params = MethodParams {
         ieg_consistency: 20.0,
         ..MethodParams::default()
@@ -237,6 +241,10 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
         &dir.path().join("state.npz"),
         &network.torchvision_state_dict(),
     );
+    write_npz(
+        &dir.path().join("momentum.npz"),
+        &momentum.torchvision_state_dict(),
+    );
     let scalar = |v: f64| Tensor::from(v);
     let io: Vec<(String, Tensor)> = [
         ("x", batch.x.shallow_clone()),
@@ -250,6 +258,7 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
         ("perm", batch.mix.perm.shallow_clone()),
         ("wd", scalar(wd)),
         ("meta_lr", scalar(rate)),
+        ("meta_momentum", scalar(params.meta_momentum)),
         ("eps0", scalar(params.ieg_eps0)),
         ("temperature", scalar(params.ieg_temperature)),
         ("mixup", scalar(params.ieg_mixup)),
@@ -262,7 +271,11 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     let live = network.params();
     let net = network.net();
     let g = ProcessGroup::single(Device::Cpu);
-    let meta = ieg.meta_step(net, &live, &g, &batch, (rate, wd)).unwrap();
+    let buffers = momentum.params().trainable.into_iter();
+    let buffers = buffers.map(|(_, t)| t.detach().copy()).collect();
+    let meta = ieg
+        .meta_step(net, &live, &g, &batch, (rate, wd), buffers)
+        .unwrap();
     let out = ieg.train_loss(net, &g, (0, b), &batch, &meta).unwrap();
     let script = common::workspace_root().join("tests/python/ieg_reference.py");
     let run = std::process::Command::new(common::python())
@@ -290,4 +303,55 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     assert_close("pseudo-labels", &meta.guess, &theirs["guess"], RTOL);
     assert_close("weights", &meta.weights, &theirs["weights"], RTOL);
     assert!(meta.eps.equal(&eps.to_kind(meta.eps.kind())), "ε differs");
+}
+
+/// The meta momentum comes from the live optimizers, aligned with the look-ahead's variables:
+/// after one SGD step (no decay) every buffer is that variable's gradient (PyTorch's first
+/// step); the backbone's variables have none when its optimizer is not given.
+#[test]
+fn momentum_buffers_line_up_with_the_variables() {
+    use trainer::method::eval::methods::network::LiveOptimizers;
+    use trainer::optim::{OptimSettings, OptimizerKind};
+    tch::manual_seed(2);
+    let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
+    let network = LiveNetwork::new(spec, 3, Device::Cpu);
+    let settings = OptimSettings {
+        momentum: Some(0.9),
+        ..OptimSettings::new(0.0)
+    };
+    let build = |vs| OptimizerKind::Sgd.build_with(vs, &settings).unwrap();
+    let (mut head, mut backbone) = (build(&network.head_vs), build(&network.backbone_vs));
+    let g = ProcessGroup::single(Device::Cpu);
+    let x = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 0]);
+    let logits = network.net().logits(&x, true, &g).unwrap();
+    logits.cross_entropy_for_logits(&y).backward();
+    let params = network.params();
+    let grads: Vec<Tensor> = params
+        .trainable
+        .iter()
+        .map(|(_, t)| t.grad().copy())
+        .collect();
+    head.step(0.1);
+    backbone.step(0.1);
+    let both = LiveOptimizers {
+        head: head.as_ref(),
+        backbone: Some(backbone.as_ref()),
+    };
+    let buffers = both.momentum_buffers(&params);
+    assert_eq!(buffers.len(), params.trainable.len());
+    for ((name, _), (b, grad)) in params.trainable.iter().zip(buffers.iter().zip(&grads)) {
+        assert!(b.defined() && b.equal(grad), "{name}");
+    }
+    let head_only = LiveOptimizers {
+        head: head.as_ref(),
+        backbone: None,
+    };
+    for ((name, _), b) in params
+        .trainable
+        .iter()
+        .zip(head_only.momentum_buffers(&params))
+    {
+        assert_eq!(b.defined(), name.starts_with("head."), "{name}");
+    }
 }

@@ -157,6 +157,10 @@ pub struct EvaluateArgs {
     /// MW-Net; seed 001 and IEG use a constant).
     #[arg(long)]
     pub meta_lr: Option<f64>,
+    /// Whole-network ieg: the look-ahead step adds this times the live optimizer's momentum
+    /// buffer (the reference's meta momentum, 0.9; 0: a plain step).
+    #[arg(long)]
+    pub meta_momentum: Option<f64>,
     /// Whole-network mwn: the weighting network's optimizer: adam (the paper's, 1e-3 with L2
     /// 1e-4) or sgd (seed 001's, Nesterov).
     #[arg(long, value_enum)]

@@ -26,7 +26,8 @@ impl Default for Sgd {
     }
 }
 
-const MOMENTUM_BUFFER: &str = "momentum_buffer";
+/// The state key of a variable's momentum buffer (`"<variable>:momentum_buffer"`).
+pub const MOMENTUM_BUFFER: &str = "momentum_buffer";
 
 impl UpdateRule for Sgd {
     const SLOTS: &'static [&'static str] = &[MOMENTUM_BUFFER];

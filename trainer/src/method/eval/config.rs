@@ -117,6 +117,8 @@ pub struct EvalConfig {
     pub meta_batch: usize,
     /// Whole-network mwn/ieg: the look-ahead's rate (0: the network's current rate).
     pub meta_lr: f64,
+    /// Whole-network ieg: the look-ahead adds this times the live optimizer's momentum buffer.
+    pub meta_momentum: f64,
     /// Whole-network mwn: the weighting network's optimizer (adam, or seed 001's Nesterov sgd).
     pub mwn_optimizer: OptimizerKind,
     /// Whole-network ssr: weight of the feature-consistency term.
@@ -220,6 +222,7 @@ impl Default for EvalConfig {
             ieg_temperature: methods.ieg_temperature,
             meta_batch: methods.meta_batch,
             meta_lr: methods.meta_lr,
+            meta_momentum: methods.meta_momentum,
             mwn_optimizer: methods.mwn_optimizer,
             ssr_consistency: methods.ssr_consistency,
             ieg_mixup: methods.ieg_mixup,
@@ -273,7 +276,7 @@ const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
 
 /// Keys added after runs existed: left out of the hash while at their default, so that a
 /// configuration without them hashes (and resumes) as it did before they existed.
-const LATER_KEYS: [&str; 36] = [
+const LATER_KEYS: [&str; 37] = [
     "flips",
     "asym_classes",
     "instance_model",
@@ -304,6 +307,7 @@ const LATER_KEYS: [&str; 36] = [
     "mixup_alpha",
     "meta_batch",
     "meta_lr",
+    "meta_momentum",
     "mwn_optimizer",
     "ssr_consistency",
     "ieg_mixup",
@@ -488,6 +492,7 @@ impl EvalConfig {
             ieg_temperature: self.ieg_temperature,
             meta_batch: self.meta_batch,
             meta_lr: self.meta_lr,
+            meta_momentum: self.meta_momentum,
             mwn_optimizer: self.mwn_optimizer,
             ssr_consistency: self.ssr_consistency,
             ieg_mixup: self.ieg_mixup,

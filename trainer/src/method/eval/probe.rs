@@ -18,7 +18,8 @@ use super::methods::functional::HeadParams;
 use super::methods::network::lookahead::NetParams;
 use super::methods::network::views::with_autoaugment;
 use super::methods::network::{
-    self, EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, TrustedImages, Views,
+    self, EpochStart, LiveOptimizers, Net, NetSetup, NetStep, NetworkMethod, Recipe, TrustedImages,
+    Views,
 };
 use super::methods::trusted::HeldOutFeatures;
 use super::methods::{self, NoiseMethod, Setup, Step};
@@ -471,6 +472,10 @@ impl<'a> Probe<'a> {
             wd: self.cfg.wd,
             key: step_key(self.cfg.seed, epoch, step, 0),
             views: &self.views,
+            optimizers: LiveOptimizers {
+                head: self.head_opt.as_ref(),
+                backbone: self.backbone_opt.as_deref(),
+            },
         })?;
         Ok((out.logits, out.loss))
     }

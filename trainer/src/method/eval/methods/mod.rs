@@ -74,6 +74,7 @@ pub struct MethodParams {
     pub ieg_temperature: f64,
     pub meta_batch: usize,
     pub meta_lr: f64,
+    pub meta_momentum: f64,
     pub mwn_optimizer: crate::optim::OptimizerKind,
     pub ssr_consistency: f64,
     pub ieg_mixup: f64,
@@ -95,6 +96,7 @@ impl Default for MethodParams {
             ieg_temperature: 0.5,
             meta_batch: 0,
             meta_lr: 0.0,
+            meta_momentum: 0.9,
             mwn_optimizer: crate::optim::OptimizerKind::Adam,
             ssr_consistency: 1.0,
             ieg_mixup: 5.0,
@@ -132,6 +134,11 @@ impl MethodParams {
                 "{flag} must be a finite number >= 0, got {v}"
             );
         }
+        ensure!(
+            (0.0..1.0).contains(&self.meta_momentum),
+            "--meta-momentum must be in [0, 1), got {}",
+            self.meta_momentum
+        );
         ensure!(
             (0.0..=1.0).contains(&self.ieg_eps0),
             "--ieg-eps0 must be in [0, 1], got {}",

@@ -9,8 +9,10 @@
 //!    weights `t = 1/B` and mixing weights `ε = ε₀` (`--ieg-eps0`) of the target
 //!    `ε·onehot(y) + (1−ε)·g`. The look-ahead loss is linear in `ε`, so one look-ahead on the
 //!    stacked losses `[CE(y); CE(g)]` with weights `[t·ε; t·(1−ε)]` gives both meta-gradients.
-//!    `θ′ = θ − α(∇θ Σ tᵢ·CEᵢ + λθ)` at `α` = `--meta-lr` (the reference's 0.1), `λ` the
-//!    run's decay; the meta loss is the mean cross-entropy of `θ′` on `--meta-batch` trusted
+//!    `θ′ = θ − α(∇θ Σ tᵢ·CEᵢ + λθ + μ·m)` at `α` = `--meta-lr` (the reference's 0.1), `λ` the
+//!    run's decay, `m` the live optimizer's momentum buffer and `μ` = `--meta-momentum` (the
+//!    reference's `meta_momentum_update`, 0.9; a constant, so the meta-gradient's formula is
+//!    unchanged, only where `θ′` lies); the meta loss is the mean cross-entropy of `θ′` on `--meta-batch` trusted
 //!    images (training mode) plus `λ/2‖θ′‖²`, as the reference's. Then `w = max(−∂/∂t, 0)`
 //!    normalized (sum + 1e-5), and `εᵢ = 1` where `∂/∂εᵢ < 0`, else 0;
 //! 3. **the loss**: `(mean CE(ε·onehot + (1−ε)·g) + Σ wᵢ·CE(ε₀·onehot + (1−ε₀)·g))/2`
@@ -24,9 +26,8 @@
 //! - the pseudo-labels are targets without gradient everywhere; the reference stops their
 //!   gradient in the MixUp term only, its look-ahead and final loss differentiate through them
 //!   (by all appearances unintended: the paper treats them as labels);
-//! - the look-ahead is a plain step: the reference adds the live optimizer's momentum buffer
-//!   (`μ·m`, not a fresh optimizer's zero), which shifts `θ′` by a constant `−α·μ·m` and does
-//!   not enter the meta-gradient's formula; the hook does not expose the optimizer's buffers.
+//! - before the optimizer's first step there is no buffer and the look-ahead is plain (the
+//!   reference fills the buffer first with one throw-away step on the batch's plain CE).
 //!
 //! Meta-step forwards run on every rank over the whole global batch (a group of one) and leave
 //! batch-norm running statistics as they were; the training forwards run on each rank's share.
@@ -177,6 +178,7 @@ pub struct NetworkIeg {
     classes: i64,
     meta_batch: usize,
     meta_lr: f64,
+    meta_momentum: f64,
     eps0: f64,
     temperature: f64,
     mixup: f64,
@@ -196,6 +198,7 @@ impl NetworkIeg {
             classes: setup.classes,
             meta_batch: p.meta_batch,
             meta_lr: p.meta_lr,
+            meta_momentum: p.meta_momentum,
             eps0: p.ieg_eps0,
             temperature: p.ieg_temperature,
             mixup: p.ieg_mixup,
@@ -250,6 +253,8 @@ impl NetworkIeg {
     }
 
     /// Steps 1–2 on the whole batch with a group of one; running statistics left as found.
+    /// `momentum`: the live optimizer's buffers `m` in `params.trainable` order (see
+    /// [`super::LiveOptimizers::momentum_buffers`]), scaled here by `--meta-momentum`.
     pub fn meta_step(
         &mut self,
         net: Net,
@@ -257,7 +262,14 @@ impl NetworkIeg {
         solo: &ProcessGroup,
         batch: &IegBatch,
         (rate, wd): (f64, f64),
+        momentum: Vec<Tensor>,
     ) -> Result<MetaDecision> {
+        let mu = self.meta_momentum;
+        let offset = momentum
+            .into_iter()
+            .map(|m| if m.defined() { m * mu } else { m })
+            .collect();
+        self.lookahead.set_offset(offset);
         let saved = params.snapshot();
         let out = self.meta_step_inner(net, params, solo, batch, (rate, wd));
         params.restore(&saved);
@@ -390,7 +402,18 @@ impl NetworkMethod for NetworkIeg {
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
         let batch = self.batch(step)?;
         let rate = look_ahead_rate(self.meta_lr, step);
-        let meta = self.meta_step(step.net, step.params, step.solo, &batch, (rate, step.wd))?;
+        let momentum = match self.meta_momentum > 0.0 {
+            true => step.optimizers.momentum_buffers(step.params),
+            false => Vec::new(),
+        };
+        let meta = self.meta_step(
+            step.net,
+            step.params,
+            step.solo,
+            &batch,
+            (rate, step.wd),
+            momentum,
+        )?;
         self.count(step, &meta);
         self.train_loss(step.net, step.group, (step.start, step.len), &batch, &meta)
     }

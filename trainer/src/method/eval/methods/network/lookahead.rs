@@ -81,6 +81,9 @@ pub struct LookAhead {
     /// L2 decay `λ/2·‖θ′‖²` added to the meta loss (IEG's meta loss carries the network's
     /// regularization; Meta-Weight-Net's does not).
     meta_decay: f64,
+    /// A constant added to each variable's step direction, in `NetParams::trainable` order
+    /// (undefined: none): IEG's meta momentum `μ·m`, the live optimizer's buffer.
+    offset: Vec<Tensor>,
 }
 
 impl LookAhead {
@@ -95,12 +98,20 @@ impl LookAhead {
             backbone,
             head,
             meta_decay: 0.0,
+            offset: Vec::new(),
         }
     }
 
     /// Adds `decay/2·‖θ′‖²` to every meta loss from now on.
     pub fn set_meta_decay(&mut self, decay: f64) {
         self.meta_decay = decay;
+    }
+
+    /// From now on `θ′ = θ − rate·(∇θ Σ uᵢℓᵢ + wd·θ + offsetᵢ)`; `offset` in
+    /// `NetParams::trainable` order, an undefined tensor (or a short list) meaning none. The
+    /// offset is a constant: the meta-gradient's formula does not change, only where `θ′` is.
+    pub fn set_offset(&mut self, offset: Vec<Tensor>) {
+        self.offset = offset;
     }
 
     /// `½‖θ′‖²` over the shadow's trainable variables (the meta loss's decay term; public for
@@ -170,7 +181,7 @@ impl LookAhead {
         })
     }
 
-    /// Sets the shadow to `θ − rate·(grads + wd·θ)` and returns its variables.
+    /// Sets the shadow to `θ − rate·(grads + wd·θ + offset)` and returns its variables.
     fn set_shadow(
         &self,
         live: &NetParams,
@@ -180,10 +191,13 @@ impl LookAhead {
     ) -> Result<Vec<Tensor>> {
         let shadow = self.shadow_params(live)?;
         tch::no_grad(|| {
-            for ((s, (_, p)), g) in shadow.iter().zip(&live.trainable).zip(grads) {
+            for (i, ((s, (_, p)), g)) in shadow.iter().zip(&live.trainable).zip(grads).enumerate() {
                 let mut step = p.detach() * wd;
                 if g.defined() {
                     step += g.detach();
+                }
+                if let Some(o) = self.offset.get(i).filter(|o| o.defined()) {
+                    step += o.to_kind(step.kind());
                 }
                 s.shallow_clone().copy_(&(p.detach() - step * rate));
             }

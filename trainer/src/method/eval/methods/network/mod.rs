@@ -24,6 +24,7 @@ use crate::augment::ViewKey;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::head::Head;
 use crate::model::{Backbone, NetSpec};
+use crate::optim::{sgd, Optimizer};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
@@ -81,6 +82,35 @@ pub struct NetStep<'a> {
     /// The step's key (seed, epoch, step): views take `key.with_view(v)`.
     pub key: ViewKey,
     pub views: &'a Views,
+    /// The network's optimizers (IEG's look-ahead reads their momentum).
+    pub optimizers: LiveOptimizers<'a>,
+}
+
+/// The optimizers of the live network: the head's, and the backbone's when it trains.
+#[derive(Clone, Copy)]
+pub struct LiveOptimizers<'a> {
+    pub head: &'a dyn Optimizer,
+    pub backbone: Option<&'a dyn Optimizer>,
+}
+
+impl LiveOptimizers<'_> {
+    /// The momentum buffers `m` of `params.trainable`, in its order (copies; an undefined
+    /// tensor where a variable has none, as before its first step or under Adam).
+    pub fn momentum_buffers(&self, params: &lookahead::NetParams) -> Vec<Tensor> {
+        let mut found = std::collections::HashMap::new();
+        for (prefix, opt) in [("head", Some(self.head)), ("backbone", self.backbone)] {
+            for (key, t) in opt.map(|o| o.state()).unwrap_or_default() {
+                if let Some(var) = key.strip_suffix(&format!(":{}", sgd::MOMENTUM_BUFFER)) {
+                    found.insert(format!("{prefix}.{var}"), t);
+                }
+            }
+        }
+        params
+            .trainable
+            .iter()
+            .map(|(name, _)| found.remove(name).unwrap_or_else(Tensor::new))
+            .collect()
+    }
 }
 
 impl NetStep<'_> {
