@@ -1,5 +1,6 @@
 //! `trainer data-info`: which dataset and format a folder holds, and what it contains.
 
+use crate::data::catalog::Catalog;
 use crate::data::{Source, Split};
 use anyhow::Result;
 use clap::Args;
@@ -13,6 +14,10 @@ pub struct DataInfoArgs {
 }
 
 pub fn run(args: DataInfoArgs) -> Result<()> {
+    if let Some(catalog) = crate::data::catalog::detect(&args.data_dir)? {
+        print_catalog(&catalog);
+        return Ok(());
+    }
     let source = Source::detect(&args.data_dir)?;
     println!("found {}", source.describe());
     for split in [Split::Train, Split::Test] {
@@ -28,4 +33,34 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A real-world release: its classes, and per split the images, the labels per class and how
+/// many labels are known right or wrong.
+fn print_catalog(c: &Catalog) {
+    println!(
+        "found {} at {} ({} classes: {}{})",
+        c.name,
+        c.root.display(),
+        c.classes.len(),
+        c.classes[..c.classes.len().min(5)].join(", "),
+        if c.classes.len() > 5 { ", ..." } else { "" }
+    );
+    for (split, ids) in &c.splits {
+        println!("{split}: {} images", ids.len());
+        for (what, clean) in [("noisy", false), ("clean", true)] {
+            let counts = c.class_counts(ids, clean);
+            if counts.iter().any(|&n| n > 0) {
+                println!("  {what} labels per class {counts:?}");
+            }
+        }
+        let (known, right) = c.agreement(ids);
+        if known > 0 {
+            println!(
+                "  noisy label known right for {right} of {known} ({:.2}%)",
+                100.0 * right as f64 / known as f64
+            );
+        }
+    }
+    println!("(a catalog only: training on it needs the streaming image pipeline, not there yet)");
 }

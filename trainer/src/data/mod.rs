@@ -5,6 +5,7 @@
 //! ImageFolder layout `<root>/{train,test}/<class>/<image>.png`. [`Source::detect`] finds which
 //! one a folder holds; readers check headers and sizes and name the file in every error.
 
+pub mod catalog;
 pub mod cifar;
 pub mod idx;
 pub mod imagefolder;
@@ -215,6 +216,11 @@ impl Source {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
+            0 if catalog::detect(data_dir).is_ok_and(|c| c.is_some()) => bail!(
+                "{} holds a real-world release that `trainer data-info` can catalog, but \
+                 training on it needs the streaming image pipeline, which is not there yet",
+                data_dir.display()
+            ),
             0 => bail!(
                 "no dataset found in {} or its sub-folders: looked for cifar-10-batches-bin/ \
                  (data_batch_1.bin …), cifar-10-batches-py/ (data_batch_1 …), cifar-100-binary/ \

@@ -1,0 +1,144 @@
+//! Catalogs of the real-world noisy datasets (Clothing1M, WebVision, ANIMAL-10N, Food-101N):
+//! their official label files parsed into records (official order, the image's path, the noisy
+//! and the clean label where the release gives them) and named splits, without opening an
+//! image. [`detect`] recognizes a release by its marker files; `trainer data-info` prints what
+//! it holds. Training on them needs the streaming image pipeline, which is not there yet.
+
+pub mod animal10n;
+pub mod clothing1m;
+pub mod food101n;
+mod lines;
+pub mod webvision;
+
+use anyhow::Result;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One image of a catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The image's path relative to the dataset root.
+    pub locator: PathBuf,
+    /// The label the release gives as (possibly) noisy, and the verified one, where known.
+    pub noisy: Option<usize>,
+    pub clean: Option<usize>,
+    /// Whether a person checked the noisy label right (Food-101N's verification), where known.
+    pub verified: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    pub name: &'static str,
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    /// Every image named by any split, once, in the order first named.
+    pub records: Vec<Record>,
+    /// Each split's records (indices into `records`) in the release's order.
+    pub splits: Vec<(String, Vec<usize>)>,
+}
+
+impl Catalog {
+    /// The records of split `name`.
+    pub fn split(&self, name: &str) -> Option<&[usize]> {
+        self.splits
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, ids)| ids.as_slice())
+    }
+
+    /// Per class, how many of `ids` carry each label (`clean` or noisy).
+    pub fn class_counts(&self, ids: &[usize], clean: bool) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for &i in ids {
+            let r = &self.records[i];
+            if let Some(label) = if clean { r.clean } else { r.noisy } {
+                counts[label] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Of `ids`, how many have a known right-or-wrong noisy label (both labels given, or a
+    /// verification), and how many of those are right.
+    pub fn agreement(&self, ids: &[usize]) -> (usize, usize) {
+        let right = |r: &Record| match (r.verified, r.noisy, r.clean) {
+            (Some(v), _, _) => Some(v),
+            (None, Some(n), Some(c)) => Some(n == c),
+            _ => None,
+        };
+        ids.iter()
+            .filter_map(|&i| right(&self.records[i]))
+            .fold((0, 0), |(known, ok), r| (known + 1, ok + usize::from(r)))
+    }
+}
+
+/// The catalog whose marker files `root` holds, or None when it holds none of them.
+pub fn detect(root: &Path) -> Result<Option<Catalog>> {
+    type IsHere = fn(&Path) -> bool;
+    type Reader = fn(&Path) -> Result<Catalog>;
+    let readers: [(IsHere, Reader); 4] = [
+        (clothing1m::is_here, clothing1m::read),
+        (webvision::is_here, webvision::read),
+        (food101n::is_here, food101n::read),
+        (animal10n::is_here, animal10n::read),
+    ];
+    for (is_here, read) in readers {
+        if is_here(root) {
+            return read(root).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Builds a catalog: records merged by locator, splits in the order they are named.
+struct Builder {
+    name: &'static str,
+    root: PathBuf,
+    classes: Vec<String>,
+    records: Vec<Record>,
+    index: HashMap<PathBuf, usize>,
+    splits: Vec<(String, Vec<usize>)>,
+}
+
+impl Builder {
+    fn new(name: &'static str, root: &Path, classes: Vec<String>) -> Builder {
+        Builder {
+            name,
+            root: root.to_path_buf(),
+            classes,
+            records: Vec::new(),
+            index: HashMap::new(),
+            splits: Vec::new(),
+        }
+    }
+
+    /// The record of `locator`, created unlabelled the first time.
+    fn record(&mut self, locator: impl Into<PathBuf>) -> (usize, &mut Record) {
+        let locator = locator.into();
+        let next = self.records.len();
+        let i = *self.index.entry(locator.clone()).or_insert(next);
+        if i == next {
+            self.records.push(Record {
+                locator,
+                noisy: None,
+                clean: None,
+                verified: None,
+            });
+        }
+        (i, &mut self.records[i])
+    }
+
+    fn split(&mut self, name: &str, ids: Vec<usize>) {
+        self.splits.push((name.to_string(), ids));
+    }
+
+    fn build(self) -> Catalog {
+        Catalog {
+            name: self.name,
+            root: self.root,
+            classes: self.classes,
+            records: self.records,
+            splits: self.splits,
+        }
+    }
+}

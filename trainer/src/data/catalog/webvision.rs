@@ -1,0 +1,79 @@
+//! WebVision 1.0 (Li et al. 2017) as released: `info/synsets.txt` (the 1000 classes, ImageNet's
+//! wnids in label order), `info/train_filelist_google.txt` and `info/train_filelist_flickr.txt`
+//! (`google/q0001/000000.jpg <label>`, paths under the root), `info/val_filelist.txt`
+//! (`val000001.jpg <label>`, under `val_images_256/` where that folder exists, else
+//! `val_images/`). Splits: `train_google`, `train_flickr` (when its list is there), `val`, and
+//! mini-WebVision's `mini_train` (the Google images of the first 50 classes: 65,944 in the
+//! release) and `mini_val` (2,500). The web labels are noisy; the validation labels are clean.
+
+use super::{lines, Builder, Catalog};
+use anyhow::Result;
+use std::path::Path;
+
+const NAME: &str = "WebVision";
+const GOOGLE: &str = "info/train_filelist_google.txt";
+const FLICKR: &str = "info/train_filelist_flickr.txt";
+const VAL: &str = "info/val_filelist.txt";
+/// mini-WebVision keeps the first 50 classes.
+const MINI_CLASSES: usize = 50;
+
+pub fn is_here(root: &Path) -> bool {
+    root.join(GOOGLE).is_file()
+}
+
+pub fn read(root: &Path) -> Result<Catalog> {
+    let classes = lines::class_names(root, "info/synsets.txt", 0, 1000, NAME)?;
+    let k = classes.len();
+    let mut b = Builder::new(NAME, root, classes);
+    let google = labelled(&mut b, root, GOOGLE, "", k, false)?;
+    let mini_train = mini(&b, &google);
+    b.split("train_google", google);
+    if root.join(FLICKR).is_file() {
+        let flickr = labelled(&mut b, root, FLICKR, "", k, false)?;
+        b.split("train_flickr", flickr);
+    }
+    let val_dir = match root.join("val_images_256").is_dir() {
+        true => "val_images_256/",
+        false => "val_images/",
+    };
+    let val = labelled(&mut b, root, VAL, val_dir, k, true)?;
+    let mini_val = mini(&b, &val);
+    b.split("val", val);
+    b.split("mini_train", mini_train);
+    b.split("mini_val", mini_val);
+    Ok(b.build())
+}
+
+/// The records of a file list (`<path> <label>`, paths under `prefix`); `clean` says whether
+/// its labels are the verified ones.
+fn labelled(
+    b: &mut Builder,
+    root: &Path,
+    file: &str,
+    prefix: &str,
+    classes: usize,
+    clean: bool,
+) -> Result<Vec<usize>> {
+    let mut ids = Vec::new();
+    for (no, line) in lines::read(root, file, NAME)? {
+        let (path, label) = lines::path_label(&line, file, no, classes)?;
+        let (i, r) = b.record(format!("{prefix}{path}"));
+        match clean {
+            true => r.clean = Some(label),
+            false => r.noisy = Some(label),
+        }
+        ids.push(i);
+    }
+    Ok(ids)
+}
+
+/// Those of `ids` labelled with one of the first 50 classes.
+fn mini(b: &Builder, ids: &[usize]) -> Vec<usize> {
+    ids.iter()
+        .copied()
+        .filter(|&i| {
+            let r = &b.records[i];
+            r.noisy.or(r.clean).is_some_and(|l| l < MINI_CLASSES)
+        })
+        .collect()
+}
