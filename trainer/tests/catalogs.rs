@@ -157,6 +157,7 @@ fn data_info_prints_a_catalog_and_training_refuses_it() {
     let out = trainer(&args);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
+    assert!(err.contains("holds Clothing1M"), "{err}");
     assert!(err.contains("streaming image pipeline"), "{err}");
     assert!(!Path::new(exp).exists(), "the refused run wrote {exp}");
 }
@@ -173,6 +174,20 @@ fn bad_release_files_are_named_with_their_line() {
     std::fs::remove_file(root.join("clean_val_key_list.txt")).unwrap();
     let e = error();
     assert!(e.contains("clean_val_key_list.txt is missing"), "{e}");
+    // A training run on the broken release says the same, not "no dataset found".
+    let exp = tmp.path().join("exp");
+    let (dir, exp) = (root.to_str().unwrap(), exp.to_str().unwrap());
+    let out = trainer(&[
+        "train",
+        "--data-dir",
+        dir,
+        "--backbone",
+        "none",
+        "--exp-dir",
+        exp,
+    ]);
+    let err = stderr(&out);
+    assert!(err.contains("clean_val_key_list.txt is missing"), "{err}");
     set("clean_val_key_list.txt", "images/4/00/c1.jpg\n");
 
     set("noisy_label_kv.txt", &kv.replace("n4.jpg 13", "n4.jpg 14"));

@@ -214,13 +214,18 @@ impl Source {
                 found.extend(detect_in(&dir)?);
             }
         }
+        if found.is_empty() {
+            if let Some(c) = catalog::detect(data_dir)? {
+                bail!(
+                    "{} holds {} (`trainer data-info` catalogs it), but training on it needs \
+                     the streaming image pipeline, which is not there yet",
+                    data_dir.display(),
+                    c.name
+                );
+            }
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 if catalog::detect(data_dir).is_ok_and(|c| c.is_some()) => bail!(
-                "{} holds a real-world release that `trainer data-info` can catalog, but \
-                 training on it needs the streaming image pipeline, which is not there yet",
-                data_dir.display()
-            ),
             0 => bail!(
                 "no dataset found in {} or its sub-folders: looked for cifar-10-batches-bin/ \
                  (data_batch_1.bin …), cifar-10-batches-py/ (data_batch_1 …), cifar-100-binary/ \
