@@ -572,13 +572,7 @@ fn layout_keys(s: &Summary) -> Vec<String> {
 /// The summary in long form: row keys, column keys, then mean, std, n (empty cells left out),
 /// and where the experiment declares the paper's numbers, the paper's and ours − paper.
 fn summary_table(s: &Summary, metric: &str, paper: &Paper) -> Table {
-    let keys: Vec<String> = s
-        .layout
-        .rows
-        .iter()
-        .chain(&s.layout.columns)
-        .cloned()
-        .collect();
+    let keys = layout_keys(s);
     let mut rows = Vec::new();
     for (r, rv) in s.rows.iter().enumerate() {
         for (c, cv) in s.columns.iter().enumerate() {
@@ -605,26 +599,13 @@ fn summary_table(s: &Summary, metric: &str, paper: &Paper) -> Table {
         names.extend(["paper".into(), "delta".into()]);
     }
     Table {
-        columns: s
-            .layout
-            .rows
-            .iter()
-            .chain(&s.layout.columns)
-            .cloned()
-            .chain(names)
-            .collect(),
+        columns: keys.into_iter().chain(names).collect(),
         rows,
     }
 }
 
 fn report_json(runs: &Runs, s: &Summary, metric: &str, paper: &Paper) -> Value {
-    let keys: Vec<String> = s
-        .layout
-        .rows
-        .iter()
-        .chain(&s.layout.columns)
-        .cloned()
-        .collect();
+    let keys = layout_keys(s);
     let mut cells: Vec<Value> = s
         .rows
         .iter()

@@ -8,7 +8,7 @@ mod common;
 
 use common::{python, stderr, trainer, workspace_root};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use trainer::data::catalog::{self, Catalog};
 
 /// The fixtures, written into `dir`.
@@ -20,6 +20,20 @@ fn fixtures(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     dir.to_path_buf()
+}
+
+/// `trainer train` of a network from scratch on the dataset in `data_dir`, into `exp`.
+fn train_on(data_dir: &Path, exp: &Path) -> Output {
+    let (data_dir, exp) = (data_dir.to_str().unwrap(), exp.to_str().unwrap());
+    trainer(&[
+        "train",
+        "--data-dir",
+        data_dir,
+        "--backbone",
+        "none",
+        "--exp-dir",
+        exp,
+    ])
 }
 
 fn read(root: &Path) -> Catalog {
@@ -144,22 +158,12 @@ fn data_info_prints_a_catalog_and_training_refuses_it() {
     assert!(said.contains("noisy_train: 6 images"), "{said}");
     assert!(said.contains("known right for 0 of 1"), "{said}");
     let exp = tmp.path().join("exp");
-    let exp = exp.to_str().unwrap();
-    let args = [
-        "train",
-        "--data-dir",
-        dir,
-        "--backbone",
-        "none",
-        "--exp-dir",
-        exp,
-    ];
-    let out = trainer(&args);
+    let out = train_on(Path::new(dir), &exp);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("holds Clothing1M"), "{err}");
     assert!(err.contains("streaming image pipeline"), "{err}");
-    assert!(!Path::new(exp).exists(), "the refused run wrote {exp}");
+    assert!(!exp.exists(), "the refused run wrote {}", exp.display());
 }
 
 /// Each fault in a copy of the Clothing1M fixture, and what the error must name.
@@ -175,18 +179,7 @@ fn bad_release_files_are_named_with_their_line() {
     let e = error();
     assert!(e.contains("clean_val_key_list.txt is missing"), "{e}");
     // A training run on the broken release says the same, not "no dataset found".
-    let exp = tmp.path().join("exp");
-    let (dir, exp) = (root.to_str().unwrap(), exp.to_str().unwrap());
-    let out = trainer(&[
-        "train",
-        "--data-dir",
-        dir,
-        "--backbone",
-        "none",
-        "--exp-dir",
-        exp,
-    ]);
-    let err = stderr(&out);
+    let err = stderr(&train_on(&root, &tmp.path().join("exp")));
     assert!(err.contains("clean_val_key_list.txt is missing"), "{err}");
     set("clean_val_key_list.txt", "images/4/00/c1.jpg\n");
 

@@ -270,44 +270,32 @@ impl NetworkIeg {
             .map(|m| if m.defined() { m * mu } else { m })
             .collect();
         self.lookahead.set_offset(offset);
-        let saved = params.snapshot();
-        let out = self.meta_step_inner(net, params, solo, batch, (rate, wd));
-        params.restore(&saved);
-        out
-    }
-
-    fn meta_step_inner(
-        &mut self,
-        net: Net,
-        params: &super::lookahead::NetParams,
-        solo: &ProcessGroup,
-        batch: &IegBatch,
-        (rate, wd): (f64, f64),
-    ) -> Result<MetaDecision> {
-        let logits = net.logits(&batch.x, true, solo)?;
-        let aug = tch::no_grad(|| net.logits(&batch.x_aug, true, solo))?;
-        let guess = guess_labels(&logits.detach(), &aug, self.temperature);
-        self.lookahead.set_meta_decay(wd);
-        let (meta_x, meta_y) = (&batch.meta_x, &batch.meta_y);
-        let grads = meta_gradients(
-            &mut self.lookahead,
-            params,
-            &logits,
-            &batch.labels,
-            &guess,
-            self.eps0,
-            (rate, wd),
-            |shadow| {
-                let logits = shadow.logits(meta_x, true, solo)?;
-                Ok(per_sample_loss(&logits, meta_y).mean(logits.kind()))
-            },
-        )?;
-        let (weights, eps) = decide(&grads);
-        Ok(MetaDecision {
-            guess,
-            weights: weights.detach(),
-            eps: eps.detach(),
-            meta_loss: grads.meta_loss,
+        params.keeping_buffers(|| {
+            let logits = net.logits(&batch.x, true, solo)?;
+            let aug = tch::no_grad(|| net.logits(&batch.x_aug, true, solo))?;
+            let guess = guess_labels(&logits.detach(), &aug, self.temperature);
+            self.lookahead.set_meta_decay(wd);
+            let (meta_x, meta_y) = (&batch.meta_x, &batch.meta_y);
+            let grads = meta_gradients(
+                &mut self.lookahead,
+                params,
+                &logits,
+                &batch.labels,
+                &guess,
+                self.eps0,
+                (rate, wd),
+                |shadow| {
+                    let logits = shadow.logits(meta_x, true, solo)?;
+                    Ok(per_sample_loss(&logits, meta_y).mean(logits.kind()))
+                },
+            )?;
+            let (weights, eps) = decide(&grads);
+            Ok(MetaDecision {
+                guess,
+                weights: weights.detach(),
+                eps: eps.detach(),
+                meta_loss: grads.meta_loss,
+            })
         })
     }
 

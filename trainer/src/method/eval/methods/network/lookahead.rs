@@ -52,17 +52,17 @@ impl NetParams {
         NetParams { trainable, buffers }
     }
 
-    /// Copies of the buffers, to [`NetParams::restore`] later.
-    pub fn snapshot(&self) -> Vec<Tensor> {
-        self.buffers.iter().map(|t| t.copy()).collect()
-    }
-
-    pub fn restore(&self, saved: &[Tensor]) {
+    /// Runs `f`, then puts the buffers (batch-norm running statistics) back as they were,
+    /// whatever `f` returned: a look-ahead's forwards must not move the live network's.
+    pub fn keeping_buffers<T>(&self, f: impl FnOnce() -> T) -> T {
+        let saved: Vec<Tensor> = self.buffers.iter().map(|t| t.copy()).collect();
+        let out = f();
         tch::no_grad(|| {
-            for (mut t, s) in self.buffers.iter().map(|t| t.shallow_clone()).zip(saved) {
+            for (mut t, s) in self.buffers.iter().map(|t| t.shallow_clone()).zip(&saved) {
                 t.copy_(s);
             }
         });
+        out
     }
 }
 

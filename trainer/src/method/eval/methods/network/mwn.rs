@@ -12,7 +12,7 @@
 //!
 //! The look-ahead is a plain gradient step, as the reference's `update_params`.
 
-use super::lookahead::{per_sample_loss, LookAhead, MetaGradient, NetParams};
+use super::lookahead::{per_sample_loss, LookAhead, NetParams};
 use super::{
     look_ahead_rate, trusted_batch, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss,
     TrustedImages,
@@ -82,10 +82,24 @@ impl NetworkMetaWeightNet {
         rate: f64,
         solo: &ProcessGroup,
     ) -> Result<f64> {
-        let saved = params.snapshot();
-        let grad = self.look_ahead(net, params, (x, labels), (meta_x, meta_y), rate, solo);
-        params.restore(&saved);
-        let (losses, grad) = grad?;
+        let (losses, grad) = params.keeping_buffers(|| -> Result<_> {
+            let losses = per_sample_loss(&net.logits(x, true, solo)?, labels);
+            let b = losses.size()[0] as f64;
+            let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
+            let grad = self.lookahead.meta_gradient(
+                params,
+                &(&losses / b),
+                &weights,
+                rate,
+                0.0,
+                |shadow| {
+                    Ok(shadow
+                        .logits(meta_x, true, solo)?
+                        .cross_entropy_for_logits(meta_y))
+                },
+            )?;
+            Ok((losses.detach(), grad))
+        })?;
         self.net.zero_grad();
         let w = self.net.weights(&losses);
         (w * grad.du.detach().to_kind(Kind::Float))
@@ -94,34 +108,6 @@ impl NetworkMetaWeightNet {
             .context("Meta-Weight-Net's meta gradient")?;
         self.net.step();
         Ok(grad.meta_loss)
-    }
-
-    /// The batch's per-sample losses (detached) and the meta-gradient of their weights.
-    fn look_ahead(
-        &mut self,
-        net: Net,
-        params: &NetParams,
-        (x, labels): (&Tensor, &Tensor),
-        (meta_x, meta_y): (&Tensor, &Tensor),
-        rate: f64,
-        solo: &ProcessGroup,
-    ) -> Result<(Tensor, MetaGradient)> {
-        let losses = per_sample_loss(&net.logits(x, true, solo)?, labels);
-        let b = losses.size()[0] as f64;
-        let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
-        let grad = self.lookahead.meta_gradient(
-            params,
-            &(&losses / b),
-            &weights,
-            rate,
-            0.0,
-            |shadow| {
-                Ok(shadow
-                    .logits(meta_x, true, solo)?
-                    .cross_entropy_for_logits(meta_y))
-            },
-        )?;
-        Ok((losses.detach(), grad))
     }
 }
 
