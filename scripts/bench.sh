@@ -8,7 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/env.sh"
 cd "$root"
 benches=("$@")
-[[ ${#benches[@]} -gt 0 ]] || benches=(noise augment collectives pretrain evaluate train meta)
+[[ ${#benches[@]} -gt 0 ]] || benches=(noise augment collectives pretrain evaluate train meta decode)
 out=$root/target/bench
 mkdir -p "$out"
 summary=$out/summary.tsv

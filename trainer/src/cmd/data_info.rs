@@ -62,5 +62,11 @@ fn print_catalog(c: &Catalog) {
             );
         }
     }
-    println!("(a catalog only: training on it needs the streaming image pipeline, not there yet)");
+    match crate::data::catalog::source(c) {
+        Ok(source) => println!(
+            "runs read it as {} (images decoded into memory; --image-size when sizes vary)",
+            source.describe()
+        ),
+        Err(e) => println!("runs cannot train on it yet: {e}"),
+    }
 }

@@ -295,7 +295,7 @@ pub fn run(args: EvaluateArgs) -> Result<u8> {
 
 fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let cfg = config(&args)?;
-    let source = Source::detect(&cfg.data_dir)?;
+    let source = Source::detect(&cfg.data_dir)?.with_images(cfg.image_options());
     let backbone = BackboneSource::open(&cfg)?;
     let (mut train, test) = load_splits(&cfg, &source)?;
     let mut labels = noisy_labels(&cfg, &source, &train)?;
@@ -346,6 +346,7 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
                     &labels,
                     &state,
                     feature_seconds,
+                    [train.skipped, test.skipped],
                 )?;
                 write_atomic(&results, serde_json::to_string_pretty(&r)?.as_bytes())?;
                 log::info!("results in {}", results.display());
@@ -412,6 +413,7 @@ fn results_json(
     labels: &NoisyLabels,
     state: &EvalState,
     feature_seconds: f64,
+    [train_skipped, test_skipped]: [usize; 2],
 ) -> Result<serde_json::Value> {
     let last = state.history.last().context("no epoch ran")?;
     let mut metrics = json!({
@@ -426,6 +428,9 @@ fn results_json(
         "train_flip_rate": labels.flip_rate(),
         "train_images": labels.clean.len(),
         "held_out_trusted": labels.held_out.as_ref().map_or(0, |h| h.ids.len()),
+        // Image files left out because they do not decode (`--bad-images skip`).
+        "skipped_train_images": train_skipped,
+        "skipped_test_images": test_skipped,
     });
     for (key, value) in &last.method {
         metrics[key] = json!(value);

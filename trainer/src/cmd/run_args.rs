@@ -3,6 +3,7 @@
 //! [`crate::method::layers`]); `--config` and the distributed options stay out of it.
 
 use super::dist_args::DistArgs;
+use crate::data::resident::BadImages;
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -17,9 +18,18 @@ pub struct RunArgs {
     #[command(flatten)]
     #[serde(skip)]
     pub dist: DistArgs,
-    /// Dataset folder (CIFAR-10/100, Fashion-MNIST IDX, ImageFolder).
+    /// Dataset folder (CIFAR-10/100, Fashion-MNIST IDX, ImageFolder, ANIMAL-10N, Clothing1M,
+    /// mini-WebVision).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Image files (ImageFolder, real-world releases): resize the shorter side to this and
+    /// centre-crop a square of it; unset, all images of a split must share one size.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// A file that does not decode: stop, naming it (fail), or leave it out, logged once and
+    /// counted (skip).
+    #[arg(long, value_enum)]
+    pub bad_images: Option<BadImages>,
     /// Run folder: config.toml, checkpoints/, metrics.jsonl, stop.json and the run's product.
     #[arg(long)]
     pub exp_dir: Option<PathBuf>,

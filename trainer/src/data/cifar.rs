@@ -49,6 +49,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         root: dir.to_path_buf(),
         num_classes: class_names.len(),
         class_names,
+        images: Default::default(),
     }))
 }
 
@@ -164,7 +165,7 @@ fn read_files(source: &Source, split: Split, with_pixels: bool) -> Result<RawSpl
         pixels: Vec::new(),
         shape: SHAPE,
         labels: Vec::new(),
-        paths: None,
+        ..Default::default()
     };
     let mut counts = Vec::new();
     for path in &files {

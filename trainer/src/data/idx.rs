@@ -80,6 +80,7 @@ pub fn detect(dir: &Path) -> Option<Source> {
         root: dir.to_path_buf(),
         num_classes: CLASSES.len(),
         class_names: CLASSES.map(String::from).to_vec(),
+        images: Default::default(),
     })
 }
 
@@ -186,6 +187,6 @@ pub(crate) fn read_split(dir: &Path, split: Split) -> Result<RawSplit> {
         pixels,
         shape: [1, dims[1], dims[2]],
         labels,
-        paths: None,
+        ..Default::default()
     })
 }

@@ -1,12 +1,13 @@
-//! The ImageFolder layout the original tools use: `<root>/{train,test}/<class>/<image>.png`.
+//! The ImageFolder layout the original tools use: `<root>/{train,test}/<class>/<image>`,
+//! images in JPEG, PNG or WebP.
 //! Classes are the sorted folder names of `train/` (torchvision's convention); images are
 //! sorted by file name within each class, and that order gives the sample ids.
 
+use super::image::has_image_extension;
+use super::resident::{self, Entry, ImageOptions};
 use super::{DatasetName, Format, RawSplit, Source, Split};
 use anyhow::{bail, ensure, Context, Result};
-use std::fs::File;
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Sorted names of the sub-folders (or, with `files`, the files) of `dir`; hidden entries skipped.
 fn sorted_entries(dir: &Path, files: bool) -> Result<Vec<String>> {
@@ -17,9 +18,9 @@ fn sorted_entries(dir: &Path, files: bool) -> Result<Vec<String>> {
         if name.starts_with('.') || entry.path().is_dir() == files {
             continue;
         }
-        if files && !name.to_ascii_lowercase().ends_with(".png") {
+        if files && !has_image_extension(&name) {
             bail!(
-                "{}: only PNG images are supported in an ImageFolder",
+                "{}: an ImageFolder holds .jpg, .jpeg, .png and .webp images only",
                 entry.path().display()
             );
         }
@@ -45,6 +46,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         root: dir.to_path_buf(),
         num_classes: classes.len(),
         class_names: classes,
+        images: Default::default(),
     }))
 }
 
@@ -67,124 +69,27 @@ fn check_same_classes(dir: &Path, train: &[String], test: &[String]) -> Result<(
     Ok(())
 }
 
-/// A decoded image, height × width × channels (1 or 3).
-struct Decoded {
-    path: PathBuf,
-    height: usize,
-    width: usize,
-    channels: usize,
-    hwc: Vec<u8>,
-}
-
-pub(crate) fn read_split(root: &Path, split: Split, classes: &[String]) -> Result<RawSplit> {
-    let mut files = Vec::new();
-    let mut labels = Vec::new();
-    let mut paths = Vec::new();
+pub(crate) fn read_split(
+    root: &Path,
+    split: Split,
+    classes: &[String],
+    opts: ImageOptions,
+) -> Result<RawSplit> {
+    let mut entries = Vec::new();
     for (label, class) in classes.iter().enumerate() {
-        let dir = root.join(split.as_str()).join(class);
-        for file in sorted_entries(&dir, true)? {
-            files.push(dir.join(&file));
-            labels.push(label as i64);
-            paths.push(format!("{}/{class}/{file}", split.as_str()));
+        let dir = Path::new(split.as_str()).join(class);
+        for file in sorted_entries(&root.join(&dir), true)? {
+            entries.push(Entry {
+                path: dir.join(&file),
+                label: label as i64,
+                id: entries.len() as u64,
+            });
         }
     }
     ensure!(
-        !files.is_empty(),
+        !entries.is_empty(),
         "{}: no images",
         root.join(split.as_str()).display()
     );
-    let images = decode_all(&files)?;
-    let [_, h, w] = check_same_size(&images)?;
-    // Colour wins: one RGB image makes the split RGB, with gray images replicated.
-    let channels = images.iter().map(|im| im.channels).max().unwrap_or(1);
-    let mut pixels = Vec::with_capacity(images.len() * channels * h * w);
-    for im in &images {
-        append_chw(&mut pixels, im, channels);
-    }
-    Ok(RawSplit {
-        pixels,
-        shape: [channels, h, w],
-        labels,
-        paths: Some(paths),
-    })
-}
-
-/// One tensor needs one size; name the first image that differs from the first one.
-fn check_same_size(images: &[Decoded]) -> Result<[usize; 3]> {
-    let first = &images[0];
-    if let Some(bad) = images
-        .iter()
-        .find(|im| (im.height, im.width) != (first.height, first.width))
-    {
-        bail!(
-            "{}: image is {}x{} (width x height), but {} is {}x{}; all images of a split must share one size",
-            bad.path.display(),
-            bad.width,
-            bad.height,
-            first.path.display(),
-            first.width,
-            first.height
-        );
-    }
-    Ok([first.channels, first.height, first.width])
-}
-
-/// Decode on all cores: PNG inflate dominates the load time of a large folder.
-fn decode_all(files: &[PathBuf]) -> Result<Vec<Decoded>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|f| decode(f)).collect::<Result<Vec<_>>>()))
-            .collect();
-        let mut out = Vec::with_capacity(files.len());
-        for h in handles {
-            out.extend(h.join().expect("PNG decoder thread panicked")?);
-        }
-        Ok(out)
-    })
-}
-
-/// Append as channel planes; gray images are repeated when the split is in colour.
-fn append_chw(out: &mut Vec<u8>, im: &Decoded, channels: usize) {
-    for c in 0..channels {
-        let src = if im.channels == 1 { 0 } else { c };
-        out.extend(im.hwc.iter().skip(src).step_by(im.channels));
-    }
-}
-
-fn decode(path: &Path) -> Result<Decoded> {
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut decoder = png::Decoder::new(BufReader::new(file));
-    // Palette → RGB(A), gray below 8 bits → 8 bits, 16 bits → 8 bits: every output is 8-bit.
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder
-        .read_info()
-        .with_context(|| format!("{}: not a readable PNG", path.display()))?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .with_context(|| format!("{}: corrupt PNG data", path.display()))?;
-    buf.truncate(info.buffer_size());
-    ensure!(
-        info.bit_depth == png::BitDepth::Eight,
-        "{}: {:?}-bit output after expansion",
-        path.display(),
-        info.bit_depth
-    );
-    let (hwc, channels) = match info.color_type {
-        png::ColorType::Grayscale => (buf, 1),
-        png::ColorType::Rgb => (buf, 3),
-        png::ColorType::GrayscaleAlpha => (buf.chunks(2).map(|p| p[0]).collect(), 1),
-        png::ColorType::Rgba => (buf.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(), 3),
-        png::ColorType::Indexed => bail!("{}: palette was not expanded", path.display()),
-    };
-    Ok(Decoded {
-        path: path.to_path_buf(),
-        height: info.height as usize,
-        width: info.width as usize,
-        channels,
-        hwc,
-    })
+    resident::load(root, &entries, opts)
 }

@@ -8,12 +8,15 @@
 pub mod catalog;
 pub mod cifar;
 pub mod idx;
+pub mod image;
 pub mod imagefolder;
 pub mod normalization;
 pub mod order;
 pub mod pickle;
+pub mod resident;
 
 use anyhow::{bail, ensure, Context, Result};
+use resident::ImageOptions;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,14 +29,24 @@ pub enum DatasetName {
     Cifar100,
     FashionMnist,
     ImageFolder,
+    #[serde(rename = "animal-10n")]
+    Animal10n,
+    Clothing1m,
+    MiniWebvision,
+    #[serde(rename = "food-101n")]
+    Food101n,
 }
 
 impl DatasetName {
-    pub const ALL: [DatasetName; 4] = [
+    pub const ALL: [DatasetName; 8] = [
         Self::Cifar10,
         Self::Cifar100,
         Self::FashionMnist,
         Self::ImageFolder,
+        Self::Animal10n,
+        Self::Clothing1m,
+        Self::MiniWebvision,
+        Self::Food101n,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +55,10 @@ impl DatasetName {
             Self::Cifar100 => "cifar100",
             Self::FashionMnist => "fashion-mnist",
             Self::ImageFolder => "imagefolder",
+            Self::Animal10n => "animal-10n",
+            Self::Clothing1m => "clothing1m",
+            Self::MiniWebvision => "mini-webvision",
+            Self::Food101n => "food-101n",
         }
     }
 
@@ -53,6 +70,10 @@ impl DatasetName {
             "cifar100" => Self::Cifar100,
             "fashionmnist" | "fmnist" => Self::FashionMnist,
             "imagefolder" => Self::ImageFolder,
+            "animal10n" => Self::Animal10n,
+            "clothing1m" => Self::Clothing1m,
+            "miniwebvision" => Self::MiniWebvision,
+            "food101n" => Self::Food101n,
             _ => bail!(
                 "unknown dataset '{s}'; expected one of {}",
                 Self::ALL.map(Self::as_str).join(", ")
@@ -73,6 +94,8 @@ pub enum Format {
     CifarPython,
     Idx,
     ImageFolder,
+    /// A real-world release read through its catalog ([`catalog`]).
+    Catalog,
 }
 
 impl fmt::Display for Format {
@@ -81,7 +104,8 @@ impl fmt::Display for Format {
             Format::CifarBinary => "CIFAR binary",
             Format::CifarPython => "CIFAR python pickle",
             Format::Idx => "IDX",
-            Format::ImageFolder => "ImageFolder (PNG)",
+            Format::ImageFolder => "ImageFolder",
+            Format::Catalog => "its official release",
         })
     }
 }
@@ -113,6 +137,8 @@ pub struct Source {
     pub root: PathBuf,
     pub num_classes: usize,
     pub class_names: Vec<String>,
+    /// How image files become the in-memory tensor (`--image-size`, `--bad-images`).
+    pub images: ImageOptions,
 }
 
 /// One split in memory.
@@ -122,8 +148,10 @@ pub struct SplitData {
     pub labels: Vec<i64>,
     /// Stable sample ids: the index in the official order.
     pub ids: Vec<u64>,
-    /// ImageFolder only: each image's path relative to the dataset root (`train/cat/0001.png`).
+    /// Image files only: each image's path relative to the dataset root (`train/cat/0001.png`).
     pub paths: Option<Vec<String>>,
+    /// Image files left out because they do not decode (`--bad-images skip`).
+    pub skipped: usize,
 }
 
 impl SplitData {
@@ -172,12 +200,17 @@ impl SplitData {
 }
 
 /// What a reader produces: pixels already in N×C×H×W order, so one copy makes the tensor.
+#[derive(Default)]
 pub(crate) struct RawSplit {
     pub pixels: Vec<u8>,
     /// C, H, W.
     pub shape: [usize; 3],
     pub labels: Vec<i64>,
+    /// Where samples were left out (bad image files), the ids of those kept; else 0..N.
+    pub ids: Option<Vec<u64>>,
     pub paths: Option<Vec<String>>,
+    /// Image files left out because they do not decode.
+    pub skipped: usize,
 }
 
 impl RawSplit {
@@ -193,9 +226,10 @@ impl RawSplit {
         let dims = [n, c, h, w].map(|d| d as i64);
         Ok(SplitData {
             images: Tensor::from_slice(&self.pixels).view(dims),
-            ids: (0..n as u64).collect(),
+            ids: self.ids.unwrap_or_else(|| (0..n as u64).collect()),
             labels: self.labels,
             paths: self.paths,
+            skipped: self.skipped,
         })
     }
 }
@@ -216,12 +250,7 @@ impl Source {
         }
         if found.is_empty() {
             if let Some(c) = catalog::detect(data_dir)? {
-                bail!(
-                    "{} holds {} (`trainer data-info` catalogs it), but training on it needs \
-                     the streaming image pipeline, which is not there yet",
-                    data_dir.display(),
-                    c.name
-                );
+                return catalog::source(&c);
             }
         }
         match found.len() {
@@ -243,6 +272,11 @@ impl Source {
         }
     }
 
+    /// With image files decoded and resized as `images` says.
+    pub fn with_images(self, images: ImageOptions) -> Source {
+        Source { images, ..self }
+    }
+
     /// One line, e.g. "cifar10 in CIFAR binary format at /x/cifar-10-batches-bin (10 classes)".
     pub fn describe(&self) -> String {
         format!(
@@ -258,7 +292,10 @@ impl Source {
         let raw = match self.format {
             Format::CifarBinary | Format::CifarPython => cifar::read_split(self, split)?,
             Format::Idx => idx::read_split(&self.root, split)?,
-            Format::ImageFolder => imagefolder::read_split(&self.root, split, &self.class_names)?,
+            Format::ImageFolder => {
+                imagefolder::read_split(&self.root, split, &self.class_names, self.images)?
+            }
+            Format::Catalog => catalog::read_split(self, split)?,
         };
         raw.into_split(&self.root)
     }
@@ -268,6 +305,7 @@ impl Source {
         match self.format {
             Format::Idx => idx::read_labels(&self.root, split),
             Format::CifarBinary => cifar::read_binary_labels(self, split),
+            Format::Catalog => catalog::read_labels(self, split),
             _ => Ok(self.load(split)?.labels),
         }
     }

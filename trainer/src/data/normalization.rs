@@ -59,7 +59,11 @@ impl Normalization {
             DatasetName::Cifar10 => Self::CIFAR10,
             DatasetName::Cifar100 => Self::CIFAR100,
             DatasetName::FashionMnist => Self::FASHION_MNIST,
-            DatasetName::ImageFolder => Self::IMAGENET,
+            DatasetName::ImageFolder
+            | DatasetName::Animal10n
+            | DatasetName::Clothing1m
+            | DatasetName::MiniWebvision
+            | DatasetName::Food101n => Self::IMAGENET,
         }
     }
 

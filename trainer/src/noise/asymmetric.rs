@@ -48,10 +48,14 @@ pub fn class_map(
         (DatasetName::Cifar10, 10) => &[(9, 1), (2, 0), (4, 7), (3, 5), (5, 3)],
         (DatasetName::FashionMnist, 10) => &[(0, 6), (6, 0), (2, 4), (5, 7), (9, 7)],
         (DatasetName::Cifar100, 100) => return Ok(cifar100_map()),
-        (DatasetName::ImageFolder, _) => bail!(
-            "asymmetric noise has no class map for an ImageFolder dataset; use --kind matrix or symmetric"
+        (DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::FashionMnist, _) => bail!(
+            "asymmetric noise for {} expects its standard classes, but the data has {k}",
+            dataset.as_str()
         ),
-        (d, k) => bail!("asymmetric noise for {} expects its standard classes, but the data has {k}", d.as_str()),
+        (d, _) => bail!(
+            "asymmetric noise has no class map for {}; use --kind matrix or symmetric",
+            d.as_str()
+        ),
     };
     let mut map = vec![None; k];
     for &(src, dst) in pairs {

@@ -33,6 +33,17 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
 }
 
+/// Runs the fixture writer `tests/fixtures/<script>` into `dir`; returns `dir`.
+pub fn write_fixtures(script: &str, dir: &Path) -> PathBuf {
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/fixtures").join(script))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    dir.to_path_buf()
+}
+
 /// Run a Python snippet with the project venv (and `tests/python` importable); panics with its
 /// stderr on failure.
 pub fn run_python(code: &str, args: &[&str]) -> String {

@@ -7,7 +7,7 @@ use super::{lines, Builder, Catalog};
 use anyhow::{ensure, Context, Result};
 use std::path::Path;
 
-const NAME: &str = "ANIMAL-10N";
+pub(super) const NAME: &str = "ANIMAL-10N";
 const CLASSES: [&str; 10] = [
     "cat",
     "lynx",

@@ -11,7 +11,7 @@ use anyhow::{ensure, Result};
 use std::collections::HashMap;
 use std::path::Path;
 
-const NAME: &str = "Clothing1M";
+pub(super) const NAME: &str = "Clothing1M";
 const LABELS: [(&str, bool); 2] = [("noisy_label_kv.txt", false), ("clean_label_kv.txt", true)];
 const SPLITS: [(&str, &str, bool); 4] = [
     ("noisy_train", "noisy_train_key_list.txt", false),

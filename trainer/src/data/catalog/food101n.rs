@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
 
-const NAME: &str = "Food-101N";
+pub(super) const NAME: &str = "Food-101N";
 const LIST: &str = "meta/imagelist.tsv";
 const VERIFIED: [(&str, &str); 2] = [
     ("verified_train", "meta/verified_train.tsv"),

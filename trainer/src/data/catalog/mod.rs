@@ -2,7 +2,8 @@
 //! their official label files parsed into records (official order, the image's path, the noisy
 //! and the clean label where the release gives them) and named splits, without opening an
 //! image. [`detect`] recognizes a release by its marker files; `trainer data-info` prints what
-//! it holds. Training on them needs the streaming image pipeline, which is not there yet.
+//! it holds. [`source`] makes a release a [`Source`] that trains and tests on the splits the
+//! source papers use; its images are decoded into memory ([`crate::data::resident`]).
 
 pub mod animal10n;
 pub mod clothing1m;
@@ -10,7 +11,9 @@ pub mod food101n;
 mod lines;
 pub mod webvision;
 
-use anyhow::Result;
+use super::resident::{self, Entry};
+use super::{DatasetName, Format, RawSplit, Source, Split};
+use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -88,6 +91,98 @@ pub fn detect(root: &Path) -> Result<Option<Catalog>> {
         }
     }
     Ok(None)
+}
+
+/// How runs use a release: the dataset it is, how many of its classes, and the splits trained
+/// and tested on, as the source papers use it.
+struct Protocol {
+    dataset: DatasetName,
+    classes: usize,
+    train: &'static str,
+    test: &'static str,
+}
+
+fn protocol(c: &Catalog) -> Result<Protocol> {
+    let (dataset, classes, train, test) = match c.name {
+        animal10n::NAME => (DatasetName::Animal10n, c.classes.len(), "train", "test"),
+        clothing1m::NAME => (
+            DatasetName::Clothing1m,
+            c.classes.len(),
+            "noisy_train",
+            "clean_test",
+        ),
+        webvision::NAME => (
+            DatasetName::MiniWebvision,
+            webvision::MINI_CLASSES,
+            "mini_train",
+            "mini_val",
+        ),
+        food101n::NAME => bail!(
+            "{}: Food-101N is tested on Food-101's test split (food-101/meta/test.txt), which \
+             is not read yet; `trainer data-info` catalogs the release",
+            c.root.display()
+        ),
+        other => bail!("no training protocol for {other}"),
+    };
+    Ok(Protocol {
+        dataset,
+        classes,
+        train,
+        test,
+    })
+}
+
+/// The release as a dataset to train on.
+pub fn source(c: &Catalog) -> Result<Source> {
+    let p = protocol(c)?;
+    Ok(Source {
+        name: p.dataset,
+        format: Format::Catalog,
+        root: c.root.clone(),
+        num_classes: p.classes,
+        class_names: c.classes[..p.classes].to_vec(),
+        images: Default::default(),
+    })
+}
+
+/// The images of a split of `source`'s release with their labels: the given (noisy) label
+/// for training, the verified one for testing where the release has it.
+fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
+    let c = detect(&source.root)?
+        .with_context(|| format!("{} no longer holds a release", source.root.display()))?;
+    let p = protocol(&c)?;
+    let name = match split {
+        Split::Train => p.train,
+        Split::Test => p.test,
+    };
+    let ids = c
+        .split(name)
+        .with_context(|| format!("{}: the release has no {name} split", c.name))?;
+    ids.iter()
+        .enumerate()
+        .map(|(id, &i)| {
+            let r = &c.records[i];
+            let label = match split {
+                Split::Train => r.noisy.or(r.clean),
+                Split::Test => r.clean.or(r.noisy),
+            }
+            .with_context(|| format!("{}: {} has no label", c.name, r.locator.display()))?;
+            Ok(Entry {
+                path: r.locator.clone(),
+                label: label as i64,
+                id: id as u64,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn read_split(source: &Source, split: Split) -> Result<RawSplit> {
+    resident::load(&source.root, &entries(source, split)?, source.images)
+}
+
+/// Labels without decoding an image.
+pub(crate) fn read_labels(source: &Source, split: Split) -> Result<Vec<i64>> {
+    Ok(entries(source, split)?.iter().map(|e| e.label).collect())
 }
 
 /// Builds a catalog: records merged by locator, splits in the order they are named.

@@ -10,12 +10,12 @@ use super::{lines, Builder, Catalog};
 use anyhow::Result;
 use std::path::Path;
 
-const NAME: &str = "WebVision";
+pub(super) const NAME: &str = "WebVision";
 const GOOGLE: &str = "info/train_filelist_google.txt";
 const FLICKR: &str = "info/train_filelist_flickr.txt";
 const VAL: &str = "info/val_filelist.txt";
 /// mini-WebVision keeps the first 50 classes.
-const MINI_CLASSES: usize = 50;
+pub(super) const MINI_CLASSES: usize = 50;
 
 pub fn is_here(root: &Path) -> bool {
     root.join(GOOGLE).is_file()

@@ -7,6 +7,7 @@ use super::protocol::Protocol;
 use crate::augment::train::{Geometry, Policy, TrainAugment};
 use crate::data::normalization::Choice as NormalizeChoice;
 use crate::data::normalization::Normalization;
+use crate::data::resident::{BadImages, ImageOptions};
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::variants::{AsymClasses, Flips, InstanceModel, Variants};
@@ -68,6 +69,12 @@ pub struct EvalConfig {
     /// A noisy-label file written by `trainer noise`; when empty, labels are generated from
     /// `kind`, `noise`, `sparsity`, `seed`, `convention`.
     pub labels: Option<PathBuf>,
+    /// Image files only: the square side images are resized and centre-cropped to (see
+    /// [`crate::data::resident`]). Unset keys stay out of the serialized form and the hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bad_images: Option<BadImages>,
     pub kind: NoiseKind,
     pub noise: String,
     pub sparsity: String,
@@ -177,6 +184,13 @@ pub struct EvalConfig {
     pub max_timeouts: u32,
 }
 
+impl EvalConfig {
+    /// How image files become the in-memory tensor.
+    pub fn image_options(&self) -> ImageOptions {
+        ImageOptions::from_keys(self.image_size, self.bad_images)
+    }
+}
+
 impl Default for EvalConfig {
     fn default() -> Self {
         let losses = LossParams::default();
@@ -191,6 +205,8 @@ impl Default for EvalConfig {
             width: None,
             depth: None,
             labels: None,
+            image_size: None,
+            bad_images: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),
             sparsity: "0".into(),

@@ -6,6 +6,7 @@
 
 use crate::augment::{view_recipes, AugmentConfig};
 use crate::data::normalization::Normalization;
+use crate::data::resident::{BadImages, ImageOptions};
 use crate::data::{DatasetName, Source};
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
 use crate::model::{parse_mlp, Arch, NetSpec, Stem};
@@ -20,6 +21,12 @@ use std::path::{Path, PathBuf};
 pub struct PretrainConfig {
     pub data_dir: PathBuf,
     pub exp_dir: PathBuf,
+    /// Image files only: the square side images are resized and centre-cropped to (see
+    /// [`crate::data::resident`]). Unset keys stay out of the serialized form and the hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bad_images: Option<BadImages>,
     /// Expected dataset name; the folder's contents decide, this only checks them.
     pub dataset: Option<String>,
     pub method: Method,
@@ -79,6 +86,8 @@ impl Default for PretrainConfig {
     fn default() -> Self {
         PretrainConfig {
             data_dir: PathBuf::new(),
+            image_size: None,
+            bad_images: None,
             exp_dir: PathBuf::new(),
             dataset: None,
             method: Method::Vicreg,
@@ -206,7 +215,8 @@ impl PretrainConfig {
 
     /// The dataset in `data_dir`, checked against `dataset` when given.
     pub fn source(&self) -> Result<Source> {
-        let source = Source::detect(&self.data_dir)?;
+        let source = Source::detect(&self.data_dir)?
+            .with_images(ImageOptions::from_keys(self.image_size, self.bad_images));
         if let Some(expected) = &self.dataset {
             let expected = crate::data::DatasetName::parse(expected).context("--dataset")?;
             ensure!(

@@ -1,0 +1,123 @@
+//! Benchmark: the ImageNet training input per image — decode a JPEG of ImageNet's typical size,
+//! RandomResizedCrop to 224, flip — in images/s per core: ours (zune-jpeg + fast_image_resize on
+//! one thread per core) against torchvision's DataLoader with PIL (one worker per core) on the
+//! same files in the same run (target ≥ 3×). Also the peak RSS of each side. The files are
+//! written by Pillow (`decode_files.py`: 500×375 photographs-like pictures, quality 90, 4:2:0).
+//! Run: `cargo bench -p trainer --bench decode` (after scripts/setup.sh).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::bench::reference_json;
+use rand::RngCore;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use trainer::augment::{sample_crop, ViewKey};
+use trainer::data::image::{self, resize::Crop, resize::Resampler};
+
+const FILES: usize = 512;
+const EPOCHS: usize = 3;
+const SIZE: usize = 224;
+
+fn write_files(dir: &Path) -> Vec<PathBuf> {
+    let args = [dir.to_str().unwrap().to_string(), FILES.to_string()];
+    let paths = reference_json("decode_files.py", &args, 1).unwrap();
+    let paths = paths.as_array().unwrap().iter();
+    paths.map(|p| PathBuf::from(p.as_str().unwrap())).collect()
+}
+
+/// One image through the pipeline: read, decode, crop as torchvision draws it, resize, flip.
+fn one(path: &Path, key: ViewKey, resampler: &mut Resampler, out: &mut [u8]) {
+    let picture = image::read(path).unwrap().into_rgb();
+    let mut rng = key.rng();
+    let (h, w) = (picture.height as i64, picture.width as i64);
+    let [top, left, ch, cw] = sample_crop(&mut rng, h, w, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0));
+    let crop = Crop {
+        top: top as usize,
+        left: left as usize,
+        height: ch as usize,
+        width: cw as usize,
+    };
+    let flip = rng.next_u64() >> 63 == 1;
+    resampler
+        .resized_crop(&picture, crop, (SIZE, SIZE), flip, out)
+        .unwrap();
+}
+
+/// Images/s over `EPOCHS - 1` epochs after a warm-up one, `cores` threads.
+fn ours(files: &[PathBuf], cores: usize) -> f64 {
+    let epoch = |e: u64| {
+        std::thread::scope(|s| {
+            for t in 0..cores {
+                s.spawn(move || {
+                    let mut resampler = Resampler::default();
+                    let mut out = vec![0u8; 3 * SIZE * SIZE];
+                    for (i, path) in files.iter().enumerate().skip(t).step_by(cores) {
+                        let key = ViewKey {
+                            seed: 0,
+                            epoch: e,
+                            step: i as u64,
+                            rank: 0,
+                            view: 0,
+                        };
+                        one(path, key, &mut resampler, &mut out);
+                    }
+                });
+            }
+        })
+    };
+    epoch(0);
+    let start = Instant::now();
+    for e in 1..EPOCHS {
+        epoch(e as u64);
+    }
+    (files.len() * (EPOCHS - 1)) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// This process's peak resident memory in MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+/// Images/s and peak RSS (MiB) of the reference.
+fn torchvision(list: &Path, cores: usize) -> (f64, f64) {
+    let args = [list.to_str().unwrap().to_string(), EPOCHS.to_string()];
+    let r = reference_json("decode_torchvision.py", &args, cores).unwrap();
+    (
+        r["images_per_s"].as_f64().unwrap(),
+        r["peak_rss_mib"].as_f64().unwrap(),
+    )
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_files(dir.path());
+    let rust = ours(&files, cores);
+    let rss = peak_rss_mib();
+    let (reference, reference_rss) = torchvision(&dir.path().join("files.txt"), cores);
+    println!(
+        "decode + RandomResizedCrop({SIZE}) + flip, {FILES} JPEGs of 500x375 (q90), {cores} cores"
+    );
+    println!("| implementation | images/s | per core | peak RSS MiB |");
+    println!("|---|---:|---:|---:|");
+    let per = |r: f64| r / cores as f64;
+    println!(
+        "| nls (zune-jpeg + fast_image_resize, {cores} threads) | {rust:.0} | {:.0} | {rss:.0} |",
+        per(rust)
+    );
+    println!(
+        "| torchvision + PIL + DataLoader ({cores} workers) | {reference:.0} | {:.0} | {reference_rss:.0} |",
+        per(reference)
+    );
+    println!("ratio: {:.2}x (target >= 3x)", rust / reference);
+    let what = "JPEG decode + RandomResizedCrop 224 + flip vs torchvision + PIL DataLoader";
+    common::bench::summary("decode", what, rust / reference, ">= 3").unwrap();
+}

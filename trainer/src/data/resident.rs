@@ -1,0 +1,198 @@
+//! Image files decoded once into the in-memory `N×C×H×W` tensor every dataset becomes: an
+//! ImageFolder of JPEG/PNG/WebP files, or a real-world release's catalog (ANIMAL-10N's 64×64
+//! JPEGs are the case it is made for). Decoding runs on all cores. Pictures of one size are
+//! kept as they are; with [`ImageOptions::size`] each is resized and centre-cropped to it
+//! (torchvision's `Resize(S)` + `CenterCrop(S)`), so releases of varying sizes fit one tensor.
+//! A file that does not decode stops the load naming it, or with [`BadImages::Skip`] is left
+//! out, logged once and counted.
+
+use super::image::{self, resize::Resampler, Picture};
+use super::RawSplit;
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What to do with a file that does not decode (truncated, not an image, corrupt).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BadImages {
+    /// Stop, naming the file.
+    #[default]
+    Fail,
+    /// Leave it out of the split, log its path once and count it.
+    Skip,
+}
+
+/// How image files become the split's tensor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// Resize the shorter side to this and centre-crop a square of it; unset, every image of a
+    /// split must share one size.
+    pub size: Option<usize>,
+    pub bad: BadImages,
+}
+
+impl ImageOptions {
+    /// From the configuration keys `image_size` and `bad_images` (unset: fail).
+    pub fn from_keys(size: Option<usize>, bad: Option<BadImages>) -> Self {
+        Self {
+            size,
+            bad: bad.unwrap_or_default(),
+        }
+    }
+}
+
+/// One image file to read, with its label and the id it keeps (its place in the official order).
+pub(crate) struct Entry {
+    pub path: PathBuf,
+    pub label: i64,
+    pub id: u64,
+}
+
+/// Decode `entries` (paths under `root`) into one split.
+pub(crate) fn load(root: &Path, entries: &[Entry], opts: ImageOptions) -> Result<RawSplit> {
+    ensure!(!entries.is_empty(), "{}: no images", root.display());
+    check_memory(entries.len(), opts.size)?;
+    let decoded = decode_all(root, entries, opts.size)?;
+    let mut kept = Vec::with_capacity(entries.len());
+    let mut skipped = 0;
+    for (entry, picture) in entries.iter().zip(decoded) {
+        match (picture, opts.bad) {
+            (Ok(p), _) => kept.push((entry, p)),
+            (Err(e), BadImages::Fail) => {
+                return Err(e.context("pass --bad-images skip to leave such files out"))
+            }
+            (Err(e), BadImages::Skip) => {
+                log::warn!("skipping a bad image: {e:#}");
+                skipped += 1;
+            }
+        }
+    }
+    if skipped > 0 {
+        log::warn!(
+            "{}: skipped {skipped} of {} images that do not decode",
+            root.display(),
+            entries.len()
+        );
+    }
+    ensure!(
+        !kept.is_empty(),
+        "{}: none of the images decodes",
+        root.display()
+    );
+    assemble(root, &kept, skipped)
+}
+
+/// Every picture into channel planes; colour wins (one RGB image makes the split RGB).
+fn assemble(root: &Path, kept: &[(&Entry, Picture)], skipped: usize) -> Result<RawSplit> {
+    let (first_entry, first) = &kept[0];
+    if let Some((entry, p)) = kept
+        .iter()
+        .find(|(_, p)| (p.height, p.width) != (first.height, first.width))
+    {
+        bail!(
+            "{}: image is {}x{} (width x height), but {} is {}x{}; all images of a split must \
+             share one size, or pass --image-size to resize them",
+            root.join(&entry.path).display(),
+            p.width,
+            p.height,
+            root.join(&first_entry.path).display(),
+            first.width,
+            first.height
+        );
+    }
+    let channels = kept.iter().map(|(_, p)| p.channels).max().unwrap_or(1);
+    let mut pixels = Vec::with_capacity(kept.len() * channels * first.height * first.width);
+    for (_, p) in kept {
+        p.append_planes(&mut pixels, channels);
+    }
+    Ok(RawSplit {
+        pixels,
+        shape: [channels, first.height, first.width],
+        labels: kept.iter().map(|(e, _)| e.label).collect(),
+        ids: Some(kept.iter().map(|(e, _)| e.id).collect()),
+        paths: Some(
+            kept.iter()
+                .map(|(e, _)| e.path.to_string_lossy().into_owned())
+                .collect(),
+        ),
+        skipped,
+    })
+}
+
+/// Decode on all cores; each result names its file. With `size`, pictures come out RGB and
+/// square, so a split of large images never sits in memory at full size.
+fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec<Result<Picture>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = entries.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut resampler = Resampler::default();
+                    part.iter()
+                        .map(|e| {
+                            let path = root.join(&e.path);
+                            let picture = image::read(&path)?;
+                            match size {
+                                Some(s) => square(&mut resampler, picture, s)
+                                    .with_context(|| format!("{}: resizing", path.display())),
+                                None => Ok(picture),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for h in handles {
+            out.extend(h.join().ok().context("an image decoder thread panicked")?);
+        }
+        Ok(out)
+    })
+}
+
+/// `Resize(size)` + `CenterCrop(size)`, back to interleaved RGB rows.
+fn square(resampler: &mut Resampler, picture: Picture, size: usize) -> Result<Picture> {
+    let rgb = picture.into_rgb();
+    let mut planes = vec![0u8; 3 * size * size];
+    resampler.resize_center_crop(&rgb, size, size, &mut planes)?;
+    let plane = size * size;
+    let pixels = (0..plane)
+        .flat_map(|i| [planes[i], planes[plane + i], planes[2 * plane + i]])
+        .collect();
+    Ok(Picture {
+        width: size,
+        height: size,
+        channels: 3,
+        pixels,
+    })
+}
+
+/// Refuse a resident split that cannot fit: say how much it needs and what to do.
+fn check_memory(n: usize, size: Option<usize>) -> Result<()> {
+    let (Some(size), Some(available)) = (size, available_memory()) else {
+        return Ok(());
+    };
+    let needed = (n * 3 * size * size) as u64;
+    // The tensor plus its assembly buffer, with room for the rest of the process.
+    ensure!(
+        3 * needed < available,
+        "{n} images at {size}x{size} need {:.1} GiB in memory (twice that while loading), \
+         more than the {:.1} GiB available; pass a smaller --image-size",
+        needed as f64 / GIB,
+        available as f64 / GIB
+    );
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `MemAvailable` of /proc/meminfo in bytes, where the kernel reports it.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
