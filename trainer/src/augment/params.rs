@@ -29,6 +29,16 @@ impl ViewKey {
     pub fn with_view(self, view: u64) -> Self {
         Self { view, ..self }
     }
+
+    /// The stream of one sample, by its position in the global batch: what a sample draws
+    /// does not depend on which worker thread or rank handles it.
+    pub fn sample_rng(&self, position: u64) -> Xoshiro256PlusPlus {
+        let mut h = splitmix64(self.seed ^ 0x5341_4D50_4C45_5321);
+        for part in [self.epoch, self.step, self.rank, self.view, position] {
+            h = splitmix64(h ^ splitmix64(part));
+        }
+        Xoshiro256PlusPlus::seed_from_u64(h)
+    }
 }
 
 fn splitmix64(x: u64) -> u64 {

@@ -32,6 +32,8 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Every option may also come from `--config eval.toml` (same names, `_` for `-`); flags win.
 #[serde_with::skip_serializing_none]
@@ -264,6 +266,11 @@ pub struct EvaluateArgs {
     /// `--augment` alone means true.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
+    /// Read the training images from their files batch by batch (resized crop + flip at
+    /// --image-size on worker threads), never holding the split in memory. ImageFolders and
+    /// real-world releases; `--stream` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub stream: Option<bool>,
     /// Use the first N training images (0: all); a --labels file is cut the same way.
     #[arg(long)]
     pub train_samples: Option<usize>,
@@ -321,12 +328,15 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let policy = StopPolicy::new(&env);
     let classes = source.num_classes as i64;
     let normalization = normalization(&cfg, &backbone, &source, &train)?;
+    let streamed_bad = Arc::new(AtomicUsize::new(0));
     let data = ProbeData {
         train: &train,
         test: &test,
         labels: &labels,
         classes,
         normalization,
+        root: &source.root,
+        streamed_bad: streamed_bad.clone(),
     };
     let probe = Probe::new(&cfg, &group, &backbone, data)?;
     let run = EvalRun::new(&cfg, &group, probe)?;
@@ -346,7 +356,10 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
                     &labels,
                     &state,
                     feature_seconds,
-                    [train.skipped, test.skipped],
+                    [
+                        train.skipped + streamed_bad.load(Ordering::Relaxed),
+                        test.skipped,
+                    ],
                 )?;
                 write_atomic(&results, serde_json::to_string_pretty(&r)?.as_bytes())?;
                 log::info!("results in {}", results.display());
@@ -401,7 +414,10 @@ fn ending(
 
 /// The whole training split (cut once its labels are known) and the test subset.
 fn load_splits(cfg: &EvalConfig, source: &Source) -> Result<(SplitData, SplitData)> {
-    let train = source.load(Split::Train)?;
+    let train = match cfg.image_size.filter(|_| cfg.streams()) {
+        Some(size) => source.load_streamed(Split::Train, size)?,
+        None => source.load(Split::Train)?,
+    };
     let mut test = source.load(Split::Test)?;
     test.truncate(cfg.test_samples);
     Ok((train, test))
@@ -446,6 +462,7 @@ fn results_json(
         "held_out_trusted_ids": labels.held_out.as_ref().map(|h| &h.ids),
         "metrics": metrics,
         "feature_cache_seconds": cfg.cached_features().then_some(feature_seconds),
+        "peak_rss_bytes": crate::metrics::memory::peak_rss_bytes(),
         "created_by": format!("trainer {}", env!("CARGO_PKG_VERSION")),
         "time": chrono::Utc::now().to_rfc3339(),
     }))

@@ -4,8 +4,8 @@
 //! sorted by file name within each class, and that order gives the sample ids.
 
 use super::image::has_image_extension;
-use super::resident::{self, Entry, ImageOptions};
-use super::{DatasetName, Format, RawSplit, Source, Split};
+use super::resident::Entry;
+use super::{DatasetName, Format, Source, Split};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 
@@ -69,12 +69,8 @@ fn check_same_classes(dir: &Path, train: &[String], test: &[String]) -> Result<(
     Ok(())
 }
 
-pub(crate) fn read_split(
-    root: &Path,
-    split: Split,
-    classes: &[String],
-    opts: ImageOptions,
-) -> Result<RawSplit> {
+/// The split's image files in class order, then name order.
+pub(crate) fn entries(root: &Path, split: Split, classes: &[String]) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let dir = Path::new(split.as_str()).join(class);
@@ -91,5 +87,5 @@ pub(crate) fn read_split(
         "{}: no images",
         root.join(split.as_str()).display()
     );
-    resident::load(root, &entries, opts)
+    Ok(entries)
 }

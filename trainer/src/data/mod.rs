@@ -14,6 +14,7 @@ pub mod normalization;
 pub mod order;
 pub mod pickle;
 pub mod resident;
+pub mod stream;
 
 use anyhow::{bail, ensure, Context, Result};
 use resident::ImageOptions;
@@ -152,6 +153,8 @@ pub struct SplitData {
     pub paths: Option<Vec<String>>,
     /// Image files left out because they do not decode (`--bad-images skip`).
     pub skipped: usize,
+    /// Read from its files batch by batch ([`Source::load_streamed`]): `images` holds no rows.
+    pub streamed: bool,
 }
 
 impl SplitData {
@@ -176,7 +179,9 @@ impl SplitData {
 
     /// Keeps only the samples at `indices`, in that order.
     pub fn keep(&mut self, indices: &[usize]) -> Result<()> {
-        self.images = self.images_at(indices)?;
+        if !self.streamed {
+            self.images = self.images_at(indices)?;
+        }
         self.labels = indices.iter().map(|&i| self.labels[i]).collect();
         self.ids = indices.iter().map(|&i| self.ids[i]).collect();
         if let Some(paths) = &mut self.paths {
@@ -190,7 +195,9 @@ impl SplitData {
         if n == 0 || n >= self.len() {
             return;
         }
-        self.images = self.images.narrow(0, 0, n as i64);
+        if !self.streamed {
+            self.images = self.images.narrow(0, 0, n as i64);
+        }
         self.labels.truncate(n);
         self.ids.truncate(n);
         if let Some(paths) = &mut self.paths {
@@ -230,6 +237,7 @@ impl RawSplit {
             labels: self.labels,
             paths: self.paths,
             skipped: self.skipped,
+            streamed: false,
         })
     }
 }
@@ -292,12 +300,44 @@ impl Source {
         let raw = match self.format {
             Format::CifarBinary | Format::CifarPython => cifar::read_split(self, split)?,
             Format::Idx => idx::read_split(&self.root, split)?,
-            Format::ImageFolder => {
-                imagefolder::read_split(&self.root, split, &self.class_names, self.images)?
+            Format::ImageFolder | Format::Catalog => {
+                resident::load(&self.root, &self.image_files(split)?, self.images)?
             }
-            Format::Catalog => catalog::read_split(self, split)?,
         };
         raw.into_split(&self.root)
+    }
+
+    /// An image-file split's files, labels and ids, without decoding a pixel.
+    fn image_files(&self, split: Split) -> Result<Vec<resident::Entry>> {
+        match self.format {
+            Format::ImageFolder => imagefolder::entries(&self.root, split, &self.class_names),
+            Format::Catalog => catalog::entries(self, split),
+            _ => bail!(
+                "{} is not made of image files: --stream reads ImageFolders and real-world \
+                 releases (CIFAR and Fashion-MNIST load into memory as they are)",
+                self.describe()
+            ),
+        }
+    }
+
+    /// A split to stream from its files ([`stream`]): its labels, ids and paths, and no pixels
+    /// (`images` is an empty `[0, 3, size, size]` tensor, giving the shape batches will have).
+    pub fn load_streamed(&self, split: Split, size: usize) -> Result<SplitData> {
+        let entries = self.image_files(split)?;
+        let side = size as i64;
+        Ok(SplitData {
+            images: Tensor::zeros([0, 3, side, side], (tch::Kind::Uint8, tch::Device::Cpu)),
+            labels: entries.iter().map(|e| e.label).collect(),
+            ids: entries.iter().map(|e| e.id).collect(),
+            paths: Some(
+                entries
+                    .iter()
+                    .map(|e| e.path.to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            skipped: 0,
+            streamed: true,
+        })
     }
 
     /// Labels only; cheaper where labels can be read without the pixels (IDX, CIFAR binary).
@@ -305,7 +345,9 @@ impl Source {
         match self.format {
             Format::Idx => idx::read_labels(&self.root, split),
             Format::CifarBinary => cifar::read_binary_labels(self, split),
-            Format::Catalog => catalog::read_labels(self, split),
+            Format::ImageFolder | Format::Catalog => {
+                Ok(self.image_files(split)?.iter().map(|e| e.label).collect())
+            }
             _ => Ok(self.load(split)?.labels),
         }
     }

@@ -1,9 +1,10 @@
 //! What a run reports while it trains: JSON lines in the exp-dir ([`jsonl`]) mirrored into
 //! TensorBoard scalars ([`tensorboard`]), an online kNN accuracy of the backbone ([`knn`]), and
-//! a status line on a terminal ([`progress`]).
+//! a status line on a terminal ([`progress`]), and the peak memory ([`memory`]).
 
 pub mod jsonl;
 pub mod knn;
+pub mod memory;
 pub mod progress;
 pub mod tensorboard;
 

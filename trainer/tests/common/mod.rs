@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod folders;
 pub mod ranks;
 pub mod torch_compare;
 pub mod whole;

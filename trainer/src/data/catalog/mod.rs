@@ -11,8 +11,8 @@ pub mod food101n;
 mod lines;
 pub mod webvision;
 
-use super::resident::{self, Entry};
-use super::{DatasetName, Format, RawSplit, Source, Split};
+use super::resident::Entry;
+use super::{DatasetName, Format, Source, Split};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,7 @@ pub fn source(c: &Catalog) -> Result<Source> {
 
 /// The images of a split of `source`'s release with their labels: the given (noisy) label
 /// for training, the verified one for testing where the release has it.
-fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
+pub(crate) fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
     let c = detect(&source.root)?
         .with_context(|| format!("{} no longer holds a release", source.root.display()))?;
     let p = protocol(&c)?;
@@ -174,15 +174,6 @@ fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
             })
         })
         .collect()
-}
-
-pub(crate) fn read_split(source: &Source, split: Split) -> Result<RawSplit> {
-    resident::load(&source.root, &entries(source, split)?, source.images)
-}
-
-/// Labels without decoding an image.
-pub(crate) fn read_labels(source: &Source, split: Split) -> Result<Vec<i64>> {
-    Ok(entries(source, split)?.iter().map(|e| e.label).collect())
 }
 
 /// Builds a catalog: records merged by locator, splits in the order they are named.

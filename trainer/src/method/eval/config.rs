@@ -75,6 +75,10 @@ pub struct EvalConfig {
     pub image_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bad_images: Option<BadImages>,
+    /// Read the training images from their files batch by batch (crop + flip on worker
+    /// threads), never holding the split in memory; `image_size` is the crops' side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
     pub kind: NoiseKind,
     pub noise: String,
     pub sparsity: String,
@@ -185,6 +189,49 @@ pub struct EvalConfig {
 }
 
 impl EvalConfig {
+    pub fn streams(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// What a streamed run supports: the crops are cut on the CPU as the default training
+    /// view (resized crop + flip), and the training images are never all in memory.
+    fn check_stream(&self) -> Result<()> {
+        if !self.streams() {
+            return Ok(());
+        }
+        let fails = [
+            (
+                self.image_size.is_none(),
+                "needs --image-size S, the side of the training crops",
+            ),
+            (
+                self.cached_features(),
+                "trains through the backbone: add --weights finetune or --augment",
+            ),
+            (
+                self.geometry != Geometry::ResizedCrop || self.policy != Policy::None,
+                "cuts resized crops + flips: leave --geometry and --policy at their defaults",
+            ),
+            (
+                self.method != Method::None,
+                "does not run --method (the methods read the whole training split)",
+            ),
+            (
+                self.holdout_trusted > 0,
+                "cannot hold out trusted images (drop --holdout-trusted)",
+            ),
+            (
+                self.labels.is_none() && self.kind == NoiseKind::Instance,
+                "cannot generate instance noise, which reads every image (write --labels with \
+                 `trainer noise` on the decoded split)",
+            ),
+        ];
+        if let Some((_, why)) = fails.iter().find(|(fails, _)| *fails) {
+            anyhow::bail!("--stream {why}");
+        }
+        Ok(())
+    }
+
     /// How image files become the in-memory tensor.
     pub fn image_options(&self) -> ImageOptions {
         ImageOptions::from_keys(self.image_size, self.bad_images)
@@ -207,6 +254,7 @@ impl Default for EvalConfig {
             labels: None,
             image_size: None,
             bad_images: None,
+            stream: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),
             sparsity: "0".into(),
@@ -381,6 +429,7 @@ impl EvalConfig {
         );
         self.loss_params().validate()?;
         self.check_training_recipe()?;
+        self.check_stream()?;
         self.method_params().validate()?;
         if self.method != Method::None {
             if self.cached_features() {

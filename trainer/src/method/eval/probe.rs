@@ -28,6 +28,7 @@ use crate::augment::{mixup, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
 use crate::data::normalization::Normalization;
 use crate::data::order::EpochOrder;
+use crate::data::stream::Streamed;
 use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -44,11 +45,15 @@ use tch::{Kind, Tensor};
 
 /// Images embedded at once when caching features or testing.
 const CHUNK: i64 = 512;
+/// The view key of streamed crops (apart from the device-side views' keys).
+const STREAM_VIEW: u64 = 7;
 
-/// What the head trains on: cached features, or images through the backbone.
+/// What the head trains on: cached features, or images through the backbone, held on the
+/// device or read from their files batch by batch (`--stream`, training split only).
 enum Inputs {
     Features(Tensor),
     Images(Tensor),
+    Stream(Streamed),
 }
 
 /// Where an epoch stands: the next step and the sums so far (kept in checkpoints, so an epoch
@@ -132,6 +137,10 @@ pub struct ProbeData<'d> {
     pub classes: i64,
     /// What every image is normalized with, after augmentation.
     pub normalization: Normalization,
+    /// The dataset's folder (where a streamed split's files are).
+    pub root: &'d std::path::Path,
+    /// Counts a streamed split's files that do not decode (`--bad-images skip`).
+    pub streamed_bad: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<'a> Probe<'a> {
@@ -147,6 +156,8 @@ impl<'a> Probe<'a> {
             labels,
             classes,
             normalization,
+            root,
+            streamed_bad,
         } = data;
         let device = group.device();
         // Seeded before anything is initialized: the `none` baseline's random backbone and the
@@ -184,8 +195,18 @@ impl<'a> Probe<'a> {
                 Inputs::Features(cache("test split", &test.images)?),
             )
         } else {
+            let train_in = match &train.paths {
+                Some(paths) if train.streamed => Inputs::Stream(Streamed::new(
+                    root,
+                    paths.clone(),
+                    &aug,
+                    cfg.image_options().bad,
+                    streamed_bad,
+                )),
+                _ => Inputs::Images(to_rgb(&train.images)?.to_device(device)),
+            };
             (
-                Inputs::Images(to_rgb(&train.images)?.to_device(device)),
+                train_in,
                 Inputs::Images(to_rgb(&test.images)?.to_device(device)),
             )
         };
@@ -214,7 +235,7 @@ impl<'a> Probe<'a> {
                     held_out,
                 },
             )?,
-            Inputs::Images(_) => None,
+            Inputs::Images(_) | Inputs::Stream(_) => None,
         };
         let views = Views {
             crop_flip: aug.clone(),
@@ -258,7 +279,7 @@ impl<'a> Probe<'a> {
                 },
             )?
             .map(|m| (m, NetParams::of(&backbone_vs, &head_vs))),
-            Inputs::Features(_) => None,
+            Inputs::Features(_) | Inputs::Stream(_) => None,
         };
         let long = |v: &[usize]| {
             Tensor::from_slice(&v.iter().map(|&x| x as i64).collect::<Vec<_>>()).to_device(device)
@@ -494,15 +515,22 @@ impl<'a> Probe<'a> {
         step: usize,
         start: i64,
     ) -> Result<(Tensor, Option<Mix>)> {
-        let images = match &self.train {
-            Inputs::Features(f) => return Ok((f.index_select(0, idx), None)),
-            Inputs::Images(images) => images.index_select(0, idx),
-        };
         let key = step_key(self.cfg.seed, epoch, step, 0);
-        let recipe = if self.augments() {
-            Recipe::Train
-        } else {
-            Recipe::Plain
+        let (images, recipe) = match &self.train {
+            Inputs::Features(f) => return Ok((f.index_select(0, idx), None)),
+            Inputs::Images(images) => {
+                let recipe = match self.augments() {
+                    true => Recipe::Train,
+                    false => Recipe::Plain,
+                };
+                (images.index_select(0, idx), recipe)
+            }
+            // Cropped and flipped on the way in: only normalization is left.
+            Inputs::Stream(files) => {
+                let indices = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu))?;
+                let batch = files.batch(&indices, key.with_view(STREAM_VIEW), start as u64)?;
+                (batch.to_device(idx.device()), Recipe::Plain)
+            }
         };
         let x = self
             .views
@@ -616,6 +644,7 @@ impl<'a> Probe<'a> {
                     let x = self.views.plain(&images.narrow(0, start, len));
                     tch::no_grad(|| self.backbone.forward(&x, false, self.group))?
                 }
+                Inputs::Stream(_) => anyhow::bail!("the test split is never streamed"),
             };
             let logits = tch::no_grad(|| self.head.forward(&x, None, self.group))?;
             let labels = self.test_labels.narrow(0, start, len).unsqueeze(1);

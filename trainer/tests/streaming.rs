@@ -1,0 +1,219 @@
+//! `--stream` (`trainer::data::stream`): training images read from their files batch by batch.
+//! Each streamed crop equals torchvision's `resized_crop` + `hflip` of Pillow's pixels at the
+//! sample's drawn parameters; batches do not depend on the number of worker threads or ranks;
+//! a bad file stops the run naming it or trains as grey, counted once; a streamed run
+//! interrupted mid-epoch resumes to the same metrics as one that was not; what a streamed run
+//! refuses is said. Peak memory is `streaming_memory.rs`'s.
+
+mod common;
+
+use common::folders::{jpeg_folder, run_args};
+use common::{results, run_python, stderr, trainer, write_fixtures};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use trainer::augment::{sample_crop, AugmentConfig, ViewKey};
+use trainer::data::resident::BadImages;
+use trainer::data::stream::Streamed;
+
+const SIZE: i64 = 24;
+
+fn view() -> AugmentConfig {
+    AugmentConfig {
+        size: SIZE,
+        ..AugmentConfig::simclr()
+    }
+}
+
+fn key(step: u64) -> ViewKey {
+    ViewKey {
+        seed: 3,
+        epoch: 1,
+        step,
+        rank: 0,
+        view: 7,
+    }
+}
+
+fn streamed(root: &Path, files: &[&str], bad: BadImages) -> (Streamed, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let paths = files.iter().map(|f| f.to_string()).collect();
+    (
+        Streamed::new(root, paths, &view(), bad, count.clone()),
+        count,
+    )
+}
+
+/// Lossless files, so that the comparison is of the cut alone (decoding is `images.rs`'s).
+const LOSSLESS: [&str; 4] = ["rgb.png", "lossless.webp", "gray.png", "palette.png"];
+
+/// Our crop of each file against torchvision's at the same parameters, drawn here the way the
+/// stream draws them (the sample's own stream: crop as `get_params`, then the flip). Bounds as
+/// `images.rs`'s crops: within 1 grey level, mean ≤ 0.3.
+#[test]
+fn streamed_crops_are_torchvisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_fixtures("pictures.py", tmp.path());
+    let (files, _) = streamed(&dir, &LOSSLESS, BadImages::Fail);
+    let indices: Vec<i64> = (0..LOSSLESS.len() as i64).collect();
+    let start = 5;
+    let ours =
+        Vec::<u8>::try_from(files.batch(&indices, key(2), start).unwrap().flatten(0, -1)).unwrap();
+    let cfg = view();
+    let mut params = Vec::new();
+    for (i, name) in LOSSLESS.iter().enumerate() {
+        let code = "import sys\nfrom PIL import Image\nprint(*Image.open(sys.argv[1]).size)";
+        let size = run_python(code, &[dir.join(name).to_str().unwrap()]);
+        let [w, h]: [i64; 2] = size
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap();
+        let mut rng = key(2).sample_rng(start + i as u64);
+        let crop = sample_crop(&mut rng, h, w, cfg.crop_scale, cfg.crop_ratio);
+        // Uniform [0, 1) from the top 53 bits below ½: the top bit clear.
+        let flip = rand::RngCore::next_u64(&mut rng) >> 63 == 0;
+        params.push(serde_json::json!({"file": dir.join(name), "crop": crop, "flip": flip}));
+    }
+    let code = "import sys,json,numpy as np,torch\nfrom PIL import Image\nfrom torchvision.transforms import functional as F\nfor p in json.loads(sys.argv[1]):\n    t=torch.from_numpy(np.array(Image.open(p['file']).convert('RGB'))).permute(2,0,1)\n    t=F.resized_crop(t,*p['crop'],[int(sys.argv[2])]*2,antialias=True)\n    t=F.hflip(t) if p['flip'] else t\n    sys.stdout.write(t.numpy().tobytes().hex())";
+    let theirs = run_python(
+        code,
+        &[&serde_json::to_string(&params).unwrap(), &SIZE.to_string()],
+    );
+    let theirs = hex::decode(theirs.trim()).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    let diffs: Vec<u8> = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let max = *diffs.iter().max().unwrap();
+    let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+    assert!(max <= 1 && mean <= 0.3, "max {max}, mean {mean:.4}");
+}
+
+#[test]
+fn batches_do_not_depend_on_the_worker_or_rank_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_fixtures("pictures.py", tmp.path());
+    let names = [
+        "large.jpg",
+        "rgb420.jpg",
+        "gray.jpg",
+        "cmyk.jpg",
+        "lossy.webp",
+        "rgb.png",
+    ];
+    let batch = |workers: usize, step: u64| {
+        let (files, _) = streamed(&dir, &names, BadImages::Fail);
+        let files = files.with_workers(workers);
+        files.batch(&[5, 0, 3, 1, 4, 2, 0], key(step), 0).unwrap()
+    };
+    let one = batch(1, 0);
+    assert_eq!(one.size(), [7, 3, SIZE, SIZE]);
+    assert!(one.equal(&batch(3, 0)) && one.equal(&batch(7, 0)));
+    // Sample 0 appears twice in the batch, at two positions: two different crops of it.
+    assert!(!one.get(1).equal(&one.get(6)));
+    assert!(!one.equal(&batch(1, 1)), "another step draws other crops");
+    // Two ranks' halves of the global batch, each at its offset, are the whole batch's rows.
+    let (files, _) = streamed(&dir, &names, BadImages::Fail);
+    let halves = [
+        files.batch(&[5, 0, 3], key(0), 0).unwrap(),
+        files.batch(&[1, 4, 2, 0], key(0), 3).unwrap(),
+    ];
+    assert!(one.equal(&tch::Tensor::cat(&halves, 0)));
+}
+
+#[test]
+fn a_bad_file_stops_the_run_or_trains_as_grey_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_fixtures("pictures.py", tmp.path());
+    let jpeg = std::fs::read(dir.join("large.jpg")).unwrap();
+    std::fs::write(dir.join("cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let names = ["rgb.png", "cut.jpg"];
+    let (files, _) = streamed(&dir, &names, BadImages::Fail);
+    let e = format!("{:#}", files.batch(&[0, 1], key(0), 0).unwrap_err());
+    assert!(e.contains("cut.jpg") && e.contains("truncated JPEG"), "{e}");
+    assert!(e.contains("--bad-images skip"), "{e}");
+    let (files, count) = streamed(&dir, &names, BadImages::Skip);
+    for step in 0..2 {
+        let batch = files.batch(&[0, 1], key(step), 0).unwrap();
+        assert!(batch.get(1).eq(128).all().int64_value(&[]) == 1);
+        assert!(batch.get(0).ne(128).any().int64_value(&[]) == 1);
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_streamed_run_resumes_to_the_same_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 12, 48);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let args = |exp: &Path| {
+        run_args(
+            &data,
+            exp,
+            true,
+            &["--epochs", "4", "--image-size", "32", "--batch-size", "4"],
+        )
+    };
+    let out = common::run(&args(&a));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(results(&a)["metrics"]["train_images"], 24);
+    assert_eq!(common::interrupt_after(&args(&b), &b, 1), Some(75));
+    let resumed = common::run(&args(&b));
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("resuming from"),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_eq!(results(&a)["metrics"], results(&b)["metrics"]);
+    assert_eq!(
+        common::metrics_without_time(&a),
+        common::metrics_without_time(&b)
+    );
+}
+
+#[test]
+fn what_a_streamed_run_refuses_is_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 2, 40);
+    let exp = tmp.path().join("exp");
+    let exp = exp.to_str().unwrap();
+    let data = data.to_str().unwrap();
+    let base = [
+        "train",
+        "--data-dir",
+        data,
+        "--exp-dir",
+        exp,
+        "--backbone",
+        "none",
+        "--stream",
+    ];
+    for (extra, says) in [
+        (&["--weights", "finetune"][..], "needs --image-size"),
+        (
+            &["--image-size", "32"][..],
+            "add --weights finetune or --augment",
+        ),
+        (
+            &[
+                "--image-size",
+                "32",
+                "--weights",
+                "finetune",
+                "--policy",
+                "autoaugment",
+            ][..],
+            "leave --geometry and --policy",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = trainer(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
+    }
+}
