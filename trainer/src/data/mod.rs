@@ -1,9 +1,11 @@
 //! Datasets as researchers have them on disk, held in memory as one uint8 N×C×H×W tensor plus
-//! labels plus stable sample ids (the index in the official order).
+//! labels plus stable sample ids (the index in the official order), or, for image files with
+//! `--stream`, read batch by batch ([`stream`]).
 //!
-//! Formats: CIFAR-10/100 binary and python pickle, Fashion-MNIST IDX (gzipped or not), and the
-//! ImageFolder layout `<root>/{train,test}/<class>/<image>.png`. [`Source::detect`] finds which
-//! one a folder holds; readers check headers and sizes and name the file in every error.
+//! Formats: CIFAR-10/100 binary and python pickle, Fashion-MNIST IDX (gzipped or not), the
+//! ImageFolder layout `<root>/{train,test}/<class>/<image>` (JPEG, PNG, WebP), and the
+//! real-world releases' own layouts ([`catalog`]). [`Source::detect`] finds which one a folder
+//! holds; readers check headers and sizes and name the file in every error.
 
 pub mod catalog;
 pub mod cifar;
