@@ -1,9 +1,9 @@
 //! `--stream` (`trainer::data::stream`): training images read from their files batch by batch.
 //! Each streamed crop equals torchvision's `resized_crop` + `hflip` of Pillow's pixels at the
-//! sample's drawn parameters; batches do not depend on the number of worker threads or ranks;
-//! a bad file stops the run naming it or trains as grey, counted once; a streamed run
-//! interrupted mid-epoch resumes to the same metrics as one that was not; what a streamed run
-//! refuses is said. Peak memory is `streaming_memory.rs`'s.
+//! sample's drawn parameters; batches do not depend on the number of worker threads or ranks,
+//! and a prefetched batch is the one asked for; a bad file stops the run naming it or trains as
+//! grey, counted once; a streamed run interrupted mid-epoch resumes to the same metrics as one
+//! that was not; what a streamed run refuses is said. Peak memory is `streaming_memory.rs`'s.
 
 mod common;
 
@@ -123,6 +123,26 @@ fn batches_do_not_depend_on_the_worker_or_rank_count() {
         files.batch(&[1, 4, 2, 0], key(0), 3).unwrap(),
     ];
     assert!(one.equal(&tch::Tensor::cat(&halves, 0)));
+}
+
+/// A prefetched batch is the batch asked for; a prefetch of another batch is not served.
+#[test]
+fn a_prefetched_batch_is_the_one_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_fixtures("pictures.py", tmp.path());
+    let names = ["large.jpg", "rgb420.jpg", "gray.jpg", "lossy.webp"];
+    let (files, _) = streamed(&dir, &names, BadImages::Fail);
+    let direct = files.batch(&[3, 1, 2], key(4), 2).unwrap();
+    files.prefetch(&[3, 1, 2], key(4), 2);
+    assert!(files.batch(&[3, 1, 2], key(4), 2).unwrap().equal(&direct));
+    assert_eq!(files.prefetch_hits(), 1);
+    files.prefetch(&[3, 1, 2], key(5), 2);
+    assert!(files.batch(&[3, 1, 2], key(4), 2).unwrap().equal(&direct));
+    assert_eq!(
+        files.prefetch_hits(),
+        1,
+        "a batch of another step was served"
+    );
 }
 
 #[test]

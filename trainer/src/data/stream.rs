@@ -4,6 +4,8 @@
 //! augmentations and normalization stay batched on the device. Every sample's crop and flip come
 //! from its own keyed stream ([`ViewKey::sample_rng`] by its position in the global batch), so
 //! batches do not depend on the number of workers or ranks, and a resumed run sees the same.
+//! [`Streamed::prefetch`] decodes the next batch on a background thread while the device works
+//! on this one; a batch asked for is taken from it when it is the one prefetched.
 
 use super::image::{self, resize::Crop, resize::Resampler};
 use super::resident::BadImages;
@@ -13,10 +15,28 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use tch::Tensor;
 
-/// The files of a streamed split and how a training view is cut from each.
+/// A streamed split: its files, and the next batch being decoded ahead.
 pub struct Streamed {
+    cutter: Arc<Cutter>,
+    pending: Mutex<Option<Pending>>,
+    /// Batches served from a prefetch.
+    hits: AtomicUsize,
+}
+
+/// What a batch is: its samples, its step's key, its offset in the global batch.
+type Request = (Vec<i64>, ViewKey, u64);
+
+/// A batch decoding in the background.
+struct Pending {
+    request: Request,
+    job: JoinHandle<Result<Vec<u8>>>,
+}
+
+/// The files of a streamed split and how a training view is cut from each.
+struct Cutter {
     root: PathBuf,
     /// Per sample, the file's path under `root`.
     paths: Vec<String>,
@@ -42,7 +62,7 @@ impl Streamed {
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
     ) -> Self {
-        Self {
+        let cutter = Cutter {
             root: root.to_path_buf(),
             paths,
             size: view.size as usize,
@@ -53,19 +73,86 @@ impl Streamed {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             bad_seen: Mutex::new(BTreeSet::new()),
             bad_count,
+        };
+        Self {
+            cutter: Arc::new(cutter),
+            pending: Mutex::new(None),
+            hits: AtomicUsize::new(0),
         }
     }
 
-    pub fn with_workers(self, workers: usize) -> Self {
-        Self {
-            workers: workers.max(1),
-            ..self
-        }
+    /// With `workers` decoding threads (before any batch is asked for).
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        Arc::get_mut(&mut self.cutter)
+            .expect("no batch in flight yet")
+            .workers = workers.max(1);
+        self
     }
 
     /// The samples `indices`, at positions `start..` of the global batch of step `key`:
-    /// uint8 `[n, 3, S, S]`.
+    /// uint8 `[n, 3, S, S]`; the prefetched batch when it is this one.
     pub fn batch(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Tensor> {
+        let request = (indices.to_vec(), key, start);
+        let ready = match self.take_pending() {
+            Some(p) if p.request == request => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(p.job.join().ok().context("the prefetch thread panicked")?)
+            }
+            // Another batch than the one prefetched (after a resume or an epoch's end): wait
+            // for it to stop using the cores, then decode this one.
+            Some(stale) => {
+                let _ = stale.job.join();
+                None
+            }
+            None => None,
+        };
+        let pixels = match ready {
+            Some(pixels) => pixels?,
+            None => self.cutter.pixels(indices, key, start)?,
+        };
+        let (n, side) = (indices.len() as i64, self.cutter.size as i64);
+        Ok(Tensor::from_slice(&pixels).view([n, 3, side, side]))
+    }
+
+    /// Starts decoding the batch a later [`batch`](Self::batch) call will ask for.
+    pub fn prefetch(&self, indices: &[i64], key: ViewKey, start: u64) {
+        if let Some(stale) = self.take_pending() {
+            let _ = stale.job.join();
+        }
+        let request = (indices.to_vec(), key, start);
+        let (cutter, (indices, ..)) = (self.cutter.clone(), request.clone());
+        let job = std::thread::spawn(move || cutter.pixels(&indices, key, start));
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some(Pending { request, job });
+        }
+    }
+
+    /// How many batches came from a prefetch.
+    pub fn prefetch_hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    fn take_pending(&self) -> Option<Pending> {
+        self.pending.lock().ok()?.take()
+    }
+}
+
+impl Drop for Streamed {
+    /// Says how much of the decoding overlapped training.
+    fn drop(&mut self) {
+        if let Some(stale) = self.take_pending() {
+            let _ = stale.job.join();
+        }
+        log::info!(
+            "streamed training batches: {} decoded ahead of their step",
+            self.prefetch_hits()
+        );
+    }
+}
+
+impl Cutter {
+    /// The batch's pixels, its samples split among the workers.
+    fn pixels(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Vec<u8>> {
         let sample = 3 * self.size * self.size;
         let mut pixels = vec![0u8; indices.len() * sample];
         let chunk = indices.len().div_ceil(self.workers).max(1);
@@ -82,8 +169,7 @@ impl Streamed {
             jobs.into_iter()
                 .try_for_each(|j| j.join().ok().context("an image worker panicked")?)
         })?;
-        let (n, side) = (indices.len() as i64, self.size as i64);
-        Ok(Tensor::from_slice(&pixels).view([n, 3, side, side]))
+        Ok(pixels)
     }
 
     fn cut_all(&self, indices: &[i64], key: ViewKey, first: u64, out: &mut [u8]) -> Result<()> {

@@ -48,6 +48,11 @@ const CHUNK: i64 = 512;
 /// The view key of streamed crops (apart from the device-side views' keys).
 const STREAM_VIEW: u64 = 7;
 
+/// The key of a step's streamed crops.
+fn stream_key(cfg: &EvalConfig, epoch: usize, step: usize) -> ViewKey {
+    step_key(cfg.seed, epoch, step, 0).with_view(STREAM_VIEW)
+}
+
 /// What the head trains on: cached features, or images through the backbone, held on the
 /// device or read from their files batch by batch (`--stream`, training split only).
 enum Inputs {
@@ -425,6 +430,7 @@ impl<'a> Probe<'a> {
         let part = order.slice(step, rank, world);
         let local = Tensor::from_slice(part).to_device(self.group.device());
         let (features, mix) = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
+        self.prefetch_next(order, epoch, step);
         let keep = self.dropout().then(|| {
             dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len())
                 .to_device(self.group.device())
@@ -528,7 +534,8 @@ impl<'a> Probe<'a> {
             // Cropped and flipped on the way in: only normalization is left.
             Inputs::Stream(files) => {
                 let indices = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu))?;
-                let batch = files.batch(&indices, key.with_view(STREAM_VIEW), start as u64)?;
+                let key = stream_key(self.cfg, epoch, step);
+                let batch = files.batch(&indices, key, start as u64)?;
                 (batch.to_device(idx.device()), Recipe::Plain)
             }
         };
@@ -548,6 +555,22 @@ impl<'a> Probe<'a> {
             tch::no_grad(|| self.backbone.forward(&x, false, self.group))?
         };
         Ok((features, mix))
+    }
+
+    /// A streamed split starts decoding the next step's batch while this one trains.
+    fn prefetch_next(&self, order: &EpochOrder, epoch: usize, step: usize) {
+        let Inputs::Stream(files) = &self.train else {
+            return;
+        };
+        if step + 1 < order.steps() {
+            let (rank, world) = (self.group.rank(), self.group.world_size());
+            let part = order.slice(step + 1, rank, world);
+            files.prefetch(
+                part,
+                stream_key(self.cfg, epoch, step + 1),
+                (rank * part.len()) as u64,
+            );
+        }
     }
 
     /// Whether training images are augmented: always when finetuning, on request when frozen.
