@@ -56,7 +56,7 @@ pub struct ProcessGroup {
 struct Connected {
     raw: *mut ffi::nls_group,
     store: Store,
-    _heartbeat: Heartbeat,
+    heartbeat: Heartbeat,
 }
 
 // c10d backends are thread-safe; the store connection is only used from the owning thread.
@@ -222,7 +222,7 @@ impl ProcessGroup {
                 rank: self.rank,
                 world: self.world,
                 cause,
-                missing: liveness::missing_ranks(&c.store, self.rank, self.world),
+                missing: liveness::missing_ranks(&c.store, &c.heartbeat, self.rank, self.world),
             }
         })
     }
@@ -254,7 +254,7 @@ impl ProcessGroup {
             world: self.world,
             cause: cause.to_string(),
             missing: match &self.connected {
-                Some(c) => liveness::missing_ranks(&c.store, self.rank, self.world),
+                Some(c) => liveness::missing_ranks(&c.store, &c.heartbeat, self.rank, self.world),
                 None => Missing::Unknown,
             },
         }
@@ -291,7 +291,7 @@ fn connect(env: &ClusterEnv, opts: &GroupOptions, device: Device) -> Result<Conn
     Ok(Connected {
         raw,
         store,
-        _heartbeat: Heartbeat::start(beat_store, env.rank),
+        heartbeat: Heartbeat::start(beat_store, env.rank),
     })
 }
 

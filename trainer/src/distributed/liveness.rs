@@ -3,11 +3,15 @@
 //! Each Rust rank bumps `nls/heartbeat/<rank>` every [`BEAT`] on its own store connection. After a
 //! failure, counters that stop moving belong to dead or hung ranks. Ranks that never beat (a Python
 //! peer) are not reported.
+//!
+//! Rank 0 hosts the store, and a survivor blocked in a collective with rank 0 only fails when rank
+//! 0 exits, taking the store with it. So rank 0 publishes what it saw, and every heartbeat thread
+//! keeps the last verdict it read: a survivor that finds the store gone still names the dead rank.
 
 use super::error::Missing;
 use super::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,9 +19,12 @@ const BEAT: Duration = Duration::from_millis(300);
 /// The store's host waits at most this long for the other survivors to finish their diagnosis.
 const LINGER: Duration = Duration::from_secs(8);
 const DIAGNOSED: &str = "nls/diagnosed";
+/// Rank 0's list of stalled ranks, comma-separated.
+const VERDICT: &str = "nls/verdict";
 
 pub struct Heartbeat {
     stop: Arc<AtomicBool>,
+    verdict: Arc<Mutex<Option<Vec<usize>>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -28,17 +35,41 @@ fn key(rank: usize) -> String {
 impl Heartbeat {
     pub fn start(store: Store, rank: usize) -> Heartbeat {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let verdict = Arc::new(Mutex::new(None));
+        let (flag, seen) = (stop.clone(), verdict.clone());
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) && store.add(&key(rank), 1).is_ok() {
+                if let Some(v) = read_verdict(&store) {
+                    *seen.lock().unwrap() = Some(v);
+                }
                 std::thread::park_timeout(BEAT);
             }
         });
         Heartbeat {
             stop,
+            verdict,
             thread: Some(thread),
         }
     }
+
+    /// The stalled ranks rank 0 published, if this thread read them before the store went away.
+    fn verdict(&self) -> Option<Vec<usize>> {
+        self.verdict.lock().unwrap().clone()
+    }
+}
+
+fn read_verdict(store: &Store) -> Option<Vec<usize>> {
+    if !store.check(VERDICT).ok()? {
+        return None;
+    }
+    // The key exists and never holds "?", so this reads it without changing it.
+    let text = store.compare_set(VERDICT, "?", "?").ok()?;
+    text.split(',').map(|r| r.parse().ok()).collect()
+}
+
+fn publish_verdict(store: &Store, stalled: &[usize]) {
+    let text: Vec<String> = stalled.iter().map(usize::to_string).collect();
+    let _ = store.set(VERDICT, &text.join(","));
 }
 
 impl Drop for Heartbeat {
@@ -53,12 +84,20 @@ impl Drop for Heartbeat {
 
 /// Ranks whose heartbeat does not move over a few beats; `StoreGone` if the store is unreachable.
 ///
-/// Rank 0 hosts the store, so it stays until the other survivors have read it: otherwise its exit
-/// would turn their diagnosis into `StoreGone`.
-pub fn missing_ranks(store: &Store, rank: usize, world: usize) -> Missing {
-    let missing = observe(store, world);
+/// Rank 0 hosts the store, so it publishes its verdict and stays until the other survivors have
+/// read the store: otherwise its exit would turn their diagnosis into `StoreGone`.
+pub fn missing_ranks(store: &Store, heartbeat: &Heartbeat, rank: usize, world: usize) -> Missing {
+    let missing = match observe(store, world) {
+        Missing::StoreGone => heartbeat
+            .verdict()
+            .map_or(Missing::StoreGone, Missing::Ranks),
+        seen => seen,
+    };
     if let Missing::Ranks(stalled) = &missing {
         if rank == 0 {
+            if !stalled.is_empty() {
+                publish_verdict(store, stalled);
+            }
             let survivors = (world - 1).saturating_sub(stalled.len());
             wait_for_diagnoses(store, survivors as i64);
         } else {
