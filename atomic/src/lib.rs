@@ -4,9 +4,13 @@
 use anyhow::{Context, Result};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+///
+/// The temp file's name is unique (`.<name>.tmp-<random>`), so threads or processes writing the
+/// same target never share one; it is created as `File::create` would (0666 less the umask).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -16,27 +20,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        // Make the rename itself durable.
-        File::open(dir).and_then(|d| d.sync_all()).ok();
-        Ok(())
-    })();
-    if result.is_err() {
-        fs::remove_file(&tmp).ok();
-    }
-    result
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    // Dropped on any error below, the temp file is removed.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path).map_err(|e| {
+        anyhow::Error::new(e.error).context(format!(
+            "renaming {} to {}",
+            e.file.path().display(),
+            path.display()
+        ))
+    })?;
+    // Make the rename itself durable.
+    File::open(dir).and_then(|d| d.sync_all()).ok();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -52,6 +57,16 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1, "a temp file was left behind");
+    }
+
+    #[test]
+    fn the_file_gets_the_mode_file_create_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, plain) = (dir.path().join("ours"), dir.path().join("plain"));
+        write_atomic(&ours, b"x").unwrap();
+        File::create(&plain).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&ours), mode(&plain));
     }
 
     #[test]
