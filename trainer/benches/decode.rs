@@ -9,15 +9,16 @@
 mod common;
 
 use common::bench::reference_json;
-use rand::RngCore;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use trainer::augment::{sample_crop, ViewKey};
-use trainer::data::image::{self, resize::Crop, resize::Resampler};
+use trainer::augment::{AugmentConfig, ViewKey};
+use trainer::data::resident::BadImages;
+use trainer::data::stream::Streamed;
 
 const FILES: usize = 512;
 const EPOCHS: usize = 3;
 const SIZE: usize = 224;
+const BATCH: usize = 64;
 
 fn write_files(dir: &Path) -> Vec<PathBuf> {
     let args = [dir.to_str().unwrap().to_string(), FILES.to_string()];
@@ -26,50 +27,48 @@ fn write_files(dir: &Path) -> Vec<PathBuf> {
     paths.map(|p| PathBuf::from(p.as_str().unwrap())).collect()
 }
 
-/// One image through the pipeline: read, decode, crop as torchvision draws it, resize, flip.
-fn one(path: &Path, key: ViewKey, resampler: &mut Resampler, out: &mut [u8]) {
-    let picture = image::read(path).unwrap().into_rgb();
-    let mut rng = key.rng();
-    let (h, w) = (picture.height as i64, picture.width as i64);
-    let [top, left, ch, cw] = sample_crop(&mut rng, h, w, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0));
-    let crop = Crop {
-        top: top as usize,
-        left: left as usize,
-        height: ch as usize,
-        width: cw as usize,
+/// Images/s over `EPOCHS - 1` epochs after a warm-up one: the training loop's own reader
+/// (`--stream`: decode, crop as torchvision draws it, resize, flip, on `cores` threads), batches of
+/// 64 as the reference's, the next batch decoded while this one is taken.
+fn ours(dir: &Path, files: &[PathBuf], cores: usize) -> f64 {
+    let names = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let view = AugmentConfig {
+        size: SIZE as i64,
+        crop_scale: (0.08, 1.0),
+        crop_ratio: (3.0 / 4.0, 4.0 / 3.0),
+        flip_p: 0.5,
+        ..AugmentConfig::default()
     };
-    let flip = rng.next_u64() >> 63 == 1;
-    resampler
-        .resized_crop(&picture, crop, (SIZE, SIZE), flip, out)
-        .unwrap();
-}
-
-/// Images/s over `EPOCHS - 1` epochs after a warm-up one, `cores` threads.
-fn ours(files: &[PathBuf], cores: usize) -> f64 {
-    let epoch = |e: u64| {
-        std::thread::scope(|s| {
-            for t in 0..cores {
-                s.spawn(move || {
-                    let mut resampler = Resampler::default();
-                    let mut out = vec![0u8; 3 * SIZE * SIZE];
-                    for (i, path) in files.iter().enumerate().skip(t).step_by(cores) {
-                        let key = ViewKey {
-                            seed: 0,
-                            epoch: e,
-                            step: i as u64,
-                            rank: 0,
-                            view: 0,
-                        };
-                        one(path, key, &mut resampler, &mut out);
-                    }
-                });
+    let reader =
+        Streamed::new(dir, names, &view, BadImages::Fail, Default::default()).with_workers(cores);
+    let batches: Vec<Vec<i64>> = (0..files.len() as i64)
+        .collect::<Vec<_>>()
+        .chunks(BATCH)
+        .map(<[i64]>::to_vec)
+        .collect();
+    let key = |epoch: usize, step: usize| ViewKey {
+        seed: 0,
+        epoch: epoch as u64,
+        step: step as u64,
+        rank: 0,
+        view: 0,
+    };
+    let epoch = |e: usize| {
+        for (step, indices) in batches.iter().enumerate() {
+            let batch = reader.batch(indices, key(e, step), 0).unwrap();
+            if let Some(next) = batches.get(step + 1) {
+                reader.prefetch(next, key(e, step + 1), 0);
             }
-        })
+            assert_eq!(batch.size()[0], indices.len() as i64);
+        }
     };
     epoch(0);
     let start = Instant::now();
     for e in 1..EPOCHS {
-        epoch(e as u64);
+        epoch(e);
     }
     (files.len() * (EPOCHS - 1)) as f64 / start.elapsed().as_secs_f64()
 }
@@ -100,7 +99,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dir = tempfile::tempdir().unwrap();
     let files = write_files(dir.path());
-    let rust = ours(&files, cores);
+    let rust = ours(dir.path(), &files, cores);
     let rss = peak_rss_mib();
     let (reference, reference_rss) = torchvision(&dir.path().join("files.txt"), cores);
     println!(

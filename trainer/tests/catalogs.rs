@@ -117,7 +117,12 @@ fn animal10n_food101n_and_webvision_catalogs() {
     assert_eq!(f.classes.len(), 101);
     assert_eq!(
         sizes(&f),
-        [("train", 5), ("verified_train", 2), ("verified_val", 1)]
+        [
+            ("train", 5),
+            ("verified_train", 2),
+            ("verified_val", 1),
+            ("test", 3)
+        ]
     );
     let train = nonzero(f.class_counts(f.split("train").unwrap(), false));
     assert_eq!(train, [(0, 2), (1, 2), (100, 1)]);
@@ -125,6 +130,14 @@ fn animal10n_food101n_and_webvision_catalogs() {
     assert_eq!(f.agreement(f.split("verified_train").unwrap()), (2, 1));
     assert_eq!(f.agreement(f.split("verified_val").unwrap()), (1, 1));
     assert_eq!(f.records[2].locator, Path::new("images/food_001/h3.jpg"));
+    // Food-101's test split, beside the release: labelled by folder, Food-101N's class order.
+    let test = nonzero(f.class_counts(f.split("test").unwrap(), true));
+    assert_eq!(test, [(0, 1), (50, 1), (100, 1)]);
+    let first_test = &f.records[f.split("test").unwrap()[0]];
+    assert_eq!(
+        first_test.locator,
+        Path::new("../food-101/images/apple_pie/t1.jpg")
+    );
 
     let w = read(&root.join("webvision"));
     assert_eq!(w.classes.len(), 1000);
@@ -214,11 +227,23 @@ fn releases_load_the_papers_splits_and_labels() {
         (DatasetName::Animal10n, 10)
     );
     assert_eq!((train.labels, test.labels), (vec![0, 0, 3, 9], vec![1, 3]));
-    // Food-101N's test split is another release's.
+    // Food-101N: the noisy list to train on, Food-101's test split beside it to test on.
+    let (source, train, test) = load("food101n");
+    assert_eq!(
+        (source.name, source.num_classes),
+        (DatasetName::Food101n, 101)
+    );
+    assert_eq!(
+        (train.labels, test.labels),
+        (vec![0, 0, 1, 1, 100], vec![0, 50, 100])
+    );
+    // Without Food-101 there is nothing to test on: the error says where it looked.
+    std::fs::rename(root.join("food-101"), root.join("elsewhere")).unwrap();
     let e = Source::detect(&root.join("food101n"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("Food-101's test split"), "{e}");
+    assert!(e.contains("food-101/meta/test.txt"), "{e}");
 }
 
 /// Decoded, resized and centre-cropped pixels of a release against torchvision's
@@ -361,6 +386,25 @@ fn bad_release_files_are_named_with_their_line() {
         e.contains(
             "noisy_train_key_list.txt:4: images/1/02/n3.jpg has no label in noisy_label_kv.txt"
         ),
+        "{e}"
+    );
+
+    // Food-101 beside Food-101N: its class list must be Food-101N's, its test lines name one.
+    let food = tmp.path().join("food-101/meta");
+    let food101n = tmp.path().join("food101n");
+    let (classes, test) = (food.join("classes.txt"), food.join("test.txt"));
+    let names = std::fs::read_to_string(&classes).unwrap();
+    std::fs::write(&classes, names.replace("food_050", "food_05O")).unwrap();
+    let e = catalog::detect(&food101n).unwrap_err().to_string();
+    assert!(
+        e.contains("food-101/meta/classes.txt: Food-101's classes differ"),
+        "{e}"
+    );
+    std::fs::write(&classes, names).unwrap();
+    std::fs::write(&test, "apple_pie/t1\nramen/t9\n").unwrap();
+    let e = catalog::detect(&food101n).unwrap_err().to_string();
+    assert!(
+        e.contains("food-101/meta/test.txt:2: \"ramen\" is not one of Food-101's classes"),
         "{e}"
     );
 }

@@ -15,7 +15,7 @@ pub struct DataInfoArgs {
 
 pub fn run(args: DataInfoArgs) -> Result<()> {
     if let Some(catalog) = crate::data::catalog::detect(&args.data_dir)? {
-        print_catalog(&catalog);
+        print_catalog(catalog);
         return Ok(());
     }
     let source = Source::detect(&args.data_dir)?;
@@ -37,7 +37,7 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
 
 /// A real-world release: its classes, and per split the images, the labels per class and how
 /// many labels are known right or wrong.
-fn print_catalog(c: &Catalog) {
+fn print_catalog(c: Catalog) {
     println!(
         "found {} at {} ({} classes: {}{})",
         c.name,

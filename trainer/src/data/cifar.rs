@@ -50,6 +50,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         num_classes: class_names.len(),
         class_names,
         images: Default::default(),
+        catalog: None,
     }))
 }
 

@@ -81,6 +81,7 @@ pub fn detect(dir: &Path) -> Option<Source> {
         num_classes: CLASSES.len(),
         class_names: CLASSES.map(String::from).to_vec(),
         images: Default::default(),
+        catalog: None,
     })
 }
 

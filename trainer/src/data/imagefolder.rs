@@ -47,6 +47,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         num_classes: classes.len(),
         class_names: classes,
         images: Default::default(),
+        catalog: None,
     }))
 }
 

@@ -19,10 +19,12 @@ pub mod resident;
 pub mod stream;
 
 use anyhow::{bail, ensure, Context, Result};
+use catalog::Catalog;
 use resident::ImageOptions;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +144,8 @@ pub struct Source {
     pub class_names: Vec<String>,
     /// How image files become the in-memory tensor (`--image-size`, `--bad-images`).
     pub images: ImageOptions,
+    /// A real-world release's parsed label files, read once (`Format::Catalog` only).
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 /// One split in memory.
@@ -260,7 +264,7 @@ impl Source {
         }
         if found.is_empty() {
             if let Some(c) = catalog::detect(data_dir)? {
-                return catalog::source(&c);
+                return catalog::source(c);
             }
         }
         match found.len() {

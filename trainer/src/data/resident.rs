@@ -84,7 +84,7 @@ pub(crate) fn load(root: &Path, entries: &[Entry], opts: ImageOptions) -> Result
 }
 
 /// Every picture into channel planes; colour wins (one RGB image makes the split RGB).
-fn assemble(root: &Path, kept: &[(&Entry, Picture)], skipped: usize) -> Result<RawSplit> {
+fn assemble(root: &Path, kept: &[(&Entry, Planes)], skipped: usize) -> Result<RawSplit> {
     let (first_entry, first) = &kept[0];
     if let Some((entry, p)) = kept
         .iter()
@@ -104,7 +104,7 @@ fn assemble(root: &Path, kept: &[(&Entry, Picture)], skipped: usize) -> Result<R
     let channels = kept.iter().map(|(_, p)| p.channels).max().unwrap_or(1);
     let mut pixels = Vec::with_capacity(kept.len() * channels * first.height * first.width);
     for (_, p) in kept {
-        p.append_planes(&mut pixels, channels);
+        p.append_to(&mut pixels, channels);
     }
     Ok(RawSplit {
         pixels,
@@ -120,9 +120,9 @@ fn assemble(root: &Path, kept: &[(&Entry, Picture)], skipped: usize) -> Result<R
     })
 }
 
-/// Decode on all cores; each result names its file. With `size`, pictures come out RGB and
-/// square, so a split of large images never sits in memory at full size.
-fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec<Result<Picture>>> {
+/// Decode on all cores into planes; each result names its file. With `size`, pictures come out
+/// RGB and square, so a split of large images never sits in memory at full size.
+fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec<Result<Planes>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = entries.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -138,7 +138,7 @@ fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec
                             match size {
                                 Some(s) => square(&mut resampler, picture, s)
                                     .with_context(|| format!("{}: resizing", path.display())),
-                                None => Ok(picture),
+                                None => Ok(Planes::of(&picture)),
                             }
                         })
                         .collect::<Vec<_>>()
@@ -153,20 +153,45 @@ fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec
     })
 }
 
-/// `Resize(size)` + `CenterCrop(size)`, back to interleaved RGB rows.
-fn square(resampler: &mut Resampler, picture: Picture, size: usize) -> Result<Picture> {
-    let rgb = picture.into_rgb();
-    let mut planes = vec![0u8; 3 * size * size];
-    resampler.resize_center_crop(&rgb, size, size, &mut planes)?;
-    let plane = size * size;
-    let pixels = (0..plane)
-        .flat_map(|i| [planes[i], planes[plane + i], planes[2 * plane + i]])
-        .collect();
-    Ok(Picture {
-        width: size,
+/// A decoded image as channel planes (`C×H×W`), the layout the split's tensor keeps.
+struct Planes {
+    height: usize,
+    width: usize,
+    channels: usize,
+    data: Vec<u8>,
+}
+
+impl Planes {
+    fn of(picture: &Picture) -> Planes {
+        let mut data = Vec::with_capacity(picture.pixels.len());
+        picture.append_planes(&mut data, picture.channels);
+        Planes {
+            height: picture.height,
+            width: picture.width,
+            channels: picture.channels,
+            data,
+        }
+    }
+
+    /// Appends the planes, a gray one repeated up to `channels`.
+    fn append_to(&self, out: &mut Vec<u8>, channels: usize) {
+        let plane = self.height * self.width;
+        for c in 0..channels {
+            let src = if self.channels == 1 { 0 } else { c };
+            out.extend_from_slice(&self.data[src * plane..(src + 1) * plane]);
+        }
+    }
+}
+
+/// `Resize(size)` + `CenterCrop(size)`, written straight into RGB planes.
+fn square(resampler: &mut Resampler, picture: Picture, size: usize) -> Result<Planes> {
+    let mut data = vec![0u8; 3 * size * size];
+    resampler.resize_center_crop(&picture.into_rgb(), size, size, &mut data)?;
+    Ok(Planes {
         height: size,
+        width: size,
         channels: 3,
-        pixels,
+        data,
     })
 }
 

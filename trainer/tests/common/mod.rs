@@ -188,10 +188,35 @@ pub fn trainer_ranks(args: &[String], world: usize) -> Vec<Output> {
     outputs
 }
 
-/// Pretrains the small backbone the evaluation tests start from (VICReg, ResNet-18 of width 8,
-/// 2048 Fashion-MNIST images, 4 epochs: about 25 s); returns its export.
+/// The small backbone the evaluation tests start from (VICReg, ResNet-18 of width 8, 2048
+/// Fashion-MNIST images, 4 epochs: about 25 s), copied into `dir/pretrain/`; returns the copy's
+/// export. Pretraining is deterministic on CPU, so it runs once per trainer build and the test
+/// binaries share it (under `CARGO_TARGET_TMPDIR`, named by the binary's modification time).
 pub fn small_pretrained_backbone(dir: &Path) -> String {
+    static SHARED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let shared = SHARED.get_or_init(shared_backbone);
     let exp = dir.join("pretrain");
+    std::fs::create_dir_all(&exp).unwrap();
+    for name in ["backbone.safetensors", "backbone.json"] {
+        std::fs::copy(shared.join(name), exp.join(name)).unwrap();
+    }
+    exp.join("backbone.safetensors").display().to_string()
+}
+
+fn shared_backbone() -> PathBuf {
+    let trainer = Path::new(env!("CARGO_BIN_EXE_trainer"));
+    let built = std::fs::metadata(trainer).unwrap().modified().unwrap();
+    let stamp = built
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let done = root.join(format!("small-backbone-{stamp}"));
+    if done.join("backbone.json").is_file() {
+        return done;
+    }
+    let scratch = tempfile::tempdir_in(root).unwrap();
+    let exp = scratch.path().join("pretrain");
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args([
             "pretrain",
@@ -228,5 +253,8 @@ pub fn small_pretrained_backbone(dir: &Path) -> String {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    exp.join("backbone.safetensors").display().to_string()
+    // Another process may have finished first: its copy is the same.
+    let _ = std::fs::rename(&exp, &done);
+    assert!(done.join("backbone.json").is_file());
+    done
 }

@@ -16,6 +16,7 @@ use super::{DatasetName, Format, Source, Split};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One image of a catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,11 +118,13 @@ fn protocol(c: &Catalog) -> Result<Protocol> {
             "mini_train",
             "mini_val",
         ),
-        food101n::NAME => bail!(
-            "{}: Food-101N is tested on Food-101's test split (food-101/meta/test.txt), which \
-             is not read yet; `trainer data-info` catalogs the release",
-            c.root.display()
+        food101n::NAME if c.split("test").is_none() => bail!(
+            "{}: Food-101N is tested on Food-101's test split, a separate release: unpack \
+             food-101.tar.gz inside or beside it (looked for {})",
+            c.root.display(),
+            food101n::food101_places(&c.root)
         ),
+        food101n::NAME => (DatasetName::Food101n, c.classes.len(), "train", "test"),
         other => bail!("no training protocol for {other}"),
     };
     Ok(Protocol {
@@ -133,8 +136,8 @@ fn protocol(c: &Catalog) -> Result<Protocol> {
 }
 
 /// The release as a dataset to train on.
-pub fn source(c: &Catalog) -> Result<Source> {
-    let p = protocol(c)?;
+pub fn source(c: Catalog) -> Result<Source> {
+    let p = protocol(&c)?;
     Ok(Source {
         name: p.dataset,
         format: Format::Catalog,
@@ -142,15 +145,18 @@ pub fn source(c: &Catalog) -> Result<Source> {
         num_classes: p.classes,
         class_names: c.classes[..p.classes].to_vec(),
         images: Default::default(),
+        catalog: Some(Arc::new(c)),
     })
 }
 
 /// The images of a split of `source`'s release with their labels: the given (noisy) label
 /// for training, the verified one for testing where the release has it.
 pub(crate) fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
-    let c = detect(&source.root)?
-        .with_context(|| format!("{} no longer holds a release", source.root.display()))?;
-    let p = protocol(&c)?;
+    let c = source
+        .catalog
+        .as_deref()
+        .with_context(|| format!("{} is not a real-world release", source.describe()))?;
+    let p = protocol(c)?;
     let name = match split {
         Split::Train => p.train,
         Split::Test => p.test,
