@@ -84,7 +84,7 @@ fn check_split(case: &str, source: &Source, split: Split, want: &Value) {
 fn every_format_reads_what_python_wrote() {
     let fx = Fixtures::new(&[], &[]);
     let cases = fx.expected.as_object().unwrap();
-    assert_eq!(cases.len(), 12, "cases: {:?}", cases.keys());
+    assert_eq!(cases.len(), 14, "cases: {:?}", cases.keys());
     for (case, want) in cases {
         let root = PathBuf::from(want["path"].as_str().unwrap());
         // Pointing at the parent is what users do; pointing at the folder itself must agree.
@@ -445,4 +445,39 @@ fn full_size_cifar10_loads_quickly() {
         );
         assert!(took.as_secs_f64() < 2.0, "{case}: {took:?}");
     }
+}
+
+/// ImageNet32/64: labels run 1 … 1000 (a file numbered from 0 is refused), every training batch
+/// has the validation file's side, and the class map numbers its lines in order; each error
+/// names the file (and line).
+#[test]
+fn downsampled_imagenet_damage_is_named() {
+    let err = error_after("imagenet64-flat", |r| {
+        repickle(&r.join("train_data_batch_2"), "d['labels'][1]=0", 4)
+    });
+    assert_mentions(
+        &err,
+        &[
+            "train_data_batch_2",
+            "label 0 of record 1 is outside 1 … 1000",
+        ],
+    );
+    let err = error_after("imagenet64-flat", |r| {
+        let code = "d['data']=d['data'][:, :3072].copy()";
+        repickle(&r.join("train_data_batch_3"), code, 4)
+    });
+    assert_mentions(
+        &err,
+        &[
+            "train_data_batch_3",
+            "images of 32x32, but the validation file's are 64x64",
+        ],
+    );
+    let err = error_after("imagenet32", |r| {
+        edit(&r.join("map_clsloc.txt"), |bytes| {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            *bytes = text.replacen(" 2 class_1", " 3 class_1", 1).into_bytes();
+        })
+    });
+    assert_mentions(&err, &["map_clsloc.txt:2", "label \"3\", expected 2"]);
 }

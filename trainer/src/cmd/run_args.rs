@@ -18,8 +18,8 @@ pub struct RunArgs {
     #[command(flatten)]
     #[serde(skip)]
     pub dist: DistArgs,
-    /// Dataset folder (CIFAR-10/100, Fashion-MNIST IDX, ImageFolder, ANIMAL-10N, Clothing1M,
-    /// mini-WebVision).
+    /// Dataset folder (CIFAR-10/100, Fashion-MNIST IDX, ImageNet32/64, ImageFolder, ANIMAL-10N,
+    /// Clothing1M, mini-WebVision, Food-101N).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Image files (ImageFolder, real-world releases): resize the shorter side to this and

@@ -269,7 +269,7 @@ fn read_python_file(path: &Path, name: DatasetName, out: &mut RawSplit) -> Resul
     let data = batch
         .take("data")
         .with_context(|| missing("data", &batch))?;
-    let mut pixels = pixel_rows(&what, data, labels.len())?;
+    let mut pixels = pixel_rows(&what, data, labels.len(), PIXELS)?;
     if out.pixels.is_empty() {
         out.pixels = pixels; // the first batch moves in without a copy
     } else {
@@ -279,8 +279,9 @@ fn read_python_file(path: &Path, name: DatasetName, out: &mut RawSplit) -> Resul
     Ok(())
 }
 
-/// b'data' must be a uint8 array of one 3072-pixel row per label.
-fn pixel_rows(what: &str, data: Value, n: usize) -> Result<Vec<u8>> {
+/// b'data' must be a uint8 array of one `row`-pixel row per label (CIFAR's and downsampled
+/// ImageNet's batches alike).
+pub(super) fn pixel_rows(what: &str, data: Value, n: usize, row: usize) -> Result<Vec<u8>> {
     let Value::Array(data) = data else {
         bail!(
             "{what}: b'data' is {}, expected a numpy uint8 array",
@@ -293,8 +294,8 @@ fn pixel_rows(what: &str, data: Value, n: usize) -> Result<Vec<u8>> {
         data.dtype
     );
     ensure!(
-        data.shape == [n, PIXELS],
-        "{what}: b'data' has shape {:?}, expected [{n}, {PIXELS}]: one row of {PIXELS} pixels for each of \
+        data.shape == [n, row],
+        "{what}: b'data' has shape {:?}, expected [{n}, {row}]: one row of {row} pixels for each of \
          the {n} labels",
         data.shape
     );
@@ -302,10 +303,10 @@ fn pixel_rows(what: &str, data: Value, n: usize) -> Result<Vec<u8>> {
         bail!("{what}: b'data' is an object array")
     };
     ensure!(
-        pixels.len() == n * PIXELS,
+        pixels.len() == n * row,
         "{what}: b'data' holds {} bytes, expected {}",
         pixels.len(),
-        n * PIXELS
+        n * row
     );
     Ok(pixels)
 }

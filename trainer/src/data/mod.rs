@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod cifar;
+pub mod downsampled;
 pub mod idx;
 pub mod image;
 pub mod imagefolder;
@@ -40,10 +41,12 @@ pub enum DatasetName {
     MiniWebvision,
     #[serde(rename = "food-101n")]
     Food101n,
+    Imagenet32,
+    Imagenet64,
 }
 
 impl DatasetName {
-    pub const ALL: [DatasetName; 8] = [
+    pub const ALL: [DatasetName; 10] = [
         Self::Cifar10,
         Self::Cifar100,
         Self::FashionMnist,
@@ -52,6 +55,8 @@ impl DatasetName {
         Self::Clothing1m,
         Self::MiniWebvision,
         Self::Food101n,
+        Self::Imagenet32,
+        Self::Imagenet64,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +69,8 @@ impl DatasetName {
             Self::Clothing1m => "clothing1m",
             Self::MiniWebvision => "mini-webvision",
             Self::Food101n => "food-101n",
+            Self::Imagenet32 => "imagenet32",
+            Self::Imagenet64 => "imagenet64",
         }
     }
 
@@ -79,6 +86,8 @@ impl DatasetName {
             "clothing1m" => Self::Clothing1m,
             "miniwebvision" => Self::MiniWebvision,
             "food101n" => Self::Food101n,
+            "imagenet32" => Self::Imagenet32,
+            "imagenet64" => Self::Imagenet64,
             _ => bail!(
                 "unknown dataset '{s}'; expected one of {}",
                 Self::ALL.map(Self::as_str).join(", ")
@@ -101,6 +110,8 @@ pub enum Format {
     ImageFolder,
     /// A real-world release read through its catalog ([`catalog`]).
     Catalog,
+    /// ImageNet32/64's pickled batches ([`downsampled`]).
+    DownsampledImagenet,
 }
 
 impl fmt::Display for Format {
@@ -111,6 +122,7 @@ impl fmt::Display for Format {
             Format::Idx => "IDX",
             Format::ImageFolder => "ImageFolder",
             Format::Catalog => "its official release",
+            Format::DownsampledImagenet => "downsampled-ImageNet pickle",
         })
     }
 }
@@ -273,15 +285,21 @@ impl Source {
                 "no dataset found in {} or its sub-folders: looked for cifar-10-batches-bin/ \
                  (data_batch_1.bin …), cifar-10-batches-py/ (data_batch_1 …), cifar-100-binary/ \
                  (train.bin, test.bin), cifar-100-python/ (train, test), Fashion-MNIST IDX files \
-                 (train-images-idx3-ubyte[.gz] …), and train/ + test/ folders of class folders of PNG \
-                 images{}",
+                 (train-images-idx3-ubyte[.gz] …), ImageNet32/64 (train_data_batch_1 … and \
+                 val_data, together or in Imagenet32_train/ and Imagenet32_val/), train/ + test/ \
+                 folders of class folders of JPEG/PNG/WebP images, and the real-world releases' \
+                 label files{}",
                 data_dir.display(),
                 archives_hint(data_dir)
             ),
             _ => bail!(
                 "several datasets in {}: {}; point --data-dir at one of them",
                 data_dir.display(),
-                found.iter().map(Source::describe).collect::<Vec<_>>().join("; ")
+                found
+                    .iter()
+                    .map(Source::describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         }
     }
@@ -306,6 +324,7 @@ impl Source {
         let raw = match self.format {
             Format::CifarBinary | Format::CifarPython => cifar::read_split(self, split)?,
             Format::Idx => idx::read_split(&self.root, split)?,
+            Format::DownsampledImagenet => downsampled::read_split(self, split)?,
             Format::ImageFolder | Format::Catalog => {
                 resident::load(&self.root, &self.image_files(split)?, self.images)?
             }
@@ -363,12 +382,13 @@ impl Source {
 fn detect_in(dir: &Path) -> Result<Vec<Source>> {
     let mut found: Vec<Source> = cifar::detect(dir)?.into_iter().collect();
     found.extend(idx::detect(dir));
+    found.extend(downsampled::detect(dir)?);
     found.extend(imagefolder::detect(dir)?);
     Ok(found)
 }
 
 /// Sorted, so that messages listing several datasets are stable.
-fn sub_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sub_folders(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let path = entry?.path();

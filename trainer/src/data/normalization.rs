@@ -63,7 +63,9 @@ impl Normalization {
             | DatasetName::Animal10n
             | DatasetName::Clothing1m
             | DatasetName::MiniWebvision
-            | DatasetName::Food101n => Self::IMAGENET,
+            | DatasetName::Food101n
+            | DatasetName::Imagenet32
+            | DatasetName::Imagenet64 => Self::IMAGENET,
         }
     }
 
