@@ -247,35 +247,46 @@ fn releases_load_the_papers_splits_and_labels() {
 }
 
 /// Decoded, resized and centre-cropped pixels of a release against torchvision's
-/// `Resize(16)` + `CenterCrop(16)` of Pillow's decode: the fixture's images are random noise
+/// `Resize(16)` + `CenterCrop(16)` (training) and `Resize(24)` + `CenterCrop(16)` (test, with
+/// `--test-resize 24`) of Pillow's decode: the fixture's images are random noise
 /// in JPEG (the worst case for the decoders' different chroma upsampling, see `images.rs`),
-/// averaged down by the resize. Measured max 4, mean 0.29 (the fixture has one seed); the
+/// averaged down by the resize. Measured max 4, mean 0.29 (training) and max 2, mean 0.39
+/// (test; the fixture has one seed); the
 /// bounds leave room for the full-size spread `images.rs` measured on noise (max ≤ 25).
 #[test]
 fn release_pixels_are_torchvisions_eval_transform() {
     let tmp = tempfile::tempdir().unwrap();
     let root = fixtures(tmp.path()).join("animal10n");
-    let source = Source::detect(&root)
-        .unwrap()
-        .with_images(ImageOptions::from_keys(Some(16), None));
-    let ours =
-        Vec::<u8>::try_from(source.load(Split::Train).unwrap().images.flatten(0, -1)).unwrap();
-    let code = "import sys,glob,numpy as np,torch\nfrom PIL import Image\nfrom torchvision.transforms import functional as F\nfor p in sorted(glob.glob(sys.argv[1]+'/training/*.jpg')):\n    t=torch.from_numpy(np.array(Image.open(p).convert('RGB'))).permute(2,0,1)\n    sys.stdout.buffer.write(F.center_crop(F.resize(t,16,antialias=True),16).numpy().tobytes())";
-    let out = Command::new(python())
-        .args(["-c", code, root.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(ours.len(), out.stdout.len());
-    let diffs: Vec<u8> = ours
-        .iter()
-        .zip(&out.stdout)
-        .map(|(a, b)| a.abs_diff(*b))
-        .collect();
-    let max = *diffs.iter().max().unwrap();
-    let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
-    println!("max {max}, mean {mean:.4}");
-    assert!(max <= 12 && mean <= 1.0, "max {max}, mean {mean:.4}");
+    // Training images at Resize(16); test images at --test-resize 24: Resize(24) + CenterCrop(16).
+    let options = ImageOptions {
+        test_resize: Some(24),
+        ..ImageOptions::from_keys(Some(16), None)
+    };
+    let source = Source::detect(&root).unwrap().with_images(options);
+    for (split, folder, resize) in [(Split::Train, "training", 16), (Split::Test, "testing", 24)] {
+        let images = source.load(split).unwrap().images;
+        let ours = Vec::<u8>::try_from(images.flatten(0, -1)).unwrap();
+        let code = "import sys,glob,numpy as np,torch\nfrom PIL import Image\nfrom torchvision.transforms import functional as F\nfor p in sorted(glob.glob(sys.argv[1]+'/'+sys.argv[2]+'/*.jpg')):\n    t=torch.from_numpy(np.array(Image.open(p).convert('RGB'))).permute(2,0,1)\n    sys.stdout.buffer.write(F.center_crop(F.resize(t,int(sys.argv[3]),antialias=True),16).numpy().tobytes())";
+        let out = Command::new(python())
+            .args(["-c", code, root.to_str().unwrap(), folder])
+            .arg(resize.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(ours.len(), out.stdout.len());
+        let diffs: Vec<u8> = ours
+            .iter()
+            .zip(&out.stdout)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let max = *diffs.iter().max().unwrap();
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        println!("{folder}: max {max}, mean {mean:.4}");
+        assert!(
+            max <= 12 && mean <= 1.0,
+            "{folder}: max {max}, mean {mean:.4}"
+        );
+    }
 }
 
 /// Training on a release: images of several sizes need `--image-size`; with it, a run trains

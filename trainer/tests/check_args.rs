@@ -122,3 +122,34 @@ fn stdin_lists_name_the_first_refused_one() {
         "{error}"
     );
 }
+
+/// `--test-resize` is the resize before the centre crop of `--image-size`: it needs one, and no
+/// smaller than it.
+#[test]
+fn test_resize_needs_an_image_size_it_can_crop() {
+    let base = [
+        "evaluate",
+        "--data-dir",
+        "d",
+        "--exp-dir",
+        "e",
+        "--backbone",
+        "none",
+    ];
+    for (extra, says) in [
+        (&["--test-resize", "256"][..], "needs --image-size"),
+        (
+            &["--test-resize", "200", "--image-size", "224"][..],
+            "smaller than the centre crop of --image-size 224",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let o = trainer(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", said(&o));
+        assert!(said(&o).contains(says), "{extra:?}: {}", said(&o));
+    }
+    let ok = ["--test-resize", "256", "--image-size", "224"];
+    let args: Vec<&str> = base.iter().chain(&ok).copied().collect();
+    let o = trainer(&args);
+    assert!(o.status.success(), "{}", said(&o));
+}

@@ -266,6 +266,10 @@ pub struct EvaluateArgs {
     /// `--augment` alone means true.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
+    /// Image files: resize the shorter side of test images to N before the centre crop of
+    /// --image-size (the ImageNet recipes' 256 for 224); unset, --image-size.
+    #[arg(long)]
+    pub test_resize: Option<usize>,
     /// Read the training images from their files batch by batch (resized crop + flip at
     /// --image-size on worker threads), never holding the split in memory. ImageFolders and
     /// real-world releases; `--stream` alone means true.

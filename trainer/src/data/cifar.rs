@@ -248,27 +248,7 @@ fn read_python_file(path: &Path, name: DatasetName, out: &mut RawSplit) -> Resul
     } else {
         "fine_labels"
     };
-    let what = path.display().to_string();
-    let mut batch = pickle::parse(&read_file(path)?, &what)?;
-    ensure!(
-        matches!(batch, Value::Dict(_)),
-        "{what}: expected a pickled dict, found {}",
-        batch.kind()
-    );
-    let missing = |key: &str, batch: &Value| {
-        format!(
-            "{what}: the pickle has no b'{key}' entry (it has {})",
-            batch.keys().join(", ")
-        )
-    };
-    let labels = batch
-        .get(key)
-        .with_context(|| missing(key, &batch))?
-        .to_ints()
-        .with_context(|| format!("{what}: b'{key}'"))?;
-    let data = batch
-        .take("data")
-        .with_context(|| missing("data", &batch))?;
+    let PickledBatch { what, labels, data } = PickledBatch::read(path, key, true)?;
     let mut pixels = pixel_rows(&what, data, labels.len(), PIXELS)?;
     if out.pixels.is_empty() {
         out.pixels = pixels; // the first batch moves in without a copy
@@ -277,6 +257,45 @@ fn read_python_file(path: &Path, name: DatasetName, out: &mut RawSplit) -> Resul
     }
     out.labels.extend(labels);
     Ok(())
+}
+
+/// A pickled dict of `data` rows and a list of labels, as CIFAR's python batches and
+/// downsampled ImageNet's are.
+pub(super) struct PickledBatch {
+    /// The file, for errors.
+    pub what: String,
+    pub labels: Vec<i64>,
+    pub data: Value,
+}
+
+impl PickledBatch {
+    /// `bytes_keys`: the dict's keys are bytes (Python 2's str), which errors write as b'key'.
+    pub fn read(path: &Path, labels_key: &str, bytes_keys: bool) -> Result<Self> {
+        let what = path.display().to_string();
+        let quoted = |key: &str| format!("{}'{key}'", if bytes_keys { "b" } else { "" });
+        let mut batch = pickle::parse(&read_file(path)?, &what)?;
+        ensure!(
+            matches!(batch, Value::Dict(_)),
+            "{what}: expected a pickled dict, found {}",
+            batch.kind()
+        );
+        let missing = |key: &str, batch: &Value| {
+            format!(
+                "{what}: the pickle has no {} entry (it has {})",
+                quoted(key),
+                batch.keys().join(", ")
+            )
+        };
+        let labels = batch
+            .get(labels_key)
+            .with_context(|| missing(labels_key, &batch))?
+            .to_ints()
+            .with_context(|| format!("{what}: {}", quoted(labels_key)))?;
+        let data = batch
+            .take("data")
+            .with_context(|| missing("data", &batch))?;
+        Ok(Self { what, labels, data })
+    }
 }
 
 /// b'data' must be a uint8 array of one `row`-pixel row per label (CIFAR's and downsampled

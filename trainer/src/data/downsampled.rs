@@ -5,8 +5,8 @@
 //! `Imagenet32_train/` and `Imagenet32_val/`; the files may also sit in one folder. Labels
 //! become 0 … 999; the class names are the map's wnids where the map is there, else the indices.
 
-use super::cifar::pixel_rows;
-use super::pickle::{self, Value};
+use super::cifar::{pixel_rows, PickledBatch};
+use super::pickle::Value;
 use super::{read_file, sub_folders, DatasetName, Format, RawSplit, Source, Split};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
@@ -141,24 +141,7 @@ pub(crate) fn read_split(source: &Source, split: Split) -> Result<RawSplit> {
 /// One pickled batch: its side `S` found from the row length (checked against `side` when
 /// given), its labels moved to 0 … 999.
 fn read_batch(path: &Path, side: Option<usize>) -> Result<RawSplit> {
-    let what = path.display().to_string();
-    let mut batch = pickle::parse(&read_file(path)?, &what)?;
-    ensure!(
-        matches!(batch, Value::Dict(_)),
-        "{what}: expected a pickled dict, found {}",
-        batch.kind()
-    );
-    let missing = |key: &str, batch: &Value| {
-        format!(
-            "{what}: the pickle has no '{key}' entry (it has {})",
-            batch.keys().join(", ")
-        )
-    };
-    let labels = batch
-        .get("labels")
-        .with_context(|| missing("labels", &batch))?
-        .to_ints()
-        .with_context(|| format!("{what}: 'labels'"))?;
+    let PickledBatch { what, labels, data } = PickledBatch::read(path, "labels", false)?;
     if let Some(i) = labels
         .iter()
         .position(|l| !(1..=CLASSES as i64).contains(l))
@@ -169,9 +152,6 @@ fn read_batch(path: &Path, side: Option<usize>) -> Result<RawSplit> {
             labels[i]
         );
     }
-    let data = batch
-        .take("data")
-        .with_context(|| missing("data", &batch))?;
     let Value::Array(array) = &data else {
         bail!(
             "{what}: 'data' is {}, expected a numpy uint8 array of one row per image",

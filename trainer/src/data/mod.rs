@@ -326,7 +326,7 @@ impl Source {
             Format::Idx => idx::read_split(&self.root, split)?,
             Format::DownsampledImagenet => downsampled::read_split(self, split)?,
             Format::ImageFolder | Format::Catalog => {
-                resident::load(&self.root, &self.image_files(split)?, self.images)?
+                resident::load(&self.root, &self.image_files(split)?, self.images, split)?
             }
         };
         raw.into_split(&self.root)

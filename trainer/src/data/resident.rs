@@ -7,7 +7,7 @@
 //! out, logged once and counted.
 
 use super::image::{self, resize::Resampler, Picture};
-use super::RawSplit;
+use super::{RawSplit, Split};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,9 @@ pub struct ImageOptions {
     /// split must share one size.
     pub size: Option<usize>,
     pub bad: BadImages,
+    /// The test split only: resize the shorter side to this before the centre crop of `size`
+    /// (unset: `size`).
+    pub test_resize: Option<usize>,
 }
 
 impl ImageOptions {
@@ -38,6 +41,15 @@ impl ImageOptions {
         Self {
             size,
             bad: bad.unwrap_or_default(),
+            test_resize: None,
+        }
+    }
+
+    /// The shorter side the images of `split` are resized to before the centre crop.
+    fn resize(&self, split: Split) -> Option<usize> {
+        match split {
+            Split::Test => self.test_resize.or(self.size),
+            Split::Train => self.size,
         }
     }
 }
@@ -49,11 +61,20 @@ pub(crate) struct Entry {
     pub id: u64,
 }
 
-/// Decode `entries` (paths under `root`) into one split.
-pub(crate) fn load(root: &Path, entries: &[Entry], opts: ImageOptions) -> Result<RawSplit> {
+/// Decode `entries` (paths under `root`) into `split`.
+pub(crate) fn load(
+    root: &Path,
+    entries: &[Entry],
+    opts: ImageOptions,
+    split: Split,
+) -> Result<RawSplit> {
     ensure!(!entries.is_empty(), "{}: no images", root.display());
     check_memory(entries.len(), opts.size)?;
-    let decoded = decode_all(root, entries, opts.size)?;
+    let square = opts.size.map(|crop| Square {
+        resize: opts.resize(split).unwrap_or(crop),
+        crop,
+    });
+    let decoded = decode_all(root, entries, square)?;
     let mut kept = Vec::with_capacity(entries.len());
     let mut skipped = 0;
     for (entry, picture) in entries.iter().zip(decoded) {
@@ -120,9 +141,13 @@ fn assemble(root: &Path, kept: &[(&Entry, Planes)], skipped: usize) -> Result<Ra
     })
 }
 
-/// Decode on all cores into planes; each result names its file. With `size`, pictures come out
-/// RGB and square, so a split of large images never sits in memory at full size.
-fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec<Result<Planes>>> {
+/// Decode on all cores into planes; each result names its file. With `square`, pictures come
+/// out RGB and square, so a split of large images never sits in memory at full size.
+fn decode_all(
+    root: &Path,
+    entries: &[Entry],
+    square: Option<Square>,
+) -> Result<Vec<Result<Planes>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = entries.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -135,8 +160,9 @@ fn decode_all(root: &Path, entries: &[Entry], size: Option<usize>) -> Result<Vec
                         .map(|e| {
                             let path = root.join(&e.path);
                             let picture = image::read(&path)?;
-                            match size {
-                                Some(s) => square(&mut resampler, picture, s)
+                            match square {
+                                Some(s) => s
+                                    .apply(&mut resampler, picture)
                                     .with_context(|| format!("{}: resizing", path.display())),
                                 None => Ok(Planes::of(&picture)),
                             }
@@ -183,16 +209,26 @@ impl Planes {
     }
 }
 
-/// `Resize(size)` + `CenterCrop(size)`, written straight into RGB planes.
-fn square(resampler: &mut Resampler, picture: Picture, size: usize) -> Result<Planes> {
-    let mut data = vec![0u8; 3 * size * size];
-    resampler.resize_center_crop(&picture.into_rgb(), size, size, &mut data)?;
-    Ok(Planes {
-        height: size,
-        width: size,
-        channels: 3,
-        data,
-    })
+/// torchvision's `Resize(resize)` + `CenterCrop(crop)`.
+#[derive(Clone, Copy)]
+struct Square {
+    resize: usize,
+    crop: usize,
+}
+
+impl Square {
+    /// The transform, written straight into RGB planes.
+    fn apply(self, resampler: &mut Resampler, picture: Picture) -> Result<Planes> {
+        let side = self.crop;
+        let mut data = vec![0u8; 3 * side * side];
+        resampler.resize_center_crop(&picture.into_rgb(), self.resize, side, &mut data)?;
+        Ok(Planes {
+            height: side,
+            width: side,
+            channels: 3,
+            data,
+        })
+    }
 }
 
 /// Refuse a resident split that cannot fit: say how much it needs and what to do.

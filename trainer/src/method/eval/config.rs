@@ -14,7 +14,7 @@ use crate::noise::variants::{AsymClasses, Flips, InstanceModel, Variants};
 use crate::noise::Kind as NoiseKind;
 use crate::optim::train_schedule::{ScheduleKind, TrainSchedule};
 use crate::optim::{OptimSettings, OptimizerKind};
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -75,6 +75,10 @@ pub struct EvalConfig {
     pub image_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bad_images: Option<BadImages>,
+    /// Image files only: the shorter side test images are resized to before the centre crop of
+    /// `image_size` (torchvision's `Resize(256)` + `CenterCrop(224)`); unset, `image_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_resize: Option<usize>,
     /// Read the training images from their files batch by batch (crop + flip on worker
     /// threads), never holding the split in memory; `image_size` is the crops' side.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -234,7 +238,26 @@ impl EvalConfig {
 
     /// How image files become the in-memory tensor.
     pub fn image_options(&self) -> ImageOptions {
-        ImageOptions::from_keys(self.image_size, self.bad_images)
+        ImageOptions {
+            test_resize: self.test_resize,
+            ..ImageOptions::from_keys(self.image_size, self.bad_images)
+        }
+    }
+
+    /// The test split's resize comes before a centre crop of `image_size`, no smaller.
+    fn check_test_resize(&self) -> Result<()> {
+        let Some(resize) = self.test_resize else {
+            return Ok(());
+        };
+        let Some(size) = self.image_size else {
+            bail!("--test-resize {resize} needs --image-size, the side of the centre crop");
+        };
+        ensure!(
+            resize >= size,
+            "--test-resize {resize} is smaller than the centre crop of --image-size {size}: \
+             the crop would not fit (the ImageNet recipe resizes to 256 and crops 224)"
+        );
+        Ok(())
     }
 }
 
@@ -254,6 +277,7 @@ impl Default for EvalConfig {
             labels: None,
             image_size: None,
             bad_images: None,
+            test_resize: None,
             stream: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),
@@ -430,6 +454,7 @@ impl EvalConfig {
         self.loss_params().validate()?;
         self.check_training_recipe()?;
         self.check_stream()?;
+        self.check_test_resize()?;
         self.method_params().validate()?;
         if self.method != Method::None {
             if self.cached_features() {
