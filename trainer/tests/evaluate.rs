@@ -581,3 +581,47 @@ fn a_labels_file_combines_with_train_samples() {
     // 60% with the `any` convention flips about 54%; the first 500 are a sample of that.
     assert!((0.45..0.63).contains(&rate), "{rate}");
 }
+
+/// `--epoch-samples N`: an epoch trains on Σ over classes of min(class size, ⌊N/K⌋) images in
+/// whole batches, counted here from the IDX label file itself (with N = the 1000 images, a
+/// class of fewer than 100 gives what it has); with a --method it is refused.
+#[test]
+fn epoch_samples_draw_a_class_balanced_share() {
+    use std::io::Read;
+    let file = std::fs::File::open(Path::new(FASHION_MNIST).join("train-labels-idx1-ubyte.gz"));
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file.unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    let mut sizes = [0usize; 10];
+    for &label in &bytes[8..8 + 1000] {
+        sizes[label as usize] += 1;
+    }
+    let share: usize = sizes.iter().map(|&n| n.min(100)).sum();
+    assert!(share < 1000, "every class has 100: {sizes:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("balanced");
+    let args = with(
+        base(&exp, "ce", "0"),
+        &[
+            ("--epochs", "2"),
+            ("--train-samples", "1000"),
+            ("--test-samples", "200"),
+            ("--batch-size", "50"),
+            ("--epoch-samples", "1000"),
+        ],
+    );
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = results(&exp);
+    assert_eq!(r["metrics"]["train_images"], 1000);
+    assert_eq!(r["metrics"]["epoch_images"], share / 50 * 50, "{sizes:?}");
+    assert_eq!(r["config"]["epoch_samples"], 1000);
+    let refused = run(&with(args, &[("--method", "ssr")]));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("without a --method"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -281,6 +281,10 @@ pub struct EvaluateArgs {
     /// Test on the first N test images (0: all).
     #[arg(long)]
     pub test_samples: Option<usize>,
+    /// Train each epoch on N images drawn afresh, at most N/K of each noisy class (the
+    /// Clothing1M sampler of DivideMix, ELR and SSR: 64000 or 32000); 0: every image.
+    #[arg(long)]
+    pub epoch_samples: Option<usize>,
 }
 
 /// The run's configuration (defaults ← `--config` ← flags), checked without data or devices;
@@ -344,7 +348,11 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     };
     let probe = Probe::new(&cfg, &group, &backbone, data)?;
     let run = EvalRun::new(&cfg, &group, probe)?;
-    let feature_seconds = run.feature_seconds();
+    let facts = RunFacts {
+        feature_seconds: run.feature_seconds(),
+        epoch_images: run.epoch_images(),
+        skipped: [train.skipped, test.skipped],
+    };
     if group.rank() == 0 {
         write_atomic(&cfg.exp_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     }
@@ -359,11 +367,14 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
                     &backbone.description,
                     &labels,
                     &state,
-                    feature_seconds,
-                    [
-                        train.skipped + streamed_bad.load(Ordering::Relaxed),
-                        test.skipped,
-                    ],
+                    RunFacts {
+                        // Streamed files that did not decode are known once they were read.
+                        skipped: [
+                            facts.skipped[0] + streamed_bad.load(Ordering::Relaxed),
+                            facts.skipped[1],
+                        ],
+                        ..facts
+                    },
                 )?;
                 write_atomic(&results, serde_json::to_string_pretty(&r)?.as_bytes())?;
                 log::info!("results in {}", results.display());
@@ -427,14 +438,23 @@ fn load_splits(cfg: &EvalConfig, source: &Source) -> Result<(SplitData, SplitDat
     Ok((train, test))
 }
 
+/// What results.json reports of the run besides its state.
+#[derive(Clone, Copy)]
+struct RunFacts {
+    feature_seconds: f64,
+    epoch_images: usize,
+    /// Image files left out because they do not decode, training then test.
+    skipped: [usize; 2],
+}
+
 fn results_json(
     cfg: &EvalConfig,
     backbone: &str,
     labels: &NoisyLabels,
     state: &EvalState,
-    feature_seconds: f64,
-    [train_skipped, test_skipped]: [usize; 2],
+    facts: RunFacts,
 ) -> Result<serde_json::Value> {
+    let [train_skipped, test_skipped] = facts.skipped;
     let last = state.history.last().context("no epoch ran")?;
     let mut metrics = json!({
         "acc1": last.acc1,
@@ -447,6 +467,7 @@ fn results_json(
         "noisy_predicted_true": last.noisy_predicted_true,
         "train_flip_rate": labels.flip_rate(),
         "train_images": labels.clean.len(),
+        "epoch_images": facts.epoch_images,
         "held_out_trusted": labels.held_out.as_ref().map_or(0, |h| h.ids.len()),
         // Image files left out because they do not decode (`--bad-images skip`).
         "skipped_train_images": train_skipped,
@@ -465,7 +486,7 @@ fn results_json(
         "labels": labels.description,
         "held_out_trusted_ids": labels.held_out.as_ref().map(|h| &h.ids),
         "metrics": metrics,
-        "feature_cache_seconds": cfg.cached_features().then_some(feature_seconds),
+        "feature_cache_seconds": cfg.cached_features().then_some(facts.feature_seconds),
         "peak_rss_bytes": crate::metrics::memory::peak_rss_bytes(),
         "created_by": format!("trainer {}", env!("CARGO_PKG_VERSION")),
         "time": chrono::Utc::now().to_rfc3339(),

@@ -189,6 +189,10 @@ pub struct EvalConfig {
     pub augment: bool,
     pub train_samples: usize,
     pub test_samples: usize,
+    /// Train each epoch on this many images drawn afresh, at most an equal share of each noisy
+    /// class (the Clothing1M sampler of DivideMix, ELR and SSR); unset or 0: every image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch_samples: Option<usize>,
     pub max_timeouts: u32,
 }
 
@@ -234,6 +238,11 @@ impl EvalConfig {
             anyhow::bail!("--stream {why}");
         }
         Ok(())
+    }
+
+    /// Images a class-balanced epoch draws (`epoch_samples`), when set and not 0.
+    pub fn balanced_epoch(&self) -> Option<usize> {
+        self.epoch_samples.filter(|&n| n > 0)
     }
 
     /// How image files become the in-memory tensor.
@@ -345,6 +354,7 @@ impl Default for EvalConfig {
             seed: 0,
             augment: false,
             train_samples: 0,
+            epoch_samples: None,
             test_samples: 0,
             max_timeouts: 3,
         }
@@ -455,6 +465,12 @@ impl EvalConfig {
         self.check_training_recipe()?;
         self.check_stream()?;
         self.check_test_resize()?;
+        ensure!(
+            self.balanced_epoch().is_none() || self.method == Method::None,
+            "--epoch-samples draws each epoch's images without a --method (got {}: the methods \
+             visit every image each epoch, SSR through its own sampler)",
+            self.method
+        );
         self.method_params().validate()?;
         if self.method != Method::None {
             if self.cached_features() {

@@ -27,7 +27,7 @@ use crate::augment::train::{Geometry, Policy};
 use crate::augment::{mixup, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
 use crate::data::normalization::Normalization;
-use crate::data::order::EpochOrder;
+use crate::data::order::{BalancedSubset, EpochOrder};
 use crate::data::stream::Streamed;
 use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
@@ -38,7 +38,7 @@ use crate::method::embed::embed;
 use crate::model::{to_rgb, Backbone};
 use crate::optim::train_schedule::TrainSchedule;
 use crate::optim::{Ema, Optimizer};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -130,6 +130,8 @@ pub struct Probe<'a> {
     schedule: TrainSchedule,
     /// Weight averages (head, then backbone when it trains), tested instead of the weights.
     emas: Vec<(&'static str, Ema)>,
+    /// `--epoch-samples`: each epoch a class-balanced subset; None: every image.
+    balanced: Option<BalancedSubset>,
     steps_per_epoch: usize,
     pub feature_seconds: f64,
 }
@@ -286,6 +288,16 @@ impl<'a> Probe<'a> {
             .map(|m| (m, NetParams::of(&backbone_vs, &head_vs))),
             Inputs::Features(_) | Inputs::Stream(_) => None,
         };
+        let balanced = cfg.balanced_epoch().map(|n| {
+            let labels = labels.noisy.iter().map(|&l| l as i64).collect();
+            BalancedSubset::new(labels, classes as usize, n)
+        });
+        let epoch_len = balanced.as_ref().map_or(train.len(), BalancedSubset::len);
+        ensure!(
+            epoch_len >= cfg.batch_size,
+            "an epoch of {epoch_len} images is less than one batch of {}",
+            cfg.batch_size
+        );
         let long = |v: &[usize]| {
             Tensor::from_slice(&v.iter().map(|&x| x as i64).collect::<Vec<_>>()).to_device(device)
         };
@@ -318,7 +330,8 @@ impl<'a> Probe<'a> {
             clean: long(&labels.clean),
             views,
             schedule: cfg.train_schedule(),
-            steps_per_epoch: train.len() / cfg.batch_size,
+            steps_per_epoch: epoch_len / cfg.batch_size,
+            balanced,
             feature_seconds,
         })
     }
@@ -359,9 +372,13 @@ impl<'a> Probe<'a> {
         Ok(None)
     }
 
-    /// The epoch's order: the method's sampler, or the seeded permutation of every sample.
+    /// The epoch's order: the method's sampler, the class-balanced subset, or the seeded
+    /// permutation of every sample.
     fn epoch_order(&self, epoch: usize) -> EpochOrder {
         let batch = self.cfg.batch_size;
+        if let Some(subset) = &self.balanced {
+            return subset.order(self.cfg.seed, epoch as u64, batch);
+        }
         let ids = self
             .net_method
             .as_ref()

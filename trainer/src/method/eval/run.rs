@@ -98,6 +98,11 @@ impl<'a> EvalRun<'a> {
         self.probe.feature_seconds
     }
 
+    /// Images an epoch trains on (whole global batches; `--epoch-samples` draws fewer).
+    pub fn epoch_images(&self) -> usize {
+        self.probe.steps_per_epoch() * self.cfg.batch_size
+    }
+
     /// Trains to the last epoch (or early stop, or a signal).
     pub fn run(
         mut self,
