@@ -39,8 +39,11 @@ impl Heartbeat {
         let (flag, seen) = (stop.clone(), verdict.clone());
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) && store.add(&key(rank), 1).is_ok() {
-                if let Some(v) = read_verdict(&store) {
-                    *seen.lock().unwrap() = Some(v);
+                // One verdict per failure: once read, the beats go on without looking again.
+                if seen.lock().unwrap().is_none() {
+                    if let Some(v) = read_verdict(&store) {
+                        *seen.lock().unwrap() = Some(v);
+                    }
                 }
                 std::thread::park_timeout(BEAT);
             }
@@ -137,4 +140,28 @@ fn observe(store: &Store, world: usize) -> Missing {
         .filter(|&r| matches!((before[r], after[r]), (Some(a), Some(b)) if a == b))
         .collect();
     Missing::Ranks(stalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Through a real TCPStore (a group of one on a free port): a published verdict is read back
+    /// as published, and the heartbeat thread keeps what it read for after the store is gone.
+    #[test]
+    fn a_published_verdict_outlives_the_store() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = Store::connect("127.0.0.1", port, true, 1, Duration::from_secs(10)).unwrap();
+        store.wait_workers().unwrap();
+        assert_eq!(read_verdict(&store), None);
+        let heartbeat = Heartbeat::start(store.try_clone().unwrap(), 0);
+        publish_verdict(&store, &[1, 3]);
+        assert_eq!(read_verdict(&store), Some(vec![1, 3]));
+        std::thread::sleep(BEAT * 3);
+        assert_eq!(heartbeat.verdict(), Some(vec![1, 3]));
+    }
 }
