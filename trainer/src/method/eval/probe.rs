@@ -295,7 +295,8 @@ impl<'a> Probe<'a> {
         let epoch_len = balanced.as_ref().map_or(train.len(), BalancedSubset::len);
         ensure!(
             epoch_len >= cfg.batch_size,
-            "an epoch of {epoch_len} images is less than one batch of {}",
+            "an epoch of {epoch_len} images is less than one batch of {}: raise \
+             --epoch-samples or lower --batch-size",
             cfg.batch_size
         );
         let long = |v: &[usize]| {
