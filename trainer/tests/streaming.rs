@@ -3,7 +3,9 @@
 //! sample's drawn parameters; batches do not depend on the number of worker threads or ranks,
 //! and a prefetched batch is the one asked for; a bad file stops the run naming it or trains as
 //! grey, counted once; a streamed run interrupted mid-epoch resumes to the same metrics as one
-//! that was not; what a streamed run refuses is said. Peak memory is `streaming_memory.rs`'s.
+//! that was not; what a streamed run refuses is said. Pretraining cuts both views from one
+//! decode, colours them on the device, and resumes bit-exact. Peak memory is
+//! `streaming_memory.rs`'s.
 
 mod common;
 
@@ -12,7 +14,7 @@ use common::{results, run_python, stderr, trainer, write_fixtures};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use trainer::augment::{sample_crop, AugmentConfig, ViewKey};
+use trainer::augment::{augment_cut_part, sample_crop, AugmentConfig, ViewKey};
 use trainer::data::resident::BadImages;
 use trainer::data::stream::Streamed;
 
@@ -236,4 +238,147 @@ fn what_a_streamed_run_refuses_is_said() {
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
     }
+}
+
+/// Two views cut from one decode are what a stream of each view alone cuts: view `v` under
+/// the key's view + `v`, each at its own size and crop scale.
+#[test]
+fn both_views_are_cut_from_one_decode_as_each_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_fixtures("pictures.py", tmp.path());
+    let names = ["large.jpg", "gray.jpg", "cmyk.jpg", "rgb.png"];
+    let second = AugmentConfig {
+        size: 16,
+        crop_scale: (0.05, 0.4),
+        ..view()
+    };
+    let paths: Vec<String> = names.iter().map(|f| f.to_string()).collect();
+    let count = Arc::new(AtomicUsize::new(0));
+    let both = Streamed::with_views(
+        &dir,
+        paths.clone(),
+        &[view(), second.clone()],
+        BadImages::Fail,
+        count.clone(),
+    );
+    let indices = [2, 0, 3, 1];
+    let views = both.views(&indices, key(1), 4).unwrap();
+    assert_eq!(views[0].size(), [4, 3, SIZE, SIZE]);
+    assert_eq!(views[1].size(), [4, 3, 16, 16]);
+    let alone = |cfg: &AugmentConfig, key: ViewKey| {
+        let files = Streamed::new(&dir, paths.clone(), cfg, BadImages::Fail, count.clone());
+        files.batch(&indices, key, 4).unwrap()
+    };
+    assert!(views[0].equal(&alone(&view(), key(1))));
+    assert!(views[1].equal(&alone(&second, key(1).with_view(8))));
+}
+
+/// Views cut on the CPU are only coloured on the device: with every colour op off, what is left
+/// is the normalization `(x / 255 − mean) / std`, computed here by hand.
+#[test]
+fn cut_views_are_only_coloured_on_the_device() {
+    let x = tch::Tensor::randint(
+        256,
+        [3, 3, SIZE, SIZE],
+        (tch::Kind::Uint8, tch::Device::Cpu),
+    );
+    let plain = AugmentConfig {
+        jitter_p: 0.0,
+        gray_p: 0.0,
+        solarize_p: 0.0,
+        blur_p: 0.0,
+        ..view()
+    };
+    let ours = augment_cut_part(&x, &plain, key(0), 5, 2);
+    let mean = tch::Tensor::from_slice(&plain.mean.map(|m| m as f32)).view([1, 3, 1, 1]);
+    let std = tch::Tensor::from_slice(&plain.std.map(|s| s as f32)).view([1, 3, 1, 1]);
+    let by_hand = (x.to_kind(tch::Kind::Float) / 255.0 - mean) / std;
+    let gap = (&ours - &by_hand).abs().max().double_value(&[]);
+    assert!(gap < 1e-5, "largest difference {gap}");
+    // With the recipe's colour ops on, the key decides the colours.
+    let a = augment_cut_part(&x, &view(), key(0), 5, 2);
+    assert!(a.equal(&augment_cut_part(&x, &view(), key(0), 5, 2)));
+    assert!(!a.allclose(
+        &augment_cut_part(&x, &view(), key(1), 5, 2),
+        1e-3,
+        1e-3,
+        false
+    ));
+}
+
+/// `trainer pretrain --stream` on JPEGs of varying size: VICReg on a ResNet-18 of width 4, two
+/// 24-pixel views cut from each decode, the kNN monitor on a decoded bank. Stopped by SIGUSR1
+/// after three steps and resumed, it ends with the same weights and metrics as a run that was
+/// not stopped.
+#[test]
+fn streamed_pretraining_resumes_bit_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 8, 40);
+    let args = |exp: &Path| -> Vec<String> {
+        let data = data.to_str().unwrap();
+        let exp = exp.to_str().unwrap();
+        [
+            "pretrain",
+            "--data-dir",
+            data,
+            "--exp-dir",
+            exp,
+            "--stream",
+            "--image-size",
+            "24",
+            "--arch",
+            "resnet18",
+            "--width",
+            "4",
+            "--mlp",
+            "32-32",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "4",
+            "--warmup-epochs",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--seed",
+            "3",
+            "--log-every",
+            "1",
+            "--knn-every",
+            "1",
+            "--knn-k",
+            "3",
+            "--backend",
+            "gloo",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let out = common::run(&args(&a));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let knn = common::metrics(&a)
+        .iter()
+        .filter(|m| m.get("knn_acc1").is_some())
+        .count();
+    assert_eq!(knn, 4, "a kNN line at the start and after each epoch");
+    assert_eq!(common::interrupt_after(&args(&b), &b, 4), Some(75));
+    let resumed = common::run(&args(&b));
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("resuming from"));
+    assert_eq!(learning(&a), learning(&b));
+    let weights = |exp: &Path| std::fs::read(exp.join("backbone.safetensors")).unwrap();
+    assert!(weights(&a) == weights(&b), "the exported backbones differ");
+}
+
+/// A pretraining run's metrics lines without their timings.
+fn learning(exp: &Path) -> Vec<serde_json::Value> {
+    let mut records = common::metrics(exp);
+    for r in &mut records {
+        let r = r.as_object_mut().unwrap();
+        for timing in ["time", "images_per_s", "data_s", "compute_s"] {
+            r.remove(timing);
+        }
+    }
+    records
 }

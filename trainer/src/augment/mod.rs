@@ -41,8 +41,12 @@ use tch::Tensor;
 /// Apply a view's parameters: `x` uint8 or float `[0, 1]` `N×3×H×W` → normalized float `N×3×S×S`.
 pub fn apply(x: &Tensor, cfg: &AugmentConfig, params: &Params) -> Tensor {
     let p = params.to_device(x.device());
-    let x = to_unit_float(x);
-    let mut y = resized_crop_flip(&x, &p.crop, &p.flip, cfg.size);
+    let y = resized_crop_flip(&to_unit_float(x), &p.crop, &p.flip, cfg.size);
+    colour_and_normalize(y, cfg, &p)
+}
+
+/// The half of [`apply`] after the crop and flip, on float `[0, 1]` images.
+fn colour_and_normalize(mut y: Tensor, cfg: &AugmentConfig, p: &Params) -> Tensor {
     if cfg.jitter_p > 0.0 {
         y = color_jitter(&y, &p.jitter_factors.to_kind(y.kind()), &p.jitter);
     }
@@ -76,10 +80,36 @@ pub fn augment_part(
     global_n: i64,
     start: i64,
 ) -> Tensor {
+    apply(local, cfg, &part_params(local, cfg, key, global_n, start))
+}
+
+/// The parameters of `local`'s rows of the global batch.
+fn part_params(
+    local: &Tensor,
+    cfg: &AugmentConfig,
+    key: ViewKey,
+    global_n: i64,
+    start: i64,
+) -> Params {
     let (n, c, h, w) = local.size4().expect("N×3×H×W batch");
     assert_eq!(c, 3, "augment expects RGB batches");
-    let params = Params::sample(cfg, global_n, h, w, key).rows(start, n);
-    apply(local, cfg, &params)
+    Params::sample(cfg, global_n, h, w, key).rows(start, n)
+}
+
+/// As [`augment_part`] for images already cropped, resized and flipped on the CPU
+/// ([`crate::data::stream`]): only the colour half of the view and the normalization. uint8
+/// `N×3×S×S` in, `S` being the view's size.
+pub fn augment_cut_part(
+    local: &Tensor,
+    cfg: &AugmentConfig,
+    key: ViewKey,
+    global_n: i64,
+    start: i64,
+) -> Tensor {
+    let side = local.size()[2..].to_vec();
+    assert_eq!(side, [cfg.size; 2], "cut views are at the view's size");
+    let params = part_params(local, cfg, key, global_n, start).to_device(local.device());
+    colour_and_normalize(to_unit_float(local), cfg, &params)
 }
 
 /// Two views with `key.view` = 0 and 1 (the `view` field of `key` is ignored).

@@ -270,11 +270,6 @@ pub struct EvaluateArgs {
     /// --image-size (the ImageNet recipes' 256 for 224); unset, --image-size.
     #[arg(long)]
     pub test_resize: Option<usize>,
-    /// Read the training images from their files batch by batch (resized crop + flip at
-    /// --image-size on worker threads), never holding the split in memory. ImageFolders and
-    /// real-world releases; `--stream` alone means true.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub stream: Option<bool>,
     /// Use the first N training images (0: all); a --labels file is cut the same way.
     #[arg(long)]
     pub train_samples: Option<usize>,

@@ -30,6 +30,11 @@ pub struct RunArgs {
     /// counted (skip).
     #[arg(long, value_enum)]
     pub bad_images: Option<BadImages>,
+    /// Read the training images from their files batch by batch (resized crops + flips at
+    /// --image-size on worker threads), never holding the split in memory. ImageFolders and
+    /// real-world releases; `--stream` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub stream: Option<bool>,
     /// Run folder: config.toml, checkpoints/, metrics.jsonl, stop.json and the run's product.
     #[arg(long)]
     pub exp_dir: Option<PathBuf>,

@@ -365,6 +365,14 @@ impl Source {
         })
     }
 
+    /// The first `n` images of an image-file split, decoded into memory (what a streamed run
+    /// keeps resident, as the kNN monitor's bank).
+    pub fn load_first(&self, split: Split, n: usize) -> Result<SplitData> {
+        let mut entries = self.image_files(split)?;
+        entries.truncate(n);
+        resident::load(&self.root, &entries, self.images, split)?.into_split(&self.root)
+    }
+
     /// Labels only; cheaper where labels can be read without the pixels (IDX, CIFAR binary).
     pub fn load_labels(&self, split: Split) -> Result<Vec<i64>> {
         match self.format {

@@ -1,9 +1,11 @@
 //! A training split read from its image files batch by batch (`--stream`), so that it never sits
 //! in memory: each batch's files are decoded on worker threads and cut by torchvision's
-//! `RandomResizedCrop` + `RandomHorizontalFlip` into a uint8 `N×3×S×S` batch; the colour
-//! augmentations and normalization stay batched on the device. Every sample's crop and flip come
-//! from its own keyed stream ([`ViewKey::sample_rng`] by its position in the global batch), so
-//! batches do not depend on the number of workers or ranks, and a resumed run sees the same.
+//! `RandomResizedCrop` + `RandomHorizontalFlip` into uint8 `N×3×S×S` batches, one per view (the
+//! two SSL views are cut from one decode); the colour augmentations and normalization stay
+//! batched on the device. Every sample's crop and flip come from its own keyed stream
+//! ([`ViewKey::sample_rng`] by its position in the global batch; view `v` under the key's view
+//! plus `v`), so batches do not depend on the number of workers or ranks, and a resumed run
+//! sees the same.
 //! [`Streamed::prefetch`] decodes the next batch on a background thread while the device works
 //! on this one; a batch asked for is taken from it when it is the one prefetched.
 
@@ -29,21 +31,47 @@ pub struct Streamed {
 /// What a batch is: its samples, its step's key, its offset in the global batch.
 type Request = (Vec<i64>, ViewKey, u64);
 
+/// A batch's pixels, one buffer per view (`N×3×S×S` each).
+type Pixels = Vec<Vec<u8>>;
+
 /// A batch decoding in the background.
 struct Pending {
     request: Request,
-    job: JoinHandle<Result<Vec<u8>>>,
+    job: JoinHandle<Result<Pixels>>,
 }
 
-/// The files of a streamed split and how a training view is cut from each.
-struct Cutter {
-    root: PathBuf,
-    /// Per sample, the file's path under `root`.
-    paths: Vec<String>,
+/// How one view is cut: torchvision's `RandomResizedCrop(size, scale, ratio)` then
+/// `RandomHorizontalFlip(flip_p)`.
+#[derive(Clone, Copy, Debug)]
+struct Cut {
     size: usize,
     scale: (f64, f64),
     ratio: (f64, f64),
     flip_p: f64,
+}
+
+impl Cut {
+    fn of(view: &AugmentConfig) -> Cut {
+        Cut {
+            size: view.size as usize,
+            scale: view.crop_scale,
+            ratio: view.crop_ratio,
+            flip_p: view.flip_p,
+        }
+    }
+
+    /// Bytes of one sample.
+    fn sample(&self) -> usize {
+        3 * self.size * self.size
+    }
+}
+
+/// The files of a streamed split and how the training views are cut from each.
+struct Cutter {
+    root: PathBuf,
+    /// Per sample, the file's path under `root`.
+    paths: Vec<String>,
+    views: Vec<Cut>,
     bad: BadImages,
     workers: usize,
     /// Samples whose file did not decode, each logged once and counted in `bad_count`.
@@ -62,13 +90,22 @@ impl Streamed {
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
     ) -> Self {
+        Self::with_views(root, paths, std::slice::from_ref(view), bad, bad_count)
+    }
+
+    /// As [`new`](Self::new), each file cut once per view of `views` ([`views`](Self::views)).
+    pub fn with_views(
+        root: &Path,
+        paths: Vec<String>,
+        views: &[AugmentConfig],
+        bad: BadImages,
+        bad_count: Arc<AtomicUsize>,
+    ) -> Self {
+        assert!(!views.is_empty(), "a stream cuts at least one view");
         let cutter = Cutter {
             root: root.to_path_buf(),
             paths,
-            size: view.size as usize,
-            scale: view.crop_scale,
-            ratio: view.crop_ratio,
-            flip_p: view.flip_p,
+            views: views.iter().map(Cut::of).collect(),
             bad,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             bad_seen: Mutex::new(BTreeSet::new()),
@@ -90,8 +127,13 @@ impl Streamed {
     }
 
     /// The samples `indices`, at positions `start..` of the global batch of step `key`:
-    /// uint8 `[n, 3, S, S]`; the prefetched batch when it is this one.
+    /// uint8 `[n, 3, S, S]` (the first view); the prefetched batch when it is this one.
     pub fn batch(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Tensor> {
+        Ok(self.views(indices, key, start)?.swap_remove(0))
+    }
+
+    /// Every view of the samples `indices` (see [`batch`](Self::batch)), each file decoded once.
+    pub fn views(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Vec<Tensor>> {
         let request = (indices.to_vec(), key, start);
         let ready = match self.take_pending() {
             Some(p) if p.request == request => {
@@ -110,8 +152,16 @@ impl Streamed {
             Some(pixels) => pixels?,
             None => self.cutter.pixels(indices, key, start)?,
         };
-        let (n, side) = (indices.len() as i64, self.cutter.size as i64);
-        Ok(Tensor::from_slice(&pixels).view([n, 3, side, side]))
+        let n = indices.len() as i64;
+        let tensor = |(pixels, cut): (Vec<u8>, &Cut)| {
+            let side = cut.size as i64;
+            Tensor::from_slice(&pixels).view([n, 3, side, side])
+        };
+        Ok(pixels
+            .into_iter()
+            .zip(&self.cutter.views)
+            .map(tensor)
+            .collect())
     }
 
     /// Starts decoding the batch a later [`batch`](Self::batch) call will ask for.
@@ -152,18 +202,26 @@ impl Drop for Streamed {
 
 impl Cutter {
     /// The batch's pixels, its samples split among the workers.
-    fn pixels(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Vec<u8>> {
-        let sample = 3 * self.size * self.size;
-        let mut pixels = vec![0u8; indices.len() * sample];
+    fn pixels(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Pixels> {
+        let mut pixels: Pixels = (self.views.iter())
+            .map(|cut| vec![0u8; indices.len() * cut.sample()])
+            .collect();
         let chunk = indices.len().div_ceil(self.workers).max(1);
+        // Per worker, its rows of every view's buffer.
+        let mut outs: Vec<Vec<&mut [u8]>> = indices.chunks(chunk).map(|_| Vec::new()).collect();
+        for (buffer, cut) in pixels.iter_mut().zip(&self.views) {
+            for (out, rows) in outs.iter_mut().zip(buffer.chunks_mut(chunk * cut.sample())) {
+                out.push(rows);
+            }
+        }
         std::thread::scope(|s| {
-            let jobs: Vec<_> = pixels
-                .chunks_mut(chunk * sample)
+            let jobs: Vec<_> = outs
+                .into_iter()
                 .zip(indices.chunks(chunk))
                 .enumerate()
-                .map(|(j, (out, part))| {
+                .map(|(j, (mut out, part))| {
                     let first = start + (j * chunk) as u64;
-                    s.spawn(move || self.cut_all(part, key, first, out))
+                    s.spawn(move || self.cut_all(part, key, first, &mut out))
                 })
                 .collect();
             jobs.into_iter()
@@ -172,27 +230,40 @@ impl Cutter {
         Ok(pixels)
     }
 
-    fn cut_all(&self, indices: &[i64], key: ViewKey, first: u64, out: &mut [u8]) -> Result<()> {
+    /// Samples `indices` (at positions `first..`) into `out`, one buffer of rows per view.
+    fn cut_all(
+        &self,
+        indices: &[i64],
+        key: ViewKey,
+        first: u64,
+        out: &mut [&mut [u8]],
+    ) -> Result<()> {
         let mut resampler = Resampler::default();
-        let sample = 3 * self.size * self.size;
-        for (i, (&index, out)) in indices.iter().zip(out.chunks_mut(sample)).enumerate() {
-            let mut rng = key.sample_rng(first + i as u64);
-            match self.cut(index as usize, &mut rng, &mut resampler, out) {
+        for (i, &index) in indices.iter().enumerate() {
+            let mut rows: Vec<&mut [u8]> = (out.iter_mut().zip(&self.views))
+                .map(|(buffer, cut)| &mut buffer[i * cut.sample()..(i + 1) * cut.sample()])
+                .collect();
+            let position = first + i as u64;
+            match self.cut(index as usize, key, position, &mut resampler, &mut rows) {
                 Ok(()) => {}
-                Err(e) if self.bad == BadImages::Skip => self.note_bad(index as usize, e, out),
+                Err(e) if self.bad == BadImages::Skip => {
+                    self.note_bad(index as usize, e, &mut rows)
+                }
                 Err(e) => return Err(e.context("pass --bad-images skip to go on without it")),
             }
         }
         Ok(())
     }
 
-    /// One sample: decode, draw the crop and flip as torchvision does, resize.
+    /// One sample, decoded once: per view, the crop and flip drawn as torchvision draws them
+    /// from the view's stream, resized into that view's `rows`.
     fn cut(
         &self,
         index: usize,
-        rng: &mut rand_xoshiro::Xoshiro256PlusPlus,
+        key: ViewKey,
+        position: u64,
         resampler: &mut Resampler,
-        out: &mut [u8],
+        rows: &mut [&mut [u8]],
     ) -> Result<()> {
         let Some(path) = self.paths.get(index) else {
             bail!(
@@ -203,22 +274,26 @@ impl Cutter {
         let path = self.root.join(path);
         let picture = image::read(&path)?.into_rgb();
         let (h, w) = (picture.height as i64, picture.width as i64);
-        let [top, left, ch, cw] = sample_crop(rng, h, w, self.scale, self.ratio);
-        let flip = unit(rng) < self.flip_p;
-        let crop = Crop {
-            top: top as usize,
-            left: left as usize,
-            height: ch as usize,
-            width: cw as usize,
-        };
-        resampler
-            .resized_crop(&picture, crop, (self.size, self.size), flip, out)
-            .with_context(|| format!("{}: resizing", path.display()))
+        for (v, (cut, out)) in self.views.iter().zip(rows.iter_mut()).enumerate() {
+            let mut rng = key.with_view(key.view + v as u64).sample_rng(position);
+            let [top, left, ch, cw] = sample_crop(&mut rng, h, w, cut.scale, cut.ratio);
+            let flip = unit(&mut rng) < cut.flip_p;
+            let crop = Crop {
+                top: top as usize,
+                left: left as usize,
+                height: ch as usize,
+                width: cw as usize,
+            };
+            resampler
+                .resized_crop(&picture, crop, (cut.size, cut.size), flip, out)
+                .with_context(|| format!("{}: resizing", path.display()))?;
+        }
+        Ok(())
     }
 
     /// A file that does not decode trains as a mid-grey image; logged the first time.
-    fn note_bad(&self, index: usize, e: anyhow::Error, out: &mut [u8]) {
-        out.fill(128);
+    fn note_bad(&self, index: usize, e: anyhow::Error, rows: &mut [&mut [u8]]) {
+        rows.iter_mut().for_each(|out| out.fill(128));
         if let Ok(mut seen) = self.bad_seen.lock() {
             if seen.insert(index) {
                 self.bad_count.fetch_add(1, Ordering::Relaxed);

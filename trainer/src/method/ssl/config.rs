@@ -27,6 +27,10 @@ pub struct PretrainConfig {
     pub image_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bad_images: Option<BadImages>,
+    /// Image files only: cut both views from the files batch by batch ([`crate::data::stream`])
+    /// instead of decoding the split into memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
     /// Expected dataset name; the folder's contents decide, this only checks them.
     pub dataset: Option<String>,
     pub method: Method,
@@ -88,6 +92,7 @@ impl Default for PretrainConfig {
             data_dir: PathBuf::new(),
             image_size: None,
             bad_images: None,
+            stream: None,
             exp_dir: PathBuf::new(),
             dataset: None,
             method: Method::Vicreg,
@@ -178,6 +183,27 @@ impl PretrainConfig {
         ensure!(self.knn_k >= 1, "--knn-k must be at least 1");
         parse_mlp(&self.mlp).context("--mlp")?;
         self.augment_for(32, DatasetName::Cifar10)?;
+        self.check_stream()
+    }
+
+    pub fn streams(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// A streamed run cuts its crops at `--image-size` and decodes the kNN monitor's bank.
+    fn check_stream(&self) -> Result<()> {
+        if !self.streams() {
+            return Ok(());
+        }
+        ensure!(
+            self.image_size.is_some(),
+            "--stream needs --image-size S, the side of the crops both views are cut to"
+        );
+        ensure!(
+            self.knn_every == 0 || self.knn_train_samples > 0,
+            "--stream with the kNN monitor decodes its bank into memory: set \
+             --knn-train-samples N (N > 0), or --knn-every 0"
+        );
         Ok(())
     }
 

@@ -254,7 +254,15 @@ impl KnnData {
             let labels = Tensor::from_slice(&d.labels[..n]).to_device(device);
             (images, labels)
         };
-        let (bank, bank_labels) = take(train, cfg.knn_train_samples);
+        let (bank, bank_labels) = if train.streamed {
+            let n = match cfg.knn_train_samples {
+                0 => train.len(),
+                n => n.min(train.len()),
+            };
+            take(&source.load_first(Split::Train, n)?, n)
+        } else {
+            take(train, cfg.knn_train_samples)
+        };
         let (test, test_labels) = take(&test, cfg.knn_test_samples);
         Ok(KnnData {
             bank,

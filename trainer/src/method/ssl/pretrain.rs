@@ -11,10 +11,11 @@ use super::model::SslModel;
 use super::monitor::Monitor;
 use super::state::{self, TrainState};
 use super::SslLoss;
-use crate::augment::{augment_part, AugmentConfig, ViewKey};
+use crate::augment::{augment_cut_part, augment_part, AugmentConfig, ViewKey};
 use crate::checkpoint::CheckpointDir;
 use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
+use crate::data::stream::Streamed;
 use crate::data::{Source, Split, SplitData};
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -23,6 +24,7 @@ use crate::model::{to_rgb, Precision};
 use crate::optim::{LrSchedule, Optimizer};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use tch::Tensor;
 
@@ -46,12 +48,19 @@ pub fn checkpoint_dir(cfg: &PretrainConfig) -> CheckpointDir {
     CheckpointDir::new(cfg.exp_dir.join("checkpoints"), cfg.keep_checkpoints)
 }
 
+/// Where the training images come from.
+enum Images {
+    /// On the training device, uint8 N×3×H×W.
+    Resident(Tensor),
+    /// Read from their files, both views cut on the CPU (`--stream`).
+    Streamed(Streamed),
+}
+
 pub struct Pretrainer<'a> {
     cfg: &'a PretrainConfig,
     group: &'a ProcessGroup,
     train: SplitData,
-    /// The training images on the training device, uint8 N×3×H×W.
-    images: Tensor,
+    images: Images,
     /// The two views' recipes.
     augs: [AugmentConfig; 2],
     model: SslModel,
@@ -75,7 +84,16 @@ impl<'a> Pretrainer<'a> {
         cfg.check_job(group.world_size(), train.len())?;
         let (_, _, side, _) = train.images.size4()?;
         let augs = cfg.augment_views(side, source.name)?;
-        let images = to_rgb(&train.images)?.to_device(device);
+        let images = match train.paths.clone().filter(|_| train.streamed) {
+            Some(paths) => Images::Streamed(Streamed::with_views(
+                &source.root,
+                paths,
+                &augs,
+                source.images.bad,
+                Arc::default(),
+            )),
+            None => Images::Resident(to_rgb(&train.images)?.to_device(device)),
+        };
         let model = SslModel::new(cfg, device)?;
         let precision = Precision::for_device(device);
         precision.convert(&model.vs);
@@ -212,7 +230,7 @@ impl<'a> Pretrainer<'a> {
 
     fn train_step(&mut self, order: &EpochOrder, epoch: u64) -> Result<()> {
         let started = Instant::now();
-        let (v1, v2) = self.views(order, epoch);
+        let (v1, v2) = self.views(order, epoch)?;
         let data_time = started.elapsed();
         let loss = self.precision.autocast(|| -> Result<_> {
             let z1 = self
@@ -237,32 +255,45 @@ impl<'a> Pretrainer<'a> {
         Ok(())
     }
 
-    /// This rank's two augmented views for the current step.
-    fn views(&self, order: &EpochOrder, epoch: u64) -> (Tensor, Tensor) {
+    /// This rank's two augmented views for the current step. Streamed, the views are cut from
+    /// the files (the next step's are decoded meanwhile) and only coloured on the device.
+    fn views(&self, order: &EpochOrder, epoch: u64) -> Result<(Tensor, Tensor)> {
         let (rank, world) = (self.group.rank(), self.group.world_size());
         let step_in_epoch = (self.state.step % self.state.steps_per_epoch) as usize;
         let part = order.slice(step_in_epoch, rank, world);
-        let index = Tensor::from_slice(part).to_device(self.images.device());
-        let local = self.images.index_select(0, &index);
-        let key = ViewKey {
-            seed: self.cfg.seed,
-            epoch,
-            step: step_in_epoch as u64,
-            rank: 0,
-            view: 0,
-        };
+        let key = view_key(self.cfg.seed, epoch, step_in_epoch);
         let global = self.cfg.batch_size as i64;
-        let start = (rank * part.len()) as i64;
-        let view = |v: u64| {
-            augment_part(
-                &local,
-                &self.augs[v as usize],
-                key.with_view(v),
-                global,
-                start,
-            )
+        let start = rank * part.len();
+        let recipe = |v: usize| (&self.augs[v], key.with_view(v as u64));
+        let views = match &self.images {
+            Images::Resident(images) => {
+                let index = Tensor::from_slice(part).to_device(images.device());
+                let local = images.index_select(0, &index);
+                let view = |v| {
+                    let (aug, key) = recipe(v);
+                    augment_part(&local, aug, key, global, start as i64)
+                };
+                (view(0), view(1))
+            }
+            Images::Streamed(files) => {
+                let cut = files.views(part, key, start as u64)?;
+                if step_in_epoch + 1 < order.steps() {
+                    let next = order.slice(step_in_epoch + 1, rank, world);
+                    files.prefetch(
+                        next,
+                        view_key(self.cfg.seed, epoch, step_in_epoch + 1),
+                        start as u64,
+                    );
+                }
+                let device = self.group.device();
+                let view = |v| {
+                    let (aug, key) = recipe(v);
+                    augment_cut_part(&cut[v].to_device(device), aug, key, global, start as i64)
+                };
+                (view(0), view(1))
+            }
         };
-        (view(0), view(1))
+        Ok(views)
     }
 
     fn log_if_due(&mut self, epoch_done: bool) -> Result<()> {
@@ -297,9 +328,23 @@ impl<'a> Pretrainer<'a> {
     }
 }
 
-/// The training split, cut to `train_samples` when set.
+/// The key of a step's views (view 0 and 1; the same for the crops cut from files).
+fn view_key(seed: u64, epoch: u64, step_in_epoch: usize) -> ViewKey {
+    ViewKey {
+        seed,
+        epoch,
+        step: step_in_epoch as u64,
+        rank: 0,
+        view: 0,
+    }
+}
+
+/// The training split, cut to `train_samples` when set; streamed, only its files and labels.
 fn load_train(cfg: &PretrainConfig, source: &Source) -> Result<SplitData> {
-    let mut train = source.load(Split::Train)?;
+    let mut train = match cfg.image_size.filter(|_| cfg.streams()) {
+        Some(size) => source.load_streamed(Split::Train, size)?,
+        None => source.load(Split::Train)?,
+    };
     train.truncate(cfg.train_samples);
     Ok(train)
 }
