@@ -337,3 +337,58 @@ fn gray_batch_runs_after_to_rgb() {
     });
     assert_eq!(out.size(), [2, 512]);
 }
+
+/// `scripts/torchvision_backbone.py` turns a torchvision ResNet-18's saved state_dict (random
+/// weights and BN statistics) into an export that `--backbone` loads: the trainer's features of
+/// an input are torchvision's (the network without `fc`, eval mode) within `RTOL`, and a
+/// checkpoint of another architecture is refused naming it.
+#[test]
+fn an_imported_torchvision_resnet_gives_torchvisions_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let code = "import sys,torch,torchvision,numpy as np\nd=sys.argv[1]\ntorch.manual_seed(0)\nm=torchvision.models.resnet18()\nfor mod in m.modules():\n  if isinstance(mod,torch.nn.BatchNorm2d):\n    for t in (mod.weight,mod.bias,mod.running_mean):\n      t.data.normal_(0,0.5)\n    mod.running_var.data.uniform_(0.5,2)\ntorch.save(m.state_dict(),d+'/r18.pth')\nm.fc=torch.nn.Identity()\nm.eval()\nx=torch.randn(2,3,64,64)\nwith torch.no_grad():\n  np.savez(d+'/io.npz',x=x.numpy(),features=m(x).numpy())";
+    common::run_python(code, &[d.to_str().unwrap()]);
+    let import = |arch: &str| {
+        Command::new(common::python())
+            .arg(common::workspace_root().join("scripts/torchvision_backbone.py"))
+            .args(["--arch", arch, "--checkpoint"])
+            .arg(d.join("r18.pth"))
+            .arg("--out")
+            .arg(d.join(arch))
+            .output()
+            .unwrap()
+    };
+    let out = import("resnet18");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = import("resnet50");
+    let says = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && says.contains("not a resnet50 state_dict"),
+        "{says}"
+    );
+
+    let export = d.join("resnet18/backbone.safetensors");
+    let mut flags = toml::Table::new();
+    for (key, value) in [
+        ("data_dir", d),
+        ("exp_dir", &d.join("exp")),
+        ("backbone", &export),
+    ] {
+        flags.insert(key.into(), value.to_str().unwrap().into());
+    }
+    let cfg = trainer::method::eval::config::EvalConfig::resolve(None, flags).unwrap();
+    let source = trainer::method::eval::backbone::BackboneSource::open(&cfg).unwrap();
+    assert_eq!(
+        (source.net.arch, source.net.stem),
+        (Arch::Resnet18, Some(Stem::Imagenet))
+    );
+    let vs = VarStore::new(Device::Cpu);
+    let net = source.build(&vs).unwrap();
+    let io = read_npz(&d.join("io.npz"));
+    let ours = tch::no_grad(|| net.forward(&io["x"], false, &single()).unwrap());
+    assert_close("imported resnet18", &ours, &io["features"], RTOL);
+}

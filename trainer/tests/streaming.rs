@@ -14,9 +14,10 @@ use common::{results, run_python, stderr, trainer, write_fixtures};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use trainer::augment::{augment_cut_part, sample_crop, AugmentConfig, ViewKey};
+use trainer::augment::{augment_cut_part, sample_crop, sample_position, AugmentConfig, ViewKey};
+use trainer::data::image::resize::shorter_side_to;
 use trainer::data::resident::BadImages;
-use trainer::data::stream::Streamed;
+use trainer::data::stream::{Cut, CutShape, Streamed};
 
 const SIZE: i64 = 24;
 
@@ -54,34 +55,64 @@ const LOSSLESS: [&str; 4] = ["rgb.png", "lossless.webp", "gray.png", "palette.pn
 /// `images.rs`'s crops: within 1 grey level, mean ≤ 0.3.
 #[test]
 fn streamed_crops_are_torchvisions() {
+    assert_cut_is_torchvisions(Cut::resized_crop(&view()));
+}
+
+/// DivideMix's Clothing1M view: `Resize(30)` then `RandomCrop(24)` (and the flip).
+#[test]
+fn streamed_crops_after_a_resize_are_torchvisions() {
+    assert_cut_is_torchvisions(Cut {
+        shape: CutShape::Crop,
+        resize: Some(30),
+        ..Cut::resized_crop(&view())
+    });
+}
+
+fn assert_cut_is_torchvisions(cut: Cut) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = write_fixtures("pictures.py", tmp.path());
-    let (files, _) = streamed(&dir, &LOSSLESS, BadImages::Fail);
+    let paths = LOSSLESS.iter().map(|f| f.to_string()).collect();
+    let files = Streamed::with_views(&dir, paths, &[cut], BadImages::Fail, Default::default());
     let indices: Vec<i64> = (0..LOSSLESS.len() as i64).collect();
     let start = 5;
     let ours =
         Vec::<u8>::try_from(files.batch(&indices, key(2), start).unwrap().flatten(0, -1)).unwrap();
-    let cfg = view();
     let mut params = Vec::new();
     for (i, name) in LOSSLESS.iter().enumerate() {
         let code = "import sys\nfrom PIL import Image\nprint(*Image.open(sys.argv[1]).size)";
         let size = run_python(code, &[dir.join(name).to_str().unwrap()]);
-        let [w, h]: [i64; 2] = size
+        let [w, h]: [usize; 2] = size
             .split_whitespace()
             .map(|v| v.parse().unwrap())
             .collect::<Vec<_>>()
             .try_into()
             .unwrap();
+        let (h, w) = match cut.resize {
+            Some(side) => shorter_side_to(h, w, side),
+            None => (h, w),
+        };
+        let (h, w) = (h as i64, w as i64);
         let mut rng = key(2).sample_rng(start + i as u64);
-        let crop = sample_crop(&mut rng, h, w, cfg.crop_scale, cfg.crop_ratio);
+        let crop = match cut.shape {
+            CutShape::ResizedCrop { scale, ratio } => sample_crop(&mut rng, h, w, scale, ratio),
+            CutShape::Crop => {
+                let [top, left] = sample_position(&mut rng, h, w, SIZE);
+                [top, left, SIZE, SIZE]
+            }
+        };
         // Uniform [0, 1) from the top 53 bits below ½: the top bit clear.
         let flip = rand::RngCore::next_u64(&mut rng) >> 63 == 0;
         params.push(serde_json::json!({"file": dir.join(name), "crop": crop, "flip": flip}));
     }
-    let code = "import sys,json,numpy as np,torch\nfrom PIL import Image\nfrom torchvision.transforms import functional as F\nfor p in json.loads(sys.argv[1]):\n    t=torch.from_numpy(np.array(Image.open(p['file']).convert('RGB'))).permute(2,0,1)\n    t=F.resized_crop(t,*p['crop'],[int(sys.argv[2])]*2,antialias=True)\n    t=F.hflip(t) if p['flip'] else t\n    sys.stdout.write(t.numpy().tobytes().hex())";
+    let code = "import sys,json,numpy as np,torch\nfrom PIL import Image\nfrom torchvision.transforms import functional as F\nresize=json.loads(sys.argv[3])\nfor p in json.loads(sys.argv[1]):\n    t=torch.from_numpy(np.array(Image.open(p['file']).convert('RGB'))).permute(2,0,1)\n    t=F.resize(t,resize,antialias=True) if resize else t\n    t=F.resized_crop(t,*p['crop'],[int(sys.argv[2])]*2,antialias=True)\n    t=F.hflip(t) if p['flip'] else t\n    sys.stdout.write(t.numpy().tobytes().hex())";
+    let resize = serde_json::to_string(&cut.resize).unwrap();
     let theirs = run_python(
         code,
-        &[&serde_json::to_string(&params).unwrap(), &SIZE.to_string()],
+        &[
+            &serde_json::to_string(&params).unwrap(),
+            &SIZE.to_string(),
+            &resize,
+        ],
     );
     let theirs = hex::decode(theirs.trim()).unwrap();
     assert_eq!(ours.len(), theirs.len());
@@ -92,7 +123,10 @@ fn streamed_crops_are_torchvisions() {
         .collect();
     let max = *diffs.iter().max().unwrap();
     let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
-    assert!(max <= 1 && mean <= 0.3, "max {max}, mean {mean:.4}");
+    assert!(
+        max <= 1 && mean <= 0.3,
+        "{cut:?}: max {max}, mean {mean:.4}"
+    );
 }
 
 #[test]
@@ -230,7 +264,18 @@ fn what_a_streamed_run_refuses_is_said() {
                 "--policy",
                 "autoaugment",
             ][..],
-            "leave --geometry and --policy",
+            "no --policy",
+        ),
+        (
+            &[
+                "--image-size",
+                "32",
+                "--weights",
+                "finetune",
+                "--geometry",
+                "crop",
+            ][..],
+            "add --padding 0",
         ),
     ] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
@@ -238,6 +283,10 @@ fn what_a_streamed_run_refuses_is_said() {
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
     }
+    let unstreamed = [&base[..7], &["--image-size", "32", "--train-resize", "40"]].concat();
+    let out = trainer(&unstreamed);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("add --stream"), "{}", stderr(&out));
 }
 
 /// Two views cut from one decode are what a stream of each view alone cuts: view `v` under
@@ -257,7 +306,7 @@ fn both_views_are_cut_from_one_decode_as_each_alone() {
     let both = Streamed::with_views(
         &dir,
         paths.clone(),
-        &[view(), second.clone()],
+        &[Cut::resized_crop(&view()), Cut::resized_crop(&second)],
         BadImages::Fail,
         count.clone(),
     );

@@ -89,6 +89,19 @@ pub fn sample_crop(
     [(height - h) / 2, (width - w) / 2, h, w]
 }
 
+/// torchvision's `RandomCrop.get_params` without padding: `(top, left)` of a `side × side`
+/// crop of a `height × width` image (`side` fits).
+pub fn sample_position(
+    rng: &mut Xoshiro256PlusPlus,
+    height: i64,
+    width: i64,
+    side: i64,
+) -> [i64; 2] {
+    let top = below(rng, (height - side + 1) as usize) as i64;
+    let left = below(rng, (width - side + 1) as usize) as i64;
+    [top, left]
+}
+
 /// Per-sample parameters of one view, on the CPU until [`Params::to_device`].
 #[derive(Debug)]
 pub struct Params {

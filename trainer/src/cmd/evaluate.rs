@@ -270,6 +270,11 @@ pub struct EvaluateArgs {
     /// --image-size (the ImageNet recipes' 256 for 224); unset, --image-size.
     #[arg(long)]
     pub test_resize: Option<usize>,
+    /// With --stream: resize the shorter side of training images to N before the crop of
+    /// --image-size (DivideMix's Clothing1M: Resize(256) + RandomCrop(224), with --geometry crop
+    /// --padding 0); unset, crops are cut from the files' own sizes.
+    #[arg(long)]
+    pub train_resize: Option<usize>,
     /// Use the first N training images (0: all); a --labels file is cut the same way.
     #[arg(long)]
     pub train_samples: Option<usize>,

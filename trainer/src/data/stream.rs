@@ -9,10 +9,11 @@
 //! [`Streamed::prefetch`] decodes the next batch on a background thread while the device works
 //! on this one; a batch asked for is taken from it when it is the one prefetched.
 
-use super::image::{self, resize::Crop, resize::Resampler};
+use super::image::{self, resize::Crop, resize::Resampler, Picture};
 use super::resident::BadImages;
-use crate::augment::{sample_crop, unit, AugmentConfig, ViewKey};
-use anyhow::{bail, Context, Result};
+use crate::augment::{sample_crop, sample_position, unit, AugmentConfig, ViewKey};
+use anyhow::{bail, ensure, Context, Result};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,29 +41,86 @@ struct Pending {
     job: JoinHandle<Result<Pixels>>,
 }
 
-/// How one view is cut: torchvision's `RandomResizedCrop(size, scale, ratio)` then
-/// `RandomHorizontalFlip(flip_p)`.
-#[derive(Clone, Copy, Debug)]
-struct Cut {
-    size: usize,
-    scale: (f64, f64),
-    ratio: (f64, f64),
-    flip_p: f64,
+/// How one view is cut from a decoded file, as torchvision's transforms would: an optional
+/// `Resize(resize)`, the crop, then `RandomHorizontalFlip(flip_p)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cut {
+    /// The side of the square the view ends as.
+    pub size: usize,
+    pub shape: CutShape,
+    pub flip_p: f64,
+    /// Resize the shorter side to this before the crop (`Resize(256)` + `RandomCrop(224)`).
+    pub resize: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CutShape {
+    /// `RandomResizedCrop(size, scale, ratio)`.
+    ResizedCrop {
+        scale: (f64, f64),
+        ratio: (f64, f64),
+    },
+    /// `RandomCrop(size)`, without padding.
+    Crop,
 }
 
 impl Cut {
-    fn of(view: &AugmentConfig) -> Cut {
+    /// An SSL view's `RandomResizedCrop` + flip.
+    pub fn resized_crop(view: &AugmentConfig) -> Cut {
         Cut {
             size: view.size as usize,
-            scale: view.crop_scale,
-            ratio: view.crop_ratio,
+            shape: CutShape::ResizedCrop {
+                scale: view.crop_scale,
+                ratio: view.crop_ratio,
+            },
             flip_p: view.flip_p,
+            resize: None,
         }
     }
 
     /// Bytes of one sample.
     fn sample(&self) -> usize {
         3 * self.size * self.size
+    }
+
+    /// Draws the crop and the flip from `rng` as torchvision does, and cuts `picture` (RGB).
+    fn apply(
+        &self,
+        picture: &Picture,
+        rng: &mut Xoshiro256PlusPlus,
+        resampler: &mut Resampler,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let resized;
+        let picture = match self.resize {
+            Some(side) => {
+                resized = resampler.resize_shorter(picture, side)?;
+                &resized
+            }
+            None => picture,
+        };
+        let (h, w) = (picture.height as i64, picture.width as i64);
+        let [top, left, ch, cw] = match self.shape {
+            CutShape::ResizedCrop { scale, ratio } => sample_crop(rng, h, w, scale, ratio),
+            CutShape::Crop => {
+                let side = self.size as i64;
+                ensure!(
+                    side <= h && side <= w,
+                    "a {side}-pixel crop of a {w}x{h} image: raise --train-resize to at least \
+                     {side}"
+                );
+                let [top, left] = sample_position(rng, h, w, side);
+                [top, left, side, side]
+            }
+        };
+        let flip = unit(rng) < self.flip_p;
+        let crop = Crop {
+            top: top as usize,
+            left: left as usize,
+            height: ch as usize,
+            width: cw as usize,
+        };
+        resampler.resized_crop(picture, crop, (self.size, self.size), flip, out)
     }
 }
 
@@ -90,14 +148,14 @@ impl Streamed {
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
     ) -> Self {
-        Self::with_views(root, paths, std::slice::from_ref(view), bad, bad_count)
+        Self::with_views(root, paths, &[Cut::resized_crop(view)], bad, bad_count)
     }
 
     /// As [`new`](Self::new), each file cut once per view of `views` ([`views`](Self::views)).
     pub fn with_views(
         root: &Path,
         paths: Vec<String>,
-        views: &[AugmentConfig],
+        views: &[Cut],
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
     ) -> Self {
@@ -105,7 +163,7 @@ impl Streamed {
         let cutter = Cutter {
             root: root.to_path_buf(),
             paths,
-            views: views.iter().map(Cut::of).collect(),
+            views: views.to_vec(),
             bad,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             bad_seen: Mutex::new(BTreeSet::new()),
@@ -273,20 +331,10 @@ impl Cutter {
         };
         let path = self.root.join(path);
         let picture = image::read(&path)?.into_rgb();
-        let (h, w) = (picture.height as i64, picture.width as i64);
         for (v, (cut, out)) in self.views.iter().zip(rows.iter_mut()).enumerate() {
             let mut rng = key.with_view(key.view + v as u64).sample_rng(position);
-            let [top, left, ch, cw] = sample_crop(&mut rng, h, w, cut.scale, cut.ratio);
-            let flip = unit(&mut rng) < cut.flip_p;
-            let crop = Crop {
-                top: top as usize,
-                left: left as usize,
-                height: ch as usize,
-                width: cw as usize,
-            };
-            resampler
-                .resized_crop(&picture, crop, (cut.size, cut.size), flip, out)
-                .with_context(|| format!("{}: resizing", path.display()))?;
+            cut.apply(&picture, &mut rng, resampler, out)
+                .with_context(|| format!("{}: cutting", path.display()))?;
         }
         Ok(())
     }

@@ -44,6 +44,36 @@ impl Resampler {
         flip: bool,
         out: &mut [u8],
     ) -> Result<()> {
+        let dst = self.resample(picture, crop, (height, width))?;
+        to_planes(dst.buffer(), (height, width), flip, out);
+        Ok(())
+    }
+
+    /// torchvision's `Resize(size)` of the RGB `picture`: its shorter side becomes `size`.
+    pub fn resize_shorter(&mut self, picture: &Picture, size: usize) -> Result<Picture> {
+        let (height, width) = shorter_side_to(picture.height, picture.width, size);
+        let whole = Crop {
+            top: 0,
+            left: 0,
+            height: picture.height,
+            width: picture.width,
+        };
+        let dst = self.resample(picture, whole, (height, width))?;
+        Ok(Picture {
+            height,
+            width,
+            channels: 3,
+            pixels: dst.into_vec(),
+        })
+    }
+
+    /// `crop` of the RGB `picture` resized to `height × width`, interleaved.
+    fn resample(
+        &mut self,
+        picture: &Picture,
+        crop: Crop,
+        (height, width): (usize, usize),
+    ) -> Result<Image<'static>> {
         ensure!(picture.channels == 3, "resampling needs an RGB picture");
         ensure!(
             crop.top + crop.height <= picture.height && crop.left + crop.width <= picture.width,
@@ -70,8 +100,7 @@ impl Resampler {
         self.resizer
             .resize(&part, &mut dst, &self.options)
             .context("resizing")?;
-        to_planes(dst.buffer(), (height, width), flip, out);
-        Ok(())
+        Ok(dst)
     }
 
     /// torchvision's `Resize(resize)` (shorter side to `resize`) then `CenterCrop(crop)`.

@@ -4,10 +4,13 @@
 use super::losses::{LossKind, LossParams};
 use super::methods::{Method, MethodParams};
 use super::protocol::Protocol;
-use crate::augment::train::{Geometry, Policy, TrainAugment};
+use crate::augment::train::{
+    Geometry, Policy, TrainAugment, RESIZED_CROP_RATIO, RESIZED_CROP_SCALE,
+};
 use crate::data::normalization::Choice as NormalizeChoice;
 use crate::data::normalization::Normalization;
 use crate::data::resident::{BadImages, ImageOptions};
+use crate::data::stream::{Cut, CutShape};
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::variants::{AsymClasses, Flips, InstanceModel, Variants};
@@ -79,6 +82,10 @@ pub struct EvalConfig {
     /// `image_size` (torchvision's `Resize(256)` + `CenterCrop(224)`); unset, `image_size`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_resize: Option<usize>,
+    /// Streamed only: the shorter side training images are resized to before the crop
+    /// (`Resize(256)` + `RandomCrop(224)`); unset, the crop is cut from the file's own size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_resize: Option<usize>,
     /// Read the training images from their files batch by batch (crop + flip on worker
     /// threads), never holding the split in memory; `image_size` is the crops' side.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,10 +208,14 @@ impl EvalConfig {
         self.stream == Some(true)
     }
 
-    /// What a streamed run supports: the crops are cut on the CPU as the default training
-    /// view (resized crop + flip), and the training images are never all in memory.
+    /// What a streamed run supports: the crops are cut on the CPU (resized crop or crop, then
+    /// flip), and the training images are never all in memory.
     fn check_stream(&self) -> Result<()> {
         if !self.streams() {
+            ensure!(
+                self.train_resize.is_none(),
+                "--train-resize applies to streamed training images: add --stream"
+            );
             return Ok(());
         }
         let fails = [
@@ -217,8 +228,15 @@ impl EvalConfig {
                 "trains through the backbone: add --weights finetune or --augment",
             ),
             (
-                self.geometry != Geometry::ResizedCrop || self.policy != Policy::None,
-                "cuts resized crops + flips: leave --geometry and --policy at their defaults",
+                !matches!(self.geometry, Geometry::ResizedCrop | Geometry::Crop)
+                    || self.policy != Policy::None,
+                "cuts resized crops or crops, and flips: --geometry resized-crop or crop, and \
+                 no --policy",
+            ),
+            (
+                self.geometry == Geometry::Crop && self.padding != 0,
+                "cuts crops without padding (torchvision's RandomCrop(S) after Resize): add \
+                 --padding 0, and --train-resize R for the resize",
             ),
             (
                 self.method != Method::None,
@@ -251,6 +269,25 @@ impl EvalConfig {
             test_resize: self.test_resize,
             ..ImageOptions::from_keys(self.image_size, self.bad_images)
         }
+    }
+
+    /// How a streamed run cuts its training view: `--geometry` at `image_size` after
+    /// `train_resize`, flipped with probability ½.
+    pub fn stream_cut(&self) -> Option<Cut> {
+        let size = self.image_size.filter(|_| self.streams())?;
+        let shape = match self.geometry {
+            Geometry::Crop => CutShape::Crop,
+            _ => CutShape::ResizedCrop {
+                scale: RESIZED_CROP_SCALE,
+                ratio: RESIZED_CROP_RATIO,
+            },
+        };
+        Some(Cut {
+            size,
+            shape,
+            flip_p: 0.5,
+            resize: self.train_resize,
+        })
     }
 
     /// The test split's resize comes before a centre crop of `image_size`, no smaller.
@@ -287,6 +324,7 @@ impl Default for EvalConfig {
             image_size: None,
             bad_images: None,
             test_resize: None,
+            train_resize: None,
             stream: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),

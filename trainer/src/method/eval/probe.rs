@@ -203,10 +203,12 @@ impl<'a> Probe<'a> {
             )
         } else {
             let train_in = match &train.paths {
-                Some(paths) if train.streamed => Inputs::Stream(Streamed::new(
+                Some(paths) if train.streamed => Inputs::Stream(Streamed::with_views(
                     root,
                     paths.clone(),
-                    &aug,
+                    &[cfg
+                        .stream_cut()
+                        .context("a streamed split has --image-size")?],
                     cfg.image_options().bad,
                     streamed_bad,
                 )),

@@ -15,7 +15,7 @@ use crate::augment::{augment_cut_part, augment_part, AugmentConfig, ViewKey};
 use crate::checkpoint::CheckpointDir;
 use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
-use crate::data::stream::Streamed;
+use crate::data::stream::{Cut, Streamed};
 use crate::data::{Source, Split, SplitData};
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -88,7 +88,7 @@ impl<'a> Pretrainer<'a> {
             Some(paths) => Images::Streamed(Streamed::with_views(
                 &source.root,
                 paths,
-                &augs,
+                &augs.each_ref().map(Cut::resized_crop),
                 source.images.bad,
                 Arc::default(),
             )),
