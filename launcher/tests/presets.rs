@@ -1,6 +1,7 @@
 //! Presets: `[[paper]]` numbers (checked against the grid, shown by `report` beside ours) and
 //! the `[smoke]` scale (`run FILE --smoke`); every preset of experiments/ passes the trainer's
-//! check at both scales, and the Meta-Weight-Net preset runs end to end at smoke scale.
+//! check at both scales, and the Meta-Weight-Net and Clothing1M presets run end to end at smoke
+//! scale.
 
 mod common;
 mod runs;
@@ -359,7 +360,16 @@ fn experiments() -> Vec<PathBuf> {
 }
 
 /// The papers' presets (and seed 000's grid) each have a smoke scale.
-const PRESETS: [&str; 6] = ["ghosh_lan", "ieg", "mwn", "noise_sweep", "rkd", "ssr"];
+const PRESETS: [&str; 8] = [
+    "clothing1m",
+    "ghosh_lan",
+    "ieg",
+    "mini_webvision",
+    "mwn",
+    "noise_sweep",
+    "rkd",
+    "ssr",
+];
 
 #[test]
 fn every_preset_passes_the_trainers_check_at_both_scales() {
@@ -441,6 +451,42 @@ fn the_mwn_preset_runs_end_to_end_at_smoke_scale() {
         !text(&report).contains("paper"),
         "smoke runs declare no paper numbers"
     );
+}
+
+/// The Clothing1M preset streams the official layout (the fixture of
+/// `tests/fixtures/real_world.py`): its 6 noisy training images, resized and randomly cropped.
+#[test]
+fn the_clothing1m_preset_streams_the_release_at_smoke_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("NLS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let fixture = std::process::Command::new(python)
+        .arg(root.join("tests/fixtures/real_world.py"))
+        .arg(d.join("data/fixtures"))
+        .output()
+        .unwrap();
+    assert!(fixture.status.success(), "{}", text(&fixture));
+    let out = nls(d)
+        .arg("run")
+        .arg(root.join("experiments/clothing1m.toml"))
+        .args(["--smoke", "--local", "--trainer"])
+        .arg(runs::trainer())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = d.join("runs/clothing1m-smoke/runs/data_dir_data_fixtures_clothing1m-loss_ce-seed0");
+    let results: serde_json::Value =
+        serde_json::from_str(&read(&run.join("results.json"))).unwrap();
+    let config = &results["config"];
+    assert_eq!(config["stream"], true, "{config}");
+    assert_eq!(config["geometry"], "crop", "{config}");
+    assert_eq!(config["train_resize"], 17, "{config}");
+    assert_eq!(results["metrics"]["train_images"], 6, "{results}");
+    let acc = results["metrics"]["acc1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{acc}");
 }
 
 #[test]
