@@ -148,8 +148,18 @@ fn animal10n_food101n_and_webvision_catalogs() {
             ("train_flickr", 2),
             ("val", 3),
             ("mini_train", 3),
-            ("mini_val", 2)
+            ("mini_val", 2),
+            ("imagenet_val", 4),
+            ("mini_imagenet_val", 3)
         ]
+    );
+    // ImageNet val by wnid folder: n00000000 twice, n00000049 once; n00000050 is not mini.
+    let imagenet = nonzero(w.class_counts(w.split("mini_imagenet_val").unwrap(), true));
+    assert_eq!(imagenet, [(0, 2), (49, 1)]);
+    let first_imagenet = w.split("imagenet_val").unwrap()[0];
+    assert_eq!(
+        w.records[first_imagenet].locator,
+        Path::new("imagenet/val/n00000000/ILSVRC2012_val_00000001.JPEG")
     );
     // mini-WebVision: Google images of classes 0..49 (labels 0, 0, 49), validation 0 and 49.
     let mini = nonzero(w.class_counts(w.split("mini_train").unwrap(), false));
@@ -418,4 +428,79 @@ fn bad_release_files_are_named_with_their_line() {
         e.contains("food-101/meta/test.txt:2: \"ramen\" is not one of Food-101's classes"),
         "{e}"
     );
+}
+
+/// ImageNet val in DivideMix's layout (numbered class folders) beside the WebVision root reads
+/// as the wnid folders inside it do; a folder that is neither is an error naming it.
+#[test]
+fn imagenet_val_in_numbered_folders_beside_webvision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fixtures(tmp.path()).join("webvision");
+    let inside = root.join("imagenet/val");
+    let beside = tmp.path().join("imagenet/val");
+    std::fs::create_dir_all(&beside).unwrap();
+    for (wnid, number) in [("n00000000", "0"), ("n00000049", "49"), ("n00000050", "50")] {
+        std::fs::rename(inside.join(wnid), beside.join(number)).unwrap();
+    }
+    std::fs::remove_dir_all(root.join("imagenet")).unwrap();
+    let w = read(&root);
+    let imagenet = nonzero(w.class_counts(w.split("mini_imagenet_val").unwrap(), true));
+    assert_eq!(imagenet, [(0, 2), (49, 1)]);
+    let first = w.split("imagenet_val").unwrap()[0];
+    assert_eq!(
+        w.records[first].locator,
+        Path::new("../imagenet/val/0/ILSVRC2012_val_00000001.JPEG")
+    );
+    std::fs::create_dir(beside.join("cats")).unwrap();
+    let e = format!("{:#}", catalog::detect(&root).unwrap_err());
+    assert!(e.contains("cats") && e.contains("neither a wnid"), "{e}");
+}
+
+/// mini-WebVision is also tested on ImageNet val each epoch. Here ImageNet val holds copies of
+/// the two mini-WebVision validation images under their classes' wnids, so its top-1 and top-5
+/// must be the validation set's, epoch after epoch.
+#[test]
+fn mini_webvision_is_also_tested_on_imagenet_val() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fixtures(tmp.path()).join("webvision");
+    std::fs::remove_dir_all(root.join("imagenet")).unwrap();
+    for (val, wnid) in [
+        ("val000001.jpg", "n00000000"),
+        ("val000002.jpg", "n00000049"),
+    ] {
+        let class = root.join("imagenet/val").join(wnid);
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::copy(
+            root.join("val_images_256").join(val),
+            class.join("copy.JPEG"),
+        )
+        .unwrap();
+    }
+    let exp = tmp.path().join("exp");
+    let (data_dir, exp_dir) = (root.to_str().unwrap(), exp.to_str().unwrap());
+    let out = trainer(&[
+        "train",
+        "--data-dir",
+        data_dir,
+        "--exp-dir",
+        exp_dir,
+        "--backbone",
+        "none",
+        "--image-size",
+        "16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = common::metrics(&exp);
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["imagenet_acc1"], line["acc1"], "{line}");
+        assert_eq!(line["imagenet_acc5"], line["acc5"], "{line}");
+    }
+    let metrics = &results(&exp)["metrics"];
+    assert_eq!(metrics["imagenet_test_images"], 2, "{metrics}");
+    assert_eq!(metrics["imagenet_acc1"], metrics["acc1"], "{metrics}");
 }

@@ -313,6 +313,10 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let source = Source::detect(&cfg.data_dir)?.with_images(cfg.image_options());
     let backbone = BackboneSource::open(&cfg)?;
     let (mut train, test) = load_splits(&cfg, &source)?;
+    let imagenet_test = source.load_also_test()?;
+    if let Some((name, split)) = &imagenet_test {
+        log::info!("also testing on {name}: {} images", split.len());
+    }
     let mut labels = noisy_labels(&cfg, &source, &train)?;
     train.truncate(cfg.train_samples);
     labels.held_out = hold_out(
@@ -340,6 +344,7 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let data = ProbeData {
         train: &train,
         test: &test,
+        imagenet_test: imagenet_test.as_ref().map(|(_, split)| split),
         labels: &labels,
         classes,
         normalization,
@@ -352,6 +357,7 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
         feature_seconds: run.feature_seconds(),
         epoch_images: run.epoch_images(),
         skipped: [train.skipped, test.skipped],
+        imagenet_images: imagenet_test.as_ref().map_or(0, |(_, split)| split.len()),
     };
     if group.rank() == 0 {
         write_atomic(&cfg.exp_dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
@@ -445,6 +451,8 @@ struct RunFacts {
     epoch_images: usize,
     /// Image files left out because they do not decode, training then test.
     skipped: [usize; 2],
+    /// Images of ImageNet val tested on (mini-WebVision's second test set).
+    imagenet_images: usize,
 }
 
 fn results_json(
@@ -473,6 +481,11 @@ fn results_json(
         "skipped_train_images": train_skipped,
         "skipped_test_images": test_skipped,
     });
+    if let (Some(top1), Some(top5)) = (last.imagenet_acc1, last.imagenet_acc5) {
+        metrics["imagenet_acc1"] = json!(top1);
+        metrics["imagenet_acc5"] = json!(top5);
+        metrics["imagenet_test_images"] = json!(facts.imagenet_images);
+    }
     for (key, value) in &last.method {
         metrics[key] = json!(value);
     }

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 
 /// Sorted names of the sub-folders (or, with `files`, the files) of `dir`; hidden entries skipped.
-fn sorted_entries(dir: &Path, files: bool) -> Result<Vec<String>> {
+pub(crate) fn sorted_entries(dir: &Path, files: bool) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry?;

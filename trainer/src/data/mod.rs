@@ -373,6 +373,16 @@ impl Source {
         resident::load(&self.root, &entries, self.images, split)?.into_split(&self.root)
     }
 
+    /// The second test set the references report for this dataset, decoded as the test split
+    /// is, with its name (mini-WebVision: `mini_imagenet_val`), where the release has it.
+    pub fn load_also_test(&self) -> Result<Option<(String, SplitData)>> {
+        let Some((name, entries)) = catalog::also_test_entries(self)? else {
+            return Ok(None);
+        };
+        let raw = resident::load(&self.root, &entries, self.images, Split::Test)?;
+        Ok(Some((name, raw.into_split(&self.root)?)))
+    }
+
     /// Labels only; cheaper where labels can be read without the pixels (IDX, CIFAR binary).
     pub fn load_labels(&self, split: Split) -> Result<Vec<i64>> {
         match self.format {

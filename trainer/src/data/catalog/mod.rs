@@ -101,6 +101,8 @@ struct Protocol {
     classes: usize,
     train: &'static str,
     test: &'static str,
+    /// A second test set the references also report (mini-WebVision's ImageNet val).
+    also_test: Option<&'static str>,
 }
 
 fn protocol(c: &Catalog) -> Result<Protocol> {
@@ -127,11 +129,16 @@ fn protocol(c: &Catalog) -> Result<Protocol> {
         food101n::NAME => (DatasetName::Food101n, c.classes.len(), "train", "test"),
         other => bail!("no training protocol for {other}"),
     };
+    let also_test = match c.name {
+        webvision::NAME => Some(webvision::MINI_IMAGENET_VAL).filter(|s| c.split(s).is_some()),
+        _ => None,
+    };
     Ok(Protocol {
         dataset,
         classes,
         train,
         test,
+        also_test,
     })
 }
 
@@ -161,6 +168,23 @@ pub(crate) fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
         Split::Train => p.train,
         Split::Test => p.test,
     };
+    split_entries(c, name, split)
+}
+
+/// The second test set of `source`'s release, named, where the references report one and the
+/// release has it (mini-WebVision's ImageNet val).
+pub(crate) fn also_test_entries(source: &Source) -> Result<Option<(String, Vec<Entry>)>> {
+    let Some(c) = source.catalog.as_deref() else {
+        return Ok(None);
+    };
+    match protocol(c)?.also_test {
+        Some(name) => Ok(Some((name.into(), split_entries(c, name, Split::Test)?))),
+        None => Ok(None),
+    }
+}
+
+/// The images of split `name`, labelled for `split`'s use.
+fn split_entries(c: &Catalog, name: &str, split: Split) -> Result<Vec<Entry>> {
     let ids = c
         .split(name)
         .with_context(|| format!("{}: the release has no {name} split", c.name))?;

@@ -5,10 +5,18 @@
 //! `val_images/`). Splits: `train_google`, `train_flickr` (when its list is there), `val`, and
 //! mini-WebVision's `mini_train` (the Google images of the first 50 classes: 65,944 in the
 //! release) and `mini_val` (2,500). The web labels are noisy; the validation labels are clean.
+//!
+//! ILSVRC-2012 val, the second test set of the mini-WebVision references, is read where it
+//! sits as class folders in `imagenet/val/` inside or beside the root: ImageNet's own wnid
+//! folders (`n01440764/`, as `valprep.sh` makes them), labelled through `synsets.txt`, or
+//! DivideMix's numbered ones (`0/` … `49/`, WebVision's labels). Splits `imagenet_val` and
+//! `mini_imagenet_val` (its first 50 classes: 2,500 images).
 
 use super::{lines, Builder, Catalog};
-use anyhow::Result;
-use std::path::Path;
+use crate::data::imagefolder::sorted_entries;
+use anyhow::{bail, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 pub(super) const NAME: &str = "WebVision";
 const GOOGLE: &str = "info/train_filelist_google.txt";
@@ -16,6 +24,10 @@ const FLICKR: &str = "info/train_filelist_flickr.txt";
 const VAL: &str = "info/val_filelist.txt";
 /// mini-WebVision keeps the first 50 classes.
 pub(super) const MINI_CLASSES: usize = 50;
+/// ILSVRC-2012 val, relative to the WebVision root: inside it, or beside it.
+const IMAGENET_VAL: [&str; 2] = ["imagenet/val", "../imagenet/val"];
+/// The split mini-WebVision is also tested on, when ImageNet val is there.
+pub(super) const MINI_IMAGENET_VAL: &str = "mini_imagenet_val";
 
 pub fn is_here(root: &Path) -> bool {
     root.join(GOOGLE).is_file()
@@ -41,7 +53,45 @@ pub fn read(root: &Path) -> Result<Catalog> {
     b.split("val", val);
     b.split("mini_train", mini_train);
     b.split("mini_val", mini_val);
+    if let Some(folder) = IMAGENET_VAL
+        .iter()
+        .map(PathBuf::from)
+        .find(|f| root.join(f).is_dir())
+    {
+        let imagenet = imagenet_val(&mut b, root, &folder)?;
+        let mini_imagenet = mini(&b, &imagenet);
+        b.split("imagenet_val", imagenet);
+        b.split(MINI_IMAGENET_VAL, mini_imagenet);
+    }
     Ok(b.build())
+}
+
+/// ImageNet val's images, their clean label by their class folder (a wnid of `synsets.txt`, or
+/// WebVision's label as a number), folders and files in name order.
+fn imagenet_val(b: &mut Builder, root: &Path, folder: &Path) -> Result<Vec<usize>> {
+    let wnids: HashMap<String, usize> = (b.classes.iter().enumerate())
+        .filter_map(|(i, line)| Some((line.split_whitespace().next()?.to_string(), i)))
+        .collect();
+    let mut ids = Vec::new();
+    for name in sorted_entries(&root.join(folder), false)? {
+        let class_dir = root.join(folder).join(&name);
+        let label = match (wnids.get(&name), name.parse::<usize>()) {
+            (Some(&label), _) => label,
+            (None, Ok(label)) if label < b.classes.len() => label,
+            _ => bail!(
+                "{}: {name:?} is neither a wnid of info/synsets.txt nor a class number below \
+                 {}; ImageNet val goes in one folder per class",
+                class_dir.display(),
+                b.classes.len()
+            ),
+        };
+        for file in sorted_entries(&class_dir, true)? {
+            let (i, r) = b.record(folder.join(&name).join(file));
+            r.clean = Some(label);
+            ids.push(i);
+        }
+    }
+    Ok(ids)
 }
 
 /// The records of a file list (`<path> <label>`, paths under `prefix`); `clean` says whether

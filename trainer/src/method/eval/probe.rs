@@ -95,6 +95,11 @@ pub struct EpochMetrics {
     /// true class during the epoch (training-mode predictions).
     pub noisy_predicted_true: Option<f64>,
     pub lr_head: f64,
+    /// Top-1 and top-5 on ImageNet val, mini-WebVision's second test set, where it is tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imagenet_acc1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imagenet_acc5: Option<f64>,
     /// The method's own figures (SSR's selection precision, re-weighting diagnostics, …).
     #[serde(flatten)]
     pub method: std::collections::BTreeMap<String, f64>,
@@ -120,8 +125,9 @@ pub struct Probe<'a> {
     net_method: Option<(Box<dyn NetworkMethod>, NetParams)>,
     solo: ProcessGroup,
     train: Inputs,
-    test: Inputs,
-    test_labels: Tensor,
+    test: TestSet,
+    /// ImageNet val, mini-WebVision's second test set, where the release has it.
+    imagenet_test: Option<TestSet>,
     noisy: Tensor,
     clean: Tensor,
     /// The training views (the supervised recipe, or the SSL pipeline's crop + flip) and the
@@ -136,10 +142,21 @@ pub struct Probe<'a> {
     pub feature_seconds: f64,
 }
 
+/// Images tested on (features or images on the device) and their labels.
+struct TestSet {
+    inputs: Inputs,
+    labels: Tensor,
+}
+
+/// Top-1 and top-5 accuracy.
+pub type Accuracy = (f64, f64);
+
 /// What a probe trains and tests on.
 pub struct ProbeData<'d> {
     pub train: &'d SplitData,
     pub test: &'d SplitData,
+    /// ImageNet val, mini-WebVision's second test set.
+    pub imagenet_test: Option<&'d SplitData>,
     pub labels: &'d NoisyLabels,
     pub classes: i64,
     /// What every image is normalized with, after augmentation.
@@ -160,6 +177,7 @@ impl<'a> Probe<'a> {
         let ProbeData {
             train,
             test,
+            imagenet_test,
             labels,
             classes,
             normalization,
@@ -196,29 +214,31 @@ impl<'a> Probe<'a> {
                 step.advance(done)
             })
         };
-        let (train_in, test_in) = if cfg.cached_features() {
-            (
-                Inputs::Features(cache("training split", &train.images)?),
-                Inputs::Features(cache("test split", &test.images)?),
-            )
-        } else {
-            let train_in = match &train.paths {
-                Some(paths) if train.streamed => Inputs::Stream(Streamed::with_views(
-                    root,
-                    paths.clone(),
-                    &[cfg
-                        .stream_cut()
-                        .context("a streamed split has --image-size")?],
-                    cfg.image_options().bad,
-                    streamed_bad,
-                )),
-                _ => Inputs::Images(to_rgb(&train.images)?.to_device(device)),
+        let test_set = |what: &str, split: &SplitData| -> Result<TestSet> {
+            let inputs = match cfg.cached_features() {
+                true => Inputs::Features(cache(what, &split.images)?),
+                false => Inputs::Images(to_rgb(&split.images)?.to_device(device)),
             };
-            (
-                train_in,
-                Inputs::Images(to_rgb(&test.images)?.to_device(device)),
-            )
+            let labels = Tensor::from_slice(&split.labels).to_device(device);
+            Ok(TestSet { inputs, labels })
         };
+        let train_in = match &train.paths {
+            _ if cfg.cached_features() => Inputs::Features(cache("training split", &train.images)?),
+            Some(paths) if train.streamed => Inputs::Stream(Streamed::with_views(
+                root,
+                paths.clone(),
+                &[cfg
+                    .stream_cut()
+                    .context("a streamed split has --image-size")?],
+                cfg.image_options().bad,
+                streamed_bad,
+            )),
+            _ => Inputs::Images(to_rgb(&train.images)?.to_device(device)),
+        };
+        let test_in = test_set("test split", test)?;
+        let imagenet_test = imagenet_test
+            .map(|split| test_set("ImageNet val", split))
+            .transpose()?;
         let held_out = match (&train_in, &labels.held_out) {
             (Inputs::Features(_), Some(held)) => Some(HeldOutFeatures {
                 features: cache("held-out trusted images", &held.images)?,
@@ -328,7 +348,7 @@ impl<'a> Probe<'a> {
             head_vs,
             train: train_in,
             test: test_in,
-            test_labels: Tensor::from_slice(&test.labels).to_device(device),
+            imagenet_test,
             noisy: long(&labels.noisy),
             clean: long(&labels.clean),
             views,
@@ -663,9 +683,13 @@ impl<'a> Probe<'a> {
 
     /// Top-1 and top-5 accuracy on the test split (eval mode), with the weight averages when
     /// there are.
-    pub fn test(&mut self) -> Result<(f64, f64)> {
+    /// On ImageNet val too, where there is one.
+    pub fn test(&mut self) -> Result<(Accuracy, Option<Accuracy>)> {
         self.swap_averages();
-        let result = self.test_current();
+        let result = self.accuracy(&self.test).and_then(|test| {
+            let imagenet = self.imagenet_test.as_ref().map(|t| self.accuracy(t));
+            Ok((test, imagenet.transpose()?))
+        });
         self.swap_averages();
         result
     }
@@ -676,12 +700,12 @@ impl<'a> Probe<'a> {
         }
     }
 
-    fn test_current(&self) -> Result<(f64, f64)> {
-        let n = self.test_labels.size()[0];
+    fn accuracy(&self, set: &TestSet) -> Result<Accuracy> {
+        let n = set.labels.size()[0];
         let (mut top1, mut top5) = (0i64, 0i64);
         for start in (0..n).step_by(CHUNK as usize) {
             let len = CHUNK.min(n - start);
-            let x = match &self.test {
+            let x = match &set.inputs {
                 Inputs::Features(f) => f.narrow(0, start, len),
                 Inputs::Images(images) => {
                     let x = self.views.plain(&images.narrow(0, start, len));
@@ -690,7 +714,7 @@ impl<'a> Probe<'a> {
                 Inputs::Stream(_) => anyhow::bail!("the test split is never streamed"),
             };
             let logits = tch::no_grad(|| self.head.forward(&x, None, self.group))?;
-            let labels = self.test_labels.narrow(0, start, len).unsqueeze(1);
+            let labels = set.labels.narrow(0, start, len).unsqueeze(1);
             let k = 5.min(logits.size()[1]);
             let (_, top) = logits.topk(k, 1, true, true);
             let hits = top.eq_tensor(&labels);

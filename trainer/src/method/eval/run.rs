@@ -128,7 +128,7 @@ impl<'a> EvalRun<'a> {
     }
 
     fn finish_epoch(&mut self, epoch: usize) -> Result<()> {
-        let (acc1, acc5) = self.probe.test()?;
+        let ((acc1, acc5), imagenet) = self.probe.test()?;
         let s = &mut self.state;
         if acc1 > s.best_acc1 || s.history.is_empty() {
             (s.best_acc1, s.best_epoch) = (acc1, epoch + 1);
@@ -143,6 +143,8 @@ impl<'a> EvalRun<'a> {
             best_acc5: s.best_acc5,
             noisy_predicted_true: s.progress.noisy_predicted_true(),
             lr_head: self.probe.lr_head_at(epoch),
+            imagenet_acc1: imagenet.map(|(top1, _)| top1),
+            imagenet_acc5: imagenet.map(|(_, top5)| top5),
             method: self.probe.take_method_metrics(),
         };
         log::info!(
@@ -153,6 +155,14 @@ impl<'a> EvalRun<'a> {
             s.best_acc1 * 100.0,
             acc5 * 100.0
         );
+        if let Some((top1, top5)) = imagenet {
+            log::info!(
+                "epoch {}: ImageNet val acc1 {:.2}%, acc5 {:.2}%",
+                epoch + 1,
+                top1 * 100.0,
+                top5 * 100.0
+            );
+        }
         if let Some(log) = &mut self.log {
             let mut record = serde_json::to_value(&metrics)?;
             record["step"] = json!(epoch + 1);

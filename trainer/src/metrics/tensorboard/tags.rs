@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 const SKIPPED: [&str; 5] = ["step", "steps", "epoch", "time", "knn_k"];
 
 /// Known fields of pretraining and evaluation lines.
-const TAGS: [(&str, &str); 16] = [
+const TAGS: [(&str, &str); 18] = [
     ("loss", "train/loss"),
     ("nt_xent", "train/loss_nt_xent"),
     ("repr", "train/loss_invariance"),
@@ -24,6 +24,8 @@ const TAGS: [(&str, &str); 16] = [
     ("acc5", "test/acc5"),
     ("best_acc1", "test/best_acc1"),
     ("best_acc5", "test/best_acc5"),
+    ("imagenet_acc1", "test/imagenet_acc1"),
+    ("imagenet_acc5", "test/imagenet_acc5"),
 ];
 
 /// Group of fields not in [`TAGS`]: the evaluation methods' own figures (`ssr_precision`, …).
