@@ -22,6 +22,8 @@ enum Command {
     Noise(cmd::noise::NoiseArgs),
     /// Detect a dataset folder's format and summarize it.
     DataInfo(cmd::data_info::DataInfoArgs),
+    /// Pack a dataset's image files into one file, read by memory map (resumable, verified).
+    Pack(cmd::pack::PackArgs),
     /// Check that this job's ranks can talk: every collective once, results verified.
     DistCheck(cmd::dist_check::DistCheckArgs),
     /// Measure all-reduce bandwidth and gradient-sync time between this job's ranks.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<u8> = match cli.command {
         Command::Noise(args) => cmd::noise::run(args).map(|()| 0),
         Command::DataInfo(args) => cmd::data_info::run(args).map(|()| 0),
+        Command::Pack(args) => cmd::pack::run(args).map(|()| 0),
         Command::DistCheck(args) => cmd::dist_check::run(args).map(|()| 0),
         Command::DistBench(args) => cmd::dist_bench::run(args).map(|()| 0),
         Command::Pretrain(args) => cmd::pretrain::run(*args),

@@ -20,6 +20,13 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
     }
     let source = Source::detect(&args.data_dir)?;
     println!("found {}", source.describe());
+    if let Some(pack) = &source.pack {
+        for (split, [start, end]) in &pack.header.splits {
+            println!("{split}: {} images", end - start);
+        }
+        println!("packed from {}", pack.header.packed_from);
+        return Ok(());
+    }
     for split in [Split::Train, Split::Test] {
         let data = source.load(split)?;
         let counts = crate::noise::class_counts(

@@ -348,7 +348,7 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
         labels: &labels,
         classes,
         normalization,
-        root: &source.root,
+        files: source.files(),
         streamed_bad: streamed_bad.clone(),
     };
     let probe = Probe::new(&cfg, &group, &backbone, data)?;

@@ -10,6 +10,7 @@ pub mod dist_check;
 pub mod evaluate;
 pub mod help;
 pub mod noise;
+pub mod pack;
 pub mod pretrain;
 pub mod run_args;
 pub mod stop;

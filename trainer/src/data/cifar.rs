@@ -51,6 +51,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         class_names,
         images: Default::default(),
         catalog: None,
+        pack: None,
     }))
 }
 

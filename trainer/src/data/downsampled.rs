@@ -67,6 +67,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         class_names: class_names(dir, &layout)?,
         images: Default::default(),
         catalog: None,
+        pack: None,
     }))
 }
 

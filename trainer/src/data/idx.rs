@@ -82,6 +82,7 @@ pub fn detect(dir: &Path) -> Option<Source> {
         class_names: CLASSES.map(String::from).to_vec(),
         images: Default::default(),
         catalog: None,
+        pack: None,
     })
 }
 

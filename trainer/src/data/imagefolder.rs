@@ -48,6 +48,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         class_names: classes,
         images: Default::default(),
         catalog: None,
+        pack: None,
     }))
 }
 

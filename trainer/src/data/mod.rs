@@ -10,11 +10,13 @@
 pub mod catalog;
 pub mod cifar;
 pub mod downsampled;
+pub mod files;
 pub mod idx;
 pub mod image;
 pub mod imagefolder;
 pub mod normalization;
 pub mod order;
+pub mod pack;
 pub mod pickle;
 pub mod resident;
 pub mod stream;
@@ -112,6 +114,8 @@ pub enum Format {
     Catalog,
     /// ImageNet32/64's pickled batches ([`downsampled`]).
     DownsampledImagenet,
+    /// Image files packed into one file ([`pack`]).
+    Pack,
 }
 
 impl fmt::Display for Format {
@@ -123,6 +127,7 @@ impl fmt::Display for Format {
             Format::ImageFolder => "ImageFolder",
             Format::Catalog => "its official release",
             Format::DownsampledImagenet => "downsampled-ImageNet pickle",
+            Format::Pack => "pack",
         })
     }
 }
@@ -158,6 +163,8 @@ pub struct Source {
     pub images: ImageOptions,
     /// A real-world release's parsed label files, read once (`Format::Catalog` only).
     pub catalog: Option<Arc<Catalog>>,
+    /// The open pack (`Format::Pack` only).
+    pub pack: Option<Arc<pack::Pack>>,
 }
 
 /// One split in memory.
@@ -268,6 +275,9 @@ impl Source {
             "--data-dir {} is not a folder",
             data_dir.display()
         );
+        if let Some(path) = pack::find_in(data_dir)? {
+            return pack::source(&path);
+        }
         let mut found = detect_in(data_dir)?;
         if found.is_empty() {
             for dir in sub_folders(data_dir)? {
@@ -287,8 +297,8 @@ impl Source {
                  (train.bin, test.bin), cifar-100-python/ (train, test), Fashion-MNIST IDX files \
                  (train-images-idx3-ubyte[.gz] …), ImageNet32/64 (train_data_batch_1 … and \
                  val_data, together or in Imagenet32_train/ and Imagenet32_val/), train/ + test/ \
-                 folders of class folders of JPEG/PNG/WebP images, and the real-world releases' \
-                 label files{}",
+                 folders of class folders of JPEG/PNG/WebP images, the real-world releases' \
+                 label files, and a *.nlspack pack{}",
                 data_dir.display(),
                 archives_hint(data_dir)
             ),
@@ -311,13 +321,24 @@ impl Source {
 
     /// One line, e.g. "cifar10 in CIFAR binary format at /x/cifar-10-batches-bin (10 classes)".
     pub fn describe(&self) -> String {
+        let at = match &self.pack {
+            Some(pack) => pack.path.display(),
+            None => self.root.display(),
+        };
         format!(
-            "{} in {} format at {} ({} classes)",
+            "{} in {} format at {at} ({} classes)",
             self.name.as_str(),
             self.format,
-            self.root.display(),
             self.num_classes
         )
+    }
+
+    /// Where the image files of an ImageFolder, release or pack are read from.
+    pub fn files(&self) -> files::Files {
+        match &self.pack {
+            Some(pack) => files::Files::Pack(pack.clone()),
+            None => files::Files::Folder(self.root.clone()),
+        }
     }
 
     pub fn load(&self, split: Split) -> Result<SplitData> {
@@ -325,18 +346,19 @@ impl Source {
             Format::CifarBinary | Format::CifarPython => cifar::read_split(self, split)?,
             Format::Idx => idx::read_split(&self.root, split)?,
             Format::DownsampledImagenet => downsampled::read_split(self, split)?,
-            Format::ImageFolder | Format::Catalog => {
-                resident::load(&self.root, &self.image_files(split)?, self.images, split)?
+            Format::ImageFolder | Format::Catalog | Format::Pack => {
+                resident::load(&self.files(), &self.image_files(split)?, self.images, split)?
             }
         };
         raw.into_split(&self.root)
     }
 
     /// An image-file split's files, labels and ids, without decoding a pixel.
-    fn image_files(&self, split: Split) -> Result<Vec<resident::Entry>> {
-        match self.format {
-            Format::ImageFolder => imagefolder::entries(&self.root, split, &self.class_names),
-            Format::Catalog => catalog::entries(self, split),
+    pub(crate) fn image_files(&self, split: Split) -> Result<Vec<resident::Entry>> {
+        match (&self.pack, self.format) {
+            (Some(pack), _) => pack.entries(split.as_str()),
+            (_, Format::ImageFolder) => imagefolder::entries(&self.root, split, &self.class_names),
+            (_, Format::Catalog) => catalog::entries(self, split),
             _ => bail!(
                 "{} is not made of image files: --stream reads ImageFolders and real-world \
                  releases (CIFAR and Fashion-MNIST load into memory as they are)",
@@ -370,7 +392,7 @@ impl Source {
     pub fn load_first(&self, split: Split, n: usize) -> Result<SplitData> {
         let mut entries = self.image_files(split)?;
         entries.truncate(n);
-        resident::load(&self.root, &entries, self.images, split)?.into_split(&self.root)
+        resident::load(&self.files(), &entries, self.images, split)?.into_split(&self.root)
     }
 
     /// The second test set the references report for this dataset, decoded as the test split
@@ -379,7 +401,7 @@ impl Source {
         let Some((name, entries)) = catalog::also_test_entries(self)? else {
             return Ok(None);
         };
-        let raw = resident::load(&self.root, &entries, self.images, Split::Test)?;
+        let raw = resident::load(&self.files(), &entries, self.images, Split::Test)?;
         Ok(Some((name, raw.into_split(&self.root)?)))
     }
 
@@ -388,7 +410,7 @@ impl Source {
         match self.format {
             Format::Idx => idx::read_labels(&self.root, split),
             Format::CifarBinary => cifar::read_binary_labels(self, split),
-            Format::ImageFolder | Format::Catalog => {
+            Format::ImageFolder | Format::Catalog | Format::Pack => {
                 Ok(self.image_files(split)?.iter().map(|e| e.label).collect())
             }
             _ => Ok(self.load(split)?.labels),

@@ -6,11 +6,12 @@
 //! A file that does not decode stops the load naming it, or with [`BadImages::Skip`] is left
 //! out, logged once and counted.
 
-use super::image::{self, resize::Resampler, Picture};
+use super::files::Files;
+use super::image::{resize::Resampler, Picture};
 use super::{RawSplit, Split};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What to do with a file that does not decode (truncated, not an image, corrupt).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -61,20 +62,21 @@ pub(crate) struct Entry {
     pub id: u64,
 }
 
-/// Decode `entries` (paths under `root`) into `split`.
+/// Decode `entries` (read from `files`) into `split`.
 pub(crate) fn load(
-    root: &Path,
+    files: &Files,
     entries: &[Entry],
     opts: ImageOptions,
     split: Split,
 ) -> Result<RawSplit> {
-    ensure!(!entries.is_empty(), "{}: no images", root.display());
+    let root = files.location();
+    ensure!(!entries.is_empty(), "{root}: no images");
     check_memory(entries.len(), opts.size)?;
     let square = opts.size.map(|crop| Square {
         resize: opts.resize(split).unwrap_or(crop),
         crop,
     });
-    let decoded = decode_all(root, entries, square)?;
+    let decoded = decode_all(files, entries, square)?;
     let mut kept = Vec::with_capacity(entries.len());
     let mut skipped = 0;
     for (entry, picture) in entries.iter().zip(decoded) {
@@ -91,21 +93,16 @@ pub(crate) fn load(
     }
     if skipped > 0 {
         log::warn!(
-            "{}: skipped {skipped} of {} images that do not decode",
-            root.display(),
+            "{root}: skipped {skipped} of {} images that do not decode",
             entries.len()
         );
     }
-    ensure!(
-        !kept.is_empty(),
-        "{}: none of the images decodes",
-        root.display()
-    );
-    assemble(root, &kept, skipped)
+    ensure!(!kept.is_empty(), "{root}: none of the images decodes");
+    assemble(files, &kept, skipped)
 }
 
 /// Every picture into channel planes; colour wins (one RGB image makes the split RGB).
-fn assemble(root: &Path, kept: &[(&Entry, Planes)], skipped: usize) -> Result<RawSplit> {
+fn assemble(files: &Files, kept: &[(&Entry, Planes)], skipped: usize) -> Result<RawSplit> {
     let (first_entry, first) = &kept[0];
     if let Some((entry, p)) = kept
         .iter()
@@ -114,10 +111,10 @@ fn assemble(root: &Path, kept: &[(&Entry, Planes)], skipped: usize) -> Result<Ra
         bail!(
             "{}: image is {}x{} (width x height), but {} is {}x{}; all images of a split must \
              share one size, or pass --image-size to resize them",
-            root.join(&entry.path).display(),
+            files.describe(&entry.path),
             p.width,
             p.height,
-            root.join(&first_entry.path).display(),
+            files.describe(&first_entry.path),
             first.width,
             first.height
         );
@@ -144,7 +141,7 @@ fn assemble(root: &Path, kept: &[(&Entry, Planes)], skipped: usize) -> Result<Ra
 /// Decode on all cores into planes; each result names its file. With `square`, pictures come
 /// out RGB and square, so a split of large images never sits in memory at full size.
 fn decode_all(
-    root: &Path,
+    files: &Files,
     entries: &[Entry],
     square: Option<Square>,
 ) -> Result<Vec<Result<Planes>>> {
@@ -158,12 +155,11 @@ fn decode_all(
                     let mut resampler = Resampler::default();
                     part.iter()
                         .map(|e| {
-                            let path = root.join(&e.path);
-                            let picture = image::read(&path)?;
+                            let picture = files.decode(&e.path)?;
                             match square {
-                                Some(s) => s
-                                    .apply(&mut resampler, picture)
-                                    .with_context(|| format!("{}: resizing", path.display())),
+                                Some(s) => s.apply(&mut resampler, picture).with_context(|| {
+                                    format!("{}: resizing", files.describe(&e.path))
+                                }),
                                 None => Ok(Planes::of(&picture)),
                             }
                         })

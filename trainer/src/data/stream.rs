@@ -9,13 +9,14 @@
 //! [`Streamed::prefetch`] decodes the next batch on a background thread while the device works
 //! on this one; a batch asked for is taken from it when it is the one prefetched.
 
-use super::image::{self, resize::Crop, resize::Resampler, Picture};
+use super::files::Files;
+use super::image::{resize::Crop, resize::Resampler, Picture};
 use super::resident::BadImages;
 use crate::augment::{sample_crop, sample_position, unit, AugmentConfig, ViewKey};
 use anyhow::{bail, ensure, Context, Result};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -126,8 +127,8 @@ impl Cut {
 
 /// The files of a streamed split and how the training views are cut from each.
 struct Cutter {
-    root: PathBuf,
-    /// Per sample, the file's path under `root`.
+    files: Files,
+    /// Per sample, the file's locator in `files`.
     paths: Vec<String>,
     views: Vec<Cut>,
     bad: BadImages,
@@ -138,22 +139,22 @@ struct Cutter {
 }
 
 impl Streamed {
-    /// The split's files (`paths` under `root`) cut as `view` says (its size, crop scale and
-    /// ratio, flip probability), on one worker per core. With `BadImages::Skip`, `bad_count`
-    /// counts the samples whose file does not decode.
+    /// The split's files (`paths` in `files`: a folder or a pack) cut as `view` says (its size,
+    /// crop scale and ratio, flip probability), on one worker per core. With
+    /// `BadImages::Skip`, `bad_count` counts the samples whose file does not decode.
     pub fn new(
-        root: &Path,
+        files: impl Into<Files>,
         paths: Vec<String>,
         view: &AugmentConfig,
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
     ) -> Self {
-        Self::with_views(root, paths, &[Cut::resized_crop(view)], bad, bad_count)
+        Self::with_views(files, paths, &[Cut::resized_crop(view)], bad, bad_count)
     }
 
     /// As [`new`](Self::new), each file cut once per view of `views` ([`views`](Self::views)).
     pub fn with_views(
-        root: &Path,
+        files: impl Into<Files>,
         paths: Vec<String>,
         views: &[Cut],
         bad: BadImages,
@@ -161,7 +162,7 @@ impl Streamed {
     ) -> Self {
         assert!(!views.is_empty(), "a stream cuts at least one view");
         let cutter = Cutter {
-            root: root.to_path_buf(),
+            files: files.into(),
             paths,
             views: views.to_vec(),
             bad,
@@ -329,12 +330,12 @@ impl Cutter {
                 self.paths.len()
             );
         };
-        let path = self.root.join(path);
-        let picture = image::read(&path)?.into_rgb();
+        let path = Path::new(path);
+        let picture = self.files.decode(path)?.into_rgb();
         for (v, (cut, out)) in self.views.iter().zip(rows.iter_mut()).enumerate() {
             let mut rng = key.with_view(key.view + v as u64).sample_rng(position);
             cut.apply(&picture, &mut rng, resampler, out)
-                .with_context(|| format!("{}: cutting", path.display()))?;
+                .with_context(|| format!("{}: cutting", self.files.describe(path)))?;
         }
         Ok(())
     }

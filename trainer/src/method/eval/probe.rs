@@ -161,8 +161,8 @@ pub struct ProbeData<'d> {
     pub classes: i64,
     /// What every image is normalized with, after augmentation.
     pub normalization: Normalization,
-    /// The dataset's folder (where a streamed split's files are).
-    pub root: &'d std::path::Path,
+    /// Where a streamed split's files are read from (its folder, or its pack).
+    pub files: crate::data::files::Files,
     /// Counts a streamed split's files that do not decode (`--bad-images skip`).
     pub streamed_bad: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -181,7 +181,7 @@ impl<'a> Probe<'a> {
             labels,
             classes,
             normalization,
-            root,
+            files,
             streamed_bad,
         } = data;
         let device = group.device();
@@ -225,7 +225,7 @@ impl<'a> Probe<'a> {
         let train_in = match &train.paths {
             _ if cfg.cached_features() => Inputs::Features(cache("training split", &train.images)?),
             Some(paths) if train.streamed => Inputs::Stream(Streamed::with_views(
-                root,
+                files,
                 paths.clone(),
                 &[cfg
                     .stream_cut()

@@ -86,7 +86,7 @@ impl<'a> Pretrainer<'a> {
         let augs = cfg.augment_views(side, source.name)?;
         let images = match train.paths.clone().filter(|_| train.streamed) {
             Some(paths) => Images::Streamed(Streamed::with_views(
-                &source.root,
+                source.files(),
                 paths,
                 &augs.each_ref().map(Cut::resized_crop),
                 source.images.bad,

@@ -1,0 +1,219 @@
+//! Packs (`trainer pack`, `trainer::data::pack`): a run on a pack is the run on the folder it was
+//! packed from (same metrics, streamed or in memory); packing resumes after a crash, keeping the
+//! complete rows and redoing a damaged one, to the byte-identical pack; a damaged pack is refused
+//! naming what is wrong; a real-world release packs with its second test set.
+
+mod common;
+
+use common::folders::{jpeg_folder, run_args};
+use common::{metrics_without_time, results, stderr, trainer, write_fixtures};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use trainer::data::pack::layout::{Prefix, Row, PREFIX, ROW};
+use trainer::data::pack::Pack;
+
+/// Packs `data` into `dir/<name>.nlspack`.
+fn pack(data: &Path, dir: &Path, name: &str) -> (Output, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join(format!("{name}.nlspack"));
+    let output = trainer(&[
+        "pack",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    (output, out)
+}
+
+fn packed(data: &Path, dir: &Path) -> PathBuf {
+    let (output, out) = pack(data, dir, "data");
+    assert!(output.status.success(), "{}", stderr(&output));
+    out
+}
+
+#[test]
+fn a_pack_trains_as_its_folder_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 6, 40);
+    let pack_dir = tmp.path().join("pack");
+    packed(&data, &pack_dir);
+    let info = trainer(&["data-info", "--data-dir", pack_dir.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        said.contains("in pack format") && said.contains("train: 12 images"),
+        "{said}"
+    );
+    for stream in [true, false] {
+        let run = |data: &Path, exp: &str| {
+            let exp = tmp.path().join(format!("{exp}-{stream}"));
+            let flags = ["--epochs", "2", "--image-size", "24", "--batch-size", "4"];
+            let out = common::run(&run_args(data, &exp, stream, &flags));
+            assert!(out.status.success(), "{}", stderr(&out));
+            exp
+        };
+        let (folder, pack) = (run(&data, "folder"), run(&pack_dir, "pack"));
+        assert_eq!(metrics_without_time(&folder), metrics_without_time(&pack));
+        assert_eq!(
+            results(&folder)["metrics"]["acc1"],
+            results(&pack)["metrics"]["acc1"]
+        );
+    }
+}
+
+/// The rows of the pack at `path`, and where row `i` is.
+fn rows(path: &Path) -> (u64, impl Fn(u64) -> usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let layout = Prefix::decode(&bytes).unwrap().layout();
+    (layout.rows, move |i| layout.row_at(i))
+}
+
+/// A pack cut short as a crash would leave it: rows `from..` unwritten, data after row
+/// `from − 1` gone, no checksum yet. Returns the partial's path.
+fn crashed_partial(full: &Path, from: u64) -> PathBuf {
+    let mut bytes = std::fs::read(full).unwrap();
+    let (n, row_at) = rows(full);
+    let last = Row::decode(&bytes[row_at(from - 1)..][..ROW]);
+    for i in from..n {
+        bytes[row_at(i)..][..ROW].fill(0);
+    }
+    bytes[32..PREFIX].fill(0);
+    bytes.truncate((last.data_off + last.data_len) as usize);
+    let partial = PathBuf::from(format!("{}.partial", full.display()));
+    std::fs::write(&partial, &bytes).unwrap();
+    partial
+}
+
+#[test]
+fn packing_resumes_after_a_crash_to_the_same_pack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 8, 40);
+    let full = packed(&data, &tmp.path().join("full"));
+    let reference = std::fs::read(&full).unwrap();
+    // Cut after 5 rows: 5 are kept, the rest packed again.
+    let redo = tmp.path().join("redo");
+    std::fs::create_dir_all(&redo).unwrap();
+    let target = redo.join("data.nlspack");
+    std::fs::copy(&full, &target).unwrap();
+    crashed_partial(&target, 5);
+    std::fs::remove_file(&target).unwrap();
+    let (out, _) = pack(&data, &redo, "data");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("packed 20 images (5 kept"), "{said}");
+    assert!(
+        std::fs::read(&target).unwrap() == reference,
+        "the resumed pack differs"
+    );
+    // A damaged sample among the rows written: packing goes on from it.
+    std::fs::copy(&full, &target).unwrap();
+    let partial = crashed_partial(&target, 7);
+    std::fs::remove_file(&target).unwrap();
+    let mut bytes = std::fs::read(&partial).unwrap();
+    let (_, row_at) = rows(&full);
+    let third = Row::decode(&bytes[row_at(3)..][..ROW]);
+    bytes[third.data_off as usize + 10] ^= 0xFF;
+    std::fs::write(&partial, &bytes).unwrap();
+    let (out, _) = pack(&data, &redo, "data");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(3 kept"));
+    assert!(
+        std::fs::read(&target).unwrap() == reference,
+        "the repaired pack differs"
+    );
+    // A partial of another dataset is not resumed into this one.
+    let other = jpeg_folder(&tmp.path().join("other"), 3, 40);
+    let x = redo.join("x.nlspack");
+    std::fs::copy(&full, &x).unwrap();
+    crashed_partial(&x, 5);
+    std::fs::remove_file(&x).unwrap();
+    let (out, _) = pack(&other, &redo, "x");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("partial pack of another dataset"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_damaged_pack_is_refused_naming_what() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 2, 40);
+    let full = packed(&data, &tmp.path().join("full"));
+    let reference = std::fs::read(&full).unwrap();
+    let (_, row_at) = rows(&full);
+    let first = Row::decode(&reference[row_at(0)..][..ROW]);
+    let damaged = |at: usize, len: Option<usize>| {
+        let mut bytes = reference.clone();
+        bytes[at] ^= 0x55;
+        bytes.truncate(len.unwrap_or(bytes.len()));
+        std::fs::write(&full, &bytes).unwrap();
+    };
+    damaged(first.data_off as usize + 3, None);
+    let pack = Pack::open(&full).unwrap();
+    let e = format!("{:#}", pack.bytes(0).unwrap_err());
+    assert!(
+        e.contains("row 0") && e.contains("fails its checksum"),
+        "{e}"
+    );
+    let exp = tmp.path().join("exp");
+    let out = common::run(&run_args(
+        full.parent().unwrap(),
+        &exp,
+        false,
+        &["--image-size", "24"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("fails its checksum"),
+        "{}",
+        stderr(&out)
+    );
+    damaged(row_at(1), None);
+    let e = format!("{:#}", Pack::open(&full).unwrap_err());
+    assert!(e.contains("header or index fails its checksum"), "{e}");
+    damaged(0, None);
+    let e = format!("{:#}", Pack::open(&full).unwrap_err());
+    assert!(e.contains("not a pack"), "{e}");
+    damaged(first.data_off as usize, Some(row_at(1)));
+    let e = format!("{:#}", Pack::open(&full).unwrap_err());
+    assert!(e.contains("cut short"), "{e}");
+}
+
+/// mini-WebVision's release packs with its training split, its test split and ImageNet val.
+#[test]
+fn a_release_packs_with_its_second_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = write_fixtures("real_world.py", tmp.path()).join("webvision");
+    let dir = tmp.path().join("pack");
+    let path = packed(&root, &dir);
+    let pack = Pack::open(&path).unwrap();
+    let splits: Vec<(&str, u64)> = (pack.header.splits.iter())
+        .map(|(n, [a, b])| (n.as_str(), b - a))
+        .collect();
+    assert_eq!(
+        splits,
+        [("train", 3), ("test", 2), ("mini_imagenet_val", 3)]
+    );
+    assert_eq!(pack.header.classes.len(), 50);
+    let exp = tmp.path().join("exp");
+    let (d, e) = (dir.to_str().unwrap(), exp.to_str().unwrap());
+    let out = trainer(&[
+        "train",
+        "--data-dir",
+        d,
+        "--exp-dir",
+        e,
+        "--backbone",
+        "none",
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(results(&exp)["metrics"]["imagenet_test_images"], 3);
+}
