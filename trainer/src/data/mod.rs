@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod cifar;
+mod cores;
 pub mod downsampled;
 pub mod files;
 pub mod idx;
@@ -387,6 +388,17 @@ impl Source {
         })
     }
 
+    /// The second test set the references report, named, with its files, where the release or
+    /// its pack has one (mini-WebVision's ImageNet val).
+    pub(crate) fn also_test_files(&self) -> Result<Option<(String, Vec<resident::Entry>)>> {
+        match &self.pack {
+            Some(pack) => (pack.also_test())
+                .map(|name| Ok((name.to_string(), pack.entries(name)?)))
+                .transpose(),
+            None => catalog::also_test_entries(self),
+        }
+    }
+
     /// The first `n` images of an image-file split, decoded into memory (what a streamed run
     /// keeps resident, as the kNN monitor's bank).
     pub fn load_first(&self, split: Split, n: usize) -> Result<SplitData> {
@@ -398,7 +410,7 @@ impl Source {
     /// The second test set the references report for this dataset, decoded as the test split
     /// is, with its name (mini-WebVision: `mini_imagenet_val`), where the release has it.
     pub fn load_also_test(&self) -> Result<Option<(String, SplitData)>> {
-        let Some((name, entries)) = catalog::also_test_entries(self)? else {
+        let Some((name, entries)) = self.also_test_files()? else {
             return Ok(None);
         };
         let raw = resident::load(&self.files(), &entries, self.images, Split::Test)?;

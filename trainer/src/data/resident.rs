@@ -6,6 +6,7 @@
 //! A file that does not decode stops the load naming it, or with [`BadImages::Skip`] is left
 //! out, logged once and counted.
 
+use super::cores::map_in_order;
 use super::files::Files;
 use super::image::{resize::Resampler, Picture};
 use super::{RawSplit, Split};
@@ -145,34 +146,17 @@ fn decode_all(
     entries: &[Entry],
     square: Option<Square>,
 ) -> Result<Vec<Result<Planes>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = entries.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut resampler = Resampler::default();
-                    part.iter()
-                        .map(|e| {
-                            let picture = files.decode(&e.path)?;
-                            match square {
-                                Some(s) => s.apply(&mut resampler, picture).with_context(|| {
-                                    format!("{}: resizing", files.describe(&e.path))
-                                }),
-                                None => Ok(Planes::of(&picture)),
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(entries.len());
-        for h in handles {
-            out.extend(h.join().ok().context("an image decoder thread panicked")?);
+    let decode = |resampler: &mut Resampler, e: &Entry| {
+        let picture = files.decode(&e.path)?;
+        match square {
+            Some(s) => s
+                .apply(resampler, picture)
+                .with_context(|| format!("{}: resizing", files.describe(&e.path))),
+            None => Ok(Planes::of(&picture)),
         }
-        Ok(out)
-    })
+    };
+    let panicked = "an image decoder thread panicked";
+    map_in_order(entries, panicked, Resampler::default, decode)
 }
 
 /// A decoded image as channel planes (`C×H×W`), the layout the split's tensor keeps.

@@ -175,14 +175,6 @@ pub(crate) fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
 /// The second test set of `source`'s release, named, where the references report one and the
 /// release has it (mini-WebVision's ImageNet val).
 pub(crate) fn also_test_entries(source: &Source) -> Result<Option<(String, Vec<Entry>)>> {
-    if let Some(pack) = &source.pack {
-        let extra = (pack.header.splits.iter())
-            .find(|(name, _)| !["train", "test"].contains(&name.as_str()));
-        return match extra {
-            Some((name, _)) => Ok(Some((name.clone(), pack.entries(name)?))),
-            None => Ok(None),
-        };
-    }
     let Some(c) = source.catalog.as_deref() else {
         return Ok(None);
     };

@@ -121,6 +121,13 @@ impl Pack {
         Ok(bytes)
     }
 
+    /// The second test set packed with the splits, if any (mini-WebVision's ImageNet val).
+    pub fn also_test(&self) -> Option<&str> {
+        (self.header.splits.iter())
+            .map(|(name, _)| name.as_str())
+            .find(|name| !["train", "test"].contains(name))
+    }
+
     /// The rows of split `name`.
     pub fn split(&self, name: &str) -> Option<std::ops::Range<u64>> {
         (self.header.splits.iter())

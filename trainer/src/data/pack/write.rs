@@ -6,6 +6,7 @@
 
 use super::layout::{page_align, Header, Layout, Prefix, Row, PREFIX};
 use super::Pack;
+use crate::data::cores::map_in_order;
 use crate::data::resident::Entry;
 use crate::data::{Format, Source, Split};
 use anyhow::{bail, ensure, Context, Result};
@@ -91,7 +92,7 @@ fn plan(source: &Source) -> Result<(Header, Vec<Planned>)> {
     for split in Split::ALL {
         add(split.as_str().into(), source.image_files(split)?);
     }
-    if let Some((name, entries)) = crate::data::catalog::also_test_entries(source)? {
+    if let Some((name, entries)) = source.also_test_files()? {
         add(name, entries);
     }
     let header = Header {
@@ -202,11 +203,10 @@ fn write_samples(
         }
     };
     let names_offsets = name_offsets(planned);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut step = crate::long_step::LongStep::new("packing", planned.len());
     for chunk_start in (from as usize..planned.len()).step_by(SYNC_EVERY) {
         let chunk = &planned[chunk_start..planned.len().min(chunk_start + SYNC_EVERY)];
-        for (k, bytes) in read_all(chunk, files, threads)?.into_iter().enumerate() {
+        for (k, bytes) in read_all(chunk, files)?.into_iter().enumerate() {
             let i = chunk_start + k;
             let data_off = page_align(end);
             file.write_all_at(&bytes, data_off)?;
@@ -243,30 +243,12 @@ fn name_offsets(planned: &[Planned]) -> Vec<u64> {
         .collect()
 }
 
-/// The files of `chunk`, read on `threads` threads, in order.
-fn read_all(
-    chunk: &[Planned],
-    files: &crate::data::files::Files,
-    threads: usize,
-) -> Result<Vec<Vec<u8>>> {
-    let per = chunk.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = chunk
-            .chunks(per)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| Ok(files.read(Path::new(&p.locator))?.into_owned()))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(chunk.len());
-        for job in jobs {
-            out.extend(job.join().ok().context("a reading thread panicked")??);
-        }
-        Ok(out)
-    })
+/// The files of `chunk`, read on all cores, in order.
+fn read_all(chunk: &[Planned], files: &crate::data::files::Files) -> Result<Vec<Vec<u8>>> {
+    let read = |_: &mut (), p: &Planned| Ok(files.read(Path::new(&p.locator))?.into_owned());
+    map_in_order(chunk, "a reading thread panicked", || (), read)?
+        .into_iter()
+        .collect()
 }
 
 /// Writes the checksum of header, index, names and order into the prefix.
