@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install what the project needs, idempotently; seconds when everything is already there.
-#   - Debian packages (the real Fashion-MNIST, gloo headers for the c10d shim)
+#   - Debian packages (the real Fashion-MNIST, gloo headers for the c10d shim, libjpeg-turbo)
 #   - the Python venv with torch (4.7 GB, cached per user and version, shared by all clones)
 #   - the release build of both binaries
 # Usage: scripts/setup.sh [--no-build]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-APT_PACKAGES=(dataset-fashion-mnist libgloo-dev fonts-dejavu-core)
+APT_PACKAGES=(dataset-fashion-mnist libgloo-dev fonts-dejavu-core libjpeg62-turbo-dev)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -5,6 +5,10 @@
 //! final binary (see shared/notes/platform.md). The shim (csrc/) is C++ against the wheel's
 //! headers plus Debian's gloo headers; the NCCL part is compiled only when CUDA and NCCL headers
 //! are found next to the wheel (`pip install "cuda-toolkit[crt,cccl]==13.0.3"`).
+//!
+//! JPEG decoding goes through libjpeg-turbo's libjpeg API (csrc/jpeg_region.c), linked
+//! statically from Debian's `libjpeg62-turbo-dev` when its `libjpeg.a` is there, so the binary
+//! carried to another machine does not need the library.
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -14,6 +18,7 @@ fn main() {
         "csrc/c10d_shim.h",
         "csrc/nccl.cpp",
         "csrc/precision.cpp",
+        "csrc/jpeg_region.c",
     ] {
         println!("cargo:rerun-if-changed={f}");
     }
@@ -23,6 +28,7 @@ fn main() {
     );
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     compile_shim(&lib);
+    compile_jpeg();
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
@@ -60,6 +66,43 @@ fn compile_nccl(torch: &Path) {
         }
     }
     shim_build(torch).file("csrc/nccl.cpp").compile("nls_nccl");
+}
+
+/// The region decoder against libjpeg-turbo's headers; the library itself static when it can be.
+fn compile_jpeg() {
+    if !Path::new("/usr/include/jpeglib.h").exists() && pkg_config_libdir("libjpeg").is_none() {
+        panic!("jpeglib.h not found: install libjpeg-turbo's headers (apt-get install libjpeg62-turbo-dev)");
+    }
+    cc::Build::new()
+        .file("csrc/jpeg_region.c")
+        .opt_level(3)
+        .compile("nls_jpeg");
+    let dirs = pkg_config_libdir("libjpeg").into_iter().chain(
+        [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/usr/lib64",
+            "/usr/lib",
+        ]
+        .map(PathBuf::from),
+    );
+    for dir in dirs {
+        if dir.join("libjpeg.a").exists() {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+            println!("cargo:rustc-link-lib=static=jpeg");
+            return;
+        }
+    }
+    println!("cargo:rustc-link-lib=dylib=jpeg");
+}
+
+fn pkg_config_libdir(package: &str) -> Option<PathBuf> {
+    let out = std::process::Command::new("pkg-config")
+        .args(["--variable=libdir", package])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
 }
 
 fn shim_build(torch: &Path) -> cc::Build {

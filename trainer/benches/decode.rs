@@ -1,7 +1,8 @@
 //! Benchmark: the ImageNet training input per image — decode a JPEG of ImageNet's typical size,
-//! RandomResizedCrop to 224, flip — in images/s per core: ours (zune-jpeg + fast_image_resize on
+//! RandomResizedCrop to 224, flip — in images/s per core: ours (libjpeg-turbo regions + fast_image_resize on
 //! one thread per core) against torchvision's DataLoader with PIL (one worker per core) on the
-//! same files in the same run (target ≥ 3×). Also the peak RSS of each side. The files are
+//! same files in the same run (target ≥ 3×). Also the peak RSS of each side, and ours reading
+//! the same files from a pack, as they are and re-encoded at a maximum side of 320. The files are
 //! written by Pillow (`decode_files.py`: 500×375 photographs-like pictures, quality 90, 4:2:0).
 //! Run: `cargo bench -p trainer --bench decode` (after scripts/setup.sh).
 
@@ -12,8 +13,12 @@ use common::bench::reference_json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use trainer::augment::{AugmentConfig, ViewKey};
+use trainer::data::files::Files;
+use trainer::data::pack::encode::{Encoding, Storage};
+use trainer::data::pack::write;
 use trainer::data::resident::BadImages;
-use trainer::data::stream::Streamed;
+use trainer::data::stream::{Streamed, BATCHES_AHEAD};
+use trainer::data::Source;
 
 const FILES: usize = 512;
 const EPOCHS: usize = 3;
@@ -29,12 +34,10 @@ fn write_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Images/s over `EPOCHS - 1` epochs after a warm-up one: the training loop's own reader
 /// (`--stream`: decode, crop as torchvision draws it, resize, flip, on `cores` threads), batches of
-/// 64 as the reference's, the next batch decoded while this one is taken.
-fn ours(dir: &Path, files: &[PathBuf], cores: usize) -> f64 {
-    let names = files
-        .iter()
-        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+/// 64 as the reference's, the next batches decoded while this one is taken. `names` are the
+/// samples' locators in `files`.
+fn ours(files: Files, names: Vec<String>, cores: usize) -> f64 {
+    let count = names.len();
     let view = AugmentConfig {
         size: SIZE as i64,
         crop_scale: (0.08, 1.0),
@@ -43,8 +46,8 @@ fn ours(dir: &Path, files: &[PathBuf], cores: usize) -> f64 {
         ..AugmentConfig::default()
     };
     let reader =
-        Streamed::new(dir, names, &view, BadImages::Fail, Default::default()).with_workers(cores);
-    let batches: Vec<Vec<i64>> = (0..files.len() as i64)
+        Streamed::new(files, names, &view, BadImages::Fail, Default::default()).with_workers(cores);
+    let batches: Vec<Vec<i64>> = (0..count as i64)
         .collect::<Vec<_>>()
         .chunks(BATCH)
         .map(<[i64]>::to_vec)
@@ -59,8 +62,13 @@ fn ours(dir: &Path, files: &[PathBuf], cores: usize) -> f64 {
     let epoch = |e: usize| {
         for (step, indices) in batches.iter().enumerate() {
             let batch = reader.batch(indices, key(e, step), 0).unwrap();
-            if let Some(next) = batches.get(step + 1) {
-                reader.prefetch(next, key(e, step + 1), 0);
+            let ahead = batches
+                .iter()
+                .enumerate()
+                .skip(step + 1)
+                .take(BATCHES_AHEAD);
+            for (later, next) in ahead {
+                reader.prefetch(next, key(e, later), 0);
             }
             assert_eq!(batch.size()[0], indices.len() as i64);
         }
@@ -70,7 +78,31 @@ fn ours(dir: &Path, files: &[PathBuf], cores: usize) -> f64 {
     for e in 1..EPOCHS {
         epoch(e);
     }
-    (files.len() * (EPOCHS - 1)) as f64 / start.elapsed().as_secs_f64()
+    (count * (EPOCHS - 1)) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The files as an ImageFolder's training split (hard links), packed with `storage`: the
+/// pack's files and the samples' locators in it.
+fn packed(dir: &Path, files: &[PathBuf], storage: Storage) -> (Files, Vec<String>) {
+    let folder = dir.join("folder");
+    if !folder.exists() {
+        for split in ["train", "test"] {
+            std::fs::create_dir_all(folder.join(split).join("x")).unwrap();
+        }
+        for f in files {
+            std::fs::hard_link(f, folder.join("train/x").join(f.file_name().unwrap())).unwrap();
+        }
+        std::fs::hard_link(&files[0], folder.join("test/x/0.jpg")).unwrap();
+    }
+    let out = dir.join(format!("pack-{:?}", storage.encoding));
+    std::fs::create_dir_all(&out).unwrap();
+    let source = Source::detect(&folder).unwrap();
+    write::pack(&source, &out.join("bench.nlspack"), storage).unwrap();
+    let names = files
+        .iter()
+        .map(|f| format!("train/x/{}", f.file_name().unwrap().to_string_lossy()))
+        .collect();
+    (Source::detect(&out).unwrap().files(), names)
 }
 
 /// This process's peak resident memory in MiB (`VmHWM`).
@@ -99,8 +131,21 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dir = tempfile::tempdir().unwrap();
     let files = write_files(dir.path());
-    let rust = ours(dir.path(), &files, cores);
+    let names = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let rust = ours(Files::Folder(dir.path().into()), names, cores);
     let rss = peak_rss_mib();
+    let storage = |encoding, max_side| Storage {
+        encoding,
+        max_side,
+        quality: 90,
+    };
+    let (pack, names) = packed(dir.path(), &files, storage(Encoding::File, None));
+    let from_pack = ours(pack, names, cores);
+    let (pack, names) = packed(dir.path(), &files, storage(Encoding::Jpeg, Some(320)));
+    let reencoded = ours(pack, names, cores);
     let (reference, reference_rss) = torchvision(&dir.path().join("files.txt"), cores);
     println!(
         "decode + RandomResizedCrop({SIZE}) + flip, {FILES} JPEGs of 500x375 (q90), {cores} cores"
@@ -109,8 +154,16 @@ fn main() {
     println!("|---|---:|---:|---:|");
     let per = |r: f64| r / cores as f64;
     println!(
-        "| nls (zune-jpeg + fast_image_resize, {cores} threads) | {rust:.0} | {:.0} | {rss:.0} |",
+        "| nls (libjpeg-turbo regions + fast_image_resize, {cores} threads) | {rust:.0} | {:.0} | {rss:.0} |",
         per(rust)
+    );
+    println!(
+        "| nls, the same files from a pack | {from_pack:.0} | {:.0} | — |",
+        per(from_pack)
+    );
+    println!(
+        "| nls, a pack re-encoded at --max-side 320 (q90) | {reencoded:.0} | {:.0} | — |",
+        per(reencoded)
     );
     println!(
         "| torchvision + PIL + DataLoader ({cores} workers) | {reference:.0} | {:.0} | {reference_rss:.0} |",

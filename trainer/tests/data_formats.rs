@@ -481,3 +481,95 @@ fn downsampled_imagenet_damage_is_named() {
     });
     assert_mentions(&err, &["map_clsloc.txt:2", "label \"3\", expected 2"]);
 }
+
+/// `--shared-dir`: a split loaded through it is what Python wrote (the same checks as above),
+/// written there once and mapped from that file (it shows in /proc/self/maps) by every later
+/// load; a dataset file changed since is a new key, loaded again.
+#[test]
+fn shared_splits_are_written_once_and_mapped() {
+    let cases = ["imagenet32", "cifar10-binary", "imagefolder"];
+    let fx = Fixtures::new(&cases, &[]);
+    let shared = fx.dir.path().join("shared");
+    let written = || {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&shared)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "nlssplit"))
+            .collect();
+        files.sort();
+        files
+    };
+    for case in cases {
+        let want = &fx.expected[case];
+        let source = Source::detect(&fx.case(case))
+            .unwrap()
+            .with_shared_dir(Some(shared.clone()));
+        for round in 0..2 {
+            for (split, key) in [(Split::Train, "train"), (Split::Test, "test")] {
+                check_split(&format!("{case} round {round}"), &source, split, &want[key]);
+            }
+        }
+    }
+    let files = written();
+    assert_eq!(files.len(), 2 * cases.len(), "{files:?}");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for f in &files {
+        assert!(
+            maps.contains(f.to_str().unwrap()),
+            "{} is not mapped",
+            f.display()
+        );
+    }
+    let stamps = |files: &[PathBuf]| {
+        let stamp = |f: &PathBuf| std::fs::metadata(f).unwrap().modified().unwrap();
+        files.iter().map(stamp).collect::<Vec<_>>()
+    };
+    let before = stamps(&files);
+    // Touch one batch file of the CIFAR folder: its splits get new keys.
+    let root = PathBuf::from(fx.expected["cifar10-binary"]["path"].as_str().unwrap());
+    let batch = std::fs::File::options()
+        .write(true)
+        .open(root.join("data_batch_1.bin"))
+        .unwrap();
+    batch
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    let source = Source::detect(&fx.case("cifar10-binary"))
+        .unwrap()
+        .with_shared_dir(Some(shared.clone()));
+    check_split(
+        "touched",
+        &source,
+        Split::Train,
+        &fx.expected["cifar10-binary"]["train"],
+    );
+    assert_eq!(written().len(), files.len() + 1);
+    assert_eq!(stamps(&files), before, "a shared split was written again");
+}
+
+/// Two ranks training on an image folder held in memory, through `--shared-dir` and without:
+/// the same metrics, and each split written once for both ranks (one "written" log line per
+/// split across the two ranks' logs; the other rank waited and mapped it).
+#[test]
+fn two_ranks_share_one_written_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::folders::jpeg_folder(tmp.path(), 4, 24);
+    let shared = tmp.path().join("shared");
+    let flags = ["--epochs", "1", "--image-size", "16", "--batch-size", "4"];
+    let run = |name: &str, extra: &[&str]| {
+        let exp = tmp.path().join(name);
+        let args = common::folders::run_args(&data, &exp, false, &[&flags[..], extra].concat());
+        (common::trainer_ranks(&args, 2), exp)
+    };
+    let (outputs, with) = run("shared", &["--shared-dir", shared.to_str().unwrap()]);
+    let (_, without) = run("private", &[]);
+    assert_eq!(
+        common::metrics_without_time(&with),
+        common::metrics_without_time(&without)
+    );
+    let logs: String = outputs.iter().map(common::stderr).collect();
+    let writes = logs
+        .matches("split written for the node's processes to share")
+        .count();
+    assert_eq!(writes, 2, "{logs}");
+}

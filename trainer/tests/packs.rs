@@ -217,3 +217,85 @@ fn a_release_packs_with_its_second_test_set() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(results(&exp)["metrics"]["imagenet_test_images"], 3);
 }
+
+/// `--encoding raw|jpeg --max-side 24` on pictures of 40–49 pixels a side: the raw pack holds
+/// Pillow's `resize(BILINEAR)` of each file to a longer side of 24 (within 1 grey level, the
+/// bound of our resampler against PIL's in `images.rs`), and the JPEG pack decodes to exactly
+/// what Pillow's `save(quality=80)` of those pixels decodes to (the same libjpeg-turbo). A run
+/// trains on the raw pack; `--max-side` without re-encoding and a resume under another
+/// encoding are refused.
+#[test]
+fn re_encoded_packs_hold_the_fitted_pictures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 3, 40);
+    let pack_with = |name: &str, flags: &[&str]| {
+        let out = tmp.path().join(name).join("data.nlspack");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let args = [
+            &["pack", "--data-dir", data.to_str().unwrap()][..],
+            &["--out", out.to_str().unwrap()],
+            flags,
+        ]
+        .concat();
+        (trainer(&args), out)
+    };
+    let fit = ["--max-side", "24"];
+    let (raw_out, raw) = pack_with("raw", &[&["--encoding", "raw"][..], &fit].concat());
+    assert!(raw_out.status.success(), "{}", stderr(&raw_out));
+    let quality = ["--encoding", "jpeg", "--quality", "80"];
+    let (jpeg_out, jpeg) = pack_with("jpeg", &[&quality[..], &fit].concat());
+    assert!(jpeg_out.status.success(), "{}", stderr(&jpeg_out));
+    let (raw, jpeg) = (Pack::open(&raw).unwrap(), Pack::open(&jpeg).unwrap());
+    let mut jobs = Vec::new();
+    for (k, class) in ["a", "b"].iter().enumerate() {
+        for i in 0..3 {
+            let locator = format!("train/{class}/{i:04}.jpg");
+            let row = raw.find(&locator).unwrap();
+            let ours = trainer::data::image::decode(raw.bytes(row).unwrap()).unwrap();
+            assert_eq!((ours.channels, ours.width.max(ours.height)), (3, 24));
+            let stem = tmp.path().join(format!("{k}-{i}"));
+            std::fs::write(stem.with_extension("ours"), &ours.pixels).unwrap();
+            jobs.push(serde_json::json!({
+                "file": data.join(&locator), "size": [ours.width, ours.height], "stem": stem,
+            }));
+            let decoded =
+                trainer::data::image::decode(jpeg.bytes(jpeg.find(&locator).unwrap()).unwrap());
+            std::fs::write(stem.with_extension("jpeg"), decoded.unwrap().pixels).unwrap();
+        }
+    }
+    let code = "import sys,json,io\nfrom PIL import Image\nfor j in json.loads(sys.argv[1]):\n  s=tuple(j['size'])\n  Image.open(j['file']).convert('RGB').resize(s,Image.BILINEAR).save(j['stem']+'.pillow','PPM')\n  b=io.BytesIO()\n  Image.frombytes('RGB',s,open(j['stem']+'.ours','rb').read()).save(b,'JPEG',quality=80)\n  open(j['stem']+'.trip','wb').write(Image.open(b).tobytes())";
+    common::run_python(code, &[&serde_json::to_string(&jobs).unwrap()]);
+    for job in &jobs {
+        let stem = PathBuf::from(job["stem"].as_str().unwrap());
+        let read = |ext: &str| std::fs::read(stem.with_extension(ext)).unwrap();
+        let ppm = read("pillow");
+        let pillow = &ppm[ppm.len() - read("ours").len()..];
+        let worst = read("ours")
+            .iter()
+            .zip(pillow)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(
+            worst <= Some(1),
+            "{stem:?}: resized by up to {worst:?} from Pillow"
+        );
+        assert!(
+            read("jpeg") == read("trip"),
+            "{stem:?}: the JPEG differs from Pillow's"
+        );
+    }
+    let exp = tmp.path().join("exp");
+    let flags = ["--epochs", "1", "--image-size", "16", "--batch-size", "4"];
+    let pack_dir = tmp.path().join("raw");
+    let out = common::run(&run_args(&pack_dir, &exp, true, &flags));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (refused, _) = pack_with("file", &fit);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("add --encoding jpeg or --encoding raw"));
+    let raw_path = pack_dir.join("data.nlspack");
+    crashed_partial(&raw_path, 2);
+    std::fs::remove_file(&raw_path).unwrap();
+    let (other, _) = pack_with("raw", &[&["--encoding", "jpeg"][..], &fit].concat());
+    assert_eq!(other.status.code(), Some(2));
+    assert!(stderr(&other).contains("a partial pack of another dataset, order or encoding"));
+}

@@ -1,6 +1,7 @@
 //! `trainer pack`: a dataset's image files into one pack file ([`crate::data::pack`]).
 
 use crate::cluster::signals;
+use crate::data::pack::encode::{Encoding, Storage, DEFAULT_QUALITY};
 use crate::data::pack::{write, EXTENSION};
 use crate::data::Source;
 use anyhow::{ensure, Result};
@@ -16,6 +17,17 @@ pub struct PackArgs {
     /// --data-dir. Interrupted, the same command goes on from `<out>.partial`.
     #[arg(long)]
     pub out: PathBuf,
+    /// How each image is stored: its file as it is; decoded and encoded again as JPEG at
+    /// --quality; or decoded pixels (reading them is a copy, no decode).
+    #[arg(long, value_enum, default_value_t = Encoding::File)]
+    pub encoding: Encoding,
+    /// Re-encoded images (jpeg, raw) larger than this on their longer side are shrunk to it
+    /// first (antialiased bilinear).
+    #[arg(long)]
+    pub max_side: Option<usize>,
+    /// JPEG quality of --encoding jpeg.
+    #[arg(long, default_value_t = DEFAULT_QUALITY)]
+    pub quality: u8,
 }
 
 pub fn run(args: PackArgs) -> Result<()> {
@@ -32,7 +44,12 @@ pub fn run(args: PackArgs) -> Result<()> {
     );
     let source = Source::detect(&args.data_dir)?;
     log::info!("packing {}", source.describe());
-    let packed = write::pack(&source, &args.out)?;
+    let storage = Storage {
+        encoding: args.encoding,
+        max_side: args.max_side,
+        quality: args.quality,
+    };
+    let packed = write::pack(&source, &args.out, storage)?;
     println!(
         "packed {} images ({} kept from an earlier run) into {}: {} bytes, every sample read \
          back and checked",

@@ -4,6 +4,7 @@
 
 use super::dist_args::DistArgs;
 use crate::data::resident::BadImages;
+use crate::data::stream::DecodeScale;
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -35,6 +36,16 @@ pub struct RunArgs {
     /// real-world releases; `--stream` alone means true.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub stream: Option<bool>,
+    /// Streamed JPEGs: decode at full scale (the pixels torchvision crops from), or at the
+    /// coarsest DCT scale (1/2, 1/4, 1/8) that leaves each crop at least its output size
+    /// (faster on large photographs; resamples differently by a few grey levels).
+    #[arg(long, value_enum)]
+    pub decode_scale: Option<DecodeScale>,
+    /// Node-local folder where resident splits (CIFAR, ImageNet32, decoded image folders) are
+    /// written once and memory-mapped by every process of the node, so ranks share one copy
+    /// (e.g. /dev/shm/nls or $TMPDIR); unset, each process loads its own.
+    #[arg(long)]
+    pub shared_dir: Option<PathBuf>,
     /// Run folder: config.toml, checkpoints/, metrics.jsonl, stop.json and the run's product.
     #[arg(long)]
     pub exp_dir: Option<PathBuf>,

@@ -83,6 +83,7 @@ pub fn detect(dir: &Path) -> Option<Source> {
         images: Default::default(),
         catalog: None,
         pack: None,
+        shared_dir: None,
     })
 }
 

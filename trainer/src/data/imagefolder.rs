@@ -49,6 +49,7 @@ pub fn detect(dir: &Path) -> Result<Option<Source>> {
         images: Default::default(),
         catalog: None,
         pack: None,
+        shared_dir: None,
     }))
 }
 

@@ -20,6 +20,7 @@ pub mod order;
 pub mod pack;
 pub mod pickle;
 pub mod resident;
+pub mod shared;
 pub mod stream;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -166,6 +167,9 @@ pub struct Source {
     pub catalog: Option<Arc<Catalog>>,
     /// The open pack (`Format::Pack` only).
     pub pack: Option<Arc<pack::Pack>>,
+    /// Where resident splits are written once and mapped by every process of the node
+    /// (`--shared-dir`, [`shared`]); unset, each process loads its own copy.
+    pub shared_dir: Option<PathBuf>,
 }
 
 /// One split in memory.
@@ -342,7 +346,23 @@ impl Source {
         }
     }
 
+    /// A split in memory: loaded by this process, or mapped from `--shared-dir`.
     pub fn load(&self, split: Split) -> Result<SplitData> {
+        match &self.shared_dir {
+            Some(dir) => shared::load(self, split, dir, || self.load_here(split)),
+            None => self.load_here(split),
+        }
+    }
+
+    /// With resident splits shared through `dir` by the node's processes.
+    pub fn with_shared_dir(self, dir: Option<PathBuf>) -> Source {
+        Source {
+            shared_dir: dir,
+            ..self
+        }
+    }
+
+    fn load_here(&self, split: Split) -> Result<SplitData> {
         let raw = match self.format {
             Format::CifarBinary | Format::CifarPython => cifar::read_split(self, split)?,
             Format::Idx => idx::read_split(&self.root, split)?,

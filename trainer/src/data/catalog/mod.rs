@@ -154,6 +154,7 @@ pub fn source(c: Catalog) -> Result<Source> {
         images: Default::default(),
         catalog: Some(Arc::new(c)),
         pack: None,
+        shared_dir: None,
     })
 }
 

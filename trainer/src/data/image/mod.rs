@@ -1,11 +1,12 @@
 //! Image files decoded to 8-bit pixels, and the crops and resizes the references apply to them.
 //!
-//! [`decode`] reads JPEG (zune-jpeg: baseline, progressive, grayscale, CMYK/YCCK), PNG and WebP
-//! by their magic bytes, so a misnamed file still decodes; anything else, or a file cut short,
-//! is an error saying which. [`resize`] holds torchvision's transforms on decoded pictures.
+//! [`decode`] reads JPEG (libjpeg-turbo: baseline, progressive, grayscale, CMYK/YCCK), PNG, WebP
+//! and a pack's raw pixels ([`raw`]) by their magic bytes, so a misnamed file still decodes;
+//! anything else, or a file cut short, is an error saying which. [`resize`] holds torchvision's transforms on decoded pictures.
 
-mod jpeg;
+pub mod jpeg;
 mod png;
+pub mod raw;
 pub mod resize;
 mod webp;
 
@@ -50,6 +51,7 @@ enum Kind {
     Jpeg,
     Png,
     Webp,
+    Raw,
 }
 
 fn sniff(bytes: &[u8]) -> Option<Kind> {
@@ -59,9 +61,16 @@ fn sniff(bytes: &[u8]) -> Option<Kind> {
         Some(Kind::Png)
     } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         Some(Kind::Webp)
+    } else if bytes.starts_with(&raw::MAGIC) {
+        Some(Kind::Raw)
     } else {
         None
     }
+}
+
+/// Whether the bytes start as a JPEG file does.
+pub fn is_jpeg(bytes: &[u8]) -> bool {
+    sniff(bytes) == Some(Kind::Jpeg)
 }
 
 /// Decode a JPEG, PNG or WebP file's bytes.
@@ -70,6 +79,7 @@ pub fn decode(bytes: &[u8]) -> Result<Picture> {
         Some(Kind::Jpeg) => jpeg::decode(bytes),
         Some(Kind::Png) => png::decode(bytes),
         Some(Kind::Webp) => webp::decode(bytes),
+        Some(Kind::Raw) => raw::decode(bytes),
         None if bytes.is_empty() => bail!("empty file"),
         None => bail!(
             "not a JPEG, PNG or WebP image (it starts with bytes {:02x?})",

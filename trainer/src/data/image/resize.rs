@@ -18,6 +18,40 @@ pub struct Crop {
     pub width: usize,
 }
 
+impl Crop {
+    /// The crop as a [`Window`] of the picture scaled by `1/denom` whose pixel (`x`, `y`) is
+    /// the picture's first: a crop of part of a JPEG decoded at reduced scale.
+    pub fn scaled_window(&self, denom: usize, (x, y): (usize, usize)) -> Window {
+        let d = denom as f64;
+        Window {
+            top: self.top as f64 / d - y as f64,
+            left: self.left as f64 / d - x as f64,
+            height: self.height as f64 / d,
+            width: self.width as f64 / d,
+        }
+    }
+}
+
+/// A crop whose edges may fall between pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub top: f64,
+    pub left: f64,
+    pub height: f64,
+    pub width: f64,
+}
+
+impl From<Crop> for Window {
+    fn from(c: Crop) -> Self {
+        Window {
+            top: c.top as f64,
+            left: c.left as f64,
+            height: c.height as f64,
+            width: c.width as f64,
+        }
+    }
+}
+
 /// Reusable resampling state: one per worker thread.
 pub struct Resampler {
     resizer: Resizer,
@@ -39,26 +73,35 @@ impl Resampler {
     pub fn resized_crop(
         &mut self,
         picture: &Picture,
-        crop: Crop,
+        crop: impl Into<Window>,
         (height, width): (usize, usize),
         flip: bool,
         out: &mut [u8],
     ) -> Result<()> {
-        let dst = self.resample(picture, crop, (height, width))?;
+        let dst = self.resample(picture, crop.into(), (height, width))?;
         to_planes(dst.buffer(), (height, width), flip, out);
         Ok(())
     }
 
     /// torchvision's `Resize(size)` of the RGB `picture`: its shorter side becomes `size`.
     pub fn resize_shorter(&mut self, picture: &Picture, size: usize) -> Result<Picture> {
-        let (height, width) = shorter_side_to(picture.height, picture.width, size);
+        let dims = shorter_side_to(picture.height, picture.width, size);
+        self.resize(picture, dims)
+    }
+
+    /// The whole RGB `picture` resized to `height × width`.
+    pub fn resize(
+        &mut self,
+        picture: &Picture,
+        (height, width): (usize, usize),
+    ) -> Result<Picture> {
         let whole = Crop {
             top: 0,
             left: 0,
             height: picture.height,
             width: picture.width,
         };
-        let dst = self.resample(picture, whole, (height, width))?;
+        let dst = self.resample(picture, whole.into(), (height, width))?;
         Ok(Picture {
             height,
             width,
@@ -67,17 +110,24 @@ impl Resampler {
         })
     }
 
-    /// `crop` of the RGB `picture` resized to `height × width`, interleaved.
+    /// `window` of the RGB `picture` resized to `height × width`, interleaved.
     fn resample(
         &mut self,
         picture: &Picture,
-        crop: Crop,
+        window: Window,
         (height, width): (usize, usize),
     ) -> Result<Image<'static>> {
         ensure!(picture.channels == 3, "resampling needs an RGB picture");
+        // The whole pixels the window touches.
+        let (left, top) = (window.left.floor(), window.top.floor());
+        let right = (window.left + window.width).ceil();
+        let bottom = (window.top + window.height).ceil();
         ensure!(
-            crop.top + crop.height <= picture.height && crop.left + crop.width <= picture.width,
-            "crop {crop:?} leaves the {}x{} picture",
+            left >= 0.0
+                && top >= 0.0
+                && right <= picture.width as f64
+                && bottom <= picture.height as f64,
+            "crop {window:?} leaves the {}x{} picture",
             picture.width,
             picture.height
         );
@@ -87,18 +137,24 @@ impl Resampler {
             &picture.pixels,
             PixelType::U8x3,
         )?;
-        // The crop is the whole source: the filter does not reach outside it, as with
-        // torchvision's crop followed by resize.
+        // The crop's pixels are the whole source: the filter does not reach outside them, as
+        // with torchvision's crop followed by resize.
         let part = CroppedImage::new(
             &src,
-            crop.left as u32,
-            crop.top as u32,
-            crop.width as u32,
-            crop.height as u32,
+            left as u32,
+            top as u32,
+            (right - left) as u32,
+            (bottom - top) as u32,
         )?;
+        let options = (self.options).crop(
+            window.left - left,
+            window.top - top,
+            window.width,
+            window.height,
+        );
         let mut dst = Image::new(width as u32, height as u32, PixelType::U8x3);
         self.resizer
-            .resize(&part, &mut dst, &self.options)
+            .resize(&part, &mut dst, &options)
             .context("resizing")?;
         Ok(dst)
     }
@@ -138,12 +194,20 @@ impl Resampler {
 /// Interleaved RGB rows → channel planes, mirrored left-right when `flip`.
 fn to_planes(hwc: &[u8], (height, width): (usize, usize), flip: bool, out: &mut [u8]) {
     let plane = height * width;
-    for y in 0..height {
-        for x in 0..width {
-            let src = (y * width + if flip { width - 1 - x } else { x }) * 3;
-            for c in 0..3 {
-                out[c * plane + y * width + x] = hwc[src + c];
-            }
+    let (r, rest) = out[..3 * plane].split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    let rows = hwc.chunks_exact(3 * width).zip(r.chunks_exact_mut(width));
+    for ((src, r), (g, b)) in rows.zip(g.chunks_exact_mut(width).zip(b.chunks_exact_mut(width))) {
+        let pixels = src.chunks_exact(3);
+        let mut put = |(i, px): (usize, &[u8])| {
+            r[i] = px[0];
+            g[i] = px[1];
+            b[i] = px[2];
+        };
+        if flip {
+            pixels.rev().enumerate().for_each(&mut put);
+        } else {
+            pixels.enumerate().for_each(&mut put);
         }
     }
 }

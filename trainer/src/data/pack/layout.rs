@@ -7,12 +7,13 @@
 //! page     index: one 48-byte [`Row`] per sample
 //!          names: each sample's locator (its path in the release), UTF-8, back to back
 //!          order: u32 row numbers sorted by locator, for lookups by path
-//! page     data: each sample's file as it is, starting on a page boundary
+//! page     data: each sample (its file as it is, or re-encoded), starting on a page boundary
 //! ```
 //!
 //! A row is written only after its sample's bytes, so a pack cut short by a crash holds a
 //! prefix of complete rows (each checked by its CRC-32 when packing resumes).
 
+use super::encode::Encoding;
 use crate::data::DatasetName;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,14 @@ pub struct Header {
     /// Named splits (`train`, `test`, and a second test set where the dataset has one), each
     /// a range of rows `[start, end)`.
     pub splits: Vec<(String, [u64; 2])>,
-    /// How samples are stored: `file` (the image file's bytes as they are).
-    pub encoding: String,
+    /// How samples are stored: `file` (the image file's bytes as they are), `jpeg` or `raw`
+    /// (decoded and stored again, fitted to `max_side`; [`Encoding`]).
+    pub encoding: Encoding,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_side: Option<usize>,
+    /// The re-encoded JPEGs' quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
 }
 
 /// Where each region of a pack of `rows` samples starts.

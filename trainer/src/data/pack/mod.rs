@@ -7,6 +7,7 @@
 //! The header and index are checked against their SHA-256 when the pack opens, each sample
 //! against its CRC-32 when it is read. [`write`] packs resumably and verifies what it wrote.
 
+pub mod encode;
 pub mod layout;
 pub mod write;
 
@@ -189,5 +190,6 @@ pub fn source(path: &Path) -> Result<Source> {
         images: Default::default(),
         catalog: None,
         pack: Some(Arc::new(pack)),
+        shared_dir: None,
     })
 }

@@ -4,9 +4,12 @@
 //! from the first that is missing or wrong. At the end the header's checksum is written, every
 //! sample is read back and checked, and the file is renamed to `<out>`.
 
+use super::encode::{Encoding, Storage};
 use super::layout::{page_align, Header, Layout, Prefix, Row, PREFIX};
 use super::Pack;
 use crate::data::cores::map_in_order;
+use crate::data::files::Files;
+use crate::data::image::resize::Resampler;
 use crate::data::resident::Entry;
 use crate::data::{Format, Source, Split};
 use anyhow::{bail, ensure, Context, Result};
@@ -35,14 +38,15 @@ struct Planned {
     id: u64,
 }
 
-/// Packs `source`'s splits into `out`.
-pub fn pack(source: &Source, out: &Path) -> Result<Packed> {
+/// Packs `source`'s splits into `out`, each sample stored as `storage` says.
+pub fn pack(source: &Source, out: &Path, storage: Storage) -> Result<Packed> {
+    storage.check()?;
     ensure!(
         matches!(source.format, Format::ImageFolder | Format::Catalog),
         "{} is not made of image files: packs hold ImageFolders and real-world releases",
         source.describe()
     );
-    let (header, planned) = plan(source)?;
+    let (header, planned) = plan(source, storage)?;
     let json = serde_json::to_vec(&header)?;
     let names_len: u64 = planned.iter().map(|p| p.locator.len() as u64).sum();
     let layout = Layout::new(json.len() as u64, planned.len() as u64, names_len);
@@ -52,8 +56,8 @@ pub fn pack(source: &Source, out: &Path) -> Result<Packed> {
     if kept > 0 {
         log::info!("{}: resuming after {kept} complete rows", partial.display());
     }
-    let files = crate::data::files::Files::Folder(source.root.clone());
-    write_samples(&mut file, layout, &planned, kept, &files)?;
+    let files = Files::Folder(source.root.clone());
+    write_samples(&mut file, layout, &planned, kept, &(files, storage))?;
     seal(&mut file, layout, json.len())?;
     drop(file);
     verify(&partial)?;
@@ -77,7 +81,7 @@ fn partial_path(out: &Path) -> PathBuf {
 
 /// The header and the samples: the training split, the test split, and the second test set
 /// where the dataset has one, each in its order.
-fn plan(source: &Source) -> Result<(Header, Vec<Planned>)> {
+fn plan(source: &Source, storage: Storage) -> Result<(Header, Vec<Planned>)> {
     let mut splits = Vec::new();
     let mut planned = Vec::new();
     let mut add = |name: String, entries: Vec<Entry>| {
@@ -100,7 +104,9 @@ fn plan(source: &Source) -> Result<(Header, Vec<Planned>)> {
         packed_from: source.describe(),
         classes: source.class_names.clone(),
         splits,
-        encoding: "file".into(),
+        encoding: storage.encoding,
+        max_side: storage.max_side,
+        quality: (storage.encoding == Encoding::Jpeg).then_some(storage.quality),
     };
     Ok((header, planned))
 }
@@ -123,7 +129,7 @@ fn open_partial(path: &Path, json: &[u8], planned: &[Planned], layout: Layout) -
             return Ok(file);
         }
         bail!(
-            "{} is a partial pack of another dataset or order; delete it to start over",
+            "{} is a partial pack of another dataset, order or encoding; delete it to start over",
             path.display()
         );
     }
@@ -191,7 +197,7 @@ fn write_samples(
     layout: Layout,
     planned: &[Planned],
     from: u64,
-    files: &crate::data::files::Files,
+    source: &(Files, Storage),
 ) -> Result<()> {
     let mut end = match from {
         0 => layout.data_start,
@@ -206,7 +212,7 @@ fn write_samples(
     let mut step = crate::long_step::LongStep::new("packing", planned.len());
     for chunk_start in (from as usize..planned.len()).step_by(SYNC_EVERY) {
         let chunk = &planned[chunk_start..planned.len().min(chunk_start + SYNC_EVERY)];
-        for (k, bytes) in read_all(chunk, files)?.into_iter().enumerate() {
+        for (k, bytes) in read_all(chunk, source)?.into_iter().enumerate() {
             let i = chunk_start + k;
             let data_off = page_align(end);
             file.write_all_at(&bytes, data_off)?;
@@ -243,10 +249,15 @@ fn name_offsets(planned: &[Planned]) -> Vec<u64> {
         .collect()
 }
 
-/// The files of `chunk`, read on all cores, in order.
-fn read_all(chunk: &[Planned], files: &crate::data::files::Files) -> Result<Vec<Vec<u8>>> {
-    let read = |_: &mut (), p: &Planned| Ok(files.read(Path::new(&p.locator))?.into_owned());
-    map_in_order(chunk, "a reading thread panicked", || (), read)?
+/// The samples of `chunk` as they are stored, read (and re-encoded) on all cores, in order.
+fn read_all(chunk: &[Planned], (files, storage): &(Files, Storage)) -> Result<Vec<Vec<u8>>> {
+    let read = |resampler: &mut Resampler, p: &Planned| {
+        let bytes = files.read(Path::new(&p.locator))?.into_owned();
+        storage
+            .store(bytes, resampler)
+            .with_context(|| files.describe(Path::new(&p.locator)))
+    };
+    map_in_order(chunk, "a packing thread panicked", Resampler::default, read)?
         .into_iter()
         .collect()
 }

@@ -10,7 +10,7 @@ use crate::augment::train::{
 use crate::data::normalization::Choice as NormalizeChoice;
 use crate::data::normalization::Normalization;
 use crate::data::resident::{BadImages, ImageOptions};
-use crate::data::stream::{Cut, CutShape};
+use crate::data::stream::{Cut, CutShape, DecodeScale};
 use crate::model::{Arch, Stem};
 use crate::noise::symmetric::Convention;
 use crate::noise::variants::{AsymClasses, Flips, InstanceModel, Variants};
@@ -90,6 +90,12 @@ pub struct EvalConfig {
     /// threads), never holding the split in memory; `image_size` is the crops' side.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Streamed JPEGs: full or reduced DCT scale ([`DecodeScale`]); unset: full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_scale: Option<DecodeScale>,
+    /// Where resident splits are shared by the node's processes ([`crate::data::shared`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_dir: Option<PathBuf>,
     pub kind: NoiseKind,
     pub noise: String,
     pub sparsity: String,
@@ -216,6 +222,10 @@ impl EvalConfig {
                 self.train_resize.is_none(),
                 "--train-resize applies to streamed training images: add --stream"
             );
+            ensure!(
+                self.decode_scale.is_none(),
+                "--decode-scale applies to streamed training images: add --stream"
+            );
             return Ok(());
         }
         let fails = [
@@ -326,6 +336,8 @@ impl Default for EvalConfig {
             test_resize: None,
             train_resize: None,
             stream: None,
+            decode_scale: None,
+            shared_dir: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),
             sparsity: "0".into(),

@@ -28,7 +28,7 @@ use crate::augment::{mixup, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
 use crate::data::normalization::Normalization;
 use crate::data::order::{BalancedSubset, EpochOrder};
-use crate::data::stream::Streamed;
+use crate::data::stream::{self, Streamed};
 use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -224,15 +224,19 @@ impl<'a> Probe<'a> {
         };
         let train_in = match &train.paths {
             _ if cfg.cached_features() => Inputs::Features(cache("training split", &train.images)?),
-            Some(paths) if train.streamed => Inputs::Stream(Streamed::with_views(
-                files,
-                paths.clone(),
-                &[cfg
-                    .stream_cut()
-                    .context("a streamed split has --image-size")?],
-                cfg.image_options().bad,
-                streamed_bad,
-            )),
+            Some(paths) if train.streamed => Inputs::Stream(
+                Streamed::with_views(
+                    files,
+                    paths.clone(),
+                    &[cfg
+                        .stream_cut()
+                        .context("a streamed split has --image-size")?],
+                    cfg.image_options().bad,
+                    streamed_bad,
+                )
+                .with_decode_scale(cfg.decode_scale.unwrap_or_default())
+                .for_device(device),
+            ),
             _ => Inputs::Images(to_rgb(&train.images)?.to_device(device)),
         };
         let test_in = test_set("test split", test)?;
@@ -576,7 +580,7 @@ impl<'a> Probe<'a> {
                 let indices = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu))?;
                 let key = stream_key(self.cfg, epoch, step);
                 let batch = files.batch(&indices, key, start as u64)?;
-                (batch.to_device(idx.device()), Recipe::Plain)
+                (stream::to_device(&batch, idx.device()), Recipe::Plain)
             }
         };
         let x = self
@@ -597,19 +601,16 @@ impl<'a> Probe<'a> {
         Ok((features, mix))
     }
 
-    /// A streamed split starts decoding the next step's batch while this one trains.
+    /// A streamed split decodes the next steps' batches while this one trains.
     fn prefetch_next(&self, order: &EpochOrder, epoch: usize, step: usize) {
         let Inputs::Stream(files) = &self.train else {
             return;
         };
-        if step + 1 < order.steps() {
-            let (rank, world) = (self.group.rank(), self.group.world_size());
-            let part = order.slice(step + 1, rank, world);
-            files.prefetch(
-                part,
-                stream_key(self.cfg, epoch, step + 1),
-                (rank * part.len()) as u64,
-            );
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        for next in step + 1..order.steps().min(step + 1 + stream::BATCHES_AHEAD) {
+            let part = order.slice(next, rank, world);
+            let start = (rank * part.len()) as u64;
+            files.prefetch(part, stream_key(self.cfg, epoch, next), start);
         }
     }
 

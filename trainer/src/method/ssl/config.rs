@@ -7,6 +7,7 @@
 use crate::augment::{view_recipes, AugmentConfig};
 use crate::data::normalization::Normalization;
 use crate::data::resident::{BadImages, ImageOptions};
+use crate::data::stream::DecodeScale;
 use crate::data::{DatasetName, Source};
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
 use crate::model::{parse_mlp, Arch, NetSpec, Stem};
@@ -31,6 +32,12 @@ pub struct PretrainConfig {
     /// instead of decoding the split into memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Streamed JPEGs: full or reduced DCT scale ([`DecodeScale`]); unset: full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_scale: Option<DecodeScale>,
+    /// Where resident splits are shared by the node's processes ([`crate::data::shared`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_dir: Option<PathBuf>,
     /// Expected dataset name; the folder's contents decide, this only checks them.
     pub dataset: Option<String>,
     pub method: Method,
@@ -93,6 +100,8 @@ impl Default for PretrainConfig {
             image_size: None,
             bad_images: None,
             stream: None,
+            decode_scale: None,
+            shared_dir: None,
             exp_dir: PathBuf::new(),
             dataset: None,
             method: Method::Vicreg,
@@ -193,6 +202,10 @@ impl PretrainConfig {
     /// A streamed run cuts its crops at `--image-size` and decodes the kNN monitor's bank.
     fn check_stream(&self) -> Result<()> {
         if !self.streams() {
+            ensure!(
+                self.decode_scale.is_none(),
+                "--decode-scale applies to streamed training images: add --stream"
+            );
             return Ok(());
         }
         ensure!(
@@ -242,7 +255,8 @@ impl PretrainConfig {
     /// The dataset in `data_dir`, checked against `dataset` when given.
     pub fn source(&self) -> Result<Source> {
         let source = Source::detect(&self.data_dir)?
-            .with_images(ImageOptions::from_keys(self.image_size, self.bad_images));
+            .with_images(ImageOptions::from_keys(self.image_size, self.bad_images))
+            .with_shared_dir(self.shared_dir.clone());
         if let Some(expected) = &self.dataset {
             let expected = crate::data::DatasetName::parse(expected).context("--dataset")?;
             ensure!(

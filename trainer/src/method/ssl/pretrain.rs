@@ -15,7 +15,7 @@ use crate::augment::{augment_cut_part, augment_part, AugmentConfig, ViewKey};
 use crate::checkpoint::CheckpointDir;
 use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
-use crate::data::stream::{Cut, Streamed};
+use crate::data::stream::{to_device, Cut, Streamed, BATCHES_AHEAD};
 use crate::data::{Source, Split, SplitData};
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -85,13 +85,17 @@ impl<'a> Pretrainer<'a> {
         let (_, _, side, _) = train.images.size4()?;
         let augs = cfg.augment_views(side, source.name)?;
         let images = match train.paths.clone().filter(|_| train.streamed) {
-            Some(paths) => Images::Streamed(Streamed::with_views(
-                source.files(),
-                paths,
-                &augs.each_ref().map(Cut::resized_crop),
-                source.images.bad,
-                Arc::default(),
-            )),
+            Some(paths) => Images::Streamed(
+                Streamed::with_views(
+                    source.files(),
+                    paths,
+                    &augs.each_ref().map(Cut::resized_crop),
+                    source.images.bad,
+                    Arc::default(),
+                )
+                .with_decode_scale(cfg.decode_scale.unwrap_or_default())
+                .for_device(device),
+            ),
             None => Images::Resident(to_rgb(&train.images)?.to_device(device)),
         };
         let model = SslModel::new(cfg, device)?;
@@ -277,18 +281,16 @@ impl<'a> Pretrainer<'a> {
             }
             Images::Streamed(files) => {
                 let cut = files.views(part, key, start as u64)?;
-                if step_in_epoch + 1 < order.steps() {
-                    let next = order.slice(step_in_epoch + 1, rank, world);
-                    files.prefetch(
-                        next,
-                        view_key(self.cfg.seed, epoch, step_in_epoch + 1),
-                        start as u64,
-                    );
+                let ahead = step_in_epoch + 1..order.steps().min(step_in_epoch + 1 + BATCHES_AHEAD);
+                for step in ahead {
+                    let next = order.slice(step, rank, world);
+                    files.prefetch(next, view_key(self.cfg.seed, epoch, step), start as u64);
                 }
                 let device = self.group.device();
                 let view = |v| {
                     let (aug, key) = recipe(v);
-                    augment_cut_part(&cut[v].to_device(device), aug, key, global, start as i64)
+                    let cut = to_device(&cut[v], device);
+                    augment_cut_part(&cut, aug, key, global, start as i64)
                 };
                 (view(0), view(1))
             }
