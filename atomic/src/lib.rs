@@ -12,6 +12,12 @@ use std::path::Path;
 /// The temp file's name is unique (`.<name>.tmp-<random>`), so threads or processes writing the
 /// same target never share one; it is created as `File::create` would (0666 less the umask).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// [`write_atomic`] of `parts` one after the other, without joining them in memory first (a
+/// header and a gigabyte of pixels).
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -27,8 +33,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .permissions(fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    for bytes in parts {
+        tmp.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
+    }
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("syncing {}", tmp.path().display()))?;

@@ -461,15 +461,20 @@ fn detect_in(dir: &Path) -> Result<Vec<Source>> {
 
 /// Sorted, so that messages listing several datasets are stable.
 pub(crate) fn sub_folders(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
+    sorted_entries(dir, Path::is_dir)
+}
+
+/// The entries of `dir` that `keep` accepts, sorted.
+pub(crate) fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let path = entry?.path();
-        if path.is_dir() {
-            dirs.push(path);
+        if keep(&path) {
+            found.push(path);
         }
     }
-    dirs.sort();
-    Ok(dirs)
+    found.sort();
+    Ok(found)
 }
 
 /// The downloads are archives; say so when someone points at an unextracted one.

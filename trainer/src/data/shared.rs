@@ -11,13 +11,13 @@
 //! page   pixels: N×C×H×W uint8
 //! ```
 
-use super::{Format, Source, Split, SplitData};
+use super::{sorted_entries, Format, Source, Split, SplitData};
+use crate::atomic::write_atomic_parts;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::UNIX_EPOCH;
 use tch::{Device, Kind, Tensor};
 
@@ -75,7 +75,7 @@ fn key(source: &Source, split: Split) -> Result<String> {
         source.images
     );
     hash.update(options.as_bytes());
-    let mut inputs = top_level_files(&source.root)?;
+    let mut inputs = sorted_entries(&source.root, Path::is_file)?;
     if let Some(pack) = &source.pack {
         inputs.push(pack.path.clone());
     } else if matches!(source.format, Format::ImageFolder | Format::Catalog) {
@@ -100,19 +100,6 @@ fn key(source: &Source, split: Split) -> Result<String> {
     ))
 }
 
-/// The regular files directly in `dir`, sorted.
-fn top_level_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// The split as a flat file, atomically: a temporary file, fsync, rename.
 fn write(path: &Path, data: &SplitData) -> Result<()> {
     let (n, c, h, w) = data.images.size4()?;
@@ -130,13 +117,7 @@ fn write(path: &Path, data: &SplitData) -> Result<()> {
     head.extend_from_slice(&header);
     head.resize(head.len().next_multiple_of(PAGE), 0);
     let pixels = Vec::<u8>::try_from(data.images.contiguous().flatten(0, -1))?;
-    let tmp = path.with_extension("partial");
-    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(&head)?;
-    file.write_all(&pixels)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    Ok(())
+    write_atomic_parts(path, &[&head, &pixels])
 }
 
 /// The split with its pixels in a private, copy-on-write map of `path`: pages are shared with
