@@ -162,13 +162,16 @@ fn two_ranks_train_ssr_like_one() {
     let (one, two) = run_on_one_and_two_ranks(dir.path(), args);
     let (a, b) = (metrics(&one), metrics(&two));
     assert_eq!(a.len(), 2);
-    for (x, y) in a.iter().zip(&b) {
+    // Measured over seeds 0–4 under each ATEN_CPU_CAPABILITY on an AMD EPYC (15 pairs):
+    // epoch 1 within 8.6e-4 (relative); epoch 2, after a selection that rounding can tip (up
+    // to 18 of ~120 samples differ), within 1.7e-2. Bounds 3e-3 and 5e-2.
+    for ((x, y), bound) in a.iter().zip(&b).zip([3e-3, 5e-2]) {
         let (lx, ly) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
         eprintln!(
             "1 vs 2 ranks: loss {lx} {ly}, selected {} {}",
             x["ssr_selected"], y["ssr_selected"]
         );
-        assert!((lx - ly).abs() < 1e-3 * lx.abs(), "loss {lx} vs {ly}");
+        assert!((lx - ly).abs() < bound * lx.abs(), "loss {lx} vs {ly}");
     }
     assert_eq!(a[0]["ssr_selected"], b[0]["ssr_selected"]);
     assert_eq!(a[0]["ssr_precision"], b[0]["ssr_precision"]);

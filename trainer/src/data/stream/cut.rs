@@ -5,7 +5,7 @@
 use crate::augment::{sample_crop, sample_position, unit, AugmentConfig, ViewKey};
 use crate::data::files::Files;
 use crate::data::image::jpeg::{self, Region};
-use crate::data::image::resize::{shorter_side_to, Crop, Resampler};
+use crate::data::image::resize::{centre_offset, shorter_side_to, Crop, Resampler};
 use crate::data::image::{self, Picture};
 use crate::data::resident::BadImages;
 use anyhow::{bail, ensure, Context, Result};
@@ -43,6 +43,8 @@ pub enum CutShape {
     },
     /// `RandomCrop(size)`, without padding.
     Crop,
+    /// `CenterCrop(size)`, never flipped: the evaluation transform (with `resize`).
+    Centre,
 }
 
 impl Cut {
@@ -56,6 +58,16 @@ impl Cut {
             },
             flip_p: view.flip_p,
             resize: None,
+        }
+    }
+
+    /// torchvision's `Resize(resize)` + `CenterCrop(size)`, as the test split is read.
+    pub fn centre(size: usize, resize: usize) -> Cut {
+        Cut {
+            size,
+            shape: CutShape::Centre,
+            flip_p: 0.0,
+            resize: Some(resize),
         }
     }
 
@@ -92,8 +104,18 @@ impl Cut {
                 let [top, left] = sample_position(rng, h, w, side);
                 [top, left, side, side]
             }
+            CutShape::Centre => {
+                let side = self.size;
+                ensure!(
+                    side <= height && side <= width,
+                    "a {side}-pixel centre crop of a {w}x{h} image: raise --test-resize to at \
+                     least {side}"
+                );
+                let (top, left) = (centre_offset(height, side), centre_offset(width, side));
+                [top as i64, left as i64, side as i64, side as i64]
+            }
         };
-        let flip = unit(rng) < self.flip_p;
+        let flip = self.shape != CutShape::Centre && unit(rng) < self.flip_p;
         let crop = Crop {
             top: top as usize,
             left: left as usize,
@@ -111,6 +133,10 @@ impl Cut {
         resampler: &mut Resampler,
         out: &mut [u8],
     ) -> Result<()> {
+        if let (CutShape::Centre, Some(side)) = (self.shape, self.resize) {
+            // The resident test split's own path, so both give the same pixels.
+            return resampler.resize_center_crop(picture, side, self.size, out);
+        }
         let resized;
         let picture = match self.resize {
             Some(side) => {

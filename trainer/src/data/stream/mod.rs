@@ -160,9 +160,12 @@ impl Streamed {
 }
 
 impl Drop for Streamed {
-    /// Says how much of the decoding overlapped training.
+    /// Says how much of the decoding overlapped training (when there was any).
     fn drop(&mut self) {
         lock(&self.ahead).iter().for_each(|job| job.cancel());
+        if self.pool.get().is_none() {
+            return;
+        }
         log::info!(
             "streamed training batches: {} decoded ahead of their step",
             self.prefetch_hits()

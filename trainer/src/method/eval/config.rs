@@ -249,8 +249,9 @@ impl EvalConfig {
                  --padding 0, and --train-resize R for the resize",
             ),
             (
-                self.method != Method::None,
-                "does not run --method (the methods read the whole training split)",
+                matches!(self.method, Method::Mwn | Method::Ieg),
+                "does not run --method mwn or ieg, which learn from trusted images held out of a \
+                 resident split: drop --stream (ssr and rkd stream)",
             ),
             (
                 self.holdout_trusted > 0,

@@ -15,11 +15,12 @@ use super::head::{Head, DROPOUT, HIDDEN};
 use super::labels::NoisyLabels;
 use super::losses::RobustLoss;
 use super::methods::functional::HeadParams;
+use super::methods::network::images::{StreamSource, StreamedImages};
 use super::methods::network::lookahead::NetParams;
 use super::methods::network::views::with_autoaugment;
 use super::methods::network::{
-    self, EpochStart, LiveOptimizers, Net, NetSetup, NetStep, NetworkMethod, Recipe, TrustedImages,
-    Views,
+    self, EpochStart, LiveOptimizers, Net, NetSetup, NetStep, NetworkMethod, Recipe, TrainImages,
+    TrustedImages, Views,
 };
 use super::methods::trusted::HeldOutFeatures;
 use super::methods::{self, NoiseMethod, Setup, Step};
@@ -28,7 +29,7 @@ use crate::augment::{mixup, AugmentConfig, ViewKey};
 use crate::cluster::signals::StopSignal;
 use crate::data::normalization::Normalization;
 use crate::data::order::{BalancedSubset, EpochOrder};
-use crate::data::stream::{self, Streamed};
+use crate::data::stream::{self, Cut, Streamed};
 use crate::data::SplitData;
 use crate::distributed::agree::stop_signal;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -123,6 +124,8 @@ pub struct Probe<'a> {
     /// A method on the whole network, with the network's variables and a group of one for
     /// the computations it repeats on every rank.
     net_method: Option<(Box<dyn NetworkMethod>, NetParams)>,
+    /// The training images as the whole-network method reads them.
+    net_images: Option<TrainImages>,
     solo: ProcessGroup,
     train: Inputs,
     test: TestSet,
@@ -226,13 +229,13 @@ impl<'a> Probe<'a> {
             _ if cfg.cached_features() => Inputs::Features(cache("training split", &train.images)?),
             Some(paths) if train.streamed => Inputs::Stream(
                 Streamed::with_views(
-                    files,
+                    files.clone(),
                     paths.clone(),
                     &[cfg
                         .stream_cut()
                         .context("a streamed split has --image-size")?],
                     cfg.image_options().bad,
-                    streamed_bad,
+                    streamed_bad.clone(),
                 )
                 .with_decode_scale(cfg.decode_scale.unwrap_or_default())
                 .for_device(device),
@@ -290,8 +293,21 @@ impl<'a> Probe<'a> {
         // a stateful loss (ELR) keeps per-sample state for whichever uses it.
         let robust_loss =
             || RobustLoss::new(cfg.loss, cfg.loss_params(), train.len(), classes, device);
-        let net_method = match &train_in {
-            Inputs::Images(images) => network::build(
+        let net_images = match &train_in {
+            _ if cfg.method == methods::Method::None => None,
+            Inputs::Images(images) => Some(TrainImages::Resident(images.shallow_clone())),
+            Inputs::Stream(_) => Some(streamed_images(
+                cfg,
+                train,
+                files,
+                &views,
+                streamed_bad,
+                device,
+            )?),
+            Inputs::Features(_) => None,
+        };
+        let net_method = match &net_images {
+            Some(images) => network::build(
                 cfg.method,
                 NetSetup {
                     params: cfg.method_params(),
@@ -299,7 +315,7 @@ impl<'a> Probe<'a> {
                     classes,
                     noisy: &labels.noisy,
                     clean: &labels.clean,
-                    images,
+                    images: images.clone(),
                     spec: &source.net,
                     head: cfg.head,
                     device,
@@ -312,7 +328,7 @@ impl<'a> Probe<'a> {
                 },
             )?
             .map(|m| (m, NetParams::of(&backbone_vs, &head_vs))),
-            Inputs::Features(_) | Inputs::Stream(_) => None,
+            None => None,
         };
         let balanced = cfg.balanced_epoch().map(|n| {
             let labels = labels.noisy.iter().map(|&l| l as i64).collect();
@@ -345,6 +361,7 @@ impl<'a> Probe<'a> {
             method,
             head_params,
             net_method,
+            net_images,
             solo: ProcessGroup::single(device),
             backbone,
             backbone_vs,
@@ -519,9 +536,16 @@ impl<'a> Probe<'a> {
     ) -> Result<(Tensor, Tensor)> {
         let (rank, world) = (self.group.rank(), self.group.world_size());
         let len = order.slice(step, rank, world).len() as i64;
-        let (Some((method, params)), Inputs::Images(images)) = (&mut self.net_method, &self.train)
-        else {
+        let key = step_key(self.cfg.seed, epoch, step, 0);
+        let start = rank as i64 * len;
+        let (Some((method, _)), Some(images)) = (&self.net_method, &self.net_images) else {
             anyhow::bail!("a whole-network method needs the training images");
+        };
+        // This step's images are taken before the next steps' are queued behind them.
+        let images = images.step(global, (start, len), key, &method.step_views())?;
+        self.prefetch_next(order, epoch, step);
+        let Some((method, params)) = &mut self.net_method else {
+            unreachable!("checked above");
         };
         let finetune = self.cfg.weights == Weights::Finetune;
         let out = method.loss(&NetStep {
@@ -532,23 +556,38 @@ impl<'a> Probe<'a> {
             params,
             group: self.group,
             solo: &self.solo,
-            images: &images.index_select(0, global),
+            images: &images,
             ids: global,
             labels: &self.noisy.index_select(0, global),
             clean: &self.clean.index_select(0, global),
-            start: rank as i64 * len,
+            start,
             len,
             lr: if finetune { lr_backbone } else { lr_head },
             lr_head,
             wd: self.cfg.wd,
-            key: step_key(self.cfg.seed, epoch, step, 0),
+            key,
             views: &self.views,
             optimizers: LiveOptimizers {
                 head: self.head_opt.as_ref(),
                 backbone: self.backbone_opt.as_deref(),
             },
         })?;
+        self.prefetch_method_next(order, epoch, step);
         Ok((out.logits, out.loss))
+    }
+
+    /// What the whole-network method reads besides the next steps' batches (queued after this
+    /// step read its own, so that the queue stays in the order of the steps).
+    fn prefetch_method_next(&self, order: &EpochOrder, epoch: usize, step: usize) {
+        let Some((method, _)) = &self.net_method else {
+            return;
+        };
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        for next in step + 1..order.steps().min(step + 1 + stream::BATCHES_AHEAD) {
+            let len = order.slice(next, rank, world).len();
+            let key = step_key(self.cfg.seed, epoch, next, 0);
+            method.prefetch(key, self.cfg.batch_size, (rank * len, len));
+        }
     }
 
     /// Whether the head trains with dropout: the MLP in training mode.
@@ -603,14 +642,20 @@ impl<'a> Probe<'a> {
 
     /// A streamed split decodes the next steps' batches while this one trains.
     fn prefetch_next(&self, order: &EpochOrder, epoch: usize, step: usize) {
-        let Inputs::Stream(files) = &self.train else {
-            return;
-        };
         let (rank, world) = (self.group.rank(), self.group.world_size());
         for next in step + 1..order.steps().min(step + 1 + stream::BATCHES_AHEAD) {
             let part = order.slice(next, rank, world);
             let start = (rank * part.len()) as u64;
-            files.prefetch(part, stream_key(self.cfg, epoch, next), start);
+            match (&self.net_method, &self.net_images, &self.train) {
+                (Some((method, _)), Some(images), _) => {
+                    let key = step_key(self.cfg.seed, epoch, next, 0);
+                    images.prefetch(part, start, key, &method.step_views());
+                }
+                (None, _, Inputs::Stream(files)) => {
+                    files.prefetch(part, stream_key(self.cfg, epoch, next), start)
+                }
+                _ => return,
+            }
         }
     }
 
@@ -637,7 +682,7 @@ impl<'a> Probe<'a> {
     /// Gives the method, when it wants them, the classifier's probabilities (eval mode) over
     /// every training sample; a whole-network method its start of epoch.
     fn start_method_epoch(&mut self, epoch: usize) -> Result<()> {
-        if let (Some((method, _)), Inputs::Images(images)) = (&mut self.net_method, &self.train) {
+        if let (Some((method, _)), Some(images)) = (&mut self.net_method, &self.net_images) {
             return method.start_epoch(&EpochStart {
                 net: Net {
                     backbone: &self.backbone,
@@ -887,6 +932,40 @@ fn contrastive_augment(side: i64, normalization: Normalization) -> AugmentConfig
 /// Checkpoint groups of the weight averages.
 const EMA_HEAD: &str = "ema_head";
 const EMA_BACKBONE: &str = "ema_backbone";
+/// A streamed training split as a whole-network method reads it: the run's training cut,
+/// SimCLR's resized crop for the contrastive views, and the test split's resize and centre
+/// crop for the passes in order.
+fn streamed_images(
+    cfg: &EvalConfig,
+    train: &SplitData,
+    files: crate::data::files::Files,
+    views: &Views,
+    bad_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    device: tch::Device,
+) -> Result<TrainImages> {
+    let paths = train
+        .paths
+        .clone()
+        .context("a streamed split has its files")?;
+    let cut = cfg
+        .stream_cut()
+        .context("a streamed split has --image-size")?;
+    let source = StreamSource {
+        files,
+        paths,
+        bad: cfg.image_options().bad,
+        bad_count,
+        scale: cfg.decode_scale.unwrap_or_default(),
+        device,
+        train: cut,
+        contrastive: Cut::resized_crop(&views.contrastive),
+        plain: Cut::centre(cut.size, cfg.test_resize.unwrap_or(cut.size)),
+    };
+    Ok(TrainImages::Streamed(std::sync::Arc::new(
+        StreamedImages::new(source),
+    )))
+}
+
 /// The `view` of the mixup stream's key (views 0.. are augmentations).
 const MIXUP_VIEW: u64 = u64::MAX - 2;
 

@@ -387,6 +387,10 @@ fn new_extra() -> Tensor {
 }
 
 impl NetworkMethod for NetworkIeg {
+    fn step_views(&self) -> Vec<(Recipe, u64)> {
+        vec![(Recipe::Train, 0), (Recipe::AutoAugment, AUG_VIEW)]
+    }
+
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
         let batch = self.batch(step)?;
         let rate = look_ahead_rate(self.meta_lr, step);

@@ -12,6 +12,7 @@
 //! every rank (and a run on one rank) the same weights.
 
 pub mod ieg;
+pub mod images;
 pub mod live;
 pub mod lookahead;
 pub mod mwn;
@@ -26,6 +27,7 @@ use crate::method::eval::head::Head;
 use crate::model::{Backbone, NetSpec};
 use crate::optim::{sgd, Optimizer};
 use anyhow::{Context, Result};
+pub use images::{StepImages, TrainImages};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -65,9 +67,9 @@ pub struct NetStep<'a> {
     /// every rank repeats on the whole global batch).
     pub group: &'a ProcessGroup,
     pub solo: &'a ProcessGroup,
-    /// The global batch's raw images (uint8 RGB `[B, 3, H, W]`), sample ids, noisy labels, and
-    /// true labels (for diagnostics only).
-    pub images: &'a Tensor,
+    /// The global batch's images (the raw images, or this rank's rows of the views the method
+    /// streams), its sample ids, noisy labels, and true labels (for diagnostics only).
+    pub images: &'a StepImages,
     pub ids: &'a Tensor,
     pub labels: &'a Tensor,
     pub clean: &'a Tensor,
@@ -116,30 +118,27 @@ impl LiveOptimizers<'_> {
 impl NetStep<'_> {
     /// Rows of the global batch in `B`.
     pub fn global_n(&self) -> i64 {
-        self.images.size()[0]
+        self.ids.size()[0]
     }
 
     /// This rank's share of view `view` of the global batch.
     pub fn local_view(&self, recipe: Recipe, view: u64) -> Result<Tensor> {
-        let local = self.images.narrow(0, self.start, self.len);
-        self.views.view(
-            &local,
-            recipe,
-            self.key.with_view(view),
-            self.global_n(),
-            self.start,
-        )
+        (self.images).local_view(self.view_at(recipe, view), (self.start, self.len))
     }
 
     /// View `view` of the whole global batch (the same rows every rank's share has).
     pub fn global_view(&self, recipe: Recipe, view: u64) -> Result<Tensor> {
-        self.views.view(
-            self.images,
+        (self.images).global_view(self.view_at(recipe, view), self.group)
+    }
+
+    fn view_at(&self, recipe: Recipe, view: u64) -> images::ViewAt<'_> {
+        images::ViewAt {
+            views: self.views,
             recipe,
-            self.key.with_view(view),
-            self.global_n(),
-            0,
-        )
+            view,
+            key: self.key,
+            global_n: self.global_n(),
+        }
     }
 
     /// This rank's rows of a global-batch tensor.
@@ -165,18 +164,28 @@ pub struct StepLoss {
 pub struct EpochStart<'a> {
     pub net: Net<'a>,
     pub group: &'a ProcessGroup,
-    /// Every training image (uint8 RGB), and the views to make of them.
-    pub images: &'a Tensor,
+    /// Every training image, and the views to make of them.
+    pub images: &'a TrainImages,
     pub views: &'a Views,
     pub epoch: usize,
 }
 
 /// A method of the seed papers training the whole network.
 pub trait NetworkMethod {
+    /// The views a step makes of its batch, `(recipe, view)` with views numbered in turn: what
+    /// a streamed split cuts from one decode of each file.
+    fn step_views(&self) -> Vec<(Recipe, u64)> {
+        vec![(Recipe::Train, 0)]
+    }
+
     /// Called before an epoch's first step (SSR's selection).
     fn start_epoch(&mut self, _start: &EpochStart) -> Result<()> {
         Ok(())
     }
+
+    /// Queues what a later step of `key` will read besides its batch (SSR's consistency batch)
+    /// while this one trains: `global_n` samples, this rank's rows `start..start + len`.
+    fn prefetch(&self, _key: ViewKey, _global_n: usize, _rows: (usize, usize)) {}
 
     /// The sample ids the epoch trains on, `len` of them (SSR's class-balanced sampler); None:
     /// the seeded permutation of every sample.
@@ -263,9 +272,8 @@ pub struct NetSetup<'a> {
     pub classes: i64,
     pub noisy: &'a [usize],
     pub clean: &'a [usize],
-    /// Every training image (uint8 RGB `[N, 3, H, W]`, on the device): SSR's consistency
-    /// batches draw from all of them.
-    pub images: &'a Tensor,
+    /// Every training image: SSR's consistency batches draw from all of them.
+    pub images: TrainImages,
     /// The architecture, to build a shadow network for look-aheads.
     pub spec: &'a NetSpec,
     pub head: crate::method::eval::config::HeadKind,
@@ -298,7 +306,7 @@ impl<'a> NetSetup<'a> {
             classes,
             noisy: &[],
             clean: &[],
-            images,
+            images: TrainImages::Resident(images.shallow_clone()),
             spec,
             head: crate::method::eval::config::HeadKind::Linear,
             device,

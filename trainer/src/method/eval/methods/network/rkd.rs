@@ -157,6 +157,10 @@ impl NetworkRepresentationRegularizer {
 }
 
 impl NetworkMethod for NetworkRepresentationRegularizer {
+    fn step_views(&self) -> Vec<(Recipe, u64)> {
+        VIEWS.to_vec()
+    }
+
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
         let mut features = Vec::with_capacity(VIEWS.len());
         for (recipe, view) in VIEWS {

@@ -15,7 +15,8 @@
 //! reference's `all_loader`, one pass per epoch), with projector `f` and predictor `h` the
 //! method's own, stepped by SGD (momentum 0.9, decay 5e-4) at the backbone's rate.
 
-use super::{EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss};
+use super::images::ViewAt;
+use super::{EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrainImages};
 use crate::augment::ViewKey;
 use crate::distributed::ddp::GradSync;
 use crate::distributed::ProcessGroup;
@@ -44,8 +45,8 @@ const MIX_VIEW: u64 = 0x5353_5201;
 const CONSISTENCY_ORDER: u64 = 0x5353_5202;
 const STRONG_A: u64 = 1;
 const STRONG_B: u64 = 2;
-const CONSISTENCY_WEAK: u64 = 3;
-const CONSISTENCY_STRONG: u64 = 4;
+/// The consistency batch's weak and strong views.
+const CONSISTENCY_VIEWS: [(Recipe, u64); 2] = [(Recipe::Train, 3), (Recipe::AutoAugment, 4)];
 
 /// The epoch's labels (noisy, or relabelled) and selection (`[N]`, 1 where selected).
 pub struct Selection {
@@ -213,8 +214,8 @@ pub struct StepDraws {
 pub struct NetworkSsr {
     noisy: Tensor,
     clean: Tensor,
-    /// Every training image (uint8 RGB), for the consistency batches.
-    images: Tensor,
+    /// Every training image, for the consistency batches.
+    images: TrainImages,
     classes: i64,
     k: i64,
     theta_r: f64,
@@ -246,7 +247,7 @@ impl NetworkSsr {
             },
             clean: long(setup.clean),
             noisy,
-            images: setup.images.shallow_clone(),
+            images: setup.images.clone(),
             classes: setup.classes,
             k,
             theta_r: p.theta_r,
@@ -274,19 +275,24 @@ impl NetworkSsr {
         let lambda = Beta::new(MIXUP_ALPHA, MIXUP_ALPHA)?.sample(&mut rng);
         let mut partners: Vec<i64> = (0..2 * b).collect();
         partners.shuffle(&mut rng);
-        let order_key = ViewKey {
-            step: u64::MAX,
-            ..step.key.with_view(CONSISTENCY_ORDER)
-        };
-        let mut all: Vec<i64> = (0..self.images.size()[0]).collect();
-        all.shuffle(&mut order_key.rng());
-        let from = (step.key.step as usize * b as usize) % all.len();
-        let consistency_ids = all.iter().cycle().skip(from).take(b as usize).copied();
         Ok(StepDraws {
             lambda: lambda.max(1.0 - lambda),
             partners,
-            consistency_ids: consistency_ids.collect(),
+            consistency_ids: self.consistency_ids(step.key, b as usize),
         })
+    }
+
+    /// The consistency batch of step `key`: the next `b` of the epoch's permutation of every
+    /// sample (the reference's `all_loader`), wrapping around.
+    fn consistency_ids(&self, key: ViewKey, b: usize) -> Vec<i64> {
+        let order_key = ViewKey {
+            step: u64::MAX,
+            ..key.with_view(CONSISTENCY_ORDER)
+        };
+        let mut all: Vec<i64> = (0..self.images.len()).collect();
+        all.shuffle(&mut order_key.rng());
+        let from = (key.step as usize * b) % all.len();
+        all.iter().cycle().skip(from).take(b).copied().collect()
     }
 
     /// The step's loss for given draws, its views made from the step's key.
@@ -324,18 +330,20 @@ impl NetworkSsr {
     /// This rank's rows of the consistency batch's weak (training recipe) and strong
     /// (AutoAugment) views.
     fn consistency_views(&self, step: &NetStep, ids: &[i64]) -> Result<(Tensor, Tensor)> {
-        let ids = Tensor::from_slice(ids).to_device(step.images.device());
-        let images = self.images.index_select(0, &ids);
-        let local = images.narrow(0, step.start, step.len);
-        let view = |recipe: Recipe, view: u64| {
-            let key = step.key.with_view(view);
-            step.views
-                .view(&local, recipe, key, step.global_n(), step.start)
+        let ids = Tensor::from_slice(ids).to_device(step.ids.device());
+        let rows = (step.start, step.len);
+        let images = (self.images).step(&ids, rows, step.key, &CONSISTENCY_VIEWS)?;
+        let view = |(recipe, view): (Recipe, u64)| {
+            let at = ViewAt {
+                views: step.views,
+                recipe,
+                view,
+                key: step.key,
+                global_n: step.global_n(),
+            };
+            images.local_view(at, rows)
         };
-        Ok((
-            view(Recipe::Train, CONSISTENCY_WEAK)?,
-            view(Recipe::AutoAugment, CONSISTENCY_STRONG)?,
-        ))
+        Ok((view(CONSISTENCY_VIEWS[0])?, view(CONSISTENCY_VIEWS[1])?))
     }
 }
 
@@ -434,12 +442,10 @@ fn mixup_ce(
 
 impl NetworkMethod for NetworkSsr {
     fn start_epoch(&mut self, start: &EpochStart) -> Result<()> {
-        let n = start.images.size()[0];
+        let n = start.images.len();
         let (mut features, mut probs) = (Vec::new(), Vec::new());
         for from in (0..n).step_by(CHUNK as usize) {
-            let x = start
-                .views
-                .plain(&start.images.narrow(0, from, CHUNK.min(n - from)));
+            let x = (start.images).plain(from, CHUNK.min(n - from), start.views)?;
             let (f, p) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
                 let f = start.net.features(&x, false, start.group)?;
                 let p = start.net.classify(&f, start.group)?.softmax(1, Kind::Float);
@@ -484,6 +490,21 @@ impl NetworkMethod for NetworkSsr {
             view: SAMPLER_VIEW,
         };
         Some(balanced_ids(&selected, &labels, len, key))
+    }
+
+    fn step_views(&self) -> Vec<(Recipe, u64)> {
+        vec![
+            (Recipe::AutoAugment, STRONG_A),
+            (Recipe::AutoAugment, STRONG_B),
+        ]
+    }
+
+    fn prefetch(&self, key: ViewKey, global_n: usize, (start, len): (usize, usize)) {
+        if self.consistency > 0.0 {
+            let ids = self.consistency_ids(key, global_n);
+            let local = &ids[start..start + len];
+            (self.images).prefetch(local, start as u64, key, &CONSISTENCY_VIEWS);
+        }
     }
 
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {

@@ -1,13 +1,15 @@
 //! The augmentations a whole-network method can ask for, each a batched tensor op keyed by a
 //! [`ViewKey`] over a global batch (a rank's rows do not depend on the number of ranks).
 
-use crate::augment::train::{train_view, Policy, TrainAugment};
-use crate::augment::{augment_part, normalize, to_unit_float, AugmentConfig, ViewKey};
+use crate::augment::train::{train_view, Geometry, Policy, TrainAugment};
+use crate::augment::{
+    augment_cut_part, augment_part, normalize, to_unit_float, AugmentConfig, ViewKey,
+};
 use anyhow::Result;
 use tch::Tensor;
 
 /// Which augmentation a view gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Recipe {
     /// The run's training recipe (`--geometry`, `--policy`; by default resized crop + flip).
     Train,
@@ -54,6 +56,30 @@ impl Views {
             (Recipe::Contrastive, _) => {
                 augment_part(images, &self.contrastive, key, global_n, start)
             }
+        })
+    }
+
+    /// As [`view`](Self::view) for images a stream has already cut (the recipe's crop and flip
+    /// done on the CPU, [`crate::data::stream`]): the rest of the recipe, on the device.
+    pub fn after_cut(
+        &self,
+        cut: &Tensor,
+        recipe: Recipe,
+        key: ViewKey,
+        global_n: i64,
+        start: i64,
+    ) -> Result<Tensor> {
+        Ok(match recipe {
+            Recipe::Train | Recipe::Plain => self.plain(cut),
+            Recipe::AutoAugment => {
+                let policy_only = TrainAugment {
+                    geometry: Geometry::None,
+                    size: None,
+                    ..self.autoaugment.clone()
+                };
+                train_view(cut, &policy_only, key, global_n, start)?
+            }
+            Recipe::Contrastive => augment_cut_part(cut, &self.contrastive, key, global_n, start),
         })
     }
 
