@@ -343,6 +343,39 @@ fn streamed_network_methods_resume_exactly_and_ssr_agrees_over_ranks() {
     }
 }
 
+/// A bad file that SSR reads three ways (its batch's views, a consistency batch, the selection
+/// pass) trains as grey and is counted once.
+#[test]
+fn a_bad_file_streamed_by_ssr_is_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 12, 48);
+    let victim = data.join("train/a/0003.jpg");
+    let jpeg = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &jpeg[..jpeg.len() / 2]).unwrap();
+    let exp = tmp.path().join("exp");
+    let extra = [
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--head",
+        "linear",
+        "--method",
+        "ssr",
+        "--bad-images",
+        "skip",
+    ];
+    let out = common::run(&run_args(&data, &exp, true, &extra));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(results(&exp)["metrics"]["skipped_train_images"], 1);
+    assert_eq!(
+        stderr(&out).matches("a bad image trains as grey").count(),
+        1
+    );
+}
+
 #[test]
 fn what_a_streamed_run_refuses_is_said() {
     let tmp = tempfile::tempdir().unwrap();

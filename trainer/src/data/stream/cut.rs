@@ -188,7 +188,7 @@ pub(super) struct Cutter {
     pub bad: BadImages,
     pub scale: DecodeScale,
     /// Samples whose file did not decode, each logged once and counted in `bad_count`.
-    pub bad_seen: Mutex<BTreeSet<usize>>,
+    pub bad_seen: Arc<Mutex<BTreeSet<usize>>>,
     pub bad_count: Arc<AtomicUsize>,
 }
 

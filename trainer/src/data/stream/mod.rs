@@ -21,7 +21,7 @@ use crate::augment::{AugmentConfig, ViewKey};
 use anyhow::Result;
 use cut::Cutter;
 use pool::{lock, Job, Pool, Request};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
@@ -72,7 +72,7 @@ impl Streamed {
             views: views.to_vec(),
             bad,
             scale: DecodeScale::Full,
-            bad_seen: Mutex::new(BTreeSet::new()),
+            bad_seen: Default::default(),
             bad_count,
         };
         Self {
@@ -96,6 +96,15 @@ impl Streamed {
         Arc::get_mut(&mut self.cutter)
             .expect("no batch in flight yet")
             .scale = scale;
+        self
+    }
+
+    /// Counting bad files with `other` (before any batch is asked for): a file both read is
+    /// counted once.
+    pub fn sharing_bad_files(mut self, other: &Streamed) -> Self {
+        let cutter = Arc::get_mut(&mut self.cutter).expect("no batch in flight yet");
+        cutter.bad_seen = other.cutter.bad_seen.clone();
+        cutter.bad_count = other.cutter.bad_count.clone();
         self
     }
 

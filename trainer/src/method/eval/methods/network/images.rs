@@ -91,7 +91,7 @@ impl StreamedImages {
         }
         let s = &self.source;
         let cuts: Vec<Cut> = recipes.iter().map(|&r| s.cut(r)).collect();
-        let stream = Streamed::with_views(
+        let mut stream = Streamed::with_views(
             s.files.clone(),
             s.paths.clone(),
             &cuts,
@@ -100,6 +100,9 @@ impl StreamedImages {
         )
         .with_decode_scale(s.scale)
         .for_device(s.device);
+        if let Some((_, first)) = streams.first() {
+            stream = stream.sharing_bad_files(first);
+        }
         let stream = Arc::new(stream);
         streams.push((recipes.to_vec(), stream.clone()));
         stream
