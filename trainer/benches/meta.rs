@@ -22,7 +22,7 @@ use trainer::distributed::ProcessGroup;
 use trainer::method::eval::methods::network::live::LiveNetwork;
 use trainer::method::eval::methods::network::lookahead::per_sample_loss;
 use trainer::method::eval::methods::network::mwn::NetworkMetaWeightNet;
-use trainer::method::eval::methods::network::{NetSetup, TrustedImages};
+use trainer::method::eval::methods::network::NetSetup;
 use trainer::model::{Arch, NetSpec};
 use trainer::optim::{OptimSettings, OptimizerKind};
 
@@ -37,10 +37,7 @@ fn ours(batch: i64, warmup: usize, steps: usize) -> Result<Vec<f64>> {
     let no_images = LiveNetwork::no_images(32, cpu);
     let mut mwn = NetworkMetaWeightNet::new(NetSetup {
         // Meta batches are passed in; the trusted set only has to exist.
-        trusted: Some(TrustedImages {
-            images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, cpu)),
-            labels: Tensor::zeros([1], (Kind::Int64, cpu)),
-        }),
+        trusted: Some(LiveNetwork::unused_trusted(cpu)),
         ..live.setup(&no_images)
     })?;
     let settings = OptimSettings {

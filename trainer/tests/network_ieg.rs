@@ -199,7 +199,6 @@ const RTOL: f64 = 1e-4;
 fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     use common::torch_compare::{assert_close, read_npz, write_npz};
     use trainer::method::eval::methods::network::ieg::{IegBatch, MixDraw, NetworkIeg};
-    use trainer::method::eval::methods::network::TrustedImages;
     tch::manual_seed(5);
     let (classes, b) = (4i64, 8i64);
     let spec = NetSpec::new(Arch::Resnet32, None, Some(2), None).unwrap();
@@ -213,10 +212,7 @@ fn the_step_matches_a_pytorch_reimplementation_of_the_reference() {
     let no_images = LiveNetwork::no_images(32, Device::Cpu);
     let mut ieg = NetworkIeg::new(NetSetup {
         params,
-        trusted: Some(TrustedImages {
-            images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
-            labels: Tensor::zeros([1], (Kind::Int64, Device::Cpu)),
-        }),
+        trusted: Some(LiveNetwork::unused_trusted(Device::Cpu)),
         ..network.setup(&no_images)
     })
     .unwrap();

@@ -18,7 +18,7 @@ use trainer::distributed::ProcessGroup;
 use trainer::method::eval::methods::network::live::LiveNetwork;
 use trainer::method::eval::methods::network::lookahead::per_sample_loss;
 use trainer::method::eval::methods::network::mwn::NetworkMetaWeightNet;
-use trainer::method::eval::methods::network::{NetSetup, TrustedImages};
+use trainer::method::eval::methods::network::NetSetup;
 use trainer::method::eval::methods::MethodParams;
 use trainer::model::{Arch, NetSpec};
 
@@ -26,10 +26,7 @@ use trainer::model::{Arch, NetSpec};
 fn setup<'a>(live: &'a LiveNetwork, params: MethodParams, images: &'a Tensor) -> NetSetup<'a> {
     NetSetup {
         params,
-        trusted: Some(TrustedImages {
-            images: Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
-            labels: Tensor::from_slice(&[0i64]),
-        }),
+        trusted: Some(LiveNetwork::unused_trusted(Device::Cpu)),
         ..live.setup(images)
     }
 }

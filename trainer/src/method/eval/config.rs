@@ -249,15 +249,6 @@ impl EvalConfig {
                  --padding 0, and --train-resize R for the resize",
             ),
             (
-                matches!(self.method, Method::Mwn | Method::Ieg),
-                "does not run --method mwn or ieg, which learn from trusted images held out of a \
-                 resident split: drop --stream (ssr and rkd stream)",
-            ),
-            (
-                self.holdout_trusted > 0,
-                "cannot hold out trusted images (drop --holdout-trusted)",
-            ),
-            (
                 self.labels.is_none() && self.kind == NoiseKind::Instance,
                 "cannot generate instance noise, which reads every image (write --labels with \
                  `trainer noise` on the decoded split)",

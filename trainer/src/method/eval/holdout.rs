@@ -19,7 +19,9 @@ pub struct HoldoutSplit {
 
 /// The held-out trusted images, with their true labels and sample ids.
 pub struct HeldOut {
+    /// No rows when the split is streamed: `paths` locates the images.
     pub images: Tensor,
+    pub paths: Option<Vec<String>>,
     pub labels: Vec<usize>,
     pub ids: Vec<u64>,
 }
@@ -69,10 +71,15 @@ pub fn hold_out(
         return Ok(None);
     }
     let parts = split(&labels.clean, k, n, seed)?;
+    let images = match train.streamed {
+        true => train.images.shallow_clone(),
+        false => (train.images_at(&parts.held_out)).context("selecting the held-out images")?,
+    };
+    let paths = (train.paths.as_ref())
+        .map(|paths| parts.held_out.iter().map(|&i| paths[i].clone()).collect());
     let held = HeldOut {
-        images: train
-            .images_at(&parts.held_out)
-            .context("selecting the held-out images")?,
+        images,
+        paths,
         labels: parts.held_out.iter().map(|&i| labels.clean[i]).collect(),
         ids: parts.held_out.iter().map(|&i| train.ids[i]).collect(),
     };

@@ -296,14 +296,10 @@ impl<'a> Probe<'a> {
         let net_images = match &train_in {
             _ if cfg.method == methods::Method::None => None,
             Inputs::Images(images) => Some(TrainImages::Resident(images.shallow_clone())),
-            Inputs::Stream(_) => Some(streamed_images(
-                cfg,
-                train,
-                files,
-                &views,
-                streamed_bad,
-                device,
-            )?),
+            Inputs::Stream(_) => {
+                let source = stream_source(cfg, train, files, &views, streamed_bad, device)?;
+                Some(StreamedImages::images(source))
+            }
             Inputs::Features(_) => None,
         };
         let net_method = match &net_images {
@@ -319,7 +315,7 @@ impl<'a> Probe<'a> {
                     spec: &source.net,
                     head: cfg.head,
                     device,
-                    trusted: trusted_images(labels, device)?,
+                    trusted: trusted_images(labels, device, images)?,
                     projector: source.projector.as_ref(),
                     embedding_dim: backbone.embedding_dim(),
                     loss: robust_loss(),
@@ -910,13 +906,25 @@ fn step_key(seed: u64, epoch: usize, step: usize, view: u64) -> ViewKey {
 }
 
 /// The held-out trusted images on `device`, as RGB.
-fn trusted_images(labels: &NoisyLabels, device: tch::Device) -> Result<Option<TrustedImages>> {
+/// The held-out trusted images, streamed from their files as `train` is when it is.
+fn trusted_images(
+    labels: &NoisyLabels,
+    device: tch::Device,
+    train: &TrainImages,
+) -> Result<Option<TrustedImages>> {
     let Some(held) = &labels.held_out else {
         return Ok(None);
     };
+    let images = match (train, &held.paths) {
+        (TrainImages::Streamed(train), Some(paths)) => StreamedImages::images(StreamSource {
+            paths: paths.clone(),
+            ..train.source().clone()
+        }),
+        _ => TrainImages::Resident(to_rgb(&held.images)?.to_device(device)),
+    };
     let classes: Vec<i64> = held.labels.iter().map(|&c| c as i64).collect();
     Ok(Some(TrustedImages {
-        images: to_rgb(&held.images)?.to_device(device),
+        images,
         labels: Tensor::from_slice(&classes).to_device(device),
     }))
 }
@@ -932,17 +940,17 @@ fn contrastive_augment(side: i64, normalization: Normalization) -> AugmentConfig
 /// Checkpoint groups of the weight averages.
 const EMA_HEAD: &str = "ema_head";
 const EMA_BACKBONE: &str = "ema_backbone";
-/// A streamed training split as a whole-network method reads it: the run's training cut,
-/// SimCLR's resized crop for the contrastive views, and the test split's resize and centre
-/// crop for the passes in order.
-fn streamed_images(
+/// How a whole-network method streams a training split: the run's training cut, SimCLR's
+/// resized crop for the contrastive views, and the test split's resize and centre crop for
+/// the passes in order.
+fn stream_source(
     cfg: &EvalConfig,
     train: &SplitData,
     files: crate::data::files::Files,
     views: &Views,
     bad_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     device: tch::Device,
-) -> Result<TrainImages> {
+) -> Result<StreamSource> {
     let paths = train
         .paths
         .clone()
@@ -950,7 +958,7 @@ fn streamed_images(
     let cut = cfg
         .stream_cut()
         .context("a streamed split has --image-size")?;
-    let source = StreamSource {
+    Ok(StreamSource {
         files,
         paths,
         bad: cfg.image_options().bad,
@@ -960,10 +968,7 @@ fn streamed_images(
         train: cut,
         contrastive: Cut::resized_crop(&views.contrastive),
         plain: Cut::centre(cut.size, cfg.test_resize.unwrap_or(cut.size)),
-    };
-    Ok(TrainImages::Streamed(std::sync::Arc::new(
-        StreamedImages::new(source),
-    )))
+    })
 }
 
 /// The `view` of the mixup stream's key (views 0.. are augmentations).

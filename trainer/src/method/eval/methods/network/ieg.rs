@@ -37,6 +37,7 @@ use super::{
     look_ahead_rate, trusted_batch, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss,
     TrustedImages,
 };
+use crate::augment::ViewKey;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::ieg::{sharpen, soft_ce};
 use crate::method::eval::methods::{Method, WeightTally, TALLY_KEY};
@@ -226,13 +227,19 @@ impl NetworkIeg {
         })
     }
 
+    /// The `b` trusted images of step `key`'s MixUp, drawn with replacement, and the stream
+    /// the rest of its draws continue.
+    fn mix_ids(&self, key: ViewKey, b: usize) -> (Vec<i64>, rand_xoshiro::Xoshiro256PlusPlus) {
+        let mut rng = key.with_view(MIX_VIEW).rng();
+        let m = self.trusted.labels.size()[0];
+        let ids = (0..b).map(|_| rng.gen_range(0..m)).collect();
+        (ids, rng)
+    }
+
     /// `B` trusted images with replacement, `3B` MixUp weights and a permutation of `3B`.
     fn mix_draw(&self, step: &NetStep) -> Result<MixDraw> {
         let b = step.global_n() as usize;
-        let key = step.key.with_view(MIX_VIEW);
-        let mut rng = key.rng();
-        let m = self.trusted.labels.size()[0];
-        let ids: Vec<i64> = (0..b).map(|_| rng.gen_range(0..m)).collect();
+        let (ids, mut rng) = self.mix_ids(step.key, b);
         let coef: Vec<f32> = (0..3 * b)
             .map(|_| {
                 let half = rng.gen::<f64>().powf(1.0 / MIX_BETA) / 2.0;
@@ -242,11 +249,10 @@ impl NetworkIeg {
         let mut perm: Vec<i64> = (0..3 * b as i64).collect();
         perm.shuffle(&mut rng);
         let device = self.trusted.labels.device();
-        let ids = Tensor::from_slice(&ids).to_device(device);
-        let images = self.trusted.images.index_select(0, &ids);
+        let (probe_x, probe_y) = self.trusted.train_view(step, &ids, MIX_VIEW)?;
         Ok(MixDraw {
-            probe_x: step.views.view(&images, Recipe::Train, key, b as i64, 0)?,
-            probe_y: self.trusted.labels.index_select(0, &ids),
+            probe_x,
+            probe_y,
             coef: Tensor::from_slice(&coef).to_device(device),
             perm: Tensor::from_slice(&perm).to_device(device),
         })
@@ -389,6 +395,13 @@ fn new_extra() -> Tensor {
 impl NetworkMethod for NetworkIeg {
     fn step_views(&self) -> Vec<(Recipe, u64)> {
         vec![(Recipe::Train, 0), (Recipe::AutoAugment, AUG_VIEW)]
+    }
+
+    fn prefetch(&self, key: ViewKey, global_n: usize, _rows: (usize, usize)) {
+        let meta = self.trusted.meta_ids(key, self.meta_batch, META_VIEW);
+        self.trusted.prefetch(key, &meta, META_VIEW);
+        self.trusted
+            .prefetch(key, &self.mix_ids(key, global_n).0, MIX_VIEW);
     }
 
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {

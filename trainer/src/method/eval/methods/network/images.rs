@@ -44,6 +44,7 @@ pub enum StepImages {
 }
 
 /// What the streams of a split are made from.
+#[derive(Clone)]
 pub struct StreamSource {
     pub files: Files,
     pub paths: Vec<String>,
@@ -81,6 +82,16 @@ impl StreamedImages {
             source,
             streams: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the streams are made from.
+    pub fn source(&self) -> &StreamSource {
+        &self.source
+    }
+
+    /// The images of `source` as a method reads them.
+    pub fn images(source: StreamSource) -> TrainImages {
+        TrainImages::Streamed(Arc::new(Self::new(source)))
     }
 
     /// The stream cutting `recipes` from one decode of each file.

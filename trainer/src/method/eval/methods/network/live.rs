@@ -2,7 +2,7 @@
 //! (for tests, benchmarks and tools that drive a whole-network method step by step).
 
 use super::lookahead::NetParams;
-use super::{Net, NetSetup};
+use super::{Net, NetSetup, TrainImages, TrustedImages};
 use crate::method::eval::config::HeadKind;
 use crate::method::eval::head::Head;
 use crate::model::{Backbone, NetSpec};
@@ -81,5 +81,14 @@ impl LiveNetwork {
     /// An empty uint8 image batch of `size`×`size` for [`LiveNetwork::setup`].
     pub fn no_images(size: i64, device: Device) -> Tensor {
         Tensor::zeros([0, 3, size, size], (Kind::Uint8, device))
+    }
+
+    /// A trusted set of one black image, for a method whose meta batches are passed in (the
+    /// set only has to exist).
+    pub fn unused_trusted(device: Device) -> TrustedImages {
+        TrustedImages {
+            images: TrainImages::Resident(Tensor::zeros([1, 3, 32, 32], (Kind::Uint8, device))),
+            labels: Tensor::zeros([1], (Kind::Int64, device)),
+        }
     }
 }

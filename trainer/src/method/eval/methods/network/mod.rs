@@ -223,12 +223,53 @@ pub trait NetworkMethod {
     fn end_epoch(&mut self) {}
 }
 
-/// The trusted images held out of training (`--holdout-trusted`), on the device.
+/// The trusted images held out of training (`--holdout-trusted`): resident on the device, or
+/// streamed from their files as the training images are.
 pub struct TrustedImages {
-    /// uint8 RGB `[M, 3, H, W]`.
-    pub images: Tensor,
-    /// `[M]` true labels.
+    pub images: TrainImages,
+    /// `[M]` true labels, on the device.
     pub labels: Tensor,
+}
+
+impl TrustedImages {
+    /// The ids of [`trusted_batch`]'s draw for step `key`.
+    pub fn meta_ids(&self, key: ViewKey, take: usize, view: u64) -> Vec<i64> {
+        let m = self.labels.size()[0] as usize;
+        let take = if take == 0 { m } else { take.min(m) };
+        let mut rng = key.with_view(view).rng();
+        let mut ids: Vec<i64> = rand::seq::index::sample(&mut rng, m, take)
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Queues the cutting of a later step's [`train_view`](Self::train_view), when streamed.
+    pub fn prefetch(&self, key: ViewKey, ids: &[i64], view: u64) {
+        self.images.prefetch(ids, 0, key, &[(Recipe::Train, view)]);
+    }
+
+    /// The trusted images `ids` (with repeats, in any order) as view `view` of `step`'s
+    /// training recipe, the `ids` being a global batch of their own: normalized
+    /// `[ids.len(), …]`, and their labels.
+    pub fn train_view(&self, step: &NetStep, ids: &[i64], view: u64) -> Result<(Tensor, Tensor)> {
+        let n = ids.len() as i64;
+        let ids = Tensor::from_slice(ids).to_device(self.labels.device());
+        let wanted = [(Recipe::Train, view)];
+        let images = self.images.step(&ids, (0, n), step.key, &wanted)?;
+        let at = images::ViewAt {
+            views: step.views,
+            recipe: Recipe::Train,
+            view,
+            key: step.key,
+            global_n: n,
+        };
+        Ok((
+            images.local_view(at, (0, n))?,
+            self.labels.index_select(0, &ids),
+        ))
+    }
 }
 
 /// A meta batch of the trusted set: `take` images drawn without replacement by the step's key
@@ -239,21 +280,8 @@ pub fn trusted_batch(
     take: usize,
     view: u64,
 ) -> Result<(Tensor, Tensor)> {
-    let m = trusted.labels.size()[0] as usize;
-    let take = if take == 0 { m } else { take.min(m) };
-    let key = step.key.with_view(view);
-    let mut rng = key.rng();
-    let mut ids: Vec<i64> = rand::seq::index::sample(&mut rng, m, take)
-        .into_iter()
-        .map(|i| i as i64)
-        .collect();
-    ids.sort_unstable();
-    let ids = Tensor::from_slice(&ids).to_device(trusted.labels.device());
-    let images = trusted.images.index_select(0, &ids);
-    let x = step
-        .views
-        .view(&images, Recipe::Train, key, take as i64, 0)?;
-    Ok((x, trusted.labels.index_select(0, &ids)))
+    let ids = trusted.meta_ids(step.key, take, view);
+    trusted.train_view(step, &ids, view)
 }
 
 /// The look-ahead's rate: `--meta-lr`, or the network's current rate when it is 0.

@@ -17,6 +17,7 @@ use super::{
     look_ahead_rate, trusted_batch, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss,
     TrustedImages,
 };
+use crate::augment::ViewKey;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::mwn::{load_with_tally, WeightingNet};
 use crate::method::eval::methods::{Method, WeightTally};
@@ -112,6 +113,11 @@ impl NetworkMetaWeightNet {
 }
 
 impl NetworkMethod for NetworkMetaWeightNet {
+    fn prefetch(&self, key: ViewKey, _global_n: usize, _rows: (usize, usize)) {
+        let ids = self.trusted.meta_ids(key, self.meta_batch, META_VIEW);
+        self.trusted.prefetch(key, &ids, META_VIEW);
+    }
+
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
         self.meta_step(step)?;
         let x = step.local_view(Recipe::Train, 0)?;
