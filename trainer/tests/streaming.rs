@@ -433,6 +433,17 @@ fn what_a_streamed_run_refuses_is_said() {
             ][..],
             "add --padding 0",
         ),
+        (
+            &[
+                "--image-size",
+                "32",
+                "--weights",
+                "finetune",
+                "--kind",
+                "instance",
+            ][..],
+            "cannot generate instance noise",
+        ),
     ] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
         let out = trainer(&args);
