@@ -361,9 +361,7 @@ fn streamed_network_methods_resume_exactly_and_agree_over_ranks() {
 fn a_bad_file_streamed_by_ssr_is_counted_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 12, 48);
-    let victim = data.join("train/a/0003.jpg");
-    let jpeg = std::fs::read(&victim).unwrap();
-    std::fs::write(&victim, &jpeg[..jpeg.len() / 2]).unwrap();
+    truncate_to_half(&data.join("train/a/0003.jpg"));
     let exp = tmp.path().join("exp");
     let extra = [
         "--epochs",
@@ -528,6 +526,48 @@ fn cut_views_are_only_coloured_on_the_device() {
     ));
 }
 
+/// `trainer pretrain` streaming `data` for 3 epochs of a narrow ResNet-18, logging every step.
+fn pretrain_args(data: &Path, exp: &Path) -> Vec<String> {
+    let data = data.to_str().unwrap();
+    let exp = exp.to_str().unwrap();
+    [
+        "pretrain",
+        "--data-dir",
+        data,
+        "--exp-dir",
+        exp,
+        "--stream",
+        "--image-size",
+        "24",
+        "--arch",
+        "resnet18",
+        "--width",
+        "4",
+        "--mlp",
+        "32-32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--warmup-epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--seed",
+        "3",
+        "--log-every",
+        "1",
+        "--knn-every",
+        "1",
+        "--knn-k",
+        "3",
+        "--backend",
+        "gloo",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// `trainer pretrain --stream` on JPEGs of varying size: VICReg on a ResNet-18 of width 4, two
 /// 24-pixel views cut from each decode, the kNN monitor on a decoded bank. Stopped by SIGUSR1
 /// after three steps and resumed, it ends with the same weights and metrics as a run that was
@@ -536,46 +576,7 @@ fn cut_views_are_only_coloured_on_the_device() {
 fn streamed_pretraining_resumes_bit_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 8, 40);
-    let args = |exp: &Path| -> Vec<String> {
-        let data = data.to_str().unwrap();
-        let exp = exp.to_str().unwrap();
-        [
-            "pretrain",
-            "--data-dir",
-            data,
-            "--exp-dir",
-            exp,
-            "--stream",
-            "--image-size",
-            "24",
-            "--arch",
-            "resnet18",
-            "--width",
-            "4",
-            "--mlp",
-            "32-32",
-            "--epochs",
-            "3",
-            "--batch-size",
-            "4",
-            "--warmup-epochs",
-            "1",
-            "--optimizer",
-            "sgd",
-            "--seed",
-            "3",
-            "--log-every",
-            "1",
-            "--knn-every",
-            "1",
-            "--knn-k",
-            "3",
-            "--backend",
-            "gloo",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let args = |exp: &Path| pretrain_args(&data, exp);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let out = common::run(&args(&a));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -591,6 +592,34 @@ fn streamed_pretraining_resumes_bit_exact() {
     assert_eq!(learning(&a), learning(&b));
     let weights = |exp: &Path| std::fs::read(exp.join("backbone.safetensors")).unwrap();
     assert!(weights(&a) == weights(&b), "the exported backbones differ");
+}
+
+/// A truncated file in a streamed pretraining split trains as grey: each metrics line counts
+/// the grey samples of its steps (summed over ranks), which over the run is the file's one
+/// sample an epoch, 3.
+#[test]
+fn streamed_pretraining_counts_grey_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = jpeg_folder(tmp.path(), 8, 40);
+    truncate_to_half(&data.join("train/b/0005.jpg"));
+    let exp = tmp.path().join("exp");
+    let mut args = pretrain_args(&data, &exp);
+    args.extend(["--bad-images", "skip"].map(String::from));
+    let out = common::run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = common::metrics(&exp);
+    let grey: Vec<i64> = lines
+        .iter()
+        .filter_map(|r| r["bad_samples"].as_i64())
+        .collect();
+    assert_eq!(grey.len(), 12, "one figure a step: {lines:?}");
+    assert_eq!(grey.iter().sum::<i64>(), 3);
+}
+
+/// Cuts `file` to its first half: a truncated JPEG.
+fn truncate_to_half(file: &Path) {
+    let bytes = std::fs::read(file).unwrap();
+    std::fs::write(file, &bytes[..bytes.len() / 2]).unwrap();
 }
 
 /// A pretraining run's metrics lines without their timings.

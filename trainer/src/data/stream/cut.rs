@@ -194,8 +194,8 @@ pub(super) struct Cutter {
 
 impl Cutter {
     /// Sample `index` at position `position` of step `key`'s global batch into `rows` (one
-    /// buffer per view). A file that does not decode is an error, or, under
-    /// `--bad-images skip`, a grey sample counted once.
+    /// buffer per view); true when it is grey. A file that does not decode is an error, or,
+    /// under `--bad-images skip`, a grey sample (the file counted once).
     pub fn cut_sample(
         &self,
         index: usize,
@@ -203,12 +203,12 @@ impl Cutter {
         position: u64,
         scratch: &mut Scratch,
         rows: &mut [&mut [u8]],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         match self.cut(index, key, position, scratch, rows) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(false),
             Err(e) if self.bad == BadImages::Skip => {
                 self.note_bad(index, e, rows);
-                Ok(())
+                Ok(true)
             }
             Err(e) => Err(e.context("pass --bad-images skip to go on without it")),
         }

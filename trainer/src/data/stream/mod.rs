@@ -41,6 +41,8 @@ pub struct Streamed {
     ahead: Mutex<VecDeque<Arc<Job>>>,
     /// Batches served from a prefetch.
     hits: AtomicUsize,
+    /// Grey samples in the batches served since [`take_grey_samples`](Self::take_grey_samples).
+    grey: AtomicUsize,
 }
 
 impl Streamed {
@@ -82,6 +84,7 @@ impl Streamed {
             pool: OnceLock::new(),
             ahead: Mutex::new(VecDeque::new()),
             hits: AtomicUsize::new(0),
+            grey: AtomicUsize::new(0),
         }
     }
 
@@ -131,7 +134,15 @@ impl Streamed {
             }
             None => self.pool().submit(request),
         };
-        job.wait()
+        let views = job.wait()?;
+        self.grey.fetch_add(job.grey_samples(), Ordering::Relaxed);
+        Ok(views)
+    }
+
+    /// Grey samples (files that do not decode, `--bad-images skip`) in the batches served since
+    /// the last call: a figure for each logging interval, the same in a resumed run.
+    pub fn take_grey_samples(&self) -> usize {
+        self.grey.swap(0, Ordering::Relaxed)
     }
 
     /// Queues a batch a later [`views`](Self::views) call will ask for, unless it is queued

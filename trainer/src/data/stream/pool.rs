@@ -8,7 +8,7 @@ use super::cut::{Cutter, Scratch};
 use crate::augment::ViewKey;
 use anyhow::{anyhow, Result};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use tch::{Device, Kind, Tensor};
@@ -27,6 +27,8 @@ pub(super) struct Job {
     finished: Condvar,
     /// Set when the batch is no longer wanted: its remaining slots are skipped.
     cancelled: AtomicBool,
+    /// Slots cut grey (a file that does not decode, `--bad-images skip`).
+    grey: AtomicUsize,
 }
 
 struct JobState {
@@ -60,6 +62,7 @@ impl Job {
             }),
             finished: Condvar::new(),
             cancelled: AtomicBool::new(false),
+            grey: AtomicUsize::new(0),
             request,
         })
     }
@@ -77,17 +80,27 @@ impl Job {
             .collect()
     }
 
-    /// One slot done, with its outcome; the first error is the batch's.
-    fn finish_slot(&self, outcome: Result<()>) {
+    /// One slot done, with its outcome (grey or not); the first error is the batch's.
+    fn finish_slot(&self, outcome: Result<bool>) {
         let mut state = lock(&self.state);
-        if let Err(e) = outcome {
-            state.error.get_or_insert(e);
-            self.cancelled.store(true, Ordering::Relaxed);
+        match outcome {
+            Ok(grey) => {
+                self.grey.fetch_add(grey as usize, Ordering::Relaxed);
+            }
+            Err(e) => {
+                state.error.get_or_insert(e);
+                self.cancelled.store(true, Ordering::Relaxed);
+            }
         }
         state.remaining -= 1;
         if state.remaining == 0 {
             self.finished.notify_all();
         }
+    }
+
+    /// Slots cut grey so far (all of them once [`wait`](Self::wait) returned).
+    pub fn grey_samples(&self) -> usize {
+        self.grey.load(Ordering::Relaxed)
     }
 
     /// The batch's tensors once every slot is done, or the first error.
@@ -181,7 +194,7 @@ fn work(shared: &Shared) {
     let mut scratch = Scratch::default();
     while let Some((job, slot)) = next_slot(shared) {
         let outcome = if job.cancelled.load(Ordering::Relaxed) {
-            Ok(())
+            Ok(false)
         } else {
             let (indices, key, start) = &job.request;
             // SAFETY: see `Job::rows`; this worker alone holds `slot`.

@@ -122,8 +122,14 @@ impl Monitor {
     }
 
     /// Averages the interval's losses over steps and ranks (a collective: every rank calls it
-    /// at the same step) and writes one line. Returns the mean total loss.
-    pub fn log(&mut self, state: &TrainState, group: &ProcessGroup) -> Result<f64> {
+    /// at the same step) and writes one line, with the interval's `grey` samples of a streamed
+    /// split summed over ranks (`bad_samples`). Returns the mean total loss.
+    pub fn log(
+        &mut self,
+        state: &TrainState,
+        group: &ProcessGroup,
+        grey: Option<usize>,
+    ) -> Result<f64> {
         let i = std::mem::replace(&mut self.interval, Interval::new());
         let Some(sums) = i.sums else {
             return Ok(f64::NAN);
@@ -144,6 +150,11 @@ impl Monitor {
         });
         for (name, v) in i.names.iter().zip(&values) {
             record[*name] = json!(v);
+        }
+        if let Some(grey) = grey {
+            let mut sum = Tensor::from_slice(&[grey as i64]).to_device(group.device());
+            group.all_reduce(&mut sum, ReduceOp::Sum)?;
+            record["bad_samples"] = json!(sum.int64_value(&[0]));
         }
         self.write(record)?;
         self.progress.update(

@@ -300,7 +300,11 @@ impl<'a> Pretrainer<'a> {
 
     fn log_if_due(&mut self, epoch_done: bool) -> Result<()> {
         if epoch_done || self.state.step.is_multiple_of(self.cfg.log_every as u64) {
-            let loss = self.monitor.log(&self.state, self.group)?;
+            let grey = match &self.images {
+                Images::Streamed(files) => Some(files.take_grey_samples()),
+                Images::Resident(_) => None,
+            };
+            let loss = self.monitor.log(&self.state, self.group, grey)?;
             self.state.last_loss = Some(loss);
         }
         Ok(())
