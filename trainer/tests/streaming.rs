@@ -276,6 +276,10 @@ fn a_streamed_run_resumes_to_the_same_metrics() {
     let out = common::run(&args(&a));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(results(&a)["metrics"]["train_images"], 24);
+    // 4 epochs of 6 steps: every batch but the first was queued ahead, the first of each later
+    // epoch while the one before was tested.
+    let ahead = "streamed training batches: 23 decoded ahead of their step";
+    assert!(stderr(&out).contains(ahead), "{}", stderr(&out));
     assert_eq!(common::interrupt_after(&args(&b), &b, 1), Some(75));
     let resumed = common::run(&args(&b));
     assert!(resumed.status.success(), "{}", stderr(&resumed));
@@ -585,6 +589,12 @@ fn streamed_pretraining_resumes_bit_exact() {
         .filter(|m| m.get("knn_acc1").is_some())
         .count();
     assert_eq!(knn, 4, "a kNN line at the start and after each epoch");
+    let ahead = "streamed training batches: 11 decoded ahead of their step";
+    assert!(
+        stderr(&out).contains(ahead),
+        "3 epochs of 4 steps: {}",
+        stderr(&out)
+    );
     assert_eq!(common::interrupt_after(&args(&b), &b, 4), Some(75));
     let resumed = common::run(&args(&b));
     assert!(resumed.status.success(), "{}", stderr(&resumed));

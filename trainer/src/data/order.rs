@@ -60,6 +60,22 @@ impl EpochOrder {
         let local = self.global_batch / world;
         &self.global(step)[rank * local..(rank + 1) * local]
     }
+
+    /// The `count` steps after `step`, as `(epochs on, step, its epoch's order)`: past this
+    /// epoch's end they run on into the next epoch's first steps when its order `next` is
+    /// known (what a stream queues ahead of the step it serves).
+    pub fn steps_ahead<'a>(
+        &'a self,
+        next: Option<&'a EpochOrder>,
+        step: usize,
+        count: usize,
+    ) -> Vec<(usize, usize, &'a EpochOrder)> {
+        let later = |s: usize| match s.checked_sub(self.steps()) {
+            None => Some((0, s, self)),
+            Some(s) => next.filter(|n| s < n.steps()).map(|n| (1, s, n)),
+        };
+        (step + 1..step + 1 + count).filter_map(later).collect()
+    }
 }
 
 /// DivideMix's, ELR's and SSR's Clothing1M sampler: each epoch trains on `n` images drawn

@@ -579,9 +579,11 @@ impl<'a> Probe<'a> {
             return;
         };
         let (rank, world) = (self.group.rank(), self.group.world_size());
-        for next in step + 1..order.steps().min(step + 1 + stream::BATCHES_AHEAD) {
+        let next_order = self.next_epoch_order(order, epoch, step);
+        for (on, next, order) in order.steps_ahead(next_order.as_ref(), step, stream::BATCHES_AHEAD)
+        {
             let len = order.slice(next, rank, world).len();
-            let key = step_key(self.cfg.seed, epoch, next, 0);
+            let key = step_key(self.cfg.seed, epoch + on, next, 0);
             method.prefetch(key, self.cfg.batch_size, (rank * len, len));
         }
     }
@@ -636,11 +638,14 @@ impl<'a> Probe<'a> {
         Ok((features, mix))
     }
 
-    /// A streamed split decodes the next steps' batches while this one trains.
+    /// A streamed split decodes the next steps' batches while this one trains (into the next
+    /// epoch's, whose first batches then decode while this one's model is tested).
     fn prefetch_next(&self, order: &EpochOrder, epoch: usize, step: usize) {
         let (rank, world) = (self.group.rank(), self.group.world_size());
-        for next in step + 1..order.steps().min(step + 1 + stream::BATCHES_AHEAD) {
-            let part = order.slice(next, rank, world);
+        let next_order = self.next_epoch_order(order, epoch, step);
+        for (on, next, order) in order.steps_ahead(next_order.as_ref(), step, stream::BATCHES_AHEAD)
+        {
+            let (epoch, part) = (epoch + on, order.slice(next, rank, world));
             let start = (rank * part.len()) as u64;
             match (&self.net_method, &self.net_images, &self.train) {
                 (Some((method, _)), Some(images), _) => {
@@ -653,6 +658,20 @@ impl<'a> Probe<'a> {
                 _ => return,
             }
         }
+    }
+
+    /// The next epoch's order, when the steps queued ahead of `step` reach into it and it is
+    /// known now (not when a method's sampler draws it from its start of epoch).
+    fn next_epoch_order(
+        &self,
+        order: &EpochOrder,
+        epoch: usize,
+        step: usize,
+    ) -> Option<EpochOrder> {
+        let reaches = step + 1 + stream::BATCHES_AHEAD > order.steps();
+        let sampled = self.balanced.is_none()
+            && (self.net_method.as_ref()).is_some_and(|(m, _)| m.samples_epochs());
+        (reaches && epoch + 1 < self.cfg.epochs && !sampled).then(|| self.epoch_order(epoch + 1))
     }
 
     /// Whether training images are augmented: always when finetuning, on request when frozen.

@@ -194,12 +194,7 @@ impl<'a> Pretrainer<'a> {
                 .as_ref()
                 .is_none_or(|_| self.state.step.is_multiple_of(spe))
             {
-                order = Some(EpochOrder::new(
-                    self.cfg.seed,
-                    epoch,
-                    self.train.len(),
-                    self.cfg.batch_size,
-                ));
+                order = Some(self.epoch_order(epoch));
             }
             self.train_step(order.as_ref().expect("set above"), epoch)?;
             let epoch_done = self.state.step.is_multiple_of(spe);
@@ -281,10 +276,14 @@ impl<'a> Pretrainer<'a> {
             }
             Images::Streamed(files) => {
                 let cut = files.views(part, key, start as u64)?;
-                let ahead = step_in_epoch + 1..order.steps().min(step_in_epoch + 1 + BATCHES_AHEAD);
-                for step in ahead {
+                let reaches = step_in_epoch + 1 + BATCHES_AHEAD > order.steps();
+                let next_order = (reaches && epoch + 1 < self.cfg.epochs as u64)
+                    .then(|| self.epoch_order(epoch + 1));
+                let ahead = order.steps_ahead(next_order.as_ref(), step_in_epoch, BATCHES_AHEAD);
+                for (on, step, order) in ahead {
                     let next = order.slice(step, rank, world);
-                    files.prefetch(next, view_key(self.cfg.seed, epoch, step), start as u64);
+                    let key = view_key(self.cfg.seed, epoch + on as u64, step);
+                    files.prefetch(next, key, start as u64);
                 }
                 let device = self.group.device();
                 let view = |v| {
@@ -296,6 +295,10 @@ impl<'a> Pretrainer<'a> {
             }
         };
         Ok(views)
+    }
+
+    fn epoch_order(&self, epoch: u64) -> EpochOrder {
+        EpochOrder::new(self.cfg.seed, epoch, self.train.len(), self.cfg.batch_size)
     }
 
     fn log_if_due(&mut self, epoch_done: bool) -> Result<()> {

@@ -187,6 +187,12 @@ pub trait NetworkMethod {
     /// while this one trains: `global_n` samples, this rank's rows `start..start + len`.
     fn prefetch(&self, _key: ViewKey, _global_n: usize, _rows: (usize, usize)) {}
 
+    /// Whether [`epoch_ids`](Self::epoch_ids) draws the epochs' samples from what
+    /// [`start_epoch`](Self::start_epoch) decides (an epoch's order is not known before).
+    fn samples_epochs(&self) -> bool {
+        false
+    }
+
     /// The sample ids the epoch trains on, `len` of them (SSR's class-balanced sampler); None:
     /// the seeded permutation of every sample.
     fn epoch_ids(&self, _epoch: usize, _len: usize) -> Option<Vec<i64>> {

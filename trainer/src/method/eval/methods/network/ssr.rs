@@ -474,6 +474,10 @@ impl NetworkMethod for NetworkSsr {
         Ok(())
     }
 
+    fn samples_epochs(&self) -> bool {
+        true
+    }
+
     fn epoch_ids(&self, epoch: usize, len: usize) -> Option<Vec<i64>> {
         let on_cpu = |t: &Tensor| Vec::<i64>::try_from(&t.to_device(Device::Cpu)).ok();
         let labels = on_cpu(&self.selection.labels)?;
