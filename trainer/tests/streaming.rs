@@ -15,11 +15,15 @@ use common::{results, run_python, stderr, trainer, write_fixtures};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use trainer::augment::train::TrainAugment;
 use trainer::augment::{augment_cut_part, sample_crop, sample_position, AugmentConfig, ViewKey};
+use trainer::data::files::Files;
 use trainer::data::image::resize::shorter_side_to;
 use trainer::data::resident::BadImages;
 use trainer::data::stream::DecodeScale::{self, Full, Reduced};
 use trainer::data::stream::{Cut, CutShape, Streamed};
+use trainer::method::eval::methods::network::images::{StreamSource, StreamedImages};
+use trainer::method::eval::methods::network::{TrainImages, Views};
 
 const SIZE: i64 = 24;
 
@@ -89,6 +93,59 @@ fn streamed_crops_after_a_resize_are_torchvisions() {
 fn streamed_centre_crops_are_torchvisions() {
     let (max, mean) = cut_against_torchvision(Cut::centre(SIZE as usize, 30), &KINDS, Full, 0);
     assert!(max <= 1 && mean <= 0.3, "max {max}, mean {mean:.4}");
+}
+
+/// SSR's selection pass over streamed images, in chunks: each chunk is the test transform of
+/// its files in order (as one batch of all of them gives), and every chunk after the first
+/// was queued while the one before was read.
+#[test]
+fn a_pass_in_order_reads_each_chunk_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_fixtures("pictures.py", tmp.path());
+    let paths: Vec<String> = KINDS.iter().map(|f| f.to_string()).collect();
+    let plain = Cut::centre(SIZE as usize, 30);
+    let source = StreamSource {
+        files: Files::from(dir.as_path()),
+        paths: paths.clone(),
+        bad: BadImages::Fail,
+        bad_count: Default::default(),
+        scale: Full,
+        device: tch::Device::Cpu,
+        train: plain,
+        contrastive: plain,
+        plain,
+    };
+    let images = StreamedImages::new(source);
+    let unit = AugmentConfig {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        ..view()
+    };
+    let views = Views {
+        crop_flip: unit.clone(),
+        train: None,
+        autoaugment: TrainAugment::default(),
+        contrastive: unit,
+    };
+    let all = TrainImages::Streamed(Arc::new(images));
+    let chunks: Vec<tch::Tensor> = [(0, 3), (3, 3), (6, 2)]
+        .iter()
+        .map(|&(from, len)| all.plain(from, len, &views).unwrap())
+        .collect();
+    let whole = Streamed::with_views(&dir, paths, &[plain], BadImages::Fail, Default::default());
+    let indices: Vec<i64> = (0..KINDS.len() as i64).collect();
+    let expected = whole.batch(&indices, key(0), 0).unwrap();
+    let got = (tch::Tensor::cat(&chunks, 0) * 255.0)
+        .round()
+        .to_kind(tch::Kind::Uint8);
+    assert!(
+        got.equal(&expected),
+        "the chunks differ from one batch of all"
+    );
+    let TrainImages::Streamed(images) = &all else {
+        unreachable!()
+    };
+    assert_eq!(images.prefetch_hits(), 2);
 }
 
 /// `--decode-scale reduced`: crops of a 300×200 JPEG decoded at 1/2, 1/4 or 1/8 (whichever

@@ -126,6 +126,18 @@ impl Streamed {
 
     /// Every view of the samples `indices` (see [`batch`](Self::batch)), each file decoded once.
     pub fn views(&self, indices: &[i64], key: ViewKey, start: u64) -> Result<Vec<Tensor>> {
+        self.views_then(indices, key, start, None)
+    }
+
+    /// As [`views`](Self::views), queueing the batch `next` (indices and start, same key)
+    /// behind this one before waiting for it: a pass in order reads ahead so.
+    pub fn views_then(
+        &self,
+        indices: &[i64],
+        key: ViewKey,
+        start: u64,
+        next: Option<(&[i64], u64)>,
+    ) -> Result<Vec<Tensor>> {
         let request = (indices.to_vec(), key, start);
         let job = match self.take_prefetched(&request) {
             Some(job) => {
@@ -134,6 +146,9 @@ impl Streamed {
             }
             None => self.pool().submit(request),
         };
+        if let Some((indices, start)) = next {
+            self.prefetch(indices, key, start);
+        }
         let views = job.wait()?;
         self.grey.fetch_add(job.grey_samples(), Ordering::Relaxed);
         Ok(views)

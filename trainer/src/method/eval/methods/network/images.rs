@@ -84,6 +84,12 @@ impl StreamedImages {
         }
     }
 
+    /// Batches served from a prefetch, over every stream.
+    pub fn prefetch_hits(&self) -> usize {
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.iter().map(|(_, s)| s.prefetch_hits()).sum()
+    }
+
     /// What the streams are made from.
     pub fn source(&self) -> &StreamSource {
         &self.source
@@ -207,10 +213,8 @@ impl TrainImages {
         let stream = streamed.stream(&[Recipe::Plain]);
         let ids: Vec<i64> = (from..from + len).collect();
         let next: Vec<i64> = (from + len..(from + 2 * len).min(self.len())).collect();
-        if !next.is_empty() {
-            stream.prefetch(&next, PLAIN_KEY, 0);
-        }
-        let batch = stream.batch(&ids, PLAIN_KEY, 0)?;
+        let next = (!next.is_empty()).then_some((&next[..], 0));
+        let batch = stream.views_then(&ids, PLAIN_KEY, 0, next)?.swap_remove(0);
         Ok(views.plain(&stream::to_device(&batch, streamed.source.device)))
     }
 }
