@@ -27,6 +27,7 @@ use anyhow::{ensure, Context, Result};
 use rand::seq::SliceRandom;
 use rand_distr::{Beta, Distribution};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use tch::nn::{self, Module, ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -224,6 +225,9 @@ pub struct NetworkSsr {
     seed: u64,
     selection: Selection,
     heads: ConsistencyHeads,
+    /// The last consistency order drawn, by its key: a shuffle of every sample, the same for
+    /// every step of an epoch (and asked for twice a step, by the step and by the prefetch).
+    consistency_order: Mutex<Option<(ViewKey, Arc<Vec<i64>>)>>,
 }
 
 impl NetworkSsr {
@@ -255,6 +259,7 @@ impl NetworkSsr {
             consistency: p.ssr_consistency,
             seed: setup.seed,
             heads: ConsistencyHeads::new(setup.device, setup.embedding_dim)?,
+            consistency_order: Mutex::new(None),
         })
     }
 
@@ -289,10 +294,27 @@ impl NetworkSsr {
             step: u64::MAX,
             ..key.with_view(CONSISTENCY_ORDER)
         };
-        let mut all: Vec<i64> = (0..self.images.len()).collect();
-        all.shuffle(&mut order_key.rng());
+        let all = self.consistency_order(order_key);
         let from = (key.step as usize * b) % all.len();
         all.iter().cycle().skip(from).take(b).copied().collect()
+    }
+
+    /// The permutation of every sample under `order_key`, shuffled once per key.
+    fn consistency_order(&self, order_key: ViewKey) -> Arc<Vec<i64>> {
+        let mut last = self
+            .consistency_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((key, all)) if *key == order_key => all.clone(),
+            _ => {
+                let mut all: Vec<i64> = (0..self.images.len()).collect();
+                all.shuffle(&mut order_key.rng());
+                let all = Arc::new(all);
+                *last = Some((order_key, all.clone()));
+                all
+            }
+        }
     }
 
     /// The step's loss for given draws, its views made from the step's key.
