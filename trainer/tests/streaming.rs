@@ -337,18 +337,22 @@ fn a_streamed_run_resumes_to_the_same_metrics() {
     // epoch while the one before was tested.
     let ahead = "streamed training batches: 23 decoded ahead of their step";
     assert!(stderr(&out).contains(ahead), "{}", stderr(&out));
-    assert_eq!(common::interrupt_after(&args(&b), &b, 1), Some(75));
-    let resumed = common::run(&args(&b));
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-    assert!(
-        stderr(&resumed).contains("resuming from"),
-        "{}",
-        stderr(&resumed)
-    );
-    assert_eq!(results(&a)["metrics"], results(&b)["metrics"]);
+    assert_resumes_like(args, &a, &b, "plain CE");
+}
+
+/// Runs `args(b)`, stops it by SIGUSR1 after its first epoch and resumes it: it must end with
+/// the metrics of the uninterrupted run in `a`.
+fn assert_resumes_like(args: impl Fn(&Path) -> Vec<String>, a: &Path, b: &Path, what: &str) {
+    assert_eq!(common::interrupt_after(&args(b), b, 1), Some(75), "{what}");
+    let resumed = common::run(&args(b));
+    assert!(resumed.status.success(), "{what}: {}", stderr(&resumed));
+    let says = stderr(&resumed);
+    assert!(says.contains("resuming from"), "{what}: {says}");
+    assert_eq!(results(a)["metrics"], results(b)["metrics"], "{what}");
     assert_eq!(
-        common::metrics_without_time(&a),
-        common::metrics_without_time(&b)
+        common::metrics_without_time(a),
+        common::metrics_without_time(b),
+        "{what}"
     );
 }
 
@@ -386,16 +390,7 @@ fn streamed_network_methods_resume_exactly_and_agree_over_ranks() {
         let [a, b, two] = ["a", "b", "two"].map(|n| tmp.path().join(format!("{method}-{n}")));
         let out = common::run(&args(&a));
         assert!(out.status.success(), "{method}: {}", stderr(&out));
-        assert_eq!(common::interrupt_after(&args(&b), &b, 1), Some(75));
-        let resumed = common::run(&args(&b));
-        assert!(resumed.status.success(), "{method}: {}", stderr(&resumed));
-        assert!(stderr(&resumed).contains("resuming from"), "{method}");
-        assert_eq!(results(&a)["metrics"], results(&b)["metrics"], "{method}");
-        assert_eq!(
-            common::metrics_without_time(&a),
-            common::metrics_without_time(&b),
-            "{method}"
-        );
+        assert_resumes_like(args, &a, &b, method);
         let held_out = results(&a)["metrics"]["held_out_trusted"].to_string();
         assert_eq!(held_out, trusted, "{method}");
         if method == "ssr" {
