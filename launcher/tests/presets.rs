@@ -1,7 +1,7 @@
 //! Presets: `[[paper]]` numbers (checked against the grid, shown by `report` beside ours) and
 //! the `[smoke]` scale (`run FILE --smoke`); every preset of experiments/ passes the trainer's
-//! check at both scales, and the Meta-Weight-Net and Clothing1M presets run end to end at smoke
-//! scale.
+//! check at both scales, and the Meta-Weight-Net, Clothing1M and SSR Clothing1M presets run end
+//! to end at smoke scale.
 
 mod common;
 mod runs;
@@ -360,7 +360,7 @@ fn experiments() -> Vec<PathBuf> {
 }
 
 /// The papers' presets (and seed 000's grid) each have a smoke scale.
-const PRESETS: [&str; 8] = [
+const PRESETS: [&str; 10] = [
     "clothing1m",
     "ghosh_lan",
     "ieg",
@@ -369,6 +369,8 @@ const PRESETS: [&str; 8] = [
     "noise_sweep",
     "rkd",
     "ssr",
+    "ssr_clothing1m",
+    "ssr_mini_webvision",
 ];
 
 #[test]
@@ -453,12 +455,9 @@ fn the_mwn_preset_runs_end_to_end_at_smoke_scale() {
     );
 }
 
-/// The Clothing1M preset streams the official layout (the fixture of
-/// `tests/fixtures/real_world.py`): its 6 noisy training images, resized and randomly cropped.
-#[test]
-fn the_clothing1m_preset_streams_the_release_at_smoke_scale() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// `experiments/<preset>.toml` run at smoke scale in `d` on the fixtures of
+/// `tests/fixtures/real_world.py`: the results of its one run, `<run>`.
+fn smoke_on_fixtures(d: &Path, preset: &str, run: &str) -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let python = std::env::var_os("NLS_PYTHON")
         .map(PathBuf::from)
@@ -471,15 +470,23 @@ fn the_clothing1m_preset_streams_the_release_at_smoke_scale() {
     assert!(fixture.status.success(), "{}", text(&fixture));
     let out = nls(d)
         .arg("run")
-        .arg(root.join("experiments/clothing1m.toml"))
+        .arg(root.join(format!("experiments/{preset}.toml")))
         .args(["--smoke", "--local", "--trainer"])
         .arg(runs::trainer())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let run = d.join("runs/clothing1m-smoke/runs/data_dir_data_fixtures_clothing1m-loss_ce-seed0");
-    let results: serde_json::Value =
-        serde_json::from_str(&read(&run.join("results.json"))).unwrap();
+    let run = d.join(format!("runs/{preset}-smoke/runs/{run}"));
+    serde_json::from_str(&read(&run.join("results.json"))).unwrap()
+}
+
+/// The Clothing1M preset streams the official layout (the fixture of
+/// `tests/fixtures/real_world.py`): its 6 noisy training images, resized and randomly cropped.
+#[test]
+fn the_clothing1m_preset_streams_the_release_at_smoke_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = "data_dir_data_fixtures_clothing1m-loss_ce-seed0";
+    let results = smoke_on_fixtures(dir.path(), "clothing1m", run);
     let config = &results["config"];
     assert_eq!(config["stream"], true, "{config}");
     assert_eq!(config["geometry"], "crop", "{config}");
@@ -487,6 +494,30 @@ fn the_clothing1m_preset_streams_the_release_at_smoke_scale() {
     assert_eq!(results["metrics"]["train_images"], 6, "{results}");
     let acc = results["metrics"]["acc1"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc), "{acc}");
+}
+
+/// SSR's Clothing1M preset on the same fixture, its epoch a class-balanced subset: of the 6
+/// noisy training images (noisy labels 0, 1, 1, 2, 13, 5), 14 a epoch at most 14/14 = 1 a
+/// class draws 5, which the selection is over (so at most 5 selected) and whose 2 batches of 2
+/// are the epoch.
+#[test]
+fn the_ssr_clothing1m_preset_selects_within_the_epochs_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = "data_dir_data_fixtures_clothing1m-seed0";
+    let results = smoke_on_fixtures(dir.path(), "ssr_clothing1m", run);
+    let config = &results["config"];
+    assert_eq!(config["method"], "ssr", "{config}");
+    assert_eq!(config["epoch_samples"], 14, "{config}");
+    assert_eq!(config["autoaugment_policy"], "imagenet", "{config}");
+    assert_eq!(config["ssr_balance_votes"], false, "{config}");
+    let metrics = &results["metrics"];
+    assert_eq!(metrics["train_images"], 6, "{results}");
+    assert_eq!(metrics["epoch_images"], 4, "{results}");
+    let selected = metrics["ssr_selected"].as_f64().unwrap();
+    assert!(
+        (1.0..=5.0).contains(&selected),
+        "{selected} selected of the 5"
+    );
 }
 
 #[test]

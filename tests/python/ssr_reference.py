@@ -1,18 +1,21 @@
 """SSR (Feng et al., BMVC 2022) in PyTorch, after github MrChenFeng/SSR_BMVC2022 main_cifar.py and
 utils/funcs.py, for trainer/tests/network_ssr.rs.
 
-    ssr_reference.py select IN.npz OUT.npz K THETA_R THETA_S
-    ssr_reference.py loss DIR WIDTH CLASSES LAMBDA WEIGHT
+    ssr_reference.py select IN.npz OUT.npz K THETA_R THETA_S BALANCE
+    ssr_reference.py loss DIR WIDTH CLASSES LAMBDA WEIGHT HIDDEN OUT
 
 IN.npz holds `features` [N, D], `probs` [N, C] (softmax of the classifier) and `noisy` [N];
 OUT.npz gets `labels` (relabelled) and `selected` (1 where selected), as the reference's
 `evaluate`: relabel where the top probability exceeds THETA_R, a kNN vote of K neighbours
-(uniform weights, the sample itself included) divided by the prior of the current labels and
-normalized per sample, kept where the label's vote over the top vote is at least THETA_S.
+(uniform weights, the sample itself included) divided by the prior of the current labels (BALANCE
+1, `norm='global'`; 0 as main_clothing1m.py, whose `weighted_knn(..., args.k, 100, 10)` passes
+10 as `norm`) and normalized per sample, kept where the label's vote over the top vote is at
+least THETA_S.
 
 `loss` is one step of the reference's `train` on given inputs: DIR/state.npz holds the PreAct
 ResNet-18's state_dict (its `fc` the classifier), DIR/heads.npz the projector's (`proj_head.*`)
-and predictor's (`pred_head.*`), DIR/io.npz the two strong views `x1`, `x2`, the labels
+and predictor's (`pred_head.*`, HIDDEN wide inside, OUT out: main_cifar.py 256 and 128,
+main_webvision.py 256 and 256, main_clothing1m.py 512 and 512), DIR/io.npz the two strong views `x1`, `x2`, the labels
 `labels`, the mixup permutation `idx` and the consistency views `u1` (weak), `u2` (strong).
 Writes DIR/out.npz: `loss` (CE of the mixed batch + WEIGHT x D(p2, z1)) and `grad.<name>` of
 every parameter.
@@ -36,7 +39,7 @@ def knn_predict(feature, feature_bank, feature_labels, classes, knn_k):
     return torch.sum(one_hot.view(feature.size(0), -1, classes) * sim_weight.unsqueeze(dim=-1), dim=1)
 
 
-def weighted_knn(feature, label, num_classes, knn_k, chunks=10):
+def weighted_knn(feature, label, num_classes, knn_k, chunks=10, norm='global'):
     num = len(feature)
     num_class = torch.tensor([torch.sum(label == i).item() for i in range(num_classes)]) + 1e-10
     pi = num_class / num_class.sum()
@@ -44,25 +47,27 @@ def weighted_knn(feature, label, num_classes, knn_k, chunks=10):
     feature = F.normalize(feature, dim=1)
     score = torch.cat([knn_predict(feature[split[i]:split[i + 1]], feature.T, label, num_classes, knn_k)
                        for i in range(chunks)])
-    score = score / pi
+    if norm == 'global':
+        score = score / pi
     return score / score.sum(1, keepdim=True)
 
 
-def select(features, probs, noisy, k, theta_r, theta_s):
+def select(features, probs, noisy, k, theta_r, theta_s, balance):
     his_score, his_label = probs.max(1)
     conf_id = torch.where(his_score > theta_r)[0]
     labels = noisy.clone()
     labels[conf_id] = his_label[conf_id]
-    votes = weighted_knn(F.normalize(features, dim=1), labels, probs.size(1), k)
+    norm = 'global' if balance else 10
+    votes = weighted_knn(F.normalize(features, dim=1), labels, probs.size(1), k, norm=norm)
     vote_y = torch.gather(votes, 1, labels.view(-1, 1)).squeeze()
     vote_max = votes.max(dim=1)[0]
     selected = (vote_y / vote_max >= theta_s).long()
     return labels, selected
 
 
-def mlp(c_in):
-    return torch.nn.Sequential(torch.nn.Linear(c_in, 256), torch.nn.BatchNorm1d(256),
-                               torch.nn.ReLU(), torch.nn.Linear(256, 128))
+def mlp(c_in, hidden, out):
+    return torch.nn.Sequential(torch.nn.Linear(c_in, hidden), torch.nn.BatchNorm1d(hidden),
+                               torch.nn.ReLU(), torch.nn.Linear(hidden, out))
 
 
 def D(p, z):
@@ -74,12 +79,12 @@ def npz(path):
         return {k: torch.from_numpy(f[k]) for k in f.files}
 
 
-def step_loss(directory, width, classes, lam, weight):
+def step_loss(directory, width, classes, lam, weight, hidden, out):
     from model_reference import PreResNet18
     encoder = PreResNet18(classes, width=width)
     encoder.load_state_dict(npz(f"{directory}/state.npz"), strict=True)
     classifier, encoder.fc = encoder.fc, torch.nn.Identity()
-    proj_head, pred_head = mlp(classifier.in_features), mlp(128)
+    proj_head, pred_head = mlp(classifier.in_features, hidden, out), mlp(out, hidden, out)
     heads = npz(f"{directory}/heads.npz")
     for name, module in [("proj_head", proj_head), ("pred_head", pred_head)]:
         mine = {k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")}
@@ -122,15 +127,16 @@ def step_loss(directory, width, classes, lam, weight):
 def main():
     command = sys.argv[1]
     if command == "select":
-        src, dst, k, theta_r, theta_s = sys.argv[2:7]
+        src, dst, k, theta_r, theta_s, balance = sys.argv[2:8]
         with np.load(src) as f:
             t = {name: torch.from_numpy(f[name]) for name in f.files}
         labels, selected = select(t["features"], t["probs"], t["noisy"], int(k), float(theta_r),
-                                  float(theta_s))
+                                  float(theta_s), balance == "1")
         np.savez(dst, labels=labels.numpy(), selected=selected.numpy())
     elif command == "loss":
-        directory, width, classes, lam, weight = sys.argv[2:7]
-        step_loss(directory, int(width), int(classes), float(lam), float(weight))
+        directory, width, classes, lam, weight, hidden, out = sys.argv[2:9]
+        step_loss(directory, int(width), int(classes), float(lam), float(weight), int(hidden),
+                  int(out))
     else:
         raise SystemExit(f"unknown command {command}")
 

@@ -47,17 +47,20 @@ def ops(inp, out):
 
 
 def policy(out, side, bins, magnitude):
-    """Expected P(slot k holds (op, |m|)) for AutoAugment CIFAR10 and RandAugment."""
+    """Expected P(slot k holds (op, |m|)) for AutoAugment (CIFAR10 and IMAGENET) and
+    RandAugment."""
     rows = []
-    aa = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
-    subs = aa._policies
-    for sub in subs:
-        for k, (name, p, idx) in enumerate(sub):
-            fn, _ = aa._AUGMENTATION_SPACE[name]
-            m = fn(10, side, side)
-            value = 0.0 if m is None else abs(float(m[idx]))
-            rows.append({"policy": "autoaugment", "slot": k, "op": name, "value": value,
-                         "p": p / len(subs)})
+    for tag, table in [("autoaugment", v2.AutoAugmentPolicy.CIFAR10),
+                       ("autoaugment-imagenet", v2.AutoAugmentPolicy.IMAGENET)]:
+        aa = v2.AutoAugment(table)
+        subs = aa._policies
+        for sub in subs:
+            for k, (name, p, idx) in enumerate(sub):
+                fn, _ = aa._AUGMENTATION_SPACE[name]
+                m = fn(10, side, side)
+                value = 0.0 if m is None else abs(float(m[idx]))
+                rows.append({"policy": tag, "slot": k, "op": name, "value": value,
+                             "p": p / len(subs)})
     ra = v2.RandAugment(num_ops=2, magnitude=magnitude, num_magnitude_bins=bins)
     space = ra._AUGMENTATION_SPACE
     for name, (fn, _) in space.items():

@@ -584,7 +584,8 @@ fn a_labels_file_combines_with_train_samples() {
 
 /// `--epoch-samples N`: an epoch trains on Σ over classes of min(class size, ⌊N/K⌋) images in
 /// whole batches, counted here from the IDX label file itself (with N = the 1000 images, a
-/// class of fewer than 100 gives what it has); with a --method it is refused.
+/// class of fewer than 100 gives what it has); with a --method on cached features (SSR's
+/// included: only whole-network SSR selects within the subset) it is refused.
 #[test]
 fn epoch_samples_draw_a_class_balanced_share() {
     use std::io::Read;
@@ -620,7 +621,7 @@ fn epoch_samples_draw_a_class_balanced_share() {
     let refused = run(&with(args, &[("--method", "ssr")]));
     assert_eq!(refused.status.code(), Some(2));
     assert!(
-        stderr(&refused).contains("without a --method"),
+        stderr(&refused).contains("got --method ssr on cached features"),
         "{}",
         stderr(&refused)
     );

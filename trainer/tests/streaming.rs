@@ -23,7 +23,7 @@ use trainer::data::resident::BadImages;
 use trainer::data::stream::DecodeScale::{self, Full, Reduced};
 use trainer::data::stream::{Cut, CutShape, Streamed};
 use trainer::method::eval::methods::network::images::{StreamSource, StreamedImages};
-use trainer::method::eval::methods::network::{TrainImages, Views};
+use trainer::method::eval::methods::network::{PassBatch, Recipe, TrainImages, Views};
 
 const SIZE: i64 = 24;
 
@@ -128,9 +128,19 @@ fn a_pass_in_order_reads_each_chunk_ahead() {
         contrastive: unit,
     };
     let all = TrainImages::Streamed(Arc::new(images));
-    let chunks: Vec<tch::Tensor> = [(0, 3), (3, 3), (6, 2)]
-        .iter()
-        .map(|&(from, len)| all.plain(from, len, &views).unwrap())
+    let ids: Vec<i64> = (0..KINDS.len() as i64).collect();
+    let batches: Vec<PassBatch> = (ids.chunks(3).enumerate())
+        .map(|(i, ids)| PassBatch {
+            ids,
+            key: key(i as u64),
+        })
+        .collect();
+    let chunks: Vec<tch::Tensor> = (0..batches.len())
+        .map(|i| {
+            let next = batches.get(i + 1).copied();
+            all.pass(batches[i], next, (Recipe::Plain, 0), &views)
+                .unwrap()
+        })
         .collect();
     let whole = Streamed::with_views(&dir, paths, &[plain], BadImages::Fail, Default::default());
     let indices: Vec<i64> = (0..KINDS.len() as i64).collect();
@@ -359,7 +369,9 @@ fn assert_resumes_like(args: impl Fn(&Path) -> Vec<String>, a: &Path, b: &Path, 
 /// The whole-network methods on streamed images (each step's views cut from one decode of
 /// each file; SSR's consistency batches and selection pass, and MW-Net's and IEG's held-out
 /// trusted images, streamed too): an interrupted run resumes to the same metrics, and SSR and
-/// MW-Net train on two ranks as on one. Measured over seeds 0–4 under each
+/// MW-Net train on two ranks as on one. SSR runs twice: over every image, and over each epoch's
+/// class-balanced 12 of the 24 (`--epoch-samples`), its selection within them (at most 12
+/// selected) and its pool checkpointed. Measured over seeds 0–4 under each
 /// ATEN_CPU_CAPABILITY, epoch 3: the loss on two ranks within 7e-8 (SSR) and 4.2e-8 (MW-Net)
 /// of one rank's (relative), the same top-1; the bound is 1e-5. The regularizer's and IEG's
 /// ranks are not compared: at this scale (batches of 4) the regularizer's training is chaotic,
@@ -369,7 +381,14 @@ fn assert_resumes_like(args: impl Fn(&Path) -> Vec<String>, a: &Path, b: &Path, 
 fn streamed_network_methods_resume_exactly_and_agree_over_ranks() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 12, 48);
-    for (method, trusted) in [("ssr", "0"), ("rkd", "0"), ("mwn", "4"), ("ieg", "4")] {
+    let cases = [
+        ("ssr", "0", "0"),
+        ("ssr", "0", "12"),
+        ("rkd", "0", "0"),
+        ("mwn", "4", "0"),
+        ("ieg", "4", "0"),
+    ];
+    for (method, trusted, epoch_samples) in cases {
         let args = |exp: &Path| {
             let extra = [
                 "--epochs",
@@ -384,15 +403,23 @@ fn streamed_network_methods_resume_exactly_and_agree_over_ranks() {
                 method,
                 "--holdout-trusted",
                 trusted,
+                "--epoch-samples",
+                epoch_samples,
             ];
             run_args(&data, exp, true, &extra)
         };
-        let [a, b, two] = ["a", "b", "two"].map(|n| tmp.path().join(format!("{method}-{n}")));
+        let name = format!("{method}-{epoch_samples}");
+        let [a, b, two] = ["a", "b", "two"].map(|n| tmp.path().join(format!("{name}-{n}")));
         let out = common::run(&args(&a));
         assert!(out.status.success(), "{method}: {}", stderr(&out));
-        assert_resumes_like(args, &a, &b, method);
-        let held_out = results(&a)["metrics"]["held_out_trusted"].to_string();
-        assert_eq!(held_out, trusted, "{method}");
+        assert_resumes_like(args, &a, &b, &name);
+        let metrics = &results(&a)["metrics"];
+        assert_eq!(metrics["held_out_trusted"].to_string(), trusted, "{name}");
+        if epoch_samples != "0" {
+            assert_eq!(metrics["epoch_images"], 12, "{name}");
+            let selected = metrics["ssr_selected"].as_f64().unwrap();
+            assert!((1.0..=12.0).contains(&selected), "{name}: {selected}");
+        }
         if method == "ssr" {
             assert!(stderr(&out).contains("SSR epoch 2: "), "{}", stderr(&out));
         }

@@ -6,7 +6,7 @@ use super::run_args::RunArgs;
 use super::stop::{Ending, StopPolicy, EXIT_RESTART};
 use super::variant_args::VariantArgs;
 use crate::atomic::write_atomic;
-use crate::augment::train::{Geometry, Policy};
+use crate::augment::train::{AutoaugmentPolicy, Geometry, Policy};
 use crate::cluster::requeue::StopKind;
 use crate::cluster::signals;
 use crate::data::normalization::Choice as NormalizeChoice;
@@ -170,6 +170,22 @@ pub struct EvaluateArgs {
     /// Whole-network ssr: weight of the SimSiam-style feature-consistency loss.
     #[arg(long)]
     pub ssr_consistency: Option<f64>,
+    /// Whole-network ssr: mixup's Beta(α, α) (the reference's CIFAR 4; Clothing1M and
+    /// WebVision 0.5).
+    #[arg(long)]
+    pub ssr_mixup_alpha: Option<f64>,
+    /// Whole-network ssr: the projector's and predictor's hidden width (CIFAR 256, WebVision
+    /// 256, Clothing1M 512).
+    #[arg(long)]
+    pub ssr_hidden: Option<i64>,
+    /// Whole-network ssr: the projector's and predictor's output width (CIFAR 128, WebVision
+    /// 256, Clothing1M 512).
+    #[arg(long)]
+    pub ssr_projection: Option<i64>,
+    /// Whole-network ssr: divide the kNN vote by the class prior of the current labels (the
+    /// reference on CIFAR and WebVision; its Clothing1M script does not).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub ssr_balance_votes: Option<bool>,
     /// Whole-network ieg: weight of the MixUp term.
     #[arg(long)]
     pub ieg_mixup: Option<f64>,
@@ -240,10 +256,14 @@ pub struct EvaluateArgs {
     /// Training-image geometry: resized-crop, crop (pad + RandomCrop), flip or none.
     #[arg(long, value_enum)]
     pub geometry: Option<Geometry>,
-    /// Automatic augmentation after the geometry: none, autoaugment (CIFAR-10 policy) or
+    /// Automatic augmentation after the geometry: none, autoaugment (--autoaugment-policy) or
     /// randaugment.
     #[arg(long, value_enum)]
     pub policy: Option<Policy>,
+    /// AutoAugment's table: cifar10 or imagenet (torchvision's policies), for --policy
+    /// autoaugment and the strong views of ssr and ieg.
+    #[arg(long, value_enum)]
+    pub autoaugment_policy: Option<AutoaugmentPolicy>,
     /// Zero padding of the crop geometry.
     #[arg(long)]
     pub padding: Option<i64>,

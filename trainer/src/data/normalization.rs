@@ -40,6 +40,11 @@ impl Normalization {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
     };
+    /// Clothing1M's statistics as DivideMix's and SSR's Clothing1M loaders normalize with.
+    pub const CLOTHING1M: Normalization = Normalization {
+        mean: [0.6959, 0.6537, 0.6371],
+        std: [0.3113, 0.3192, 0.3214],
+    };
     /// The constants of seed 000's `evaluate.py` (and many CIFAR repositories): CIFAR-10's mean
     /// with (0.2023, 0.1994, 0.2010), the mean of per-image standard deviations rather than the
     /// per-pixel one.
@@ -59,9 +64,9 @@ impl Normalization {
             DatasetName::Cifar10 => Self::CIFAR10,
             DatasetName::Cifar100 => Self::CIFAR100,
             DatasetName::FashionMnist => Self::FASHION_MNIST,
+            DatasetName::Clothing1m => Self::CLOTHING1M,
             DatasetName::ImageFolder
             | DatasetName::Animal10n
-            | DatasetName::Clothing1m
             | DatasetName::MiniWebvision
             | DatasetName::Food101n
             | DatasetName::Imagenet32

@@ -44,6 +44,11 @@ impl EpochOrder {
         }
     }
 
+    /// Every sample of the epoch, in order (the last incomplete batch's included).
+    pub fn ids(&self) -> &[i64] {
+        &self.permutation
+    }
+
     /// Complete global batches in the epoch.
     pub fn steps(&self) -> usize {
         self.permutation.len() / self.global_batch

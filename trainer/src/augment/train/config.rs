@@ -18,12 +18,23 @@ pub enum Geometry {
     ResizedCrop,
 }
 
+/// AutoAugment's table of sub-policies: torchvision's `AutoAugmentPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutoaugmentPolicy {
+    /// `AutoAugmentPolicy.CIFAR10`.
+    #[default]
+    Cifar10,
+    /// `AutoAugmentPolicy.IMAGENET` (SSR's strong view on Clothing1M and WebVision).
+    Imagenet,
+}
+
 /// The automatic policy, after the geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     None,
-    /// torchvision's `AutoAugment(AutoAugmentPolicy.CIFAR10)`.
+    /// torchvision's `AutoAugment` with the table of `autoaugment_policy`.
     Autoaugment,
     /// torchvision's `RandAugment(num_ops, magnitude, num_magnitude_bins)`.
     Randaugment,
@@ -34,6 +45,8 @@ pub enum Policy {
 pub struct TrainAugment {
     pub geometry: Geometry,
     pub policy: Policy,
+    /// AutoAugment's table (CIFAR-10 unless set).
+    pub autoaugment_policy: AutoaugmentPolicy,
     /// Output side for `crop` and `resized-crop` (default: the image's own size).
     pub size: Option<i64>,
     /// Zero padding on each side before `crop`.
@@ -51,6 +64,7 @@ impl Default for TrainAugment {
         Self {
             geometry: Geometry::Crop,
             policy: Policy::None,
+            autoaugment_policy: AutoaugmentPolicy::Cifar10,
             size: None,
             padding: 4,
             num_ops: 2,

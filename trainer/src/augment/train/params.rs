@@ -58,7 +58,9 @@ impl TrainParams {
             out.flip
                 .push(aug.geometry != Geometry::None && unit(&mut rng) < 0.5);
             per_image.push(match (aug.policy, &table) {
-                (Policy::Autoaugment, Some(t)) => sample_autoaugment(&mut rng, t).to_vec(),
+                (Policy::Autoaugment, Some(t)) => {
+                    sample_autoaugment(&mut rng, aug.autoaugment_policy, t).to_vec()
+                }
                 (Policy::Randaugment, Some(t)) => {
                     sample_randaugment(&mut rng, t, aug.num_ops, aug.magnitude)
                 }

@@ -1,6 +1,7 @@
-//! Which op each image gets: torchvision's AutoAugment CIFAR-10 policy and RandAugment, drawn
-//! per image from the keyed stream.
+//! Which op each image gets: torchvision's AutoAugment (CIFAR-10 or ImageNet policy) and
+//! RandAugment, drawn per image from the keyed stream.
 
+use super::config::AutoaugmentPolicy;
 use super::ops::Op;
 use crate::augment::params::unit;
 use crate::noise::rng::below;
@@ -40,6 +41,48 @@ pub const AUTOAUGMENT_CIFAR10: [[PolicyOp; 2]; 25] = {
         [(TranslateY, 0.7, Some(9)), (AutoContrast, 0.9, None)],
     ]
 };
+
+/// torchvision's `AutoAugmentPolicy.IMAGENET` (`_get_policies`), 25 sub-policies of two ops.
+pub const AUTOAUGMENT_IMAGENET: [[PolicyOp; 2]; 25] = {
+    use Op::*;
+    [
+        [(Posterize, 0.4, Some(8)), (Rotate, 0.6, Some(9))],
+        [(Solarize, 0.6, Some(5)), (AutoContrast, 0.6, None)],
+        [(Equalize, 0.8, None), (Equalize, 0.6, None)],
+        [(Posterize, 0.6, Some(7)), (Posterize, 0.6, Some(6))],
+        [(Equalize, 0.4, None), (Solarize, 0.2, Some(4))],
+        [(Equalize, 0.4, None), (Rotate, 0.8, Some(8))],
+        [(Solarize, 0.6, Some(3)), (Equalize, 0.6, None)],
+        [(Posterize, 0.8, Some(5)), (Equalize, 1.0, None)],
+        [(Rotate, 0.2, Some(3)), (Solarize, 0.6, Some(8))],
+        [(Equalize, 0.6, None), (Posterize, 0.4, Some(6))],
+        [(Rotate, 0.8, Some(8)), (Color, 0.4, Some(0))],
+        [(Rotate, 0.4, Some(9)), (Equalize, 0.6, None)],
+        [(Equalize, 0.0, None), (Equalize, 0.8, None)],
+        [(Invert, 0.6, None), (Equalize, 1.0, None)],
+        [(Color, 0.6, Some(4)), (Contrast, 1.0, Some(8))],
+        [(Rotate, 0.8, Some(8)), (Color, 1.0, Some(2))],
+        [(Color, 0.8, Some(8)), (Solarize, 0.8, Some(7))],
+        [(Sharpness, 0.4, Some(7)), (Invert, 0.6, None)],
+        [(ShearX, 0.6, Some(5)), (Equalize, 1.0, None)],
+        [(Color, 0.4, Some(0)), (Equalize, 0.6, None)],
+        [(Equalize, 0.4, None), (Solarize, 0.2, Some(4))],
+        [(Solarize, 0.6, Some(5)), (AutoContrast, 0.6, None)],
+        [(Invert, 0.6, None), (Equalize, 1.0, None)],
+        [(Color, 0.6, Some(4)), (Contrast, 1.0, Some(8))],
+        [(Equalize, 0.8, None), (Equalize, 0.6, None)],
+    ]
+};
+
+impl AutoaugmentPolicy {
+    /// The policy's sub-policies.
+    pub fn table(self) -> &'static [[PolicyOp; 2]; 25] {
+        match self {
+            AutoaugmentPolicy::Cifar10 => &AUTOAUGMENT_CIFAR10,
+            AutoaugmentPolicy::Imagenet => &AUTOAUGMENT_IMAGENET,
+        }
+    }
+}
 
 /// torchvision RandAugment's op space (its `_AUGMENTATION_SPACE`, in order; no Invert).
 pub const RANDAUGMENT_OPS: [Op; 14] = {
@@ -104,11 +147,16 @@ impl Magnitudes {
     }
 }
 
-/// AutoAugment (CIFAR-10): a sub-policy uniformly, then each of its two ops with its
+/// AutoAugment: a sub-policy of `policy` uniformly, then each of its two ops with its
 /// probability and a magnitude from 10 bins.
 /// `table` must have 10 bins.
-pub fn sample_autoaugment(rng: &mut Rng, table: &Magnitudes) -> [Chosen; 2] {
-    let sub = AUTOAUGMENT_CIFAR10[below(rng, AUTOAUGMENT_CIFAR10.len())];
+pub fn sample_autoaugment(
+    rng: &mut Rng,
+    policy: AutoaugmentPolicy,
+    table: &Magnitudes,
+) -> [Chosen; 2] {
+    let subs = policy.table();
+    let sub = subs[below(rng, subs.len())];
     sub.map(|(op, p, bin)| {
         if unit(rng) < p {
             let magnitude = table.draw(rng, op, bin);

@@ -129,14 +129,14 @@ impl Streamed {
         self.views_then(indices, key, start, None)
     }
 
-    /// As [`views`](Self::views), queueing the batch `next` (indices and start, same key)
-    /// behind this one before waiting for it: a pass in order reads ahead so.
+    /// As [`views`](Self::views), queueing the batch `next` (indices, key and start) behind
+    /// this one before waiting for it: a pass in order reads ahead so.
     pub fn views_then(
         &self,
         indices: &[i64],
         key: ViewKey,
         start: u64,
-        next: Option<(&[i64], u64)>,
+        next: Option<(&[i64], ViewKey, u64)>,
     ) -> Result<Vec<Tensor>> {
         let request = (indices.to_vec(), key, start);
         let job = match self.take_prefetched(&request) {
@@ -146,7 +146,7 @@ impl Streamed {
             }
             None => self.pool().submit(request),
         };
-        if let Some((indices, start)) = next {
+        if let Some((indices, key, start)) = next {
             self.prefetch(indices, key, start);
         }
         let views = job.wait()?;

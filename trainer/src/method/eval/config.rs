@@ -5,7 +5,7 @@ use super::losses::{LossKind, LossParams};
 use super::methods::{Method, MethodParams};
 use super::protocol::Protocol;
 use crate::augment::train::{
-    Geometry, Policy, TrainAugment, RESIZED_CROP_RATIO, RESIZED_CROP_SCALE,
+    AutoaugmentPolicy, Geometry, Policy, TrainAugment, RESIZED_CROP_RATIO, RESIZED_CROP_SCALE,
 };
 use crate::data::normalization::Choice as NormalizeChoice;
 use crate::data::normalization::Normalization;
@@ -151,6 +151,12 @@ pub struct EvalConfig {
     pub mwn_optimizer: OptimizerKind,
     /// Whole-network ssr: weight of the feature-consistency term.
     pub ssr_consistency: f64,
+    /// Whole-network ssr: mixup's Beta(α, α), the projector's and predictor's widths (hidden,
+    /// out), and whether the kNN vote is divided by the class prior.
+    pub ssr_mixup_alpha: f64,
+    pub ssr_hidden: i64,
+    pub ssr_projection: i64,
+    pub ssr_balance_votes: bool,
     /// Whole-network ieg: weight of the MixUp term.
     pub ieg_mixup: f64,
     /// Whole-network ieg: the initial mixing weight of the noisy label.
@@ -187,6 +193,8 @@ pub struct EvalConfig {
     /// The training images' augmentation: geometry, then an automatic policy.
     pub geometry: Geometry,
     pub policy: Policy,
+    /// AutoAugment's table, for `--policy autoaugment` and the methods' strong views.
+    pub autoaugment_policy: AutoaugmentPolicy,
     pub padding: i64,
     /// RandAugment: operations per image and magnitude bin (of 31).
     pub randaugment_ops: usize,
@@ -364,6 +372,10 @@ impl Default for EvalConfig {
             meta_momentum: methods.meta_momentum,
             mwn_optimizer: methods.mwn_optimizer,
             ssr_consistency: methods.ssr_consistency,
+            ssr_mixup_alpha: methods.ssr_mixup_alpha,
+            ssr_hidden: methods.ssr_hidden,
+            ssr_projection: methods.ssr_projection,
+            ssr_balance_votes: methods.ssr_balance_votes,
             ieg_mixup: methods.ieg_mixup,
             ieg_eps0: methods.ieg_eps0,
             rkd_temperature: methods.rkd_temperature,
@@ -388,6 +400,7 @@ impl Default for EvalConfig {
             ema_decay: 0.0,
             geometry: Geometry::ResizedCrop,
             policy: Policy::None,
+            autoaugment_policy: AutoaugmentPolicy::Cifar10,
             padding: DEFAULT_PADDING,
             randaugment_ops: DEFAULT_NUM_OPS,
             randaugment_magnitude: DEFAULT_MAGNITUDE,
@@ -416,7 +429,7 @@ const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
 
 /// Keys added after runs existed: left out of the hash while at their default, so that a
 /// configuration without them hashes (and resumes) as it did before they existed.
-const LATER_KEYS: [&str; 37] = [
+const LATER_KEYS: [&str; 42] = [
     "flips",
     "asym_classes",
     "instance_model",
@@ -454,6 +467,11 @@ const LATER_KEYS: [&str; 37] = [
     "ieg_eps0",
     "rkd_temperature",
     "rkd_infonce",
+    "autoaugment_policy",
+    "ssr_mixup_alpha",
+    "ssr_hidden",
+    "ssr_projection",
+    "ssr_balance_votes",
 ];
 
 impl EvalConfig {
@@ -507,11 +525,18 @@ impl EvalConfig {
         self.check_training_recipe()?;
         self.check_stream()?;
         self.check_test_resize()?;
+        let whole_network_ssr = self.method == Method::Ssr && !self.cached_features();
         ensure!(
-            self.balanced_epoch().is_none() || self.method == Method::None,
-            "--epoch-samples draws each epoch's images without a --method (got {}: the methods \
-             visit every image each epoch, SSR through its own sampler)",
-            self.method
+            self.balanced_epoch().is_none() || self.method == Method::None || whole_network_ssr,
+            "--epoch-samples draws each epoch's images for plain training and whole-network SSR \
+             (which selects within them, as its Clothing1M script); got --method {}{}, which \
+             visits every image each epoch",
+            self.method,
+            if self.method == Method::Ssr {
+                " on cached features"
+            } else {
+                ""
+            }
         );
         self.method_params().validate()?;
         if self.method != Method::None {
@@ -584,6 +609,7 @@ impl EvalConfig {
         TrainAugment {
             geometry: self.geometry,
             policy: self.policy,
+            autoaugment_policy: self.autoaugment_policy,
             padding: self.padding,
             num_ops: self.randaugment_ops,
             magnitude: self.randaugment_magnitude,
@@ -643,6 +669,10 @@ impl EvalConfig {
             meta_momentum: self.meta_momentum,
             mwn_optimizer: self.mwn_optimizer,
             ssr_consistency: self.ssr_consistency,
+            ssr_mixup_alpha: self.ssr_mixup_alpha,
+            ssr_hidden: self.ssr_hidden,
+            ssr_projection: self.ssr_projection,
+            ssr_balance_votes: self.ssr_balance_votes,
             ieg_mixup: self.ieg_mixup,
             ieg_eps0: self.ieg_eps0,
             rkd_temperature: self.rkd_temperature,

@@ -416,22 +416,26 @@ impl<'a> Probe<'a> {
     /// permutation of every sample.
     fn epoch_order(&self, epoch: usize) -> EpochOrder {
         let batch = self.cfg.batch_size;
-        if let Some(subset) = &self.balanced {
-            return subset.order(self.cfg.seed, epoch as u64, batch);
-        }
         let ids = self
             .net_method
             .as_ref()
             .and_then(|(m, _)| m.epoch_ids(epoch, self.steps_per_epoch * batch));
-        match ids {
-            Some(ids) => EpochOrder::from_ids(ids, batch),
-            None => EpochOrder::new(
+        match (ids, self.balanced_order(epoch)) {
+            (Some(ids), _) => EpochOrder::from_ids(ids, batch),
+            (None, Some(subset)) => subset,
+            (None, None) => EpochOrder::new(
                 self.cfg.seed,
                 epoch as u64,
                 self.noisy.size()[0] as usize,
                 batch,
             ),
         }
+    }
+
+    /// The epoch's class-balanced subset (`--epoch-samples`) in its order.
+    fn balanced_order(&self, epoch: usize) -> Option<EpochOrder> {
+        let subset = self.balanced.as_ref()?;
+        Some(subset.order(self.cfg.seed, epoch as u64, self.cfg.batch_size))
     }
 
     /// One optimizer step; returns the global batch's logits (detached) and the loss.
@@ -669,8 +673,7 @@ impl<'a> Probe<'a> {
         step: usize,
     ) -> Option<EpochOrder> {
         let reaches = step + 1 + stream::BATCHES_AHEAD > order.steps();
-        let sampled = self.balanced.is_none()
-            && (self.net_method.as_ref()).is_some_and(|(m, _)| m.samples_epochs());
+        let sampled = (self.net_method.as_ref()).is_some_and(|(m, _)| m.samples_epochs());
         (reaches && epoch + 1 < self.cfg.epochs && !sampled).then(|| self.epoch_order(epoch + 1))
     }
 
@@ -697,6 +700,7 @@ impl<'a> Probe<'a> {
     /// Gives the method, when it wants them, the classifier's probabilities (eval mode) over
     /// every training sample; a whole-network method its start of epoch.
     fn start_method_epoch(&mut self, epoch: usize) -> Result<()> {
+        let subset = self.balanced_order(epoch);
         if let (Some((method, _)), Some(images)) = (&mut self.net_method, &self.net_images) {
             return method.start_epoch(&EpochStart {
                 net: Net {
@@ -707,6 +711,7 @@ impl<'a> Probe<'a> {
                 images,
                 views: &self.views,
                 epoch,
+                subset: subset.as_ref().map(EpochOrder::ids),
             });
         }
         let (Some(method), Inputs::Features(features)) = (&mut self.method, &self.train) else {

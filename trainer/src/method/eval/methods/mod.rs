@@ -77,6 +77,10 @@ pub struct MethodParams {
     pub meta_momentum: f64,
     pub mwn_optimizer: crate::optim::OptimizerKind,
     pub ssr_consistency: f64,
+    pub ssr_mixup_alpha: f64,
+    pub ssr_hidden: i64,
+    pub ssr_projection: i64,
+    pub ssr_balance_votes: bool,
     pub ieg_mixup: f64,
     pub ieg_eps0: f64,
     pub rkd_temperature: f64,
@@ -99,6 +103,10 @@ impl Default for MethodParams {
             meta_momentum: 0.9,
             mwn_optimizer: crate::optim::OptimizerKind::Adam,
             ssr_consistency: 1.0,
+            ssr_mixup_alpha: 4.0,
+            ssr_hidden: 256,
+            ssr_projection: 128,
+            ssr_balance_votes: true,
             ieg_mixup: 5.0,
             ieg_eps0: 0.9,
             rkd_temperature: 0.5,
@@ -134,6 +142,17 @@ impl MethodParams {
                 "{flag} must be a finite number >= 0, got {v}"
             );
         }
+        ensure!(
+            self.ssr_mixup_alpha > 0.0 && self.ssr_mixup_alpha.is_finite(),
+            "--ssr-mixup-alpha must be > 0 (mixup's Beta(α, α)), got {}",
+            self.ssr_mixup_alpha
+        );
+        ensure!(
+            self.ssr_hidden > 0 && self.ssr_projection > 0,
+            "--ssr-hidden and --ssr-projection must be at least 1, got {} and {}",
+            self.ssr_hidden,
+            self.ssr_projection
+        );
         ensure!(
             (0.0..1.0).contains(&self.meta_momentum),
             "--meta-momentum must be in [0, 1), got {}",

@@ -19,15 +19,6 @@ use tch::{Device, Tensor};
 /// crop and its colours do not share a random stream.
 const CUT_VIEWS: u64 = 0x4355_5400_0000_0000;
 
-/// The key of the passes over the split in order (no random draw in them).
-const PLAIN_KEY: ViewKey = ViewKey {
-    seed: 0,
-    epoch: 0,
-    step: 0,
-    rank: 0,
-    view: 0,
-};
-
 /// A method's training images.
 pub enum TrainImages {
     /// Every image, uint8 RGB `[N, 3, H, W]` on the device.
@@ -203,20 +194,43 @@ impl TrainImages {
         }
     }
 
-    /// Images `from..from + len` in order, normalized, unaugmented (the test split's resize
-    /// and centre crop, when streamed); the next `len` are queued to be cut meanwhile.
-    pub fn plain(&self, from: i64, len: i64, views: &Views) -> Result<Tensor> {
+    /// The view `(recipe, view)` of the images `now.ids` as one batch of its own under
+    /// `now.key` (a pass over the split in chunks: SSR's selection); when streamed, the batch
+    /// `next` is queued behind it to be cut meanwhile.
+    pub fn pass(
+        &self,
+        now: PassBatch,
+        next: Option<PassBatch>,
+        (recipe, view): (Recipe, u64),
+        views: &Views,
+    ) -> Result<Tensor> {
+        let n = now.ids.len() as i64;
+        let key = now.key.with_view(view);
         let streamed = match self {
-            TrainImages::Resident(images) => return Ok(views.plain(&images.narrow(0, from, len))),
+            TrainImages::Resident(images) => {
+                let ids = Tensor::from_slice(now.ids).to_device(images.device());
+                return views.view(&images.index_select(0, &ids), recipe, key, n, 0);
+            }
             TrainImages::Streamed(s) => s,
         };
-        let stream = streamed.stream(&[Recipe::Plain]);
-        let ids: Vec<i64> = (from..from + len).collect();
-        let next: Vec<i64> = (from + len..(from + 2 * len).min(self.len())).collect();
-        let next = (!next.is_empty()).then_some((&next[..], 0));
-        let batch = stream.views_then(&ids, PLAIN_KEY, 0, next)?.swap_remove(0);
-        Ok(views.plain(&stream::to_device(&batch, streamed.source.device)))
+        let wanted = [(recipe, view)];
+        let (recipes, cut_key) = cut_request(now.key, &wanted)?;
+        let next = match next {
+            Some(b) => Some((b.ids, cut_request(b.key, &wanted)?.1, 0)),
+            None => None,
+        };
+        let stream = streamed.stream(&recipes);
+        let batch = stream.views_then(now.ids, cut_key, 0, next)?.swap_remove(0);
+        let batch = stream::to_device(&batch, streamed.source.device);
+        views.after_cut(&batch, recipe, key, n, 0)
     }
+}
+
+/// One batch of a [`TrainImages::pass`]: its images, in order, and its key.
+#[derive(Clone, Copy)]
+pub struct PassBatch<'a> {
+    pub ids: &'a [i64],
+    pub key: ViewKey,
 }
 
 /// Where a step's view is read from: the step's rows of one view, and the view's key.

@@ -27,7 +27,7 @@ use crate::method::eval::head::Head;
 use crate::model::{Backbone, NetSpec};
 use crate::optim::{sgd, Optimizer};
 use anyhow::{Context, Result};
-pub use images::{StepImages, TrainImages};
+pub use images::{PassBatch, StepImages, TrainImages};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -168,6 +168,9 @@ pub struct EpochStart<'a> {
     pub images: &'a TrainImages,
     pub views: &'a Views,
     pub epoch: usize,
+    /// The samples this epoch trains on when it draws a subset (`--epoch-samples`), in the
+    /// epoch's order; None: every training image.
+    pub subset: Option<&'a [i64]>,
 }
 
 /// A method of the seed papers training the whole network.

@@ -1,22 +1,28 @@
-//! SSR (Feng et al., BMVC 2022) on the whole network, as the reference's `main_cifar.py` trains
-//! it. No warm-up: the reference selects from the first epoch on. At the start of every epoch,
-//! over every training image (plain view, eval mode):
+//! SSR (Feng et al., BMVC 2022) on the whole network, as the reference's `main_cifar.py`,
+//! `main_clothing1m.py` and `main_webvision.py` train it. No warm-up: the reference selects
+//! from the first epoch on. At the start of every epoch, over the epoch's pool (every training
+//! image; with `--epoch-samples`, the epoch's class-balanced subset, as the Clothing1M script
+//! draws 1000 batches a epoch), each through the training recipe (the reference's
+//! `weak_transform`) in eval mode:
 //!
 //! 1. **relabel** where the classifier's top probability exceeds `θr` (`--theta-r`);
 //! 2. **select** by a kNN vote (`--ssr-k` neighbours by cosine similarity of the normalized
-//!    features, the sample itself among them) divided by the class prior of the current labels
-//!    and normalized per sample: kept where the label's vote is at least `θs` (`--theta-s`)
-//!    times the top vote.
+//!    features, the sample itself among them), divided by the class prior of the current labels
+//!    (`--ssr-balance-votes`; the Clothing1M script does not) and normalized per sample: kept
+//!    where the label's vote is at least `θs` (`--theta-s`) times the top vote.
 //!
 //! Each step then trains on a class-balanced batch of the selected samples ([`balanced_ids`]):
-//! cross-entropy of mixup (λ ~ Beta(4, 4), λ ← max(λ, 1 − λ)) over two AutoAugment views of
-//! the batch, partners drawn over the whole 2B; plus `--ssr-consistency` × the SimSiam feature
-//! consistency `−cos(h(f(strong)), sg(f(weak)))` on a batch of all training samples (the
-//! reference's `all_loader`, one pass per epoch), with projector `f` and predictor `h` the
-//! method's own, stepped by SGD (momentum 0.9, decay 5e-4) at the backbone's rate.
+//! cross-entropy of mixup (λ ~ Beta(α, α), `--ssr-mixup-alpha`, λ ← max(λ, 1 − λ)) over two
+//! AutoAugment views of the batch, partners drawn over the whole 2B; plus `--ssr-consistency` ×
+//! the SimSiam feature consistency `−cos(h(f(strong)), sg(f(weak)))` on a batch of the pool
+//! (the reference's `all_loader`, one pass per epoch), with projector `f` and predictor `h`
+//! (`--ssr-hidden`, `--ssr-projection`) the method's own, stepped by SGD (momentum 0.9, the
+//! run's `--wd`: the reference's one optimizer) at the backbone's rate.
 
 use super::images::ViewAt;
-use super::{EpochStart, Net, NetSetup, NetStep, NetworkMethod, Recipe, StepLoss, TrainImages};
+use super::{
+    EpochStart, Net, NetSetup, NetStep, NetworkMethod, PassBatch, Recipe, StepLoss, TrainImages,
+};
 use crate::augment::ViewKey;
 use crate::distributed::ddp::GradSync;
 use crate::distributed::ProcessGroup;
@@ -31,19 +37,15 @@ use std::sync::{Arc, Mutex};
 use tch::nn::{self, Module, ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
-/// Mixup's Beta(α, α), as the reference.
-const MIXUP_ALPHA: f64 = 4.0;
-/// The projector's and predictor's widths (the reference's 256 hidden, 128 out).
-const HIDDEN: i64 = 256;
-const PROJECTION: i64 = 128;
-/// The reference's SGD decay, for the projector and predictor.
-const HEADS_WEIGHT_DECAY: f64 = 5e-4;
 /// Images through the network at once when selecting.
 const CHUNK: i64 = 1024;
 /// `view` tags of the method's keyed draws.
 const SAMPLER_VIEW: u64 = 0x5353_5200;
 const MIX_VIEW: u64 = 0x5353_5201;
 const CONSISTENCY_ORDER: u64 = 0x5353_5202;
+/// The selection pass's weak view; its chunks are keyed apart from the training steps.
+const SELECTION_VIEW: u64 = 5;
+const SELECTION_STEPS: u64 = 1 << 62;
 const STRONG_A: u64 = 1;
 const STRONG_B: u64 = 2;
 /// The consistency batch's weak and strong views.
@@ -57,26 +59,40 @@ pub struct Selection {
 
 /// SSR's relabelling and prior-normalized kNN selection of features `[N, D]` (any scale),
 /// classifier probabilities `[N, K]` and noisy labels `[N]`.
+/// The thresholds and neighbours of [`select_samples`].
+#[derive(Clone, Copy, Debug)]
+pub struct SelectionRule {
+    pub k: i64,
+    pub theta_r: f64,
+    pub theta_s: f64,
+    /// Divide the votes by the class prior of the current labels.
+    pub balance_votes: bool,
+}
+
+/// SSR's relabelling and kNN selection of features `[N, D]` (any scale), classifier
+/// probabilities `[N, K]` and noisy labels `[N]`.
 pub fn select_samples(
     features: &Tensor,
     probs: &Tensor,
     noisy: &Tensor,
-    k: i64,
-    theta_r: f64,
-    theta_s: f64,
+    rule: SelectionRule,
 ) -> Selection {
     let classes = probs.size()[1];
-    let labels = relabel(probs, noisy, theta_r);
-    let votes = knn_votes(&normalize(features), &labels, classes, k) / k as f64;
-    let counts = Tensor::zeros([classes], (Kind::Float, labels.device())).index_add(
-        0,
-        &labels,
-        &Tensor::ones(labels.size(), (Kind::Float, labels.device())),
-    ) + 1e-10;
-    let prior = &counts / counts.sum(Kind::Float);
-    let balanced = votes / prior.unsqueeze(0);
-    let balanced = &balanced / balanced.sum_dim_intlist(1, true, Kind::Float);
-    let selected = select(&balanced, &labels, theta_s);
+    let labels = relabel(probs, noisy, rule.theta_r);
+    let votes = knn_votes(&normalize(features), &labels, classes, rule.k) / rule.k as f64;
+    let votes = if rule.balance_votes {
+        let counts = Tensor::zeros([classes], (Kind::Float, labels.device())).index_add(
+            0,
+            &labels,
+            &Tensor::ones(labels.size(), (Kind::Float, labels.device())),
+        ) + 1e-10;
+        let prior = &counts / counts.sum(Kind::Float);
+        votes / prior.unsqueeze(0)
+    } else {
+        votes
+    };
+    let votes = &votes / votes.sum_dim_intlist(1, true, Kind::Float);
+    let selected = select(&votes, &labels, rule.theta_s);
     Selection { labels, selected }
 }
 
@@ -118,11 +134,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(p: nn::Path, c_in: i64) -> Mlp {
+    fn new(p: nn::Path, c_in: i64, widths: HeadWidths) -> Mlp {
         Mlp {
-            first: torch_linear(&p / 0, c_in, HIDDEN, true),
-            norm: nn::batch_norm1d(&p / 1, HIDDEN, Default::default()),
-            last: torch_linear(&p / 3, HIDDEN, PROJECTION, true),
+            first: torch_linear(&p / 0, c_in, widths.hidden, true),
+            norm: nn::batch_norm1d(&p / 1, widths.hidden, Default::default()),
+            last: torch_linear(&p / 3, widths.hidden, widths.out, true),
         }
     }
 
@@ -131,6 +147,14 @@ impl Mlp {
         let h = self.norm.forward_t(&self.first.forward(x), true).relu();
         self.last.forward(&h)
     }
+}
+
+/// The projector's and predictor's hidden and output widths (the reference's CIFAR 256 and
+/// 128; WebVision 256 and 256; Clothing1M 512 and 512).
+#[derive(Clone, Copy, Debug)]
+pub struct HeadWidths {
+    pub hidden: i64,
+    pub out: i64,
 }
 
 /// The feature-consistency term's projector `f` and predictor `h`, with their optimizer.
@@ -143,11 +167,17 @@ pub struct ConsistencyHeads {
 }
 
 impl ConsistencyHeads {
-    pub fn new(device: Device, embedding_dim: i64) -> Result<ConsistencyHeads> {
+    /// Heads over `embedding_dim` features, stepped by SGD (momentum 0.9) with `weight_decay`.
+    pub fn new(
+        device: Device,
+        embedding_dim: i64,
+        widths: HeadWidths,
+        weight_decay: f64,
+    ) -> Result<ConsistencyHeads> {
         let vs = VarStore::new(device);
-        let projector = Mlp::new(vs.root() / "projector", embedding_dim);
-        let predictor = Mlp::new(vs.root() / "predictor", PROJECTION);
-        let opt = OptimizerKind::Sgd.build_with(&vs, &OptimSettings::new(HEADS_WEIGHT_DECAY))?;
+        let projector = Mlp::new(vs.root() / "projector", embedding_dim, widths);
+        let predictor = Mlp::new(vs.root() / "predictor", widths.out, widths);
+        let opt = OptimizerKind::Sgd.build_with(&vs, &OptimSettings::new(weight_decay))?;
         let sync = GradSync::new(&vs, 25.0);
         Ok(ConsistencyHeads {
             vs,
@@ -215,15 +245,17 @@ pub struct StepDraws {
 pub struct NetworkSsr {
     noisy: Tensor,
     clean: Tensor,
-    /// Every training image, for the consistency batches.
+    /// Every training image, for the selection and the consistency batches.
     images: TrainImages,
     classes: i64,
-    k: i64,
-    theta_r: f64,
-    theta_s: f64,
+    rule: SelectionRule,
     consistency: f64,
+    mixup_alpha: f64,
     seed: u64,
     selection: Selection,
+    /// The epoch's subset (`--epoch-samples`), which the selection and the consistency batches
+    /// draw from; None: every sample.
+    pool: Option<Arc<Vec<i64>>>,
     heads: ConsistencyHeads,
     /// The last consistency order drawn, by its key: a shuffle of every sample, the same for
     /// every step of an epoch (and asked for twice a step, by the step and by the prefetch).
@@ -238,12 +270,12 @@ impl NetworkSsr {
                 .to_device(setup.device)
         };
         let n = setup.noisy.len() as i64;
-        let mut k = p.ssr_k as i64;
-        if k >= n {
-            log::info!("SSR: kNN over all {n} training samples (--ssr-k {k} is not fewer)");
-            k = n;
-        }
         let noisy = long(setup.noisy);
+        let widths = HeadWidths {
+            hidden: p.ssr_hidden,
+            out: p.ssr_projection,
+        };
+        let wd = setup.optim.weight_decay;
         Ok(NetworkSsr {
             selection: Selection {
                 labels: noisy.copy(),
@@ -253,12 +285,17 @@ impl NetworkSsr {
             noisy,
             images: setup.images.clone(),
             classes: setup.classes,
-            k,
-            theta_r: p.theta_r,
-            theta_s: p.theta_s,
+            rule: SelectionRule {
+                k: p.ssr_k as i64,
+                theta_r: p.theta_r,
+                theta_s: p.theta_s,
+                balance_votes: p.ssr_balance_votes,
+            },
             consistency: p.ssr_consistency,
+            mixup_alpha: p.ssr_mixup_alpha,
             seed: setup.seed,
-            heads: ConsistencyHeads::new(setup.device, setup.embedding_dim)?,
+            pool: None,
+            heads: ConsistencyHeads::new(setup.device, setup.embedding_dim, widths, wd)?,
             consistency_order: Mutex::new(None),
         })
     }
@@ -277,7 +314,7 @@ impl NetworkSsr {
     pub fn draws(&self, step: &NetStep) -> Result<StepDraws> {
         let b = step.global_n();
         let mut rng = step.key.with_view(MIX_VIEW).rng();
-        let lambda = Beta::new(MIXUP_ALPHA, MIXUP_ALPHA)?.sample(&mut rng);
+        let lambda = Beta::new(self.mixup_alpha, self.mixup_alpha)?.sample(&mut rng);
         let mut partners: Vec<i64> = (0..2 * b).collect();
         partners.shuffle(&mut rng);
         Ok(StepDraws {
@@ -287,8 +324,8 @@ impl NetworkSsr {
         })
     }
 
-    /// The consistency batch of step `key`: the next `b` of the epoch's permutation of every
-    /// sample (the reference's `all_loader`), wrapping around.
+    /// The consistency batch of step `key`: the next `b` of the epoch's permutation of the
+    /// pool (the reference's `all_loader`), wrapping around.
     fn consistency_ids(&self, key: ViewKey, b: usize) -> Vec<i64> {
         let order_key = ViewKey {
             step: u64::MAX,
@@ -299,7 +336,8 @@ impl NetworkSsr {
         all.iter().cycle().skip(from).take(b).copied().collect()
     }
 
-    /// The permutation of every sample under `order_key`, shuffled once per key.
+    /// The permutation of the pool under `order_key`, shuffled once per key (the pool is
+    /// the epoch's, and the key names the epoch).
     fn consistency_order(&self, order_key: ViewKey) -> Arc<Vec<i64>> {
         let mut last = self
             .consistency_order
@@ -308,7 +346,10 @@ impl NetworkSsr {
         match &*last {
             Some((key, all)) if *key == order_key => all.clone(),
             _ => {
-                let mut all: Vec<i64> = (0..self.images.len()).collect();
+                let mut all: Vec<i64> = match &self.pool {
+                    Some(pool) => pool.to_vec(),
+                    None => (0..self.images.len()).collect(),
+                };
                 all.shuffle(&mut order_key.rng());
                 let all = Arc::new(all);
                 *last = Some((order_key, all.clone()));
@@ -462,12 +503,27 @@ fn mixup_ce(
     Ok((ce, Tensor::cat(&first, 0).detach()))
 }
 
-impl NetworkMethod for NetworkSsr {
-    fn start_epoch(&mut self, start: &EpochStart) -> Result<()> {
-        let n = start.images.len();
+impl NetworkSsr {
+    /// The features and classifier probabilities (eval mode) of the weak view of `pool`, in
+    /// chunks, each keyed by the epoch and its place; a streamed chunk is cut while the one
+    /// before it goes through the network.
+    fn weak_predictions(&self, start: &EpochStart, pool: &[i64]) -> Result<(Tensor, Tensor)> {
+        let chunks: Vec<&[i64]> = pool.chunks(CHUNK as usize).collect();
+        let batch = |i: usize| PassBatch {
+            ids: chunks[i],
+            key: ViewKey {
+                seed: self.seed,
+                epoch: start.epoch as u64,
+                step: SELECTION_STEPS + i as u64,
+                rank: 0,
+                view: 0,
+            },
+        };
         let (mut features, mut probs) = (Vec::new(), Vec::new());
-        for from in (0..n).step_by(CHUNK as usize) {
-            let x = (start.images).plain(from, CHUNK.min(n - from), start.views)?;
+        for i in 0..chunks.len() {
+            let next = (i + 1 < chunks.len()).then(|| batch(i + 1));
+            let weak = (Recipe::Train, SELECTION_VIEW);
+            let x = (start.images).pass(batch(i), next, weak, start.views)?;
             let (f, p) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
                 let f = start.net.features(&x, false, start.group)?;
                 let p = start.net.classify(&f, start.group)?.softmax(1, Kind::Float);
@@ -476,14 +532,32 @@ impl NetworkMethod for NetworkSsr {
             features.push(f);
             probs.push(p);
         }
-        self.selection = select_samples(
-            &Tensor::cat(&features, 0),
-            &Tensor::cat(&probs, 0),
-            &self.noisy,
-            self.k,
-            self.theta_r,
-            self.theta_s,
-        );
+        Ok((Tensor::cat(&features, 0), Tensor::cat(&probs, 0)))
+    }
+}
+
+impl NetworkMethod for NetworkSsr {
+    fn start_epoch(&mut self, start: &EpochStart) -> Result<()> {
+        let pool: Vec<i64> = match start.subset {
+            Some(ids) => ids.to_vec(),
+            None => (0..start.images.len()).collect(),
+        };
+        let (features, probs) = self.weak_predictions(start, &pool)?;
+        let ids = Tensor::from_slice(&pool).to_device(self.noisy.device());
+        let rule = SelectionRule {
+            k: self.rule.k.min(pool.len() as i64),
+            ..self.rule
+        };
+        let chosen = select_samples(&features, &probs, &self.noisy.index_select(0, &ids), rule);
+        // Outside the pool: the noisy label, not selected.
+        self.selection = Selection {
+            labels: self.noisy.index_copy(0, &ids, &chosen.labels),
+            selected: self
+                .noisy
+                .zeros_like()
+                .index_copy(0, &ids, &chosen.selected),
+        };
+        self.pool = start.subset.map(|_| Arc::new(pool));
         let m = self.epoch_metrics();
         log::info!(
             "SSR epoch {}: {} selected (precision {:.3}, recall {:.3}), {} relabelled",
@@ -547,6 +621,9 @@ impl NetworkMethod for NetworkSsr {
             ("labels".into(), self.selection.labels.copy()),
             ("selected".into(), self.selection.selected.copy()),
         ];
+        if let Some(pool) = &self.pool {
+            out.push(("pool".into(), Tensor::from_slice(pool)));
+        }
         out.extend(self.heads.state());
         out
     }
@@ -555,6 +632,10 @@ impl NetworkMethod for NetworkSsr {
         let n = self.noisy.size();
         let mut rest = Vec::new();
         for (name, t) in state {
+            if name == "pool" {
+                self.pool = Some(Arc::new(Vec::<i64>::try_from(&t.to_kind(Kind::Int64))?));
+                continue;
+            }
             let slot = match name.as_str() {
                 "labels" => &mut self.selection.labels,
                 "selected" => &mut self.selection.selected,
