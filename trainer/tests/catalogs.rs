@@ -146,6 +146,7 @@ fn animal10n_food101n_and_webvision_catalogs() {
         [
             ("train_google", 5),
             ("train_flickr", 2),
+            ("train", 7),
             ("val", 3),
             ("mini_train", 3),
             ("mini_val", 2),
@@ -503,4 +504,89 @@ fn mini_webvision_is_also_tested_on_imagenet_val() {
     let metrics = &results(&exp)["metrics"];
     assert_eq!(metrics["imagenet_test_images"], 2, "{metrics}");
     assert_eq!(metrics["imagenet_acc1"], metrics["acc1"], "{metrics}");
+}
+
+/// `--dataset webvision` takes a WebVision release whole, by the fixture's lists read by hand:
+/// 1000 classes; trained on its 5 Google and 2 Flickr images (noisy labels 0, 0, 49, 50, 999
+/// and 0, 50), tested on its 3 val images (0, 49, 50) and on ImageNet val's 4 (wnid folders
+/// n00000000 twice, n00000049, n00000050); packed so, the pack trains the same. Another
+/// dataset's name is refused naming both, and a mini-WebVision pack says to pack again.
+#[test]
+fn whole_webvision_trains_on_every_image_of_its_thousand_classes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fixtures(tmp.path()).join("webvision");
+    let source = Source::detect(&root)
+        .unwrap()
+        .with_images(ImageOptions::from_keys(Some(16), None))
+        .as_dataset(Some("webvision"), &root)
+        .unwrap();
+    assert_eq!(
+        (source.name, source.num_classes),
+        (DatasetName::Webvision, 1000)
+    );
+    let [train, test] = [Split::Train, Split::Test].map(|s| source.load(s).unwrap());
+    assert_eq!(train.labels, [0, 0, 49, 50, 999, 0, 50]);
+    assert_eq!(test.labels, [0, 49, 50]);
+    let (name, imagenet) = source.load_also_test().unwrap().unwrap();
+    assert_eq!(
+        (name.as_str(), imagenet.labels),
+        ("imagenet_val", vec![0, 0, 49, 50])
+    );
+
+    let whole = ["--dataset", "webvision", "--image-size", "16"];
+    let exp = tmp.path().join("exp");
+    let out = train_on(&root, &exp, &whole);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = results(&exp);
+    assert_eq!(r["config"]["dataset"], "webvision");
+    let m = &r["metrics"];
+    assert_eq!(m["train_images"], 7, "{m}");
+    assert_eq!(m["imagenet_test_images"], 4, "{m}");
+
+    let [pack_dir, mini_dir] = ["pack", "mini"].map(|d| tmp.path().join(d));
+    std::fs::create_dir_all(&pack_dir).unwrap();
+    std::fs::create_dir_all(&mini_dir).unwrap();
+    let pack = pack_dir.join("webvision.nlspack");
+    let (root_s, pack_s) = (root.to_str().unwrap(), pack.to_str().unwrap());
+    let packed = trainer(&[
+        "pack",
+        "--data-dir",
+        root_s,
+        "--out",
+        pack_s,
+        "--dataset",
+        "webvision",
+    ]);
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    let from_pack = tmp.path().join("exp-pack");
+    let out = train_on(pack.parent().unwrap(), &from_pack, &whole);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(results(&from_pack)["metrics"]["train_images"], 7);
+
+    let wrong = train_on(
+        &root,
+        &tmp.path().join("wrong"),
+        &["--dataset", "clothing1m"],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    let says = stderr(&wrong);
+    assert!(
+        says.contains("--dataset says clothing1m") && says.contains("mini-webvision"),
+        "{says}"
+    );
+    let mini = mini_dir.join("mini.nlspack");
+    let packed = trainer(&[
+        "pack",
+        "--data-dir",
+        root_s,
+        "--out",
+        mini.to_str().unwrap(),
+    ]);
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    let stale = train_on(mini.parent().unwrap(), &tmp.path().join("stale"), &whole);
+    assert!(
+        stderr(&stale).contains("pack with --dataset webvision"),
+        "{}",
+        stderr(&stale)
+    );
 }

@@ -332,7 +332,8 @@ fn evaluate(args: EvaluateArgs) -> Result<u8> {
     let cfg = config(&args)?;
     let source = Source::detect(&cfg.data_dir)?
         .with_images(cfg.image_options())
-        .with_shared_dir(cfg.shared_dir.clone());
+        .with_shared_dir(cfg.shared_dir.clone())
+        .as_dataset(cfg.dataset.as_deref(), &cfg.data_dir)?;
     let backbone = BackboneSource::open(&cfg)?;
     let (mut train, test) = load_splits(&cfg, &source)?;
     let imagenet_test = source.load_also_test()?;

@@ -13,6 +13,11 @@ pub struct PackArgs {
     /// Dataset folder: an ImageFolder or a real-world release in its official layout.
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// The dataset to pack the splits of, checked against --data-dir: `webvision` packs a
+    /// WebVision release whole (its training, val and ImageNet val images) rather than
+    /// mini-WebVision's.
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// The pack to write (`*.nlspack`), alone in its folder, which runs then take as
     /// --data-dir. Interrupted, the same command goes on from `<out>.partial`.
     #[arg(long)]
@@ -42,7 +47,8 @@ pub fn run(args: PackArgs) -> Result<()> {
         "--out {} exists; delete it to pack again",
         args.out.display()
     );
-    let source = Source::detect(&args.data_dir)?;
+    let source =
+        Source::detect(&args.data_dir)?.as_dataset(args.dataset.as_deref(), &args.data_dir)?;
     log::info!("packing {}", source.describe());
     let storage = Storage {
         encoding: args.encoding,

@@ -27,9 +27,6 @@ pub struct PretrainArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunArgs,
-    /// Expected dataset (checked against what --data-dir holds).
-    #[arg(long)]
-    pub dataset: Option<String>,
     /// SSL method: simclr (NT-Xent, -T) or vicreg (-I, -V, -C).
     #[arg(long, value_enum)]
     pub method: Option<Method>,

@@ -20,9 +20,14 @@ pub struct RunArgs {
     #[serde(skip)]
     pub dist: DistArgs,
     /// Dataset folder (CIFAR-10/100, Fashion-MNIST IDX, ImageNet32/64, ImageFolder, ANIMAL-10N,
-    /// Clothing1M, mini-WebVision, Food-101N).
+    /// Clothing1M, WebVision, Food-101N).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Expected dataset, checked against what --data-dir holds; on a WebVision release,
+    /// `webvision` trains on WebVision 1.0 whole (1000 classes, Google and Flickr images, tested
+    /// on its val and on ImageNet val) where by default it trains as mini-WebVision.
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Image files (ImageFolder, real-world releases): resize the shorter side to this and
     /// centre-crop a square of it; unset, all images of a split must share one size.
     #[arg(long)]

@@ -43,6 +43,8 @@ pub enum DatasetName {
     Animal10n,
     Clothing1m,
     MiniWebvision,
+    /// WebVision 1.0 whole: 1000 classes, Google and Flickr images (`--dataset webvision`).
+    Webvision,
     #[serde(rename = "food-101n")]
     Food101n,
     Imagenet32,
@@ -50,7 +52,7 @@ pub enum DatasetName {
 }
 
 impl DatasetName {
-    pub const ALL: [DatasetName; 10] = [
+    pub const ALL: [DatasetName; 11] = [
         Self::Cifar10,
         Self::Cifar100,
         Self::FashionMnist,
@@ -58,6 +60,7 @@ impl DatasetName {
         Self::Animal10n,
         Self::Clothing1m,
         Self::MiniWebvision,
+        Self::Webvision,
         Self::Food101n,
         Self::Imagenet32,
         Self::Imagenet64,
@@ -72,6 +75,7 @@ impl DatasetName {
             Self::Animal10n => "animal-10n",
             Self::Clothing1m => "clothing1m",
             Self::MiniWebvision => "mini-webvision",
+            Self::Webvision => "webvision",
             Self::Food101n => "food-101n",
             Self::Imagenet32 => "imagenet32",
             Self::Imagenet64 => "imagenet64",
@@ -89,6 +93,7 @@ impl DatasetName {
             "animal10n" => Self::Animal10n,
             "clothing1m" => Self::Clothing1m,
             "miniwebvision" => Self::MiniWebvision,
+            "webvision" => Self::Webvision,
             "food101n" => Self::Food101n,
             "imagenet32" => Self::Imagenet32,
             "imagenet64" => Self::Imagenet64,
@@ -352,6 +357,32 @@ impl Source {
             Some(dir) => shared::load(self, split, dir, || self.load_here(split)),
             None => self.load_here(split),
         }
+    }
+
+    /// The dataset `expected` (`--dataset`) of what `self` holds: itself when it is that one;
+    /// WebVision 1.0 whole (`webvision`) where a WebVision release would train as
+    /// mini-WebVision; otherwise an error naming both.
+    pub fn as_dataset(self, expected: Option<&str>, data_dir: &Path) -> Result<Source> {
+        let Some(expected) = expected else {
+            return Ok(self);
+        };
+        let expected = DatasetName::parse(expected).context("--dataset")?;
+        if expected == self.name {
+            return Ok(self);
+        }
+        if expected == DatasetName::Webvision && self.catalog.is_some() {
+            return catalog::whole_webvision(self);
+        }
+        bail!(
+            "--dataset says {expected} but {} holds {}{}",
+            data_dir.display(),
+            self.describe(),
+            if self.name == DatasetName::MiniWebvision {
+                " (a pack holds the splits it was packed with: pack with --dataset webvision)"
+            } else {
+                ""
+            }
+        )
     }
 
     /// With resident splits shared through `dir` by the node's processes.

@@ -68,6 +68,7 @@ impl Normalization {
             DatasetName::ImageFolder
             | DatasetName::Animal10n
             | DatasetName::MiniWebvision
+            | DatasetName::Webvision
             | DatasetName::Food101n
             | DatasetName::Imagenet32
             | DatasetName::Imagenet64 => Self::IMAGENET,

@@ -105,7 +105,18 @@ struct Protocol {
     also_test: Option<&'static str>,
 }
 
-fn protocol(c: &Catalog) -> Result<Protocol> {
+/// How runs use release `c`: as the source papers do, a WebVision release as mini-WebVision
+/// unless `whole` (`--dataset webvision`: WebVision 1.0 whole).
+fn protocol(c: &Catalog, whole: bool) -> Result<Protocol> {
+    if c.name == webvision::NAME && whole {
+        return Ok(Protocol {
+            dataset: DatasetName::Webvision,
+            classes: c.classes.len(),
+            train: webvision::WHOLE_TRAIN,
+            test: webvision::WHOLE_TEST,
+            also_test: Some(webvision::IMAGENET_VAL_SPLIT).filter(|s| c.split(s).is_some()),
+        });
+    }
     let (dataset, classes, train, test) = match c.name {
         animal10n::NAME => (DatasetName::Animal10n, c.classes.len(), "train", "test"),
         clothing1m::NAME => (
@@ -142,10 +153,36 @@ fn protocol(c: &Catalog) -> Result<Protocol> {
     })
 }
 
-/// The release as a dataset to train on.
+/// The release as a dataset to train on, as the source papers use it.
 pub fn source(c: Catalog) -> Result<Source> {
-    let p = protocol(&c)?;
+    let p = protocol(&c, false)?;
+    Ok(source_as(c, p))
+}
+
+/// A WebVision release's source trained whole ([`DatasetName::Webvision`]) rather than as
+/// mini-WebVision.
+pub fn whole_webvision(source: Source) -> Result<Source> {
+    let c = source
+        .catalog
+        .as_deref()
+        .filter(|c| c.name == webvision::NAME)
+        .with_context(|| {
+            format!(
+                "--dataset webvision: {} is no WebVision release",
+                source.describe()
+            )
+        })?;
+    let p = protocol(c, true)?;
     Ok(Source {
+        name: p.dataset,
+        num_classes: p.classes,
+        class_names: c.classes[..p.classes].to_vec(),
+        ..source
+    })
+}
+
+fn source_as(c: Catalog, p: Protocol) -> Source {
+    Source {
         name: p.dataset,
         format: Format::Catalog,
         root: c.root.clone(),
@@ -155,7 +192,7 @@ pub fn source(c: Catalog) -> Result<Source> {
         catalog: Some(Arc::new(c)),
         pack: None,
         shared_dir: None,
-    })
+    }
 }
 
 /// The images of a split of `source`'s release with their labels: the given (noisy) label
@@ -165,7 +202,7 @@ pub(crate) fn entries(source: &Source, split: Split) -> Result<Vec<Entry>> {
         .catalog
         .as_deref()
         .with_context(|| format!("{} is not a real-world release", source.describe()))?;
-    let p = protocol(c)?;
+    let p = protocol(c, trains_whole(source))?;
     let name = match split {
         Split::Train => p.train,
         Split::Test => p.test,
@@ -179,10 +216,15 @@ pub(crate) fn also_test_entries(source: &Source) -> Result<Option<(String, Vec<E
     let Some(c) = source.catalog.as_deref() else {
         return Ok(None);
     };
-    match protocol(c)?.also_test {
+    match protocol(c, trains_whole(source))?.also_test {
         Some(name) => Ok(Some((name.into(), split_entries(c, name, Split::Test)?))),
         None => Ok(None),
     }
+}
+
+/// Whether `source` is a release taken whole (WebVision 1.0 rather than mini-WebVision).
+fn trains_whole(source: &Source) -> bool {
+    source.name == DatasetName::Webvision
 }
 
 /// The images of split `name`, labelled for `split`'s use.

@@ -2,7 +2,8 @@
 //! wnids in label order), `info/train_filelist_google.txt` and `info/train_filelist_flickr.txt`
 //! (`google/q0001/000000.jpg <label>`, paths under the root), `info/val_filelist.txt`
 //! (`val000001.jpg <label>`, under `val_images_256/` where that folder exists, else
-//! `val_images/`). Splits: `train_google`, `train_flickr` (when its list is there), `val`, and
+//! `val_images/`). Splits: `train_google`, `train_flickr` (when its list is there), `train` (the
+//! two: WebVision 1.0's training set, `train_filelist_all.txt`'s images), `val`, and
 //! mini-WebVision's `mini_train` (the Google images of the first 50 classes: 65,944 in the
 //! release) and `mini_val` (2,500). The web labels are noisy; the validation labels are clean.
 //!
@@ -28,6 +29,11 @@ pub(super) const MINI_CLASSES: usize = 50;
 const IMAGENET_VAL: [&str; 2] = ["imagenet/val", "../imagenet/val"];
 /// The split mini-WebVision is also tested on, when ImageNet val is there.
 pub(super) const MINI_IMAGENET_VAL: &str = "mini_imagenet_val";
+/// WebVision 1.0 whole: trained on every Google and Flickr image, tested on val, and on ImageNet
+/// val when it is there.
+pub(super) const WHOLE_TRAIN: &str = "train";
+pub(super) const WHOLE_TEST: &str = "val";
+pub(super) const IMAGENET_VAL_SPLIT: &str = "imagenet_val";
 
 pub fn is_here(root: &Path) -> bool {
     root.join(GOOGLE).is_file()
@@ -39,11 +45,14 @@ pub fn read(root: &Path) -> Result<Catalog> {
     let mut b = Builder::new(NAME, root, classes);
     let google = labelled(&mut b, root, GOOGLE, "", k, false)?;
     let mini_train = mini(&b, &google);
+    let mut all = google.clone();
     b.split("train_google", google);
     if root.join(FLICKR).is_file() {
         let flickr = labelled(&mut b, root, FLICKR, "", k, false)?;
+        all.extend(&flickr);
         b.split("train_flickr", flickr);
     }
+    b.split(WHOLE_TRAIN, all);
     let val_dir = match root.join("val_images_256").is_dir() {
         true => "val_images_256/",
         false => "val_images/",
@@ -60,7 +69,7 @@ pub fn read(root: &Path) -> Result<Catalog> {
     {
         let imagenet = imagenet_val(&mut b, root, &folder)?;
         let mini_imagenet = mini(&b, &imagenet);
-        b.split("imagenet_val", imagenet);
+        b.split(IMAGENET_VAL_SPLIT, imagenet);
         b.split(MINI_IMAGENET_VAL, mini_imagenet);
     }
     Ok(b.build())

@@ -96,6 +96,10 @@ pub struct EvalConfig {
     /// Where resident splits are shared by the node's processes ([`crate::data::shared`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_dir: Option<PathBuf>,
+    /// Expected dataset ([`crate::data::Source::as_dataset`]): `webvision` trains a WebVision
+    /// release whole rather than as mini-WebVision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     pub kind: NoiseKind,
     pub noise: String,
     pub sparsity: String,
@@ -338,6 +342,7 @@ impl Default for EvalConfig {
             stream: None,
             decode_scale: None,
             shared_dir: None,
+            dataset: None,
             kind: NoiseKind::Symmetric,
             noise: "0".into(),
             sparsity: "0".into(),

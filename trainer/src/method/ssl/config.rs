@@ -38,7 +38,8 @@ pub struct PretrainConfig {
     /// Where resident splits are shared by the node's processes ([`crate::data::shared`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_dir: Option<PathBuf>,
-    /// Expected dataset name; the folder's contents decide, this only checks them.
+    /// Expected dataset name; the folder's contents decide, this checks them (and on a WebVision
+    /// release, `webvision` takes it whole rather than as mini-WebVision).
     pub dataset: Option<String>,
     pub method: Method,
     pub arch: Arch,
@@ -254,19 +255,10 @@ impl PretrainConfig {
 
     /// The dataset in `data_dir`, checked against `dataset` when given.
     pub fn source(&self) -> Result<Source> {
-        let source = Source::detect(&self.data_dir)?
+        Source::detect(&self.data_dir)?
             .with_images(ImageOptions::from_keys(self.image_size, self.bad_images))
-            .with_shared_dir(self.shared_dir.clone());
-        if let Some(expected) = &self.dataset {
-            let expected = crate::data::DatasetName::parse(expected).context("--dataset")?;
-            ensure!(
-                source.name == expected,
-                "--dataset says {expected} but {} holds {}",
-                self.data_dir.display(),
-                source.describe()
-            );
-        }
-        Ok(source)
+            .with_shared_dir(self.shared_dir.clone())
+            .as_dataset(self.dataset.as_deref(), &self.data_dir)
     }
 
     pub fn loss(&self) -> SslLoss {
