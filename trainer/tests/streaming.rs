@@ -46,7 +46,7 @@ fn key(step: u64) -> ViewKey {
 
 fn streamed(root: &Path, files: &[&str], bad: BadImages) -> (Streamed, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
-    let paths = files.iter().map(|f| f.to_string()).collect();
+    let paths: Vec<String> = files.iter().map(|f| f.to_string()).collect();
     (
         Streamed::new(root, paths, &view(), bad, count.clone()),
         count,
@@ -106,7 +106,7 @@ fn a_pass_in_order_reads_each_chunk_ahead() {
     let plain = Cut::centre(SIZE as usize, 30);
     let source = StreamSource {
         files: Files::from(dir.as_path()),
-        paths: paths.clone(),
+        paths: paths.clone().into(),
         bad: BadImages::Fail,
         bad_count: Default::default(),
         scale: Full,
@@ -181,7 +181,7 @@ fn reduced_scale_crops_stay_near_torchvisions() {
 fn cut_against_torchvision(cut: Cut, names: &[&str], scale: DecodeScale, seed: u64) -> (u8, f64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = write_fixtures("pictures.py", tmp.path());
-    let paths = names.iter().map(|f| f.to_string()).collect();
+    let paths: Vec<String> = names.iter().map(|f| f.to_string()).collect();
     let files = Streamed::with_views(&dir, paths, &[cut], BadImages::Fail, Default::default())
         .with_decode_scale(scale);
     let indices: Vec<i64> = (0..names.len() as i64).collect();

@@ -183,7 +183,7 @@ pub enum DecodeScale {
 pub(super) struct Cutter {
     pub files: Files,
     /// Per sample, the file's locator in `files`.
-    pub paths: Vec<String>,
+    pub paths: Arc<[String]>,
     pub views: Vec<Cut>,
     pub bad: BadImages,
     pub scale: DecodeScale,

@@ -51,7 +51,7 @@ impl Streamed {
     /// `BadImages::Skip`, `bad_count` counts the samples whose file does not decode.
     pub fn new(
         files: impl Into<Files>,
-        paths: Vec<String>,
+        paths: impl Into<Arc<[String]>>,
         view: &AugmentConfig,
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
@@ -60,9 +60,10 @@ impl Streamed {
     }
 
     /// As [`new`](Self::new), each file cut once per view of `views` ([`views`](Self::views)).
+    /// `paths` may be shared with other streams of the split (a million paths are ~60 MB).
     pub fn with_views(
         files: impl Into<Files>,
-        paths: Vec<String>,
+        paths: impl Into<Arc<[String]>>,
         views: &[Cut],
         bad: BadImages,
         bad_count: Arc<AtomicUsize>,
@@ -70,7 +71,7 @@ impl Streamed {
         assert!(!views.is_empty(), "a stream cuts at least one view");
         let cutter = Cutter {
             files: files.into(),
-            paths,
+            paths: paths.into(),
             views: views.to_vec(),
             bad,
             scale: DecodeScale::Full,

@@ -40,6 +40,7 @@ use crate::model::{to_rgb, Backbone};
 use crate::optim::train_schedule::TrainSchedule;
 use crate::optim::{Ema, Optimizer};
 use anyhow::{ensure, Context, Result};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -225,7 +226,9 @@ impl<'a> Probe<'a> {
             let labels = Tensor::from_slice(&split.labels).to_device(device);
             Ok(TestSet { inputs, labels })
         };
-        let train_in = match &train.paths {
+        // One copy of a streamed split's paths, for every stream of it.
+        let train_paths: Option<Arc<[String]>> = train.paths.as_deref().map(Arc::from);
+        let train_in = match &train_paths {
             _ if cfg.cached_features() => Inputs::Features(cache("training split", &train.images)?),
             Some(paths) if train.streamed => Inputs::Stream(
                 Streamed::with_views(
@@ -297,7 +300,10 @@ impl<'a> Probe<'a> {
             _ if cfg.method == methods::Method::None => None,
             Inputs::Images(images) => Some(TrainImages::Resident(images.shallow_clone())),
             Inputs::Stream(_) => {
-                let source = stream_source(cfg, train, files, &views, streamed_bad, device)?;
+                let paths = train_paths
+                    .clone()
+                    .context("a streamed split has its files")?;
+                let source = stream_source(cfg, paths, files, &views, streamed_bad, device)?;
                 Some(StreamedImages::images(source))
             }
             Inputs::Features(_) => None,
@@ -929,7 +935,6 @@ fn step_key(seed: u64, epoch: usize, step: usize, view: u64) -> ViewKey {
     }
 }
 
-/// The held-out trusted images on `device`, as RGB.
 /// The held-out trusted images, streamed from their files as `train` is when it is.
 fn trusted_images(
     labels: &NoisyLabels,
@@ -941,7 +946,7 @@ fn trusted_images(
     };
     let images = match (train, &held.paths) {
         (TrainImages::Streamed(train), Some(paths)) => StreamedImages::images(StreamSource {
-            paths: paths.clone(),
+            paths: paths.as_slice().into(),
             ..train.source().clone()
         }),
         _ => TrainImages::Resident(to_rgb(&held.images)?.to_device(device)),
@@ -969,16 +974,12 @@ const EMA_BACKBONE: &str = "ema_backbone";
 /// the passes in order.
 fn stream_source(
     cfg: &EvalConfig,
-    train: &SplitData,
+    paths: Arc<[String]>,
     files: crate::data::files::Files,
     views: &Views,
-    bad_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    bad_count: Arc<std::sync::atomic::AtomicUsize>,
     device: tch::Device,
 ) -> Result<StreamSource> {
-    let paths = train
-        .paths
-        .clone()
-        .context("a streamed split has its files")?;
     let cut = cfg
         .stream_cut()
         .context("a streamed split has --image-size")?;

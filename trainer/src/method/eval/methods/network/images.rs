@@ -38,7 +38,8 @@ pub enum StepImages {
 #[derive(Clone)]
 pub struct StreamSource {
     pub files: Files,
-    pub paths: Vec<String>,
+    /// Per sample, its file; shared by every stream of the split.
+    pub paths: Arc<[String]>,
     pub bad: BadImages,
     pub bad_count: Arc<AtomicUsize>,
     pub scale: DecodeScale,
