@@ -426,16 +426,13 @@ impl<'a> Probe<'a> {
             .net_method
             .as_ref()
             .and_then(|(m, _)| m.epoch_ids(epoch, self.steps_per_epoch * batch));
-        match (ids, self.balanced_order(epoch)) {
-            (Some(ids), _) => EpochOrder::from_ids(ids, batch),
-            (None, Some(subset)) => subset,
-            (None, None) => EpochOrder::new(
-                self.cfg.seed,
-                epoch as u64,
-                self.noisy.size()[0] as usize,
-                batch,
-            ),
+        if let Some(ids) = ids {
+            return EpochOrder::from_ids(ids, batch);
         }
+        self.balanced_order(epoch).unwrap_or_else(|| {
+            let n = self.noisy.size()[0] as usize;
+            EpochOrder::new(self.cfg.seed, epoch as u64, n, batch)
+        })
     }
 
     /// The epoch's class-balanced subset (`--epoch-samples`) in its order.
@@ -706,7 +703,9 @@ impl<'a> Probe<'a> {
     /// Gives the method, when it wants them, the classifier's probabilities (eval mode) over
     /// every training sample; a whole-network method its start of epoch.
     fn start_method_epoch(&mut self, epoch: usize) -> Result<()> {
-        let subset = self.balanced_order(epoch);
+        let subset = (self.net_method.is_some())
+            .then(|| self.balanced_order(epoch))
+            .flatten();
         if let (Some((method, _)), Some(images)) = (&mut self.net_method, &self.net_images) {
             return method.start_epoch(&EpochStart {
                 net: Net {

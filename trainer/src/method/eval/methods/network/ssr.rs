@@ -57,8 +57,6 @@ pub struct Selection {
     pub selected: Tensor,
 }
 
-/// SSR's relabelling and prior-normalized kNN selection of features `[N, D]` (any scale),
-/// classifier probabilities `[N, K]` and noisy labels `[N]`.
 /// The thresholds and neighbours of [`select_samples`].
 #[derive(Clone, Copy, Debug)]
 pub struct SelectionRule {
@@ -255,7 +253,7 @@ pub struct NetworkSsr {
     selection: Selection,
     /// The epoch's subset (`--epoch-samples`), which the selection and the consistency batches
     /// draw from; None: every sample.
-    pool: Option<Arc<Vec<i64>>>,
+    pool: Option<Vec<i64>>,
     heads: ConsistencyHeads,
     /// The last consistency order drawn, by its key: a shuffle of every sample, the same for
     /// every step of an epoch (and asked for twice a step, by the step and by the prefetch).
@@ -557,7 +555,11 @@ impl NetworkMethod for NetworkSsr {
                 .zeros_like()
                 .index_copy(0, &ids, &chosen.selected),
         };
-        self.pool = start.subset.map(|_| Arc::new(pool));
+        self.pool = start.subset.map(|_| pool);
+        *self
+            .consistency_order
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         let m = self.epoch_metrics();
         log::info!(
             "SSR epoch {}: {} selected (precision {:.3}, recall {:.3}), {} relabelled",
@@ -633,7 +635,7 @@ impl NetworkMethod for NetworkSsr {
         let mut rest = Vec::new();
         for (name, t) in state {
             if name == "pool" {
-                self.pool = Some(Arc::new(Vec::<i64>::try_from(&t.to_kind(Kind::Int64))?));
+                self.pool = Some(Vec::<i64>::try_from(&t.to_kind(Kind::Int64))?);
                 continue;
             }
             let slot = match name.as_str() {
@@ -650,8 +652,19 @@ impl NetworkMethod for NetworkSsr {
         self.heads.load_state(rest)
     }
 
+    /// Over the pool: with a subset, the samples outside it could not be selected.
     fn epoch_metrics(&self) -> BTreeMap<String, f64> {
         let s = &self.selection;
-        selection_metrics(&s.labels, &s.selected, &self.noisy, &self.clean)
+        let Some(pool) = &self.pool else {
+            return selection_metrics(&s.labels, &s.selected, &self.noisy, &self.clean);
+        };
+        let ids = Tensor::from_slice(pool).to_device(self.noisy.device());
+        let of = |t: &Tensor| t.index_select(0, &ids);
+        selection_metrics(
+            &of(&s.labels),
+            &of(&s.selected),
+            &of(&self.noisy),
+            &of(&self.clean),
+        )
     }
 }
