@@ -510,6 +510,7 @@ fn the_ssr_clothing1m_preset_selects_within_the_epochs_subset() {
     assert_eq!(config["epoch_samples"], 14, "{config}");
     assert_eq!(config["autoaugment_policy"], "imagenet", "{config}");
     assert_eq!(config["ssr_balance_votes"], false, "{config}");
+    assert_eq!(config["linear_init_std"], 0.001, "{config}");
     let metrics = &results["metrics"];
     assert_eq!(metrics["train_images"], 6, "{results}");
     assert_eq!(metrics["epoch_images"], 4, "{results}");

@@ -92,6 +92,24 @@ fn a_config_file_key_and_a_bad_value_are_refused_with_the_trainers_message() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(said(&o).contains("invalid value 'cee'"), "{}", said(&o));
+    let zero_init = [
+        "--head",
+        "linear",
+        "--head-zero-init",
+        "--linear-init-std",
+        "0.01",
+    ];
+    let cases: [(&[&str], &str); 2] = [
+        (&["--linear-init-std", "0"], "--linear-init-std must be > 0"),
+        (&zero_init, "both set the head's start"),
+    ];
+    for (flags, says) in cases {
+        let mut args = EVALUATE.to_vec();
+        args.extend(flags);
+        let o = trainer(&args);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}");
+        assert!(said(&o).contains(says), "{flags:?}: {}", said(&o));
+    }
 }
 
 #[test]
@@ -123,19 +141,22 @@ fn stdin_lists_name_the_first_refused_one() {
     );
 }
 
+/// An evaluation from scratch on folders that are never read (the flags are refused first).
+const EVALUATE: [&str; 7] = [
+    "evaluate",
+    "--data-dir",
+    "d",
+    "--exp-dir",
+    "e",
+    "--backbone",
+    "none",
+];
+
 /// `--test-resize` is the resize before the centre crop of `--image-size`: it needs one, and no
 /// smaller than it.
 #[test]
 fn test_resize_needs_an_image_size_it_can_crop() {
-    let base = [
-        "evaluate",
-        "--data-dir",
-        "d",
-        "--exp-dir",
-        "e",
-        "--backbone",
-        "none",
-    ];
+    let base = EVALUATE;
     for (extra, says) in [
         (&["--test-resize", "256"][..], "needs --image-size"),
         (

@@ -97,6 +97,10 @@ pub struct EvaluateArgs {
     /// Start the linear head at zero (seed 001); `--head-zero-init` alone means true.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub head_zero_init: Option<bool>,
+    /// Start every Linear layer of the head (and of ssr's projector and predictor) at weight
+    /// N(0, F), bias 0, as SSR's Clothing1M script (0.001); unset, PyTorch's own init.
+    #[arg(long)]
+    pub linear_init_std: Option<f64>,
     /// train: dropout and batch statistics; eval: neither, as seed 000's model.eval() under a
     /// frozen backbone.
     #[arg(long, value_enum)]

@@ -118,6 +118,10 @@ pub struct EvalConfig {
     pub head: HeadKind,
     /// Linear head only: weights and bias start at zero (seed 001).
     pub head_zero_init: bool,
+    /// Every Linear of the head (and of SSR's heads) starts at N(0, std), bias 0; None:
+    /// PyTorch's init.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linear_init_std: Option<f64>,
     pub head_mode: HeadMode,
     /// What the images are normalized with (default: as the backbone was trained).
     pub normalize: NormalizeChoice,
@@ -355,6 +359,7 @@ impl Default for EvalConfig {
             weights: Weights::Freeze,
             head: HeadKind::Mlp,
             head_zero_init: false,
+            linear_init_std: None,
             head_mode: HeadMode::Train,
             normalize: NormalizeChoice::Backbone,
             loss: LossKind::Ce,
@@ -521,6 +526,16 @@ impl EvalConfig {
             !self.head_zero_init || self.head == HeadKind::Linear,
             "--head-zero-init applies to --head linear (a zero MLP would never train)"
         );
+        if let Some(std) = self.linear_init_std {
+            ensure!(
+                std > 0.0 && std.is_finite(),
+                "--linear-init-std must be > 0 (the weights' standard deviation), not {std}"
+            );
+            ensure!(
+                !self.head_zero_init,
+                "--linear-init-std and --head-zero-init both set the head's start: choose one"
+            );
+        }
         ensure!(
             self.head_mode == HeadMode::Train || self.weights == Weights::Freeze,
             "--head-mode eval is seed 000's frozen-backbone protocol; with --weights finetune \
@@ -678,6 +693,7 @@ impl EvalConfig {
             ssr_hidden: self.ssr_hidden,
             ssr_projection: self.ssr_projection,
             ssr_balance_votes: self.ssr_balance_votes,
+            linear_init_std: self.linear_init_std,
             ieg_mixup: self.ieg_mixup,
             ieg_eps0: self.ieg_eps0,
             rkd_temperature: self.rkd_temperature,

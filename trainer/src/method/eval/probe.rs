@@ -36,6 +36,7 @@ use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::long_step::LongStep;
 use crate::method::embed::embed;
+use crate::model::projector::init_linears_normal;
 use crate::model::{to_rgb, Backbone};
 use crate::optim::train_schedule::TrainSchedule;
 use crate::optim::{Ema, Optimizer};
@@ -202,6 +203,9 @@ impl<'a> Probe<'a> {
             backbone.embedding_dim(),
             classes,
         );
+        if let Some(std) = cfg.linear_init_std {
+            init_linears_normal(&head_vs, std);
+        }
         broadcast_variables(group, &head_vs)?;
         if source.weights.is_none() {
             broadcast_variables(group, &backbone_vs)?;

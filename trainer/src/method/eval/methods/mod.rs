@@ -81,6 +81,8 @@ pub struct MethodParams {
     pub ssr_hidden: i64,
     pub ssr_projection: i64,
     pub ssr_balance_votes: bool,
+    /// The start of the methods' own Linear layers (SSR's heads): N(0, std), bias 0.
+    pub linear_init_std: Option<f64>,
     pub ieg_mixup: f64,
     pub ieg_eps0: f64,
     pub rkd_temperature: f64,
@@ -107,6 +109,7 @@ impl Default for MethodParams {
             ssr_hidden: 256,
             ssr_projection: 128,
             ssr_balance_votes: true,
+            linear_init_std: None,
             ieg_mixup: 5.0,
             ieg_eps0: 0.9,
             rkd_temperature: 0.5,

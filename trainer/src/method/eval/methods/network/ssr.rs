@@ -27,7 +27,7 @@ use crate::augment::ViewKey;
 use crate::distributed::ddp::GradSync;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::ssr::{knn_votes, normalize, relabel, select, selection_metrics};
-use crate::model::projector::torch_linear;
+use crate::model::projector::{init_linears_normal, torch_linear};
 use crate::optim::{OptimSettings, Optimizer, OptimizerKind};
 use anyhow::{ensure, Context, Result};
 use rand::seq::SliceRandom;
@@ -274,6 +274,10 @@ impl NetworkSsr {
             out: p.ssr_projection,
         };
         let wd = setup.optim.weight_decay;
+        let mut heads = ConsistencyHeads::new(setup.device, setup.embedding_dim, widths, wd)?;
+        if let Some(std) = p.linear_init_std {
+            init_linears_normal(heads.var_store(), std);
+        }
         Ok(NetworkSsr {
             selection: Selection {
                 labels: noisy.copy(),
@@ -293,7 +297,7 @@ impl NetworkSsr {
             mixup_alpha: p.ssr_mixup_alpha,
             seed: setup.seed,
             pool: None,
-            heads: ConsistencyHeads::new(setup.device, setup.embedding_dim, widths, wd)?,
+            heads,
             consistency_order: Mutex::new(None),
         })
     }
