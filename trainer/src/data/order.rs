@@ -66,6 +66,12 @@ impl EpochOrder {
         &self.global(step)[rank * local..(rank + 1) * local]
     }
 
+    /// Whether the `count` steps after `step` run past this epoch's end: then
+    /// [`steps_ahead`](Self::steps_ahead) needs the next epoch's order.
+    pub fn ahead_reaches_next(&self, step: usize, count: usize) -> bool {
+        step + 1 + count > self.steps()
+    }
+
     /// The `count` steps after `step`, as `(epochs on, step, its epoch's order)`: past this
     /// epoch's end they run on into the next epoch's first steps when its order `next` is
     /// known (what a stream queues ahead of the step it serves).

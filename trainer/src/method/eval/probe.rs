@@ -679,7 +679,7 @@ impl<'a> Probe<'a> {
         epoch: usize,
         step: usize,
     ) -> Option<EpochOrder> {
-        let reaches = step + 1 + stream::BATCHES_AHEAD > order.steps();
+        let reaches = order.ahead_reaches_next(step, stream::BATCHES_AHEAD);
         let sampled = (self.net_method.as_ref()).is_some_and(|(m, _)| m.samples_epochs());
         (reaches && epoch + 1 < self.cfg.epochs && !sampled).then(|| self.epoch_order(epoch + 1))
     }

@@ -276,7 +276,7 @@ impl<'a> Pretrainer<'a> {
             }
             Images::Streamed(files) => {
                 let cut = files.views(part, key, start as u64)?;
-                let reaches = step_in_epoch + 1 + BATCHES_AHEAD > order.steps();
+                let reaches = order.ahead_reaches_next(step_in_epoch, BATCHES_AHEAD);
                 let next_order = (reaches && epoch + 1 < self.cfg.epochs as u64)
                     .then(|| self.epoch_order(epoch + 1));
                 let ahead = order.steps_ahead(next_order.as_ref(), step_in_epoch, BATCHES_AHEAD);

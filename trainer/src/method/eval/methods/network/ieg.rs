@@ -398,8 +398,7 @@ impl NetworkMethod for NetworkIeg {
     }
 
     fn prefetch(&self, key: ViewKey, global_n: usize, _rows: (usize, usize)) {
-        let meta = self.trusted.meta_ids(key, self.meta_batch, META_VIEW);
-        self.trusted.prefetch(key, &meta, META_VIEW);
+        (self.trusted).prefetch_batch(key, self.meta_batch, META_VIEW);
         self.trusted
             .prefetch(key, &self.mix_ids(key, global_n).0, MIX_VIEW);
     }

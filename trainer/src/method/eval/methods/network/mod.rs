@@ -259,6 +259,11 @@ impl TrustedImages {
         self.images.prefetch(ids, 0, key, &[(Recipe::Train, view)]);
     }
 
+    /// Queues a later step's [`trusted_batch`] of `take` images, when streamed.
+    pub fn prefetch_batch(&self, key: ViewKey, take: usize, view: u64) {
+        self.prefetch(key, &self.meta_ids(key, take, view), view);
+    }
+
     /// The trusted images `ids` (with repeats, in any order) as view `view` of `step`'s
     /// training recipe, the `ids` being a global batch of their own: normalized
     /// `[ids.len(), …]`, and their labels.

@@ -114,8 +114,7 @@ impl NetworkMetaWeightNet {
 
 impl NetworkMethod for NetworkMetaWeightNet {
     fn prefetch(&self, key: ViewKey, _global_n: usize, _rows: (usize, usize)) {
-        let ids = self.trusted.meta_ids(key, self.meta_batch, META_VIEW);
-        self.trusted.prefetch(key, &ids, META_VIEW);
+        (self.trusted).prefetch_batch(key, self.meta_batch, META_VIEW);
     }
 
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
