@@ -2,7 +2,8 @@
 //! RandomResizedCrop to 224, flip — in images/s per core: ours (libjpeg-turbo regions + fast_image_resize on
 //! one thread per core) against torchvision's DataLoader with PIL (one worker per core) on the
 //! same files in the same run (target ≥ 3×). Also the peak RSS of each side, and ours reading
-//! the same files from a pack, as they are and re-encoded at a maximum side of 320. The files are
+//! the same files from a pack: as they are, as tiles (`--encoding tiles`: the same pixels,
+//! crops decoded from their tiles only) and re-encoded at a maximum side of 320. The files are
 //! written by Pillow (`decode_files.py`: 500×375 photographs-like pictures, quality 90, 4:2:0).
 //! Run: `cargo bench -p trainer --bench decode` (after scripts/setup.sh).
 
@@ -144,6 +145,8 @@ fn main() {
     };
     let (pack, names) = packed(dir.path(), &files, storage(Encoding::File, None));
     let from_pack = ours(pack, names, cores);
+    let (pack, names) = packed(dir.path(), &files, storage(Encoding::Tiles, None));
+    let tiled = ours(pack, names, cores);
     let (pack, names) = packed(dir.path(), &files, storage(Encoding::Jpeg, Some(320)));
     let reencoded = ours(pack, names, cores);
     let (reference, reference_rss) = torchvision(&dir.path().join("files.txt"), cores);
@@ -162,6 +165,10 @@ fn main() {
         per(from_pack)
     );
     println!(
+        "| nls, the same files from a pack of tiles (the same pixels) | {tiled:.0} | {:.0} | — |",
+        per(tiled)
+    );
+    println!(
         "| nls, a pack re-encoded at --max-side 320 (q90) | {reencoded:.0} | {:.0} | — |",
         per(reencoded)
     );
@@ -170,6 +177,13 @@ fn main() {
         per(reference)
     );
     println!("ratio: {:.2}x (target >= 3x)", rust / reference);
+    println!(
+        "ratio from a pack: {:.2}x as it is, {:.2}x tiled",
+        from_pack / reference,
+        tiled / reference
+    );
     let what = "JPEG decode + RandomResizedCrop 224 + flip vs torchvision + PIL DataLoader";
     common::bench::summary("decode", what, rust / reference, ">= 3").unwrap();
+    let what = "the same from a pack of tiles (--encoding tiles, the same pixels)";
+    common::bench::summary("decode", what, tiled / reference, ">= 3").unwrap();
 }

@@ -141,7 +141,7 @@ int nls_jpeg_decode(const unsigned char *data, unsigned long size, int denom, in
 
 /* Encodes `height` rows of `width` pixels (`channels`: 1 gray, 3 RGB) at `quality` with 4:2:0
  * chroma, as Pillow's `save(quality=q)` does. The bytes are malloc'd: free them with
- * nls_jpeg_free. */
+ * nls_jpeg_free (on failure they are freed here). */
 int nls_jpeg_encode(const unsigned char *pixels, int width, int height, int channels,
                     int quality, unsigned char **out, unsigned long *out_len, char *message,
                     size_t message_len) {
@@ -155,6 +155,8 @@ int nls_jpeg_encode(const unsigned char *pixels, int width, int height, int chan
     *out_len = 0;
     if (setjmp(err.jump)) {
         jpeg_destroy_compress(&cinfo);
+        free(*out);
+        *out = NULL;
         return -1;
     }
     jpeg_create_compress(&cinfo);
@@ -177,3 +179,45 @@ int nls_jpeg_encode(const unsigned char *pixels, int width, int height, int chan
 }
 
 void nls_jpeg_free(unsigned char *bytes) { free(bytes); }
+
+/* Rewrites a JPEG losslessly — its DCT coefficients, quantization tables and sampling as they
+ * are — as one baseline scan with optimized Huffman tables and a restart marker every
+ * `interval` MCUs, as `jpegtran -optimize -restart N` does. The bytes are malloc'd: free them
+ * with nls_jpeg_free. */
+int nls_jpeg_restart(const unsigned char *data, unsigned long size, int interval,
+                     unsigned char **out, unsigned long *out_len, char *message,
+                     size_t message_len) {
+    struct jpeg_decompress_struct src;
+    struct jpeg_compress_struct dst;
+    struct nls_error err;
+    nls_setup(&src, &err, message, message_len);
+    dst.err = src.err;
+    *out = NULL;
+    *out_len = 0;
+    if (setjmp(err.jump)) {
+        jpeg_destroy_compress(&dst);
+        jpeg_destroy_decompress(&src);
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    jpeg_create_decompress(&src);
+    jpeg_create_compress(&dst);
+    if (interval <= 0 || interval > 65535) {
+        snprintf(message, message_len, "restart interval %d is not within 1–65535", interval);
+        longjmp(err.jump, 1);
+    }
+    jpeg_mem_src(&src, data, size);
+    jpeg_read_header(&src, TRUE);
+    jvirt_barray_ptr *coefficients = jpeg_read_coefficients(&src);
+    jpeg_copy_critical_parameters(&src, &dst);
+    dst.restart_interval = (unsigned int)interval;
+    dst.optimize_coding = TRUE;
+    jpeg_mem_dest(&dst, out, out_len);
+    jpeg_write_coefficients(&dst, coefficients);
+    jpeg_finish_compress(&dst);
+    jpeg_finish_decompress(&src);
+    jpeg_destroy_compress(&dst);
+    jpeg_destroy_decompress(&src);
+    return 0;
+}

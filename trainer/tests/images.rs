@@ -3,7 +3,8 @@
 //! progressive, gray, CMYK; PNG RGB/RGBA/gray/palette; WebP lossless and lossy; a JPEG named
 //! .png) decodes to Pillow's pixels exactly (both are libjpeg-turbo, libpng's rules, libwebp);
 //! a JPEG decoded over a region or at reduced DCT scale equals the same region of Pillow's
-//! `draft` decode at that scale; `RandomResizedCrop`'s resize
+//! `draft` decode at that scale, and so does one decoded from the tiles of the file rewritten
+//! with restart markers (`pack --encoding tiles`); `RandomResizedCrop`'s resize
 //! and flip match torchvision's `resized_crop(antialias=True)` + `hflip` on the same
 //! parameters, and `Resize` + `CenterCrop` match torchvision's; bad files are errors that say
 //! what is wrong.
@@ -13,7 +14,7 @@ mod common;
 use common::write_fixtures;
 use std::path::{Path, PathBuf};
 use trainer::data::image::resize::{Crop, Resampler};
-use trainer::data::image::{self, jpeg, Picture};
+use trainer::data::image::{self, jpeg, tiles, Picture};
 
 /// The fixtures and Pillow's and torchvision's outputs, written into `dir`.
 fn fixtures(dir: &Path) -> (PathBuf, serde_json::Value) {
@@ -57,45 +58,147 @@ fn regions_match_pillows_draft() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, manifest) = fixtures(tmp.path());
     for d in manifest["drafts"].as_array().unwrap() {
+        let bytes = std::fs::read(dir.join(d["name"].as_str().unwrap())).unwrap();
+        check_draft(&dir, d, &bytes);
+    }
+}
+
+/// The same regions of the files rewritten as tiles (`pack --encoding tiles`), decoded from
+/// the tiles over each region only, against the same Pillow decodes of the original files:
+/// equal. Every JPEG but CMYK is tiled, and the regions of the larger picture are cut from
+/// fewer tiles than the whole.
+#[test]
+fn tiled_regions_match_pillows_draft() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, manifest) = fixtures(tmp.path());
+    let mut cut = Vec::new();
+    for d in manifest["drafts"].as_array().unwrap() {
         let name = d["name"].as_str().unwrap();
         let bytes = std::fs::read(dir.join(name)).unwrap();
-        let header = jpeg::header(&bytes).unwrap();
+        let Some(tiled) = tiles::restart_every(&bytes) else {
+            assert_eq!(name, "cmyk.jpg", "{name} was not tiled");
+            continue;
+        };
+        let (_, region) = check_draft(&dir, d, &tiled);
+        let t = tiles::Tiles::parse(&tiled).unwrap();
         let denom = d["denom"].as_u64().unwrap() as usize;
-        let region = match d["region"].as_array() {
-            Some(_) => {
-                let r = numbers(&d["region"]);
-                jpeg::Region {
-                    x: r[0],
-                    y: r[1],
-                    width: r[2],
-                    height: r[3],
-                }
+        let columns = (region.x * denom, (region.x + region.width) * denom);
+        let rows = (region.y * denom, (region.y + region.height) * denom);
+        if t.cut(columns, rows).is_some() {
+            cut.push(name);
+        }
+    }
+    // large.jpg's regions (300×200, tiles of one 16×16 MCU) are each cut; the small files'
+    // regions mostly need all their tiles.
+    assert_eq!(cut.len(), 7, "regions cut from tiles: {cut:?}");
+    assert!(
+        cut.iter().filter(|&&n| n == "large.jpg").count() == 6,
+        "{cut:?}"
+    );
+}
+
+/// `bytes` (the file `d` names, or a rewrite of it) decoded over `d`'s region at its scale
+/// against Pillow's; the header and region.
+fn check_draft(dir: &Path, d: &serde_json::Value, bytes: &[u8]) -> (jpeg::Header, jpeg::Region) {
+    let header = jpeg::header(bytes).unwrap();
+    let denom = d["denom"].as_u64().unwrap() as usize;
+    let region = match d["region"].as_array() {
+        Some(_) => {
+            let r = numbers(&d["region"]);
+            jpeg::Region {
+                x: r[0],
+                y: r[1],
+                width: r[2],
+                height: r[3],
             }
-            None => jpeg::Region {
+        }
+        None => jpeg::Region {
+            x: 0,
+            y: 0,
+            width: jpeg::scaled(header.width, denom),
+            height: jpeg::scaled(header.height, denom),
+        },
+    };
+    let ours = region_of(bytes, header, denom, region);
+    let theirs = std::fs::read(dir.join(d["output"].as_str().unwrap())).unwrap();
+    let (max, mean) = differences(&ours, &theirs);
+    assert!(
+        ours == theirs,
+        "{d}: differs from Pillow by up to {max} (mean {mean:.4})"
+    );
+    (header, region)
+}
+
+/// `region`'s pixels (at `1/denom`), cut from what the decoder returns for it.
+fn region_of(bytes: &[u8], header: jpeg::Header, denom: usize, region: jpeg::Region) -> Vec<u8> {
+    let part = jpeg::decode_region(bytes, header, denom, region).unwrap();
+    let p = &part.picture;
+    assert!(
+        part.x <= region.x && part.x + p.width >= region.x + region.width,
+        "{region:?} at 1/{denom}: columns {}..{}",
+        part.x,
+        part.x + p.width
+    );
+    assert_eq!((part.y, p.height), (region.y, region.height));
+    let row = |y: usize| {
+        let start = (y * p.width + region.x - part.x) * p.channels;
+        &p.pixels[start..start + region.width * p.channels]
+    };
+    (0..region.height).flat_map(row).copied().collect()
+}
+
+/// Random regions of tiled JPEGs (single-MCU tiles of a 4:2:0 picture 19 MCUs wide, 4:4:4,
+/// 4:2:2, gray, a progressive original) at every DCT scale, decoded from their tiles, against
+/// the same rectangle of the original file decoded whole at that scale (the path the test
+/// above checks against Pillow): equal, edges and corners included.
+#[test]
+fn tiled_regions_equal_the_whole_decode() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = fixtures(tmp.path());
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+    for name in [
+        "large.jpg",
+        "rgb444.jpg",
+        "rgb422.jpg",
+        "gray.jpg",
+        "progressive.jpg",
+    ] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let tiled = tiles::restart_every(&bytes).unwrap_or_else(|| panic!("{name}: not tiled"));
+        let header = jpeg::header(&bytes).unwrap();
+        for denom in jpeg::DENOMS {
+            let (w, h) = (
+                jpeg::scaled(header.width, denom),
+                jpeg::scaled(header.height, denom),
+            );
+            let whole = jpeg::Region {
                 x: 0,
                 y: 0,
-                width: jpeg::scaled(header.width, denom),
-                height: jpeg::scaled(header.height, denom),
-            },
-        };
-        let part = jpeg::decode_region(&bytes, header, denom, region).unwrap();
-        let p = &part.picture;
-        assert!(
-            part.x <= region.x && part.x + p.width >= region.x + region.width,
-            "{d}"
-        );
-        assert_eq!((part.y, p.height), (region.y, region.height), "{d}");
-        let row = |y: usize| {
-            let start = (y * p.width + region.x - part.x) * p.channels;
-            &p.pixels[start..start + region.width * p.channels]
-        };
-        let ours: Vec<u8> = (0..region.height).flat_map(row).copied().collect();
-        let theirs = std::fs::read(dir.join(d["output"].as_str().unwrap())).unwrap();
-        let (max, mean) = differences(&ours, &theirs);
-        assert!(
-            ours == theirs,
-            "{d}: differs from Pillow by up to {max} (mean {mean:.4})"
-        );
+                width: w,
+                height: h,
+            };
+            let original = jpeg::decode_region(&bytes, header, denom, whole).unwrap();
+            let o = &original.picture;
+            for _ in 0..40 {
+                let (x, y) = (rng.gen_range(0..w), rng.gen_range(0..h));
+                let region = jpeg::Region {
+                    x,
+                    y,
+                    width: rng.gen_range(1..=w - x),
+                    height: rng.gen_range(1..=h - y),
+                };
+                let expected: Vec<u8> = (region.y..region.y + region.height)
+                    .flat_map(|r| {
+                        let start = (r * o.width + region.x) * o.channels;
+                        &o.pixels[start..start + region.width * o.channels]
+                    })
+                    .copied()
+                    .collect();
+                let ours = region_of(&tiled, header, denom, region);
+                assert!(ours == expected, "{name} at 1/{denom}, {region:?}");
+            }
+        }
     }
 }
 

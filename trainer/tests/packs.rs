@@ -9,55 +9,60 @@ use common::folders::{jpeg_folder, run_args};
 use common::{metrics_without_time, results, stderr, trainer, write_fixtures};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use trainer::data::image::tiles::Tiles;
 use trainer::data::pack::layout::{Prefix, Row, PREFIX, ROW};
 use trainer::data::pack::Pack;
 
-/// Packs `data` into `dir/<name>.nlspack`.
-fn pack(data: &Path, dir: &Path, name: &str) -> (Output, PathBuf) {
+/// Packs `data` into `dir/<name>.nlspack`, with `flags`.
+fn pack(data: &Path, dir: &Path, name: &str, flags: &[&str]) -> (Output, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let out = dir.join(format!("{name}.nlspack"));
-    let output = trainer(&[
-        "pack",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    (output, out)
+    let (data, out_arg) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let args = [&["pack", "--data-dir", data, "--out", out_arg][..], flags].concat();
+    (trainer(&args), out)
 }
 
-fn packed(data: &Path, dir: &Path) -> PathBuf {
-    let (output, out) = pack(data, dir, "data");
+fn packed(data: &Path, dir: &Path, flags: &[&str]) -> PathBuf {
+    let (output, out) = pack(data, dir, "data", flags);
     assert!(output.status.success(), "{}", stderr(&output));
     out
 }
 
+/// A run on a pack of the files as they are, and on a pack of them as tiles
+/// (`--encoding tiles`: every JPEG restarting at each row of MCUs or closer), has the folder's
+/// metrics exactly, streamed or in memory: the same pixels.
 #[test]
 fn a_pack_trains_as_its_folder_does() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 6, 40);
-    let pack_dir = tmp.path().join("pack");
-    packed(&data, &pack_dir);
-    let info = trainer(&["data-info", "--data-dir", pack_dir.to_str().unwrap()]);
-    let said = String::from_utf8_lossy(&info.stdout);
-    assert!(
-        said.contains("in pack format") && said.contains("train: 12 images"),
-        "{said}"
-    );
-    for stream in [true, false] {
-        let run = |data: &Path, exp: &str| {
-            let exp = tmp.path().join(format!("{exp}-{stream}"));
-            let flags = ["--epochs", "2", "--image-size", "24", "--batch-size", "4"];
-            let out = common::run(&run_args(data, &exp, stream, &flags));
-            assert!(out.status.success(), "{}", stderr(&out));
-            exp
-        };
-        let (folder, pack) = (run(&data, "folder"), run(&pack_dir, "pack"));
-        assert_eq!(metrics_without_time(&folder), metrics_without_time(&pack));
-        assert_eq!(
-            results(&folder)["metrics"]["acc1"],
-            results(&pack)["metrics"]["acc1"]
+    let run = |data: &Path, exp: &str, stream: bool| {
+        let exp = tmp.path().join(format!("{exp}-{stream}"));
+        let flags = ["--epochs", "2", "--image-size", "24", "--batch-size", "4"];
+        let out = common::run(&run_args(data, &exp, stream, &flags));
+        assert!(out.status.success(), "{}", stderr(&out));
+        exp
+    };
+    let folder = [true, false].map(|stream| run(&data, "folder", stream));
+    for encoding in ["file", "tiles"] {
+        let pack_dir = tmp.path().join(encoding);
+        let pack = Pack::open(&packed(&data, &pack_dir, &["--encoding", encoding])).unwrap();
+        let tiled = (0..pack.rows()).filter(|&i| Tiles::parse(pack.bytes(i).unwrap()).is_some());
+        let expected = if encoding == "tiles" { pack.rows() } else { 0 };
+        assert_eq!(tiled.count() as u64, expected, "{encoding}: tiled samples");
+        let info = trainer(&["data-info", "--data-dir", pack_dir.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&info.stdout);
+        assert!(
+            said.contains("in pack format") && said.contains("train: 12 images"),
+            "{said}"
         );
+        for (folder, stream) in folder.iter().zip([true, false]) {
+            let pack = run(&pack_dir, encoding, stream);
+            assert_eq!(metrics_without_time(folder), metrics_without_time(&pack));
+            assert_eq!(
+                results(folder)["metrics"]["acc1"],
+                results(&pack)["metrics"]["acc1"]
+            );
+        }
     }
 }
 
@@ -88,7 +93,7 @@ fn crashed_partial(full: &Path, from: u64) -> PathBuf {
 fn packing_resumes_after_a_crash_to_the_same_pack() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 8, 40);
-    let full = packed(&data, &tmp.path().join("full"));
+    let full = packed(&data, &tmp.path().join("full"), &[]);
     let reference = std::fs::read(&full).unwrap();
     // Cut after 5 rows: 5 are kept, the rest packed again.
     let redo = tmp.path().join("redo");
@@ -97,7 +102,7 @@ fn packing_resumes_after_a_crash_to_the_same_pack() {
     std::fs::copy(&full, &target).unwrap();
     crashed_partial(&target, 5);
     std::fs::remove_file(&target).unwrap();
-    let (out, _) = pack(&data, &redo, "data");
+    let (out, _) = pack(&data, &redo, "data", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("packed 20 images (5 kept"), "{said}");
@@ -114,7 +119,7 @@ fn packing_resumes_after_a_crash_to_the_same_pack() {
     let third = Row::decode(&bytes[row_at(3)..][..ROW]);
     bytes[third.data_off as usize + 10] ^= 0xFF;
     std::fs::write(&partial, &bytes).unwrap();
-    let (out, _) = pack(&data, &redo, "data");
+    let (out, _) = pack(&data, &redo, "data", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("(3 kept"));
     assert!(
@@ -127,7 +132,7 @@ fn packing_resumes_after_a_crash_to_the_same_pack() {
     std::fs::copy(&full, &x).unwrap();
     crashed_partial(&x, 5);
     std::fs::remove_file(&x).unwrap();
-    let (out, _) = pack(&other, &redo, "x");
+    let (out, _) = pack(&other, &redo, "x", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("partial pack of another dataset"),
@@ -140,7 +145,7 @@ fn packing_resumes_after_a_crash_to_the_same_pack() {
 fn a_damaged_pack_is_refused_naming_what() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 2, 40);
-    let full = packed(&data, &tmp.path().join("full"));
+    let full = packed(&data, &tmp.path().join("full"), &[]);
     let reference = std::fs::read(&full).unwrap();
     let (_, row_at) = rows(&full);
     let first = Row::decode(&reference[row_at(0)..][..ROW]);
@@ -187,7 +192,7 @@ fn a_release_packs_with_its_second_test_set() {
     let tmp = tempfile::tempdir().unwrap();
     let root = write_fixtures("real_world.py", tmp.path()).join("webvision");
     let dir = tmp.path().join("pack");
-    let path = packed(&root, &dir);
+    let path = packed(&root, &dir, &[]);
     let pack = Pack::open(&path).unwrap();
     let splits: Vec<(&str, u64)> = (pack.header.splits.iter())
         .map(|(n, [a, b])| (n.as_str(), b - a))

@@ -22,8 +22,10 @@ pub struct PackArgs {
     /// --data-dir. Interrupted, the same command goes on from `<out>.partial`.
     #[arg(long)]
     pub out: PathBuf,
-    /// How each image is stored: its file as it is; decoded and encoded again as JPEG at
-    /// --quality; or decoded pixels (reading them is a copy, no decode).
+    /// How each image is stored: its file as it is; its JPEG rewritten losslessly as tiles
+    /// (the same pixels, a crop decoded from the tiles it covers only: the fastest to stream);
+    /// decoded and encoded again as JPEG at --quality; or decoded pixels (reading them is a
+    /// copy, no decode).
     #[arg(long, value_enum, default_value_t = Encoding::File)]
     pub encoding: Encoding,
     /// Re-encoded images (jpeg, raw) larger than this on their longer side are shrunk to it

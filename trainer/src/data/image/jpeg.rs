@@ -4,12 +4,13 @@
 //! at full or reduced DCT scale. Gray files stay one channel; CMYK and YCCK become RGB by the
 //! rule Pillow's `convert("RGB")` applies to Adobe's inverted storage.
 
+use super::tiles::Tiles;
 use super::Picture;
 use anyhow::{bail, ensure, Result};
 use std::ffi::{c_char, c_int, c_ulong, CStr};
 
 /// The end-of-image marker: a file without it was cut short (the decoder would pad it).
-const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
+pub(super) const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
 
 #[repr(C)]
 #[derive(Default)]
@@ -58,6 +59,15 @@ extern "C" {
         message: *mut c_char,
         message_len: usize,
     ) -> c_int;
+    fn nls_jpeg_restart(
+        data: *const u8,
+        size: c_ulong,
+        interval: c_int,
+        out: *mut *mut u8,
+        out_len: *mut c_ulong,
+        message: *mut c_char,
+        message_len: usize,
+    ) -> c_int;
     fn nls_jpeg_free(bytes: *mut u8);
 }
 
@@ -90,6 +100,11 @@ pub struct Part {
 /// Columns decoded beyond a region's right edge: libjpeg's "fancy" chroma upsampling treats the
 /// last decoded column as the image's edge, which changes it (by up to 26 grey levels on noise).
 const RIGHT_MARGIN: usize = 8;
+
+/// The same on the left: libjpeg starts a crop at the block edge at or left of it, whose column
+/// is then an edge too (6 grey levels on a 4:2:2 picture cut at x = 32); one column more moves
+/// the start a block left when the region begins on a block edge.
+const LEFT_MARGIN: usize = 1;
 
 /// The DCT scales libjpeg decodes at, as `1/denom`.
 pub const DENOMS: [usize; 4] = [1, 2, 4, 8];
@@ -187,12 +202,27 @@ pub fn decode_region_into(
     let full_width = scaled(header.width, denom);
     let right =
         (region.x + region.width + RIGHT_MARGIN).min(full_width.max(region.x + region.width));
+    let left = region.x.saturating_sub(LEFT_MARGIN);
     pixels.resize(full_width * region.height * 4, 0);
     let region = Region {
-        width: right - region.x,
+        x: left,
+        width: right - left,
         ..region
     };
-    let (_, part) = call(bytes, denom, Some(region), Some(&mut pixels))?;
+    let (_, part) = match cut_to(bytes, denom, region) {
+        Some(cut) => {
+            let shift = |r: Region| Region {
+                x: r.x - cut.x / denom,
+                y: r.y - cut.y / denom,
+                ..r
+            };
+            let (h, mut part) = call(&cut.bytes, denom, Some(shift(region)), Some(&mut pixels))?;
+            part.x += (cut.x / denom) as c_int;
+            part.y += (cut.y / denom) as c_int;
+            (h, part)
+        }
+        None => call(bytes, denom, Some(region), Some(&mut pixels))?,
+    };
     let (w, h, channels) = (
         part.width as usize,
         part.height as usize,
@@ -222,6 +252,14 @@ pub fn decode_region_into(
     })
 }
 
+/// The tiles over `region` (at `1/denom`) as a JPEG of their own, when the file is tiled
+/// ([`Tiles`]) and they are not the whole image.
+fn cut_to(bytes: &[u8], denom: usize, region: Region) -> Option<super::tiles::Cut> {
+    let columns = (region.x * denom, (region.x + region.width) * denom);
+    let rows = (region.y * denom, (region.y + region.height) * denom);
+    Tiles::parse(bytes)?.cut(columns, rows)
+}
+
 /// `picture` (gray or RGB) as a JPEG of `quality` (1–100) with 4:2:0 chroma, as Pillow's
 /// `save(quality=q)` writes it.
 pub fn encode(picture: &Picture, quality: u8) -> Result<Vec<u8>> {
@@ -242,28 +280,57 @@ pub fn encode(picture: &Picture, quality: u8) -> Result<Vec<u8>> {
         picture.channels,
         picture.pixels.len()
     );
-    let mut out: *mut u8 = std::ptr::null_mut();
-    let mut len: c_ulong = 0;
-    let mut message = [0 as c_char; 200];
-    // SAFETY: `pixels` holds height × width × channels bytes (a Picture's invariant); the C side
-    // mallocs `out`, which is copied and freed here.
-    let rc = unsafe {
+    // SAFETY: `pixels` holds height × width × channels bytes (a Picture's invariant).
+    malloced("encoding a JPEG", |out, len, message, message_len| unsafe {
         nls_jpeg_encode(
             picture.pixels.as_ptr(),
             picture.width as c_int,
             picture.height as c_int,
             picture.channels as c_int,
             c_int::from(quality),
-            &mut out,
-            &mut len,
-            message.as_mut_ptr(),
-            message.len(),
+            out,
+            len,
+            message,
+            message_len,
         )
-    };
-    if rc != 0 {
-        bail!("encoding a JPEG: {}", text(&message));
+    })
+}
+
+/// The JPEG's coefficients unchanged, coded again as one baseline scan restarting every
+/// `interval` MCUs (libjpeg's lossless transcoding, as `jpegtran -optimize -restart`).
+pub fn restart(bytes: &[u8], interval: usize) -> Result<Vec<u8>> {
+    check_complete(bytes)?;
+    // SAFETY: `bytes` is valid for its length.
+    malloced(
+        "rewriting a JPEG with restart markers",
+        |out, len, message, message_len| unsafe {
+            nls_jpeg_restart(
+                bytes.as_ptr(),
+                bytes.len() as c_ulong,
+                interval as c_int,
+                out,
+                len,
+                message,
+                message_len,
+            )
+        },
+    )
+}
+
+/// The bytes a C function writes through `(out, len)` (malloc'd there, freed here after the
+/// copy), or the message it writes on failure after `what`.
+fn malloced(
+    what: &str,
+    call: impl FnOnce(*mut *mut u8, *mut c_ulong, *mut c_char, usize) -> c_int,
+) -> Result<Vec<u8>> {
+    let mut out: *mut u8 = std::ptr::null_mut();
+    let mut len: c_ulong = 0;
+    let mut message = [0 as c_char; 200];
+    if call(&mut out, &mut len, message.as_mut_ptr(), message.len()) != 0 {
+        bail!("{what}: {}", text(&message));
     }
-    // SAFETY: on success `out` points to `len` bytes the C side allocated.
+    // SAFETY: on success the C side leaves `out` pointing to `len` bytes it allocated (and on
+    // failure frees them itself).
     let bytes = unsafe { std::slice::from_raw_parts(out, len as usize) }.to_vec();
     unsafe { nls_jpeg_free(out) };
     Ok(bytes)

@@ -8,6 +8,7 @@ pub mod jpeg;
 mod png;
 pub mod raw;
 pub mod resize;
+pub mod tiles;
 mod webp;
 
 use anyhow::{bail, Context, Result};

@@ -18,6 +18,10 @@ pub enum Encoding {
     Jpeg,
     /// Decoded, fitted to `max_side`, stored as pixels.
     Raw,
+    /// A JPEG rewritten losslessly with a restart marker every 32 pixels or so of each row
+    /// (see `image::tiles`): the same pixels, and a crop entropy-decodes only its tiles. Other
+    /// files, and JPEGs that cannot be (CMYK), are kept as they are.
+    Tiles,
 }
 
 /// The encoding and its settings, as a pack's header records them.
@@ -34,7 +38,7 @@ pub const DEFAULT_QUALITY: u8 = 90;
 impl Storage {
     pub fn check(&self) -> Result<()> {
         ensure!(
-            self.encoding != Encoding::File || self.max_side.is_none(),
+            !matches!(self.encoding, Encoding::File | Encoding::Tiles) || self.max_side.is_none(),
             "--max-side re-encodes the images: add --encoding jpeg or --encoding raw"
         );
         ensure!(
@@ -51,8 +55,10 @@ impl Storage {
     /// The bytes to store for a file's `bytes`. A file that does not decode is kept as it is,
     /// so that the runs reading the pack apply their own `--bad-images` policy to it.
     pub fn store(&self, bytes: Vec<u8>, resampler: &mut Resampler) -> Result<Vec<u8>> {
-        if self.encoding == Encoding::File {
-            return Ok(bytes);
+        match self.encoding {
+            Encoding::File => return Ok(bytes),
+            Encoding::Tiles => return Ok(image::tiles::restart_every(&bytes).unwrap_or(bytes)),
+            _ => {}
         }
         let picture = match image::decode(&bytes) {
             Ok(picture) => self.fit(picture, resampler)?,
