@@ -169,7 +169,7 @@ fn main() {
         per(tiled)
     );
     println!(
-        "| nls, a pack re-encoded at --max-side 320 (q90) | {reencoded:.0} | {:.0} | — |",
+        "| nls, a pack re-encoded at --max-side 320 (q90, tiles) | {reencoded:.0} | {:.0} | — |",
         per(reencoded)
     );
     println!(

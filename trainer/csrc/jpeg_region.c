@@ -140,11 +140,12 @@ int nls_jpeg_decode(const unsigned char *data, unsigned long size, int denom, in
 }
 
 /* Encodes `height` rows of `width` pixels (`channels`: 1 gray, 3 RGB) at `quality` with 4:2:0
- * chroma, as Pillow's `save(quality=q)` does. The bytes are malloc'd: free them with
+ * chroma, as Pillow's `save(quality=q)` does, with a restart marker every `restart_interval`
+ * MCUs (0: none; the markers change no pixel). The bytes are malloc'd: free them with
  * nls_jpeg_free (on failure they are freed here). */
 int nls_jpeg_encode(const unsigned char *pixels, int width, int height, int channels,
-                    int quality, unsigned char **out, unsigned long *out_len, char *message,
-                    size_t message_len) {
+                    int quality, int restart_interval, unsigned char **out,
+                    unsigned long *out_len, char *message, size_t message_len) {
     struct jpeg_compress_struct cinfo;
     struct nls_error err;
     cinfo.err = jpeg_std_error(&err.mgr);
@@ -167,6 +168,7 @@ int nls_jpeg_encode(const unsigned char *pixels, int width, int height, int chan
     cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, quality, TRUE);
+    cinfo.restart_interval = (unsigned int)restart_interval;
     jpeg_start_compress(&cinfo, TRUE);
     while (cinfo.next_scanline < cinfo.image_height) {
         JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * (size_t)width *

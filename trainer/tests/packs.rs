@@ -226,7 +226,8 @@ fn a_release_packs_with_its_second_test_set() {
 /// `--encoding raw|jpeg --max-side 24` on pictures of 40–49 pixels a side: the raw pack holds
 /// Pillow's `resize(BILINEAR)` of each file to a longer side of 24 (within 1 grey level, the
 /// bound of our resampler against PIL's in `images.rs`), and the JPEG pack decodes to exactly
-/// what Pillow's `save(quality=80)` of those pixels decodes to (the same libjpeg-turbo). A run
+/// what Pillow's `save(quality=80)` of those pixels decodes to (the same libjpeg-turbo), its
+/// restart markers (tiles) changing no pixel. A run
 /// trains on the raw pack; `--max-side` without re-encoding and a resume under another
 /// encoding are refused.
 #[test]
@@ -263,8 +264,9 @@ fn re_encoded_packs_hold_the_fitted_pictures() {
             jobs.push(serde_json::json!({
                 "file": data.join(&locator), "size": [ours.width, ours.height], "stem": stem,
             }));
-            let decoded =
-                trainer::data::image::decode(jpeg.bytes(jpeg.find(&locator).unwrap()).unwrap());
+            let stored = jpeg.bytes(jpeg.find(&locator).unwrap()).unwrap();
+            assert!(Tiles::parse(stored).is_some(), "{locator}: not tiles");
+            let decoded = trainer::data::image::decode(stored);
             std::fs::write(stem.with_extension("jpeg"), decoded.unwrap().pixels).unwrap();
         }
     }

@@ -54,6 +54,7 @@ extern "C" {
         height: c_int,
         channels: c_int,
         quality: c_int,
+        restart_interval: c_int,
         out: *mut *mut u8,
         out_len: *mut c_ulong,
         message: *mut c_char,
@@ -261,7 +262,8 @@ fn cut_to(bytes: &[u8], denom: usize, region: Region) -> Option<super::tiles::Cu
 }
 
 /// `picture` (gray or RGB) as a JPEG of `quality` (1–100) with 4:2:0 chroma, as Pillow's
-/// `save(quality=q)` writes it.
+/// `save(quality=q)` writes it, laid out as tiles ([`Tiles`]): restart markers change no pixel
+/// and let a crop decode only its tiles.
 pub fn encode(picture: &Picture, quality: u8) -> Result<Vec<u8>> {
     ensure!(
         matches!(picture.channels, 1 | 3),
@@ -280,6 +282,9 @@ pub fn encode(picture: &Picture, quality: u8) -> Result<Vec<u8>> {
         picture.channels,
         picture.pixels.len()
     );
+    // One 8×8 block per MCU in gray, 16×16 at 4:2:0.
+    let mcu_width = if picture.channels == 1 { 8 } else { 16 };
+    let restart = super::tiles::interval(picture.width, mcu_width);
     // SAFETY: `pixels` holds height × width × channels bytes (a Picture's invariant).
     malloced("encoding a JPEG", |out, len, message, message_len| unsafe {
         nls_jpeg_encode(
@@ -288,6 +293,7 @@ pub fn encode(picture: &Picture, quality: u8) -> Result<Vec<u8>> {
             picture.height as c_int,
             picture.channels as c_int,
             c_int::from(quality),
+            restart as c_int,
             out,
             len,
             message,

@@ -139,7 +139,7 @@ impl<'a> Tiles<'a> {
         let (frame, scan) = (found?, segments.last()?);
         let per_row = frame.mcus_per_row();
         let one_scan = usize::from(*bytes.get(scan.at)?) == frame.components;
-        if !one_scan || interval == 0 || per_row % interval != 0 {
+        if !one_scan || interval == 0 || !per_row.is_multiple_of(interval) {
             return None;
         }
         let spans = spans(bytes, scan.end)?;
@@ -221,9 +221,18 @@ fn interval_for(bytes: &[u8]) -> Option<usize> {
         .iter()
         .filter(|s| matches!(s.code, 0xC0..=0xC2))
         .find_map(|s| frame(bytes, s))?;
-    let per_row = frame.mcus_per_row();
-    let widest = (TILE_SIDE / frame.mcu_width).max(1);
-    (1..=widest.min(per_row)).rev().find(|t| per_row % t == 0)
+    Some(interval(frame.width, frame.mcu_width))
+}
+
+/// The restart interval, in MCUs of `mcu_width` pixels, that cuts rows `width` pixels wide into
+/// the widest whole tiles of at most [`TILE_SIDE`] pixels.
+pub fn interval(width: usize, mcu_width: usize) -> usize {
+    let per_row = width.div_ceil(mcu_width).max(1);
+    let widest = (TILE_SIDE / mcu_width).max(1);
+    (1..=widest.min(per_row))
+        .rev()
+        .find(|&t| per_row.is_multiple_of(t))
+        .unwrap_or(1)
 }
 
 /// `bytes` rewritten losslessly as tiles, if it is a JPEG that can be and its pixels come out
