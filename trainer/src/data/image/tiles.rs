@@ -245,3 +245,20 @@ pub fn restart_every(bytes: &[u8]) -> Option<Vec<u8>> {
     let same = Tiles::parse(&tiled).is_some() && jpeg::decode(&tiled).ok()? == original;
     same.then_some(tiled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-derived: 500 px at 4:2:0 is 32 MCUs of 16, cut into 16 tiles of 2 (32 px); 300 px
+    /// is 19 MCUs, prime, so one MCU a tile; gray 64 px is 8 blocks of 8, 2 tiles of 4 (32 px);
+    /// a picture narrower than a tile is one tile.
+    #[test]
+    fn tiles_are_the_widest_whole_fraction_of_a_row() {
+        assert_eq!(interval(500, 16), 2);
+        assert_eq!(interval(300, 16), 1);
+        assert_eq!(interval(64, 8), 4);
+        assert_eq!(interval(20, 8), 3);
+        assert_eq!(interval(10, 16), 1);
+    }
+}
