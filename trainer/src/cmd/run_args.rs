@@ -42,7 +42,8 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub stream: Option<bool>,
     /// Streamed JPEGs: decode at full scale (the pixels torchvision crops from), or at the
-    /// coarsest DCT scale (1/2, 1/4, 1/8) that leaves each crop at least its output size
+    /// coarsest DCT scale (1/2, 1/4, 1/8) that leaves each crop at least its output size, or,
+    /// for views that resize first (--train-resize), the shorter side at least the resize
     /// (faster on large photographs; resamples differently by a few grey levels).
     #[arg(long, value_enum)]
     pub decode_scale: Option<DecodeScale>,

@@ -167,7 +167,20 @@ impl Resampler {
         crop: usize,
         out: &mut [u8],
     ) -> Result<()> {
-        let (h, w) = shorter_side_to(picture.height, picture.width, resize);
+        let dims = shorter_side_to(picture.height, picture.width, resize);
+        self.resized_center_crop(picture, dims, crop, out)
+    }
+
+    /// `picture` resized to `(h, w)` then `CenterCrop(crop)`: [`Self::resize_center_crop`]
+    /// with the resize's size given (that of the full-scale picture a reduced decode stands
+    /// for).
+    pub fn resized_center_crop(
+        &mut self,
+        picture: &Picture,
+        (h, w): (usize, usize),
+        crop: usize,
+        out: &mut [u8],
+    ) -> Result<()> {
         ensure!(
             crop <= h && crop <= w,
             "a {crop}-pixel centre crop needs a resize of at least {crop}"

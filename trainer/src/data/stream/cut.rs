@@ -125,22 +125,28 @@ impl Cut {
         Ok((crop, flip))
     }
 
-    /// Draws the crop and the flip from `rng` and cuts the whole RGB `picture`.
+    /// Draws the crop and the flip from `rng` and cuts the whole RGB `picture`, which is the
+    /// file's `full` (height, width) picture or, decoded at a reduced scale, stands for it: the
+    /// resize goes to the size the full picture's would have.
     fn apply(
         &self,
         picture: &Picture,
+        full: (usize, usize),
         rng: &mut Xoshiro256PlusPlus,
         resampler: &mut Resampler,
         out: &mut [u8],
     ) -> Result<()> {
-        if let (CutShape::Centre, Some(side)) = (self.shape, self.resize) {
+        let resized_dims = self
+            .resize
+            .map(|side| shorter_side_to(full.0, full.1, side));
+        if let (CutShape::Centre, Some(dims)) = (self.shape, resized_dims) {
             // The resident test split's own path, so both give the same pixels.
-            return resampler.resize_center_crop(picture, side, self.size, out);
+            return resampler.resized_center_crop(picture, dims, self.size, out);
         }
         let resized;
-        let picture = match self.resize {
-            Some(side) => {
-                resized = resampler.resize_shorter(picture, side)?;
+        let picture = match resized_dims {
+            Some(dims) => {
+                resized = resampler.resize(picture, dims)?;
                 &resized
             }
             None => picture,
@@ -237,15 +243,45 @@ impl Cutter {
         let done = if cropped {
             self.cut_jpeg_region(&bytes, rng, scratch, rows)
         } else {
-            let picture = image::decode(&bytes).map(Picture::into_rgb);
-            picture.and_then(|picture| {
+            self.decode_whole(&bytes).and_then(|(picture, full)| {
                 for (v, (cut, out)) in self.views.iter().zip(rows.iter_mut()).enumerate() {
-                    cut.apply(&picture, &mut rng(v), &mut scratch.resampler, out)?;
+                    cut.apply(&picture, full, &mut rng(v), &mut scratch.resampler, out)?;
                 }
                 Ok(())
             })
         };
         done.with_context(|| format!("{}: cannot decode and cut", self.files.describe(path)))
+    }
+
+    /// The whole file as RGB, and its full-scale (height, width). Under
+    /// [`DecodeScale::Reduced`], a JPEG whose every view resizes first is decoded at the
+    /// coarsest DCT scale that leaves its shorter side at least the largest resize, so the
+    /// resize only ever shrinks.
+    fn decode_whole(&self, bytes: &[u8]) -> Result<(Picture, (usize, usize))> {
+        // Every view must resize: one that crops the file itself needs its full scale.
+        let resizes: Option<Vec<usize>> = self.views.iter().map(|cut| cut.resize).collect();
+        let largest_resize = resizes.and_then(|sides| sides.into_iter().max());
+        let reduce = self.scale == DecodeScale::Reduced && image::is_jpeg(bytes);
+        let (Some(side), true) = (largest_resize, reduce) else {
+            let picture = image::decode(bytes)?.into_rgb();
+            let full = (picture.height, picture.width);
+            return Ok((picture, full));
+        };
+        let header = jpeg::header(bytes)?;
+        let shorter = header.height.min(header.width);
+        let denom = *jpeg::DENOMS
+            .iter()
+            .rev()
+            .find(|&&d| shorter / d >= side)
+            .unwrap_or(&1);
+        let whole = Region {
+            x: 0,
+            y: 0,
+            width: jpeg::scaled(header.width, denom),
+            height: jpeg::scaled(header.height, denom),
+        };
+        let part = jpeg::decode_region(bytes, header, denom, whole)?;
+        Ok((part.picture.into_rgb(), (header.height, header.width)))
     }
 
     /// A JPEG decoded only over the rectangle that holds every view's crop, at the scale
