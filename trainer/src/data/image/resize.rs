@@ -83,12 +83,6 @@ impl Resampler {
         Ok(())
     }
 
-    /// torchvision's `Resize(size)` of the RGB `picture`: its shorter side becomes `size`.
-    pub fn resize_shorter(&mut self, picture: &Picture, size: usize) -> Result<Picture> {
-        let dims = shorter_side_to(picture.height, picture.width, size);
-        self.resize(picture, dims)
-    }
-
     /// The whole RGB `picture` resized to `height × width`.
     pub fn resize(
         &mut self,
