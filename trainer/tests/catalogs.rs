@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{python, results, stderr, trainer, write_fixtures};
+use common::{python, results, stderr, trainer, trainer_pack, write_fixtures};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use trainer::data::catalog::{self, Catalog};
@@ -547,16 +547,7 @@ fn whole_webvision_trains_on_every_image_of_its_thousand_classes() {
     std::fs::create_dir_all(&pack_dir).unwrap();
     std::fs::create_dir_all(&mini_dir).unwrap();
     let pack = pack_dir.join("webvision.nlspack");
-    let (root_s, pack_s) = (root.to_str().unwrap(), pack.to_str().unwrap());
-    let packed = trainer(&[
-        "pack",
-        "--data-dir",
-        root_s,
-        "--out",
-        pack_s,
-        "--dataset",
-        "webvision",
-    ]);
+    let packed = trainer_pack(&root, &pack, &["--dataset", "webvision"]);
     assert!(packed.status.success(), "{}", stderr(&packed));
     let from_pack = tmp.path().join("exp-pack");
     let out = train_on(pack.parent().unwrap(), &from_pack, &whole);
@@ -575,13 +566,7 @@ fn whole_webvision_trains_on_every_image_of_its_thousand_classes() {
         "{says}"
     );
     let mini = mini_dir.join("mini.nlspack");
-    let packed = trainer(&[
-        "pack",
-        "--data-dir",
-        root_s,
-        "--out",
-        mini.to_str().unwrap(),
-    ]);
+    let packed = trainer_pack(&root, &mini, &[]);
     assert!(packed.status.success(), "{}", stderr(&packed));
     let stale = train_on(mini.parent().unwrap(), &tmp.path().join("stale"), &whole);
     assert!(

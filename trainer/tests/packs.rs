@@ -6,7 +6,7 @@
 mod common;
 
 use common::folders::{jpeg_folder, run_args};
-use common::{metrics_without_time, results, stderr, trainer, write_fixtures};
+use common::{metrics_without_time, results, stderr, trainer, trainer_pack, write_fixtures};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use trainer::data::image::tiles::Tiles;
@@ -17,9 +17,7 @@ use trainer::data::pack::Pack;
 fn pack(data: &Path, dir: &Path, name: &str, flags: &[&str]) -> (Output, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let out = dir.join(format!("{name}.nlspack"));
-    let (data, out_arg) = (data.to_str().unwrap(), out.to_str().unwrap());
-    let args = [&["pack", "--data-dir", data, "--out", out_arg][..], flags].concat();
-    (trainer(&args), out)
+    (trainer_pack(data, &out, flags), out)
 }
 
 fn packed(data: &Path, dir: &Path, flags: &[&str]) -> PathBuf {
@@ -234,17 +232,7 @@ fn a_release_packs_with_its_second_test_set() {
 fn re_encoded_packs_hold_the_fitted_pictures() {
     let tmp = tempfile::tempdir().unwrap();
     let data = jpeg_folder(tmp.path(), 3, 40);
-    let pack_with = |name: &str, flags: &[&str]| {
-        let out = tmp.path().join(name).join("data.nlspack");
-        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let args = [
-            &["pack", "--data-dir", data.to_str().unwrap()][..],
-            &["--out", out.to_str().unwrap()],
-            flags,
-        ]
-        .concat();
-        (trainer(&args), out)
-    };
+    let pack_with = |name: &str, flags: &[&str]| pack(&data, &tmp.path().join(name), "data", flags);
     let fit = ["--max-side", "24"];
     let (raw_out, raw) = pack_with("raw", &[&["--encoding", "raw"][..], &fit].concat());
     assert!(raw_out.status.success(), "{}", stderr(&raw_out));

@@ -97,6 +97,12 @@ pub fn trainer(args: &[&str]) -> Output {
         .expect("starting trainer")
 }
 
+/// `trainer pack --data-dir data --out out` with `flags`.
+pub fn trainer_pack(data: &Path, out: &Path, flags: &[&str]) -> Output {
+    let (data, out) = (data.to_str().unwrap(), out.to_str().unwrap());
+    trainer(&[&["pack", "--data-dir", data, "--out", out][..], flags].concat())
+}
+
 /// The trainer with `args` on one thread (the runs of a test compare across machines).
 pub fn run(args: &[String]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
