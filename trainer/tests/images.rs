@@ -112,12 +112,7 @@ fn check_draft(dir: &Path, d: &serde_json::Value, bytes: &[u8]) -> (jpeg::Header
                 height: r[3],
             }
         }
-        None => jpeg::Region {
-            x: 0,
-            y: 0,
-            width: jpeg::scaled(header.width, denom),
-            height: jpeg::scaled(header.height, denom),
-        },
+        None => jpeg::Region::whole(header, denom),
     };
     let ours = region_of(bytes, header, denom, region);
     let theirs = std::fs::read(dir.join(d["output"].as_str().unwrap())).unwrap();
@@ -168,16 +163,8 @@ fn tiled_regions_equal_the_whole_decode() {
         let tiled = tiles::restart_every(&bytes).unwrap_or_else(|| panic!("{name}: not tiled"));
         let header = jpeg::header(&bytes).unwrap();
         for denom in jpeg::DENOMS {
-            let (w, h) = (
-                jpeg::scaled(header.width, denom),
-                jpeg::scaled(header.height, denom),
-            );
-            let whole = jpeg::Region {
-                x: 0,
-                y: 0,
-                width: w,
-                height: h,
-            };
+            let whole = jpeg::Region::whole(header, denom);
+            let (w, h) = (whole.width, whole.height);
             let original = jpeg::decode_region(&bytes, header, denom, whole).unwrap();
             let o = &original.picture;
             for _ in 0..40 {

@@ -110,6 +110,23 @@ const LEFT_MARGIN: usize = 1;
 /// The DCT scales libjpeg decodes at, as `1/denom`.
 pub const DENOMS: [usize; 4] = [1, 2, 4, 8];
 
+/// The coarsest of [`DENOMS`] for which `fits(denom)` holds; 1 when none does.
+pub fn coarsest_denom(fits: impl Fn(usize) -> bool) -> usize {
+    DENOMS.into_iter().rev().find(|&d| fits(d)).unwrap_or(1)
+}
+
+impl Region {
+    /// The whole image of `header` decoded at `1/denom`.
+    pub fn whole(header: Header, denom: usize) -> Region {
+        Region {
+            x: 0,
+            y: 0,
+            width: scaled(header.width, denom),
+            height: scaled(header.height, denom),
+        }
+    }
+}
+
 /// libjpeg's size of a `side`-pixel side decoded at `1/denom`: rounded up.
 pub fn scaled(side: usize, denom: usize) -> usize {
     side.div_ceil(denom)
@@ -173,13 +190,7 @@ fn call(
 /// The whole image at full scale.
 pub fn decode(bytes: &[u8]) -> Result<Picture> {
     let header = header(bytes)?;
-    let whole = Region {
-        x: 0,
-        y: 0,
-        width: header.width,
-        height: header.height,
-    };
-    Ok(decode_region(bytes, header, 1, whole)?.picture)
+    Ok(decode_region(bytes, header, 1, Region::whole(header, 1))?.picture)
 }
 
 /// `region` of the image (whose [`header`] is `header`) decoded at `1/denom` scale, `region` in

@@ -158,8 +158,7 @@ impl Cut {
     /// The coarsest DCT scale `1/denom` at which `crop` still has at least the view's pixels
     /// on each side, so the resize only ever shrinks.
     fn coarsest_denom(&self, crop: Crop) -> usize {
-        let fits = |d: &&usize| crop.height.min(crop.width) / **d >= self.size;
-        *jpeg::DENOMS.iter().rev().find(fits).unwrap_or(&1)
+        jpeg::coarsest_denom(|d| crop.height.min(crop.width) / d >= self.size)
     }
 }
 
@@ -269,18 +268,8 @@ impl Cutter {
         };
         let header = jpeg::header(bytes)?;
         let shorter = header.height.min(header.width);
-        let denom = *jpeg::DENOMS
-            .iter()
-            .rev()
-            .find(|&&d| shorter / d >= side)
-            .unwrap_or(&1);
-        let whole = Region {
-            x: 0,
-            y: 0,
-            width: jpeg::scaled(header.width, denom),
-            height: jpeg::scaled(header.height, denom),
-        };
-        let part = jpeg::decode_region(bytes, header, denom, whole)?;
+        let denom = jpeg::coarsest_denom(|d| shorter / d >= side);
+        let part = jpeg::decode_region(bytes, header, denom, Region::whole(header, denom))?;
         Ok((part.picture.into_rgb(), (header.height, header.width)))
     }
 
