@@ -45,6 +45,14 @@ def check_round(r, w):
     want = torch.arange(w, dtype=torch.float32).repeat_interleave(2).unsqueeze(1).expand(-1, 3)
     expect("all_gather", out, want)
 
+    # The Rust ranks hold this one channels-last; the logical elements must agree.
+    logical = torch.arange(24, dtype=torch.float32).view(2, 3, 2, 2)
+    t = logical + 1000.0 * r
+    dist.broadcast(t, src=0)
+    expect("broadcast channels-last", t, logical)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    expect("all_reduce channels-last", t, logical * w)
+
     dist.barrier()
 
 

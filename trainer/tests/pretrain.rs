@@ -206,15 +206,17 @@ fn losses(exp: &Path) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn two_ranks_match_one_rank() {
+/// Runs the first four steps on one rank and on two (with `two_flags` added), asserts the two
+/// agree and returns the two ranks' outputs.
+fn one_and_two_ranks_agree(two_flags: &[(&str, &str)]) -> Vec<Output> {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    for (exp, world) in [(&one, 1), (&two, 2)] {
-        let args = with(small_run(exp), &[("--max-steps", "4")]);
-        let out = run_ranks(&args, world);
-        assert_eq!(codes(&out), vec![Some(0); world], "{}", describe(&out));
-    }
+    let args = with(small_run(&one), &[("--max-steps", "4")]);
+    let out = run_ranks(&args, 1);
+    assert_eq!(codes(&out), vec![Some(0)], "{}", describe(&out));
+    let args = with(with(small_run(&two), &[("--max-steps", "4")]), two_flags);
+    let out = run_ranks(&args, 2);
+    assert_eq!(codes(&out), vec![Some(0); 2], "{}", describe(&out));
     // Float sums in another order (SyncBatchNorm, the gathered losses) differ in the last bits;
     // VICReg on a tiny network amplifies that about fourfold per step (measured: 1e-5 after one
     // step, 7e-4 after four, 2e-2 after six), so the comparison stays early in the run.
@@ -230,6 +232,22 @@ fn two_ranks_match_one_rank() {
     for (a, b) in l1.iter().zip(&l2) {
         assert!((a - b).abs() < 2e-4 * a.abs(), "losses {l1:?} vs {l2:?}");
     }
+    out
+}
+
+#[test]
+fn two_ranks_match_one_rank() {
+    one_and_two_ranks_agree(&[]);
+}
+
+/// A GPU's layouts on the CPU: channels-last conv weights are broadcast at the start, their
+/// gradients averaged every step and their checkpoints written, through Gloo, as NCCL would
+/// see them on CUDA. A strided weight sent in storage order would scramble rank 1's copy.
+#[test]
+fn two_channels_last_ranks_match_one_contiguous_rank() {
+    let out = one_and_two_ranks_agree(&[("--memory-format", "channels-last")]);
+    let log = String::from_utf8_lossy(&out[0].stderr);
+    assert!(log.contains("fp32, channels-last"), "{log}");
 }
 
 /// Waits until a checkpoint is being written (its temp file exists), then SIGKILLs the run.

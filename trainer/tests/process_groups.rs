@@ -334,7 +334,8 @@ fn torchrun_mixes_python_and_rust_ranks() {
 }
 
 /// scripts/setup.sh installs the CUDA headers, so every build (CPU machines too) compiles the
-/// NCCL backend; without CUDA at run time, asking for it is a clear error.
+/// NCCL backend; without CUDA at run time, asking for it (or for CUDA tensors under Gloo) is a
+/// clear error.
 #[test]
 fn the_nccl_backend_is_compiled_and_refuses_without_cuda() {
     assert!(
@@ -344,18 +345,31 @@ fn the_nccl_backend_is_compiled_and_refuses_without_cuda() {
     if tch::Cuda::is_available() {
         return;
     }
-    let port = free_port();
-    let children = (0..2)
-        .map(|r| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
-            cmd.args(["dist-check", "--backend", "nccl", "--dist-timeout-s", "20"]);
-            as_rank(cmd, r, 2, port).spawn().unwrap()
-        })
-        .collect();
-    let out = wait_all(children, LIMIT);
-    for o in &out {
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(err.contains("--backend nccl needs CUDA"), "{err}");
+    for (flags, expected) in [
+        (&["--backend", "nccl"][..], "--backend nccl needs CUDA"),
+        (
+            &["--backend", "gloo", "--device", "cuda"][..],
+            "no CUDA device is visible",
+        ),
+        (
+            &["--backend", "nccl", "--device", "cpu"][..],
+            "nccl needs --device cuda",
+        ),
+    ] {
+        let port = free_port();
+        let children = (0..2)
+            .map(|r| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainer"));
+                cmd.args(["dist-check", "--dist-timeout-s", "20"])
+                    .args(flags);
+                as_rank(cmd, r, 2, port).spawn().unwrap()
+            })
+            .collect();
+        let out = wait_all(children, LIMIT);
+        for o in &out {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+            assert!(err.contains(expected), "{flags:?}: {err}");
+        }
     }
 }

@@ -196,6 +196,7 @@ fn ssl_rank_worker() {
     let opts = GroupOptions {
         backend: BackendKind::Gloo,
         timeout: Duration::from_secs(60),
+        ..Default::default()
     };
     let group = ProcessGroup::init(&env, &opts).unwrap();
     let local = BATCH / group.world_size() as i64;

@@ -1,7 +1,7 @@
 //! Options shared by every subcommand that joins the job's process group.
 
 use crate::cluster::ClusterEnv;
-use crate::distributed::{BackendKind, GroupOptions, ProcessGroup};
+use crate::distributed::{BackendKind, DeviceKind, GroupOptions, ProcessGroup};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::time::Duration;
@@ -9,8 +9,14 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct DistArgs {
     /// Communication backend: nccl on GPUs, gloo on CPUs; auto picks by CUDA availability.
+    /// With --device cuda, gloo runs CUDA tensors through the host (several ranks may then
+    /// share one GPU, which NCCL refuses).
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     pub backend: BackendKind,
+    /// Where each rank computes: the local rank's GPU when CUDA is present and --backend is not
+    /// gloo (auto), the CPU, or the GPU whatever the backend (cuda).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
+    pub device: DeviceKind,
     /// Seconds to wait for the rendezvous and for any one collective before failing.
     #[arg(long, default_value_t = 600.0)]
     pub dist_timeout_s: f64,
@@ -27,6 +33,7 @@ impl DistArgs {
         );
         let opts = GroupOptions {
             backend: self.backend,
+            device: self.device,
             timeout: Duration::from_secs_f64(self.dist_timeout_s),
         };
         let group = ProcessGroup::init(&env, &opts)?;

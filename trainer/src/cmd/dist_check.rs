@@ -4,6 +4,7 @@
 
 use super::dist_args::DistArgs;
 use crate::distributed::{ProcessGroup, ReduceOp};
+use crate::model::precision::channels_last;
 use anyhow::{ensure, Result};
 use clap::Args;
 use std::time::Duration;
@@ -81,6 +82,21 @@ pub fn check_round(group: &ProcessGroup) -> Result<()> {
         .unsqueeze(1)
         .expand([-1, 3], false);
     expect("all_gather", &gathered, &want)?;
+
+    // 6. a conv weight stored channels-last, as on a GPU: broadcast from rank 0 (logical
+    //    values arange(24) + 1000·r), then summed. Elements travel in logical order, so a peer
+    //    holding it contiguous (the Python peer) agrees, and the layout is kept.
+    let logical = Tensor::arange(24, (Kind::Float, dev)).view([2, 3, 2, 2]);
+    let mut t = channels_last(&(&logical + 1000.0 * r));
+    group.broadcast(&mut t, 0)?;
+    expect("broadcast channels-last", &t, &logical)?;
+    group.all_reduce(&mut t, ReduceOp::Sum)?;
+    expect("all_reduce channels-last", &t, &(&logical * w))?;
+    ensure!(
+        t.stride() == channels_last(&logical).stride(),
+        "a channels-last tensor came back with strides {:?}",
+        t.stride()
+    );
 
     group.barrier()?;
     Ok(())

@@ -13,7 +13,7 @@ use crate::cluster::signals;
 use crate::method::ssl::config::PretrainConfig;
 use crate::method::ssl::pretrain::{Outcome, Pretrainer};
 use crate::method::ssl::Method;
-use crate::model::{Arch, Stem};
+use crate::model::{Arch, MemoryFormat, Stem};
 use crate::optim::OptimizerKind;
 use crate::run_lock;
 use anyhow::{Context, Result};
@@ -46,6 +46,11 @@ pub struct PretrainArgs {
     /// Projector widths, e.g. 1024-1024-1024.
     #[arg(long)]
     pub mlp: Option<String>,
+    /// Layout of image batches and conv weights: channels-last on CUDA and contiguous on the
+    /// CPU (auto), or either everywhere (channels-last on the CPU runs a GPU's layouts through
+    /// the collectives, as the tests do). [default: auto]
+    #[arg(long, value_enum)]
+    pub memory_format: Option<MemoryFormat>,
     /// Epochs of the schedule (warm-up and cosine span them).
     #[arg(long)]
     pub epochs: Option<usize>,

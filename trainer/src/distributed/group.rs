@@ -1,5 +1,6 @@
-//! A torch.distributed-compatible process group: TCPStore rendezvous, then Gloo (CPU) or NCCL
-//! (CUDA) through libtorch's own c10d, with a safe API where every collective returns a `Result`.
+//! A torch.distributed-compatible process group: TCPStore rendezvous, then Gloo (CPU, or CUDA
+//! tensors staged through the host, as PyTorch's ProcessGroupGloo allows) or NCCL (CUDA)
+//! through libtorch's own c10d, with a safe API where every collective returns a `Result`.
 
 use super::error::{DistError, Missing};
 use super::ffi;
@@ -18,9 +19,20 @@ pub enum BackendKind {
     Nccl,
 }
 
+/// Where a rank computes; `Auto` is the local rank's GPU when CUDA is present and the backend
+/// is not forced to Gloo, else the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceKind {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
 #[derive(Debug, Clone)]
 pub struct GroupOptions {
     pub backend: BackendKind,
+    pub device: DeviceKind,
     /// Rendezvous and per-collective timeout.
     pub timeout: Duration,
 }
@@ -29,6 +41,7 @@ impl Default for GroupOptions {
     fn default() -> Self {
         GroupOptions {
             backend: BackendKind::Auto,
+            device: DeviceKind::Auto,
             timeout: Duration::from_secs(600),
         }
     }
@@ -72,9 +85,9 @@ impl Drop for Connected {
 impl ProcessGroup {
     /// Joins the group described by `env` (rank 0 hosts the store at master_addr:master_port).
     pub fn init(env: &ClusterEnv, opts: &GroupOptions) -> Result<ProcessGroup, DistError> {
-        let device = device_for(env.local_rank, opts.backend);
-        let backend = match device {
-            Device::Cuda(_) => "nccl",
+        let device = device_for(env, opts)?;
+        let backend = match (opts.backend, device) {
+            (BackendKind::Nccl, _) | (BackendKind::Auto, Device::Cuda(_)) => "nccl",
             _ => "gloo",
         };
         let mut group = ProcessGroup {
@@ -120,7 +133,7 @@ impl ProcessGroup {
         let Some(c) = &self.connected else {
             return Ok(());
         };
-        self.check_dense("all_reduce", t)?;
+        self.check_device("all_reduce", t)?;
         if op == ReduceOp::Avg && !t.is_floating_point() {
             return Err(self.bad_tensor("all_reduce", "an average needs a floating-point tensor"));
         }
@@ -129,9 +142,11 @@ impl ProcessGroup {
             ReduceOp::Max => ffi::NLS_MAX,
             ReduceOp::Min => ffi::NLS_MIN,
         };
-        let ptr = t.as_mut_ptr();
-        self.collective("all_reduce", c, |err| unsafe {
-            ffi::nls_allreduce(c.raw, ptr, code, err)
+        through_contiguous(t, |t| {
+            let ptr = t.as_mut_ptr();
+            self.collective("all_reduce", c, |err| unsafe {
+                ffi::nls_allreduce(c.raw, ptr, code, err)
+            })
         })?;
         if op == ReduceOp::Avg {
             let _ = t.g_div_scalar_(self.world as f64);
@@ -144,10 +159,12 @@ impl ProcessGroup {
         let Some(c) = &self.connected else {
             return Ok(());
         };
-        self.check_dense("broadcast", t)?;
-        let ptr = t.as_mut_ptr();
-        self.collective("broadcast", c, |err| unsafe {
-            ffi::nls_broadcast(c.raw, ptr, root as c_int, err)
+        self.check_device("broadcast", t)?;
+        through_contiguous(t, |t| {
+            let ptr = t.as_mut_ptr();
+            self.collective("broadcast", c, |err| unsafe {
+                ffi::nls_broadcast(c.raw, ptr, root as c_int, err)
+            })
         })
     }
 
@@ -227,10 +244,7 @@ impl ProcessGroup {
         })
     }
 
-    fn check_dense(&self, op: &'static str, t: &Tensor) -> Result<(), DistError> {
-        if !t.is_contiguous() {
-            return Err(self.bad_tensor(op, "needs a contiguous tensor (call .contiguous())"));
-        }
+    fn check_device(&self, op: &'static str, t: &Tensor) -> Result<(), DistError> {
         if t.device() != self.device && self.backend == "nccl" {
             return Err(self.bad_tensor(
                 op,
@@ -269,13 +283,45 @@ impl ProcessGroup {
     }
 }
 
-/// The local rank's CUDA device when NCCL may be used and CUDA is present, else the CPU.
-/// With one visible device per task (CUDA_VISIBLE_DEVICES set per rank) every rank uses device 0.
-fn device_for(local_rank: usize, backend: BackendKind) -> Device {
-    if backend == BackendKind::Gloo || !tch::Cuda::is_available() {
-        return Device::Cpu;
+/// The local rank's CUDA device or the CPU, as `opts` ask. With one visible device per task
+/// (CUDA_VISIBLE_DEVICES set per rank), or more ranks than GPUs (Gloo on one GPU), ranks share
+/// device `local_rank mod count`.
+fn device_for(env: &ClusterEnv, opts: &GroupOptions) -> Result<Device, DistError> {
+    let cuda = tch::Cuda::is_available();
+    let use_cuda = match (opts.device, opts.backend) {
+        (DeviceKind::Cpu, BackendKind::Nccl) => {
+            return Err(backend_error(
+                env,
+                "nccl",
+                "--backend nccl needs --device cuda",
+            ));
+        }
+        (DeviceKind::Cuda, _) if !cuda => {
+            return Err(backend_error(
+                env,
+                "cuda",
+                "--device cuda, but no CUDA device is visible to this process (check \
+                 CUDA_VISIBLE_DEVICES, the driver, and that libtorch_cuda is on the library path)",
+            ));
+        }
+        (DeviceKind::Cpu, _) | (DeviceKind::Auto, BackendKind::Gloo) => false,
+        (DeviceKind::Cuda, _) => true,
+        (DeviceKind::Auto, _) => cuda,
+    };
+    Ok(if use_cuda {
+        Device::Cuda(env.local_rank % tch::Cuda::device_count().max(1) as usize)
+    } else {
+        Device::Cpu
+    })
+}
+
+fn backend_error(env: &ClusterEnv, backend: &'static str, cause: &str) -> DistError {
+    DistError::Backend {
+        backend,
+        rank: env.rank,
+        world: env.world_size,
+        cause: cause.into(),
     }
-    Device::Cuda(local_rank % tch::Cuda::device_count().max(1) as usize)
 }
 
 fn connect(env: &ClusterEnv, opts: &GroupOptions, device: Device) -> Result<Connected, DistError> {
@@ -373,7 +419,7 @@ fn create_backend(
     let timeout_ms = opts.timeout.as_millis() as i64;
     let mut raw = std::ptr::null_mut();
     let (name, result) = match device {
-        Device::Cuda(index) => (
+        Device::Cuda(index) if opts.backend != BackendKind::Gloo => (
             "nccl",
             ffi::call(|err| unsafe {
                 ffi::nls_group_new_nccl(
@@ -401,13 +447,25 @@ fn create_backend(
             }),
         ),
     };
-    result.map_err(|cause| DistError::Backend {
-        backend: name,
-        rank: env.rank,
-        world: env.world_size,
-        cause,
-    })?;
+    result.map_err(|cause| backend_error(env, name, &cause))?;
     Ok(raw)
+}
+
+/// Runs an in-place collective on `t` through a contiguous copy when `t` is strided otherwise
+/// (a channels-last conv weight, a column view), writing the result back: the backends read a
+/// tensor's storage in order, and every rank must send its elements in the same, logical order
+/// whatever layout it keeps them in.
+fn through_contiguous(
+    t: &mut Tensor,
+    collective: impl FnOnce(&mut Tensor) -> Result<(), DistError>,
+) -> Result<(), DistError> {
+    if t.is_contiguous() {
+        return collective(t);
+    }
+    let mut buffer = t.contiguous();
+    collective(&mut buffer)?;
+    t.copy_(&buffer);
+    Ok(())
 }
 
 /// Whether this build contains the NCCL backend.

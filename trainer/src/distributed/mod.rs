@@ -15,4 +15,4 @@ pub mod store;
 pub mod sync_bn;
 
 pub use error::{DistError, Missing};
-pub use group::{nccl_compiled, BackendKind, GroupOptions, ProcessGroup, ReduceOp};
+pub use group::{nccl_compiled, BackendKind, DeviceKind, GroupOptions, ProcessGroup, ReduceOp};

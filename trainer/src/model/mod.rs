@@ -34,7 +34,7 @@ pub mod wide;
 pub use arch::{Arch, NetSpec, Stem, STANDARD_WIDTH};
 pub use backbone::Backbone;
 pub use layers::to_rgb;
-pub use precision::Precision;
+pub use precision::{MemoryFormat, Precision};
 pub use projector::{parse_mlp, Projector};
 pub use resnet::{Block, ResNet};
 

@@ -2,9 +2,14 @@
 //! (NHWC) tensors, which tensor cores want; on the CPU, plain fp32 in the default layout, which
 //! keeps CPU runs bit-reproducible.
 //!
+//! `--memory-format channels-last` gives a CPU run the GPU's layout, so that the tests on CPU
+//! send the same strided conv weights and gradients through the collectives as a GPU run does.
+//!
 //! Losses promote embeddings back to fp32 ([`SslLoss::compute`](crate::method::ssl::SslLoss)),
 //! and parameters, gradients and optimizer state stay fp32 (autocast casts per operation).
 
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -12,28 +17,54 @@ extern "C" {
     fn nls_autocast_use_bf16();
 }
 
+/// How image batches and conv weights are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryFormat {
+    /// Channels-last on CUDA, contiguous (NCHW) on the CPU.
+    #[default]
+    Auto,
+    Contiguous,
+    ChannelsLast,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Precision {
     cuda: bool,
+    channels_last: bool,
 }
 
 impl Precision {
     pub fn for_device(device: Device) -> Precision {
+        Precision::new(device, MemoryFormat::Auto)
+    }
+
+    pub fn new(device: Device, format: MemoryFormat) -> Precision {
         let cuda = device.is_cuda();
         if cuda {
             // SAFETY: sets a process-wide libtorch setting; no pointers involved.
             unsafe { nls_autocast_use_bf16() };
         }
-        Precision { cuda }
+        let channels_last = match format {
+            MemoryFormat::Auto => cuda,
+            MemoryFormat::Contiguous => false,
+            MemoryFormat::ChannelsLast => true,
+        };
+        Precision {
+            cuda,
+            channels_last,
+        }
     }
 
-    /// "bf16 autocast, channels-last" or "fp32", for the logs.
-    pub fn describe(&self) -> &'static str {
-        if self.cuda {
-            "bf16 autocast, channels-last"
+    /// "bf16 autocast, channels-last", "fp32" and so on, for the logs.
+    pub fn describe(&self) -> String {
+        let numbers = if self.cuda { "bf16 autocast" } else { "fp32" };
+        let layout = if self.channels_last {
+            ", channels-last"
         } else {
-            "fp32"
-        }
+            ""
+        };
+        format!("{numbers}{layout}")
     }
 
     /// Runs `f` (forward passes and losses) under autocast on CUDA.
@@ -47,7 +78,7 @@ impl Precision {
 
     /// An image batch in the layout the convolutions want.
     pub fn layout(&self, x: &Tensor) -> Tensor {
-        if self.cuda && x.dim() == 4 {
+        if self.channels_last && x.dim() == 4 {
             channels_last(x)
         } else {
             x.shallow_clone()
@@ -56,7 +87,7 @@ impl Precision {
 
     /// Converts every 4-D variable (convolution weights) of `vs` to channels-last.
     pub fn convert(&self, vs: &VarStore) {
-        if !self.cuda {
+        if !self.channels_last {
             return;
         }
         tch::no_grad(|| {
@@ -96,5 +127,20 @@ mod tests {
         assert_eq!(p.layout(&x).stride(), x.stride());
         assert_eq!(p.autocast(|| x.matmul(&x).kind()), Kind::Float);
         assert_eq!(p.describe(), "fp32");
+    }
+
+    #[test]
+    fn channels_last_on_the_cpu_converts_inputs_and_conv_weights() {
+        let p = Precision::new(Device::Cpu, MemoryFormat::ChannelsLast);
+        let x = Tensor::zeros([1, 3, 2, 2], (Kind::Float, Device::Cpu));
+        assert_eq!(p.layout(&x).stride(), [12, 1, 6, 3]);
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().zeros("w", &[4, 3, 2, 2]);
+        let b = vs.root().zeros("b", &[4]);
+        p.convert(&vs);
+        assert_eq!(w.stride(), [12, 1, 6, 3]);
+        assert_eq!(b.stride(), [1]);
+        assert_eq!(p.autocast(|| x.matmul(&x).kind()), Kind::Float);
+        assert_eq!(p.describe(), "fp32, channels-last");
     }
 }

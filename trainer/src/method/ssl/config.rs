@@ -10,7 +10,7 @@ use crate::data::resident::{BadImages, ImageOptions};
 use crate::data::stream::DecodeScale;
 use crate::data::{DatasetName, Source};
 use crate::method::ssl::{Method, SslLoss, VicregWeights};
-use crate::model::{parse_mlp, Arch, NetSpec, Stem};
+use crate::model::{parse_mlp, Arch, MemoryFormat, NetSpec, Stem};
 use crate::optim::OptimizerKind;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,9 @@ pub struct PretrainConfig {
     pub depth: Option<i64>,
     /// Projector widths after the embedding, e.g. "1024-1024-1024".
     pub mlp: String,
+    /// Layout of image batches and conv weights ([`MemoryFormat`]); unset: auto.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_format: Option<MemoryFormat>,
     pub epochs: usize,
     /// Global batch over all ranks.
     pub batch_size: usize,
@@ -111,6 +114,7 @@ impl Default for PretrainConfig {
             width: None,
             depth: None,
             mlp: "1024-1024-1024".into(),
+            memory_format: None,
             epochs: 100,
             batch_size: 256,
             base_lr: 0.2,

@@ -99,7 +99,7 @@ impl<'a> Pretrainer<'a> {
             None => Images::Resident(to_rgb(&train.images)?.to_device(device)),
         };
         let model = SslModel::new(cfg, device)?;
-        let precision = Precision::for_device(device);
+        let precision = Precision::new(device, cfg.memory_format.unwrap_or_default());
         precision.convert(&model.vs);
         log::info!(
             "{} ({} parameters) on {device:?}, {}",
@@ -231,15 +231,13 @@ impl<'a> Pretrainer<'a> {
         let started = Instant::now();
         let (v1, v2) = self.views(order, epoch)?;
         let data_time = started.elapsed();
-        let loss = self.precision.autocast(|| -> Result<_> {
-            let z1 = self
-                .model
-                .project(&self.precision.layout(&v1), self.group)?;
-            let z2 = self
-                .model
-                .project(&self.precision.layout(&v2), self.group)?;
-            Ok(self.loss.compute(&z1, &z2, self.group)?)
+        // The network under autocast; the loss outside it, in fp32: NT-Xent's logits and
+        // VICReg's covariance are sums over the batch that bf16 would round away.
+        let (z1, z2) = self.precision.autocast(|| -> Result<_> {
+            let project = |v: &Tensor| self.model.project(&self.precision.layout(v), self.group);
+            Ok((project(&v1)?, project(&v2)?))
         })?;
+        let loss = self.loss.compute(&z1, &z2, self.group)?;
         self.optimizer.zero_grad();
         loss.total
             .f_backward()
