@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Install what the project needs, idempotently; seconds when everything is already there.
 #   - Debian packages (the real Fashion-MNIST, gloo headers for the c10d shim, libjpeg-turbo)
-#   - the Python venv with torch (4.7 GB, cached per user and version, shared by all clones)
+#   - the Python venv with torch (4.7 GB, cached per user and version, shared by all clones),
+#     or, with NLS_PYTHON naming a Python that has PyTorch 2.11, 2.12 or 2.13, that PyTorch
+#     (nothing installed; tch pinned in Cargo.lock to the release made for it)
 #   - the release build of both binaries
 # Usage: scripts/setup.sh [--no-build]
+#        NLS_PYTHON=/path/to/venv/bin/python scripts/setup.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -56,10 +59,23 @@ build() {
     (cd "$NLS_ROOT" && cargo build --release --quiet --workspace)
 }
 
+# An existing PyTorch: nothing to install, only the matching tch to pin.
+use_existing_torch() {
+    say "building against the PyTorch $NLS_TORCH_VERSION at $LIBTORCH (NLS_PYTHON=$NLS_PYTHON)"
+    nls_pin_tch
+}
+
 main() {
+    # An unsupported PyTorch is refused before anything is installed.
+    nls_tch_for "$NLS_TORCH_VERSION" >/dev/null || exit 2
     check_toolchain
     install_apt_packages
-    install_venv
+    if [ -n "$NLS_EXISTING_TORCH" ]; then
+        use_existing_torch
+    else
+        install_venv
+        nls_pin_tch
+    fi
     [ "${1:-}" = "--no-build" ] || build
 }
 

@@ -26,6 +26,8 @@ echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+echo "[test] the other supported PyTorch compiles too (scripts/check-torch.sh 2.11.0)"
+"$root/scripts/check-torch.sh" 2.11.0
 echo "[test] SLURM test cluster (tests/slurm/cluster.sh; left running for the next run)"
 if [[ $(id -u) == 0 ]]; then
     "$root/tests/slurm/cluster.sh" start
