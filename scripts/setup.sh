@@ -2,7 +2,7 @@
 # Install what the project needs, idempotently; seconds when everything is already there.
 #   - Debian packages (the real Fashion-MNIST, gloo headers for the c10d shim, libjpeg-turbo)
 #   - the Python venv with torch (4.7 GB, cached per user and version, shared by all clones),
-#     or, with NLS_PYTHON naming a Python that has PyTorch 2.11, 2.12 or 2.13, that PyTorch
+#     or, with NLS_PYTHON naming a Python that has PyTorch 2.11 or 2.13, that PyTorch
 #     (nothing installed; tch pinned in Cargo.lock to the release made for it)
 #   - the release build of both binaries
 # Usage: scripts/setup.sh [--no-build]

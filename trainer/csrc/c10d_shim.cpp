@@ -50,8 +50,22 @@ c10d::ReduceOp to_reduce_op(int op) {
   }
 }
 
-void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const nls_group* group) {
-  work->wait(group->timeout);
+// Issues a collective and waits for it. NCCL: the current CUDA stream waits, the CPU thread does
+// not (a timeout here would make c10d poll the work from this thread every millisecond); NCCL's
+// watchdog enforces the group's timeout instead. Gloo: the CPU waits, bounded by the timeout.
+template <typename Issue>
+void issue_and_wait(nls_group* group, Issue&& issue) {
+  try {
+    auto work = issue();
+    if (group->stream_ordered) {
+      work->wait();
+    } else {
+      work->wait(group->timeout);
+    }
+  } catch (...) {
+    group->failed = true;
+    throw;
+  }
 }
 
 void allreduce_in_place(nls_group* group, at::Tensor& t, c10d::ReduceOp op) {
@@ -59,7 +73,7 @@ void allreduce_in_place(nls_group* group, at::Tensor& t, c10d::ReduceOp op) {
   c10d::AllreduceOptions opts;
   opts.reduceOp = op;
   opts.timeout = group->timeout;
-  wait_for(group->backend->allreduce(tensors, opts), group);
+  issue_and_wait(group, [&] { return group->backend->allreduce(tensors, opts); });
 }
 
 at::Tensor allgather_flat(nls_group* group, const at::Tensor& input) {
@@ -69,7 +83,7 @@ at::Tensor allgather_flat(nls_group* group, const at::Tensor& input) {
   auto out = at::empty(sizes, in.options());
   c10d::AllgatherOptions opts;
   opts.timeout = group->timeout;
-  wait_for(group->backend->_allgather_base(out, in, opts), group);
+  issue_and_wait(group, [&] { return group->backend->_allgather_base(out, in, opts); });
   return out;
 }
 
@@ -192,7 +206,17 @@ int nls_group_new_gloo(nls_store* store, int rank, int world, int64_t timeout_ms
   });
 }
 
-void nls_group_free(nls_group* group) { delete group; }
+// A clean exit shuts the backend down (PyTorch's destroy_process_group: NCCL finalizes its
+// communicators); after a failure it is only dropped.
+void nls_group_free(nls_group* group) {
+  if (!group->failed) {
+    try {
+      group->backend->shutdown();
+    } catch (...) {
+    }
+  }
+  delete group;
+}
 
 int nls_allreduce(nls_group* group, at::Tensor* tensor, int op, char** err) {
   return guarded(err, [&] { allreduce_in_place(group, *tensor, to_reduce_op(op)); });
@@ -204,7 +228,7 @@ int nls_broadcast(nls_group* group, at::Tensor* tensor, int root, char** err) {
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.timeout = group->timeout;
-    wait_for(group->backend->broadcast(tensors, opts), group);
+    issue_and_wait(group, [&] { return group->backend->broadcast(tensors, opts); });
   });
 }
 
@@ -216,7 +240,7 @@ int nls_barrier(nls_group* group, char** err) {
   return guarded(err, [&] {
     c10d::BarrierOptions opts;
     opts.timeout = group->timeout;
-    wait_for(group->backend->barrier(opts), group);
+    issue_and_wait(group, [&] { return group->backend->barrier(opts); });
   });
 }
 

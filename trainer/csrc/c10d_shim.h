@@ -18,4 +18,8 @@ struct nls_group {
   int rank;
   int world;
   std::chrono::milliseconds timeout;
+  // NCCL: collectives are ordered on the CUDA stream; the CPU never waits for them.
+  bool stream_ordered = false;
+  // A collective failed: the group is freed without a shutdown, which could wait on dead peers.
+  bool failed = false;
 };

@@ -41,11 +41,16 @@ int nls_group_new_nccl(nls_store* store, int rank, int world, int64_t timeout_ms
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>(
         "cuda/", c10::make_intrusive<c10d::PrefixStore>(
                      "0/", c10::make_intrusive<c10d::PrefixStore>("default_pg", store->store)));
+    // A failed or timed-out collective aborts the communicators without killing the process
+    // (PyTorch's default, 3, kills it), so the error reaches the trainer, which names the ranks
+    // that stopped sending heartbeats. A value set by the user wins.
+    setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2", 0);
     auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = timeout;
+    opts->timeout = timeout;  // the watchdog's, per collective
     auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, world, opts);
     backend->setSequenceNumberForGroup();
     *out = new nls_group{backend, rank, world, timeout};
+    (*out)->stream_ordered = true;
     return 0;
   } catch (const std::exception& e) {
     *err = dup_message(e.what());

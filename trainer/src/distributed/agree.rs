@@ -6,15 +6,34 @@ use crate::cluster::signals::{self, StopSignal};
 use anyhow::{ensure, Result};
 use tch::Tensor;
 
-/// The strongest stop signal any rank has received (SIGTERM over SIGUSR1), agreed by all.
-pub fn stop_signal(group: &ProcessGroup) -> Result<Option<StopSignal>> {
-    let code = signals::pending().map_or(0, StopSignal::code);
-    if group.world_size() == 1 {
-        return Ok(StopSignal::from_code(code));
+/// The stop decision of a training loop: the strongest signal any rank has received (SIGTERM
+/// over SIGUSR1), agreed by all, so none is left waiting in a collective. Taken one step late on
+/// several ranks: the flag of step
+/// k is reduced at step k and read at step k + 1, once that step's work is queued. Reading it at
+/// once would make the CPU wait, every step, for the GPU to finish the step before it could
+/// queue the next. Every rank reads the same reduced flags at the same steps, so all still stop
+/// at one step boundary; a signal costs one more step. The flag is filled on the device (a fill
+/// kernel, not an upload that would wait for the stream).
+#[derive(Default)]
+pub struct StopPoll {
+    pending: Option<Tensor>,
+}
+
+impl StopPoll {
+    /// The signal to stop on after this step, if any rank's arrived before the previous one.
+    pub fn poll(&mut self, group: &ProcessGroup) -> Result<Option<StopSignal>> {
+        let code = signals::pending().map_or(0, StopSignal::code);
+        if group.world_size() == 1 {
+            return Ok(StopSignal::from_code(code));
+        }
+        let mut flag = Tensor::full([1], f64::from(code), (tch::Kind::Float, group.device()));
+        group.all_reduce(&mut flag, ReduceOp::Max)?;
+        let agreed = match self.pending.replace(flag) {
+            Some(previous) => StopSignal::from_code(previous.double_value(&[0]) as u8),
+            None => None,
+        };
+        Ok(agreed)
     }
-    let mut flag = Tensor::from_slice(&[code as f32]).to_device(group.device());
-    group.all_reduce(&mut flag, ReduceOp::Max)?;
-    Ok(StopSignal::from_code(flag.double_value(&[0]) as u8))
 }
 
 /// Fails unless every rank holds the same `value` (exact for values below 2^53).

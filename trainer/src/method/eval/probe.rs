@@ -31,7 +31,7 @@ use crate::data::normalization::Normalization;
 use crate::data::order::{BalancedSubset, EpochOrder};
 use crate::data::stream::{self, Cut, Streamed};
 use crate::data::SplitData;
-use crate::distributed::agree::stop_signal;
+use crate::distributed::agree::StopPoll;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::long_step::LongStep;
@@ -144,6 +144,7 @@ pub struct Probe<'a> {
     /// `--epoch-samples`: each epoch a class-balanced subset; None: every image.
     balanced: Option<BalancedSubset>,
     steps_per_epoch: usize,
+    stop: StopPoll,
     pub feature_seconds: f64,
 }
 
@@ -381,6 +382,7 @@ impl<'a> Probe<'a> {
             views,
             schedule: cfg.train_schedule(),
             steps_per_epoch: epoch_len / cfg.batch_size,
+            stop: StopPoll::default(),
             balanced,
             feature_seconds,
         })
@@ -415,7 +417,7 @@ impl<'a> Probe<'a> {
             acc.fit += fit;
             acc.wrong += wrong;
             acc.step += 1;
-            if let Some(signal) = stop_signal(self.group)? {
+            if let Some(signal) = self.stop.poll(self.group)? {
                 return Ok(Some(signal));
             }
         }

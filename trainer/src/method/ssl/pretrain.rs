@@ -17,7 +17,7 @@ use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
 use crate::data::stream::{to_device, Cut, Streamed, BATCHES_AHEAD};
 use crate::data::{Source, Split, SplitData};
-use crate::distributed::agree::stop_signal;
+use crate::distributed::agree::StopPoll;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::model::{to_rgb, Precision};
@@ -185,6 +185,7 @@ impl<'a> Pretrainer<'a> {
         let spe = self.state.steps_per_epoch;
         let mut order: Option<EpochOrder> = None;
         let mut saved_at = self.state.step;
+        let mut stop = StopPoll::default();
         if self.state.step == 0 {
             self.monitor_knn_if_due()?;
         }
@@ -208,7 +209,7 @@ impl<'a> Pretrainer<'a> {
                 self.save()?;
                 saved_at = self.state.step;
             }
-            if let Some(signal) = stop_signal(self.group)? {
+            if let Some(signal) = stop.poll(self.group)? {
                 on_stop(signal, &mut self.state);
                 let checkpoint = self.save()?;
                 self.group.barrier()?;
