@@ -1,10 +1,11 @@
 //! Per-sample random parameters, drawn on the CPU from a stream keyed by [`ViewKey`].
 
 use super::AugmentConfig;
+use crate::model::precision::upload;
 use crate::noise::rng::below;
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Everything that determines one augmented view's randomness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,16 +188,99 @@ impl Params {
         }
     }
 
+    /// On `device`. To a GPU the parameters travel as one packed, pinned upload that does not
+    /// block the host (eight separate uploads would each wait for the stream); on the CPU they
+    /// stay as they are.
     pub fn to_device(&self, device: Device) -> Self {
+        if device == Device::Cpu {
+            return self.rows(0, self.flip.size()[0]);
+        }
+        Self::unpack(&upload(&self.pack(), device), self.blur_sigma.is_some())
+    }
+
+    /// `[N, 14]` float: crop (4), flip, jitter, factors (4), gray, solarize, blur, sigma. Crop
+    /// corners and sides are integers below 2^24, exact in f32.
+    fn pack(&self) -> Tensor {
+        let n = self.flip.size()[0];
+        let float = |t: &Tensor| t.to_kind(Kind::Float).view([n, -1]);
+        let sigma = match &self.blur_sigma {
+            Some(s) => float(s),
+            None => Tensor::zeros([n, 1], (Kind::Float, Device::Cpu)),
+        };
+        Tensor::cat(
+            &[
+                float(&self.crop),
+                float(&self.flip),
+                float(&self.jitter),
+                float(&self.jitter_factors),
+                float(&self.gray),
+                float(&self.solarize),
+                float(&self.blur),
+                sigma,
+            ],
+            1,
+        )
+    }
+
+    fn unpack(packed: &Tensor, has_sigma: bool) -> Self {
+        let column = |i: i64| packed.select(1, i);
+        let flag = |i: i64| column(i).to_kind(Kind::Bool);
         Self {
-            crop: self.crop.to_device(device),
-            flip: self.flip.to_device(device),
-            jitter: self.jitter.to_device(device),
-            jitter_factors: self.jitter_factors.to_device(device),
-            gray: self.gray.to_device(device),
-            solarize: self.solarize.to_device(device),
-            blur: self.blur.to_device(device),
-            blur_sigma: self.blur_sigma.as_ref().map(|s| s.to_device(device)),
+            crop: packed.narrow(1, 0, 4).to_kind(Kind::Int64),
+            flip: flag(4),
+            jitter: flag(5),
+            jitter_factors: packed.narrow(1, 6, 4).contiguous(),
+            gray: flag(10),
+            solarize: flag(11),
+            blur: flag(12),
+            blur_sigma: has_sigma.then(|| column(13).contiguous()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed upload a GPU gets carries every parameter exactly, with its kind.
+    #[test]
+    fn the_packed_upload_unpacks_to_the_same_parameters() {
+        for blur in [false, true] {
+            let mut cfg = AugmentConfig::vicreg();
+            cfg.blur_p = if blur { 0.5 } else { 0.0 };
+            let key = ViewKey {
+                seed: 3,
+                epoch: 1,
+                step: 7,
+                rank: 0,
+                view: 1,
+            };
+            let p = Params::sample(&cfg, 64, 500, 375, key);
+            let q = Params::unpack(&p.pack(), p.blur_sigma.is_some());
+            let fields = |p: &Params| {
+                let mut f = vec![
+                    p.crop.shallow_clone(),
+                    p.flip.shallow_clone(),
+                    p.jitter.shallow_clone(),
+                    p.jitter_factors.shallow_clone(),
+                    p.gray.shallow_clone(),
+                    p.solarize.shallow_clone(),
+                    p.blur.shallow_clone(),
+                ];
+                f.extend(p.blur_sigma.as_ref().map(Tensor::shallow_clone));
+                f
+            };
+            let (a, b) = (fields(&p), fields(&q));
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.kind(), y.kind());
+                assert_eq!(x.size(), y.size());
+                assert!(x.equal(y), "{x} vs {y}");
+            }
+            assert!(
+                p.crop.max().int64_value(&[]) > 100,
+                "crops of a 500×375 image"
+            );
         }
     }
 }

@@ -77,7 +77,8 @@ impl SyncBatchNorm {
                 x.sum_dim_intlist(dims.as_slice(), false, Kind::Float),
                 x.square()
                     .sum_dim_intlist(dims.as_slice(), false, Kind::Float),
-                Tensor::from_slice(&[count as f32]).to_device(x.device()),
+                // Filled on the device: an upload would make the host wait for the stream.
+                Tensor::full([1], count, (Kind::Float, x.device())),
             ],
             0,
         );
@@ -91,8 +92,9 @@ impl SyncBatchNorm {
 
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: &Tensor) {
         tch::no_grad(|| {
-            let n = n.double_value(&[]);
-            let unbiased = var * (n / (n - 1.0).max(1.0));
+            // Bessel's correction from the device-side count: reading it on the host would
+            // wait for the whole forward pass so far, every layer, every step.
+            let unbiased = var * (n / (n - 1.0).clamp_min(1.0));
             let m = self.momentum;
             let _ = self
                 .running_mean

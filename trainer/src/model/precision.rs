@@ -106,6 +106,16 @@ pub fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+/// `t` on `device`: on a GPU through pinned memory, copied without blocking the host (the
+/// caching host allocator keeps the pinned block until the copy is done).
+pub fn upload(t: &Tensor, device: Device) -> Tensor {
+    if device == Device::Cpu {
+        return t.shallow_clone();
+    }
+    t.pin_memory(device)
+        .to_device_(device, t.kind(), true, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
