@@ -234,8 +234,9 @@ def check_resume(check, s):
     def resume():
         # Dry run: 4 epochs of 4 steps, so the signal lands with steps to spare.
         steps, epochs = (16, 4) if s.dry else (60, 1)
+        # --deterministic: cuDNN's benchmark mode may pick other algorithms after a restart.
         args = [*s.small, "--method", "vicreg", "--max-steps", str(steps), "--log-every", "1",
-                "--seed", "3"]
+                "--seed", "3", "--deterministic"]
         straight, stopped = fresh(s.out / "resume-straight"), fresh(s.out / "resume-stopped")
         run(s.pretrain(straight, *args, epochs=epochs))
         at = steps // 4

@@ -1,6 +1,7 @@
 //! Colour ops over a batch with per-sample factors, as torchvision computes them.
 
 use super::geometry::per_sample;
+use crate::model::precision::upload;
 use tch::{Kind, Tensor};
 
 /// ITU-R 601-2 luma, `N×1×H×W`, with torchvision's tensor-path weights (0.2989, 0.587, 0.114;
@@ -67,9 +68,11 @@ fn hsv_to_rgb(x: &Tensor) -> Tensor {
     let t = ((&sxf + &one_minus_s) * &v).clamp(0.0, 1.0);
     let p = (&one_minus_s * &v).clamp(0.0, 1.0);
     let vpqt = Tensor::stack(&[v, p, q, t], 1);
-    let select = Tensor::from_slice(&[0i64, 2, 1, 1, 3, 0, 3, 0, 0, 2, 1, 1, 1, 1, 3, 0, 0, 2])
-        .view([3, 6])
-        .to_device(x.device());
+    let select = upload(
+        &Tensor::from_slice(&[0i64, 2, 1, 1, 3, 0, 3, 0, 0, 2, 1, 1, 1, 1, 3, 0, 0, 2])
+            .view([3, 6]),
+        x.device(),
+    );
     // select[:, i] → [3, N, H, W] → [N, 3, H, W]
     let (n, hh, ww) = (i.size()[0], i.size()[1], i.size()[2]);
     let index = select
@@ -108,14 +111,8 @@ pub fn color_jitter(x: &Tensor, factors: &Tensor, mask: &Tensor) -> Tensor {
 
 /// `(x − mean) / std` per channel.
 pub fn normalize(x: &Tensor, mean: [f64; 3], std: [f64; 3]) -> Tensor {
-    let opts = (Kind::Float, x.device());
-    let mean = Tensor::from_slice(&mean)
-        .to_kind(opts.0)
-        .to_device(opts.1)
-        .view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&std)
-        .to_kind(opts.0)
-        .to_device(opts.1)
-        .view([1, 3, 1, 1]);
-    (x - mean) / std
+    let per_channel = |v: [f64; 3]| {
+        upload(&Tensor::from_slice(&v).to_kind(Kind::Float), x.device()).view([1, 3, 1, 1])
+    };
+    (x - per_channel(mean)) / per_channel(std)
 }

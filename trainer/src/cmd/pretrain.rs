@@ -51,6 +51,11 @@ pub struct PretrainArgs {
     /// the collectives, as the tests do). [default: auto]
     #[arg(long, value_enum)]
     pub memory_format: Option<MemoryFormat>,
+    /// On CUDA, keep cuDNN's benchmark mode off so that a resumed run continues bit for bit
+    /// (benchmark mode times the convolution algorithms and may pick others after a restart).
+    /// The CPU is deterministic either way. `--deterministic` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub deterministic: Option<bool>,
     /// Epochs of the schedule (warm-up and cosine span them).
     #[arg(long)]
     pub epochs: Option<usize>,

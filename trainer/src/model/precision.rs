@@ -36,14 +36,18 @@ pub struct Precision {
 
 impl Precision {
     pub fn for_device(device: Device) -> Precision {
-        Precision::new(device, MemoryFormat::Auto)
+        Precision::new(device, MemoryFormat::Auto, false)
     }
 
-    pub fn new(device: Device, format: MemoryFormat) -> Precision {
+    /// On CUDA, cuDNN picks its fastest convolution algorithms by timing them (benchmark mode)
+    /// unless `deterministic`: the timing may pick differently in a resumed process, so only a
+    /// deterministic run resumes bit for bit on a GPU.
+    pub fn new(device: Device, format: MemoryFormat, deterministic: bool) -> Precision {
         let cuda = device.is_cuda();
         if cuda {
             // SAFETY: sets a process-wide libtorch setting; no pointers involved.
             unsafe { nls_autocast_use_bf16() };
+            tch::Cuda::cudnn_set_benchmark(!deterministic);
         }
         let channels_last = match format {
             MemoryFormat::Auto => cuda,
@@ -141,7 +145,7 @@ mod tests {
 
     #[test]
     fn channels_last_on_the_cpu_converts_inputs_and_conv_weights() {
-        let p = Precision::new(Device::Cpu, MemoryFormat::ChannelsLast);
+        let p = Precision::new(Device::Cpu, MemoryFormat::ChannelsLast, false);
         let x = Tensor::zeros([1, 3, 2, 2], (Kind::Float, Device::Cpu));
         assert_eq!(p.layout(&x).stride(), [12, 1, 6, 3]);
         let vs = VarStore::new(Device::Cpu);

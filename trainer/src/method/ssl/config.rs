@@ -60,6 +60,10 @@ pub struct PretrainConfig {
     /// Layout of image batches and conv weights ([`MemoryFormat`]); unset: auto.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_format: Option<MemoryFormat>,
+    /// CUDA: cuDNN benchmark mode off, so that a resumed run continues bit for bit; unset: off
+    /// (benchmark on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deterministic: Option<bool>,
     pub epochs: usize,
     /// Global batch over all ranks.
     pub batch_size: usize,
@@ -115,6 +119,7 @@ impl Default for PretrainConfig {
             depth: None,
             mlp: "1024-1024-1024".into(),
             memory_format: None,
+            deterministic: None,
             epochs: 100,
             batch_size: 256,
             base_lr: 0.2,
@@ -143,7 +148,7 @@ impl Default for PretrainConfig {
 
 /// Keys that change where or how often things are written, not the weights a run produces:
 /// they may differ between a run and its resumption.
-const BOOKKEEPING: [&str; 11] = [
+const BOOKKEEPING: [&str; 12] = [
     "data_dir",
     "exp_dir",
     "checkpoint_every",
@@ -155,6 +160,7 @@ const BOOKKEEPING: [&str; 11] = [
     "knn_test_samples",
     "max_steps",
     "max_timeouts",
+    "deterministic",
 ];
 
 impl PretrainConfig {

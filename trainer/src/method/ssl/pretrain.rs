@@ -100,7 +100,9 @@ impl<'a> Pretrainer<'a> {
             None => Images::Resident(to_rgb(&train.images)?.to_device(device)),
         };
         let model = SslModel::new(cfg, device)?;
-        let precision = Precision::new(device, cfg.memory_format.unwrap_or_default());
+        let deterministic = cfg.deterministic.unwrap_or(false);
+        let precision =
+            Precision::new(device, cfg.memory_format.unwrap_or_default(), deterministic);
         precision.convert(&model.vs);
         log::info!(
             "{} ({} parameters) on {device:?}, {}",
