@@ -31,3 +31,11 @@ echo "|---|---|---:|---|"
 while IFS=$'\t' read -r bench what ratio target; do
     printf '| %s | %s | %.2f | %s |\n' "$bench" "$what" "$ratio" "$target"
 done < "$summary"
+# The GPU rows: where a GPU is visible, the throughput section of the GPU check (ours against
+# the DataLoader loop and the eager PyTorch step, SimCLR and VICReg, batch 256 and 1024).
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    echo
+    echo "## GPU: scripts/gpu-check.sh --only cuda throughput"
+    NLS_GPU_PYTHON=$NLS_VENV/bin/python "$root/scripts/gpu-check.sh" --only cuda throughput \
+        --out "$out/gpu" | grep -E '^\|'
+fi
