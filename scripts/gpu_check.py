@@ -50,7 +50,8 @@ class Check:
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - every failure is reported as a row
-            self.row(section, what, "FAIL", "", str(e).strip().splitlines()[-1][:300])
+            said = str(e).strip().splitlines() or [repr(e)]
+            self.row(section, what, "FAIL", "", said[-1][:300])
 
     def write(self):
         lines = ["| section | check | status | result | detail |", "|---|---|---|---|---|"]
