@@ -79,6 +79,35 @@ fn std_hinge(x: &Tensor) -> Tensor {
 fn off_diagonal_penalty(x: &Tensor) -> Tensor {
     let (n, d) = x.size2().expect("embeddings are [batch, dim]");
     let cov = x.tr().matmul(x) / (n - 1) as f64;
-    let off_diagonal = Tensor::eye(d, (Kind::Bool, x.device())).logical_not();
-    cov.masked_select(&off_diagonal).square().sum(None::<Kind>) / d as f64
+    off_diagonal(&cov).square().sum(None::<Kind>) / d as f64
+}
+
+/// The off-diagonal elements of a square matrix in row order, as the reference's
+/// `x.flatten()[:-1].view(n - 1, n + 1)[:, 1:]` picks them: the same elements in the same order
+/// as a boolean mask would select, but by views, whose size the host knows (`masked_select`
+/// would wait for the device to count them, every step).
+fn off_diagonal(m: &Tensor) -> Tensor {
+    let d = m.size()[0];
+    m.flatten(0, -1)
+        .narrow(0, 0, d * d - 1)
+        .view([d - 1, d + 1])
+        .narrow(1, 1, d)
+        .contiguous()
+        .flatten(0, -1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn off_diagonal_picks_what_the_mask_selects_in_the_same_order() {
+        let m = Tensor::randn([5, 5], (Kind::Float, Device::Cpu));
+        let mask = Tensor::eye(5, (Kind::Bool, Device::Cpu)).logical_not();
+        let want = m.masked_select(&mask);
+        let got = off_diagonal(&m);
+        assert_eq!(got.size(), [20]);
+        assert!(got.equal(&want), "{got} vs {want}");
+    }
 }
