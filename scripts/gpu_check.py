@@ -74,8 +74,10 @@ class Setup:
         self.batches = [16] if self.dry else [256, 1024]
         self.warmup, self.steps = (1, 2) if self.dry else (10, 40)
         self.threads = os.cpu_count() or 1
-        self.data = self.out / "cifar"
-        write_cifar(self.data, 64 if self.dry else 50_000)
+        images = 64 if self.dry else 50_000
+        # Keyed by size: a dry run and a real one may share --out.
+        self.data = self.out / f"cifar-{images}"
+        write_cifar(self.data, images)
         # Small networks where the figure is not the point.
         self.small = ["--arch", "resnet18", "--width", "8", "--mlp", "64-64"]
 
@@ -111,9 +113,8 @@ def write_cifar(root, images):
                    "ship", "truck"]) + "\n")
 
 
-def run(cmd, timeout=600, env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
+def run(cmd, timeout=600):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:2])} exited {p.returncode}: {p.stderr[-600:]}")
     return p

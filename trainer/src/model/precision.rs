@@ -35,10 +35,6 @@ pub struct Precision {
 }
 
 impl Precision {
-    pub fn for_device(device: Device) -> Precision {
-        Precision::new(device, MemoryFormat::Auto, false)
-    }
-
     /// On CUDA, cuDNN picks its fastest convolution algorithms by timing them (benchmark mode)
     /// unless `deterministic`: the timing may pick differently in a resumed process, so only a
     /// deterministic run resumes bit for bit on a GPU.
@@ -136,7 +132,7 @@ mod tests {
 
     #[test]
     fn cpu_keeps_fp32_and_the_default_layout() {
-        let p = Precision::for_device(Device::Cpu);
+        let p = Precision::new(Device::Cpu, MemoryFormat::Auto, false);
         let x = Tensor::zeros([1, 3, 2, 2], (Kind::Float, Device::Cpu));
         assert_eq!(p.layout(&x).stride(), x.stride());
         assert_eq!(p.autocast(|| x.matmul(&x).kind()), Kind::Float);

@@ -24,7 +24,7 @@ use pool::{lock, Job, Pool, Request};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// How many batches ahead the training loops queue: enough that a worker finishing the last
 /// sample of one batch always finds the next batch's samples waiting.
@@ -207,10 +207,4 @@ impl Drop for Streamed {
             self.prefetch_hits()
         );
     }
-}
-
-/// A streamed batch on `device`: a pinned one is copied without blocking the host (the
-/// caching host allocator keeps its memory until the copy is done).
-pub fn to_device(batch: &Tensor, device: Device) -> Tensor {
-    batch.to_device_(device, Kind::Uint8, device.is_cuda(), false)
 }

@@ -36,6 +36,7 @@ use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::long_step::LongStep;
 use crate::method::embed::embed;
+use crate::model::precision::upload;
 use crate::model::projector::init_linears_normal;
 use crate::model::{to_rgb, Backbone};
 use crate::optim::train_schedule::TrainSchedule;
@@ -630,7 +631,7 @@ impl<'a> Probe<'a> {
                 let indices = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu))?;
                 let key = stream_key(self.cfg, epoch, step);
                 let batch = files.batch(&indices, key, start as u64)?;
-                (stream::to_device(&batch, idx.device()), Recipe::Plain)
+                (upload(&batch, idx.device()), Recipe::Plain)
             }
         };
         let x = self

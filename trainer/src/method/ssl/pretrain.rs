@@ -15,7 +15,7 @@ use crate::augment::{augment_cut_part, augment_part, AugmentConfig, ViewKey};
 use crate::checkpoint::CheckpointDir;
 use crate::cluster::signals::StopSignal;
 use crate::data::order::EpochOrder;
-use crate::data::stream::{to_device, Cut, Streamed, BATCHES_AHEAD};
+use crate::data::stream::{Cut, Streamed, BATCHES_AHEAD};
 use crate::data::{Source, Split, SplitData};
 use crate::distributed::agree::StopPoll;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
@@ -290,7 +290,7 @@ impl<'a> Pretrainer<'a> {
                 let device = self.group.device();
                 let view = |v| {
                     let (aug, key) = recipe(v);
-                    let cut = to_device(&cut[v], device);
+                    let cut = upload(&cut[v], device);
                     augment_cut_part(&cut, aug, key, global, start as i64)
                 };
                 (view(0), view(1))

@@ -8,8 +8,9 @@ use super::views::{Recipe, Views};
 use crate::augment::ViewKey;
 use crate::data::files::Files;
 use crate::data::resident::BadImages;
-use crate::data::stream::{self, Cut, DecodeScale, Streamed};
+use crate::data::stream::{Cut, DecodeScale, Streamed};
 use crate::distributed::ProcessGroup;
+use crate::model::precision::upload;
 use anyhow::{ensure, Context, Result};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -181,7 +182,7 @@ impl TrainImages {
             .views(&local, cut_key, start as u64)?;
         let device = ids.device();
         let cuts = (wanted.iter().zip(cuts))
-            .map(|(&w, cut)| (w, stream::to_device(&cut, device)))
+            .map(|(&w, cut)| (w, upload(&cut, device)))
             .collect();
         Ok(StepImages::Cut(cuts))
     }
@@ -222,7 +223,7 @@ impl TrainImages {
         };
         let stream = streamed.stream(&recipes);
         let batch = stream.views_then(now.ids, cut_key, 0, next)?.swap_remove(0);
-        let batch = stream::to_device(&batch, streamed.source.device);
+        let batch = upload(&batch, streamed.source.device);
         views.after_cut(&batch, recipe, key, n, 0)
     }
 }
