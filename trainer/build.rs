@@ -1,5 +1,6 @@
-//! Build script: embeds libtorch's directory as an rpath and compiles the c10d shim (and the
-//! one-line autocast dtype setter in csrc/precision.cpp).
+//! Build script: embeds libtorch's directory as an rpath and compiles the c10d shim (with the
+//! one-line autocast dtype setter in csrc/precision.cpp and ATen's multi-tensor ops, which tch
+//! does not bind, in csrc/foreach.cpp).
 //!
 //! torch-sys (`links = "tch"`) exports `DEP_TCH_LIBTORCH_LIB`; its own rpath never reaches the
 //! final binary (see shared/notes/platform.md). The shim (csrc/) is C++ against the wheel's
@@ -16,6 +17,8 @@ fn main() {
     for f in [
         "csrc/c10d_shim.cpp",
         "csrc/c10d_shim.h",
+        "csrc/guarded.h",
+        "csrc/foreach.cpp",
         "csrc/nccl.cpp",
         "csrc/precision.cpp",
         "csrc/jpeg_region.c",
@@ -43,6 +46,7 @@ fn compile_shim(lib: &Path) {
     shim_build(torch)
         .file("csrc/c10d_shim.cpp")
         .file("csrc/precision.cpp")
+        .file("csrc/foreach.cpp")
         .compile("nls_c10d");
     compile_nccl(torch);
 }

@@ -1,11 +1,12 @@
 """torch.optim reference for trainer/tests/optimizers.rs.
 
-Usage: optim_reference.py INPUTS.npz {sgd,adam,adamw} WEIGHT_DECAY LR0,LR1,...
+Usage: optim_reference.py INPUTS.npz {sgd,adam,adamw,lars} WEIGHT_DECAY LR0,LR1,...
            [--momentum M] [--nesterov] [--no-decay-bn-bias]
 INPUTS.npz holds the initial variables (`p.<name>`) and, for each step k, their gradients
 (`g<k>.<name>`). Runs torch.optim.SGD (momentum 0.9 unless --momentum, Nesterov with
 --nesterov), torch.optim.Adam (L2 weight decay) or torch.optim.AdamW (default betas, eps) with
-the given learning rate per step, and prints JSON: the variables after every step ({name: flat
+the given learning rate per step, or the VICReg reference's LARS (vicreg_lars.py: eta 0.001, both
+filters `exclude_bias_and_norm`), and prints JSON: the variables after every step ({name: flat
 list} per step) and the final optimizer state keyed "<name>:<buffer>".
 --no-decay-bn-bias puts biases and normalization parameters in a group with weight decay 0, by
 timm's rule (`param_groups_weight_decay`: ndim <= 1 or a name ending in ".bias").
@@ -15,6 +16,8 @@ import json
 
 import numpy as np
 import torch
+
+from vicreg_lars import LARS, exclude_bias_and_norm
 
 
 def param_groups(params, wd, no_decay_bn_bias):
@@ -28,6 +31,9 @@ def param_groups(params, wd, no_decay_bn_bias):
 def optimizer(args, groups, lr):
     if args.kind == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=args.momentum, nesterov=args.nesterov)
+    if args.kind == "lars":
+        return LARS(groups, lr=lr, momentum=args.momentum, weight_decay_filter=exclude_bias_and_norm,
+                    lars_adaptation_filter=exclude_bias_and_norm)
     if args.kind == "adam":
         return torch.optim.Adam(groups, lr=lr)
     return torch.optim.AdamW(groups, lr=lr)
@@ -36,7 +42,7 @@ def optimizer(args, groups, lr):
 def main():
     cli = argparse.ArgumentParser()
     cli.add_argument("path")
-    cli.add_argument("kind", choices=["sgd", "adam", "adamw"])
+    cli.add_argument("kind", choices=["sgd", "adam", "adamw", "lars"])
     cli.add_argument("wd", type=float)
     cli.add_argument("lrs")
     cli.add_argument("--momentum", type=float, default=0.9)

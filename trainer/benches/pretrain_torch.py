@@ -32,6 +32,7 @@ from torchvision.models import resnet18
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/python"))
 from ssl_reference import nt_xent, vicreg  # noqa: E402
+from vicreg_lars import LARS, exclude_bias_and_norm  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -70,36 +71,6 @@ class SSL(nn.Module):
         if self.method == "simclr":
             return nt_xent(x, y, 0.5)
         return vicreg(x, y, 25.0, 25.0, 1.0)[0]
-
-
-class LARS(torch.optim.Optimizer):
-    """main_vicreg.py's LARS with exclude_bias_and_norm as both filters."""
-
-    def __init__(self, params, lr, weight_decay=0, momentum=0.9, eta=0.001):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            for p in g["params"]:
-                dp = p.grad
-                if dp is None:
-                    continue
-                if p.ndim != 1:
-                    dp = dp.add(p, alpha=g["weight_decay"])
-                    param_norm = torch.norm(p)
-                    update_norm = torch.norm(dp)
-                    one = torch.ones_like(param_norm)
-                    q = torch.where(param_norm > 0.0,
-                                    torch.where(update_norm > 0, (g["eta"] * param_norm / update_norm), one),
-                                    one)
-                    dp = dp.mul(q)
-                state = self.state[p]
-                if "mu" not in state:
-                    state["mu"] = torch.zeros_like(p)
-                mu = state["mu"]
-                mu.mul_(g["momentum"]).add_(dp)
-                p.add_(mu, alpha=-g["lr"])
 
 
 def vicreg_transform():
@@ -173,7 +144,8 @@ def main():
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = LARS(model.parameters(), lr=0.2, weight_decay=1e-6)
+    optimizer = LARS(model.parameters(), lr=0.2, weight_decay=1e-6,
+                     weight_decay_filter=exclude_bias_and_norm, lars_adaptation_filter=exclude_bias_and_norm)
     source = batches(args, device)
     times, losses = [], []
     last = time.perf_counter()

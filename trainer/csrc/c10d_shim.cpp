@@ -6,6 +6,7 @@
 // Tensors cross as `at::Tensor*`, the same representation tch uses for its tensors.
 
 #include "c10d_shim.h"
+#include "guarded.h"
 
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -17,25 +18,8 @@
 
 namespace {
 
-char* dup_string(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  std::memcpy(out, s.c_str(), s.size() + 1);
-  return out;
-}
-
-// Runs `body`, turning any exception into an error code plus message.
-template <typename F>
-int guarded(char** err, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const std::exception& e) {
-    *err = dup_string(e.what());
-  } catch (...) {
-    *err = dup_string("unknown C++ exception");
-  }
-  return 1;
-}
+using nls::dup_string;
+using nls::guarded;
 
 c10d::ReduceOp to_reduce_op(int op) {
   switch (op) {

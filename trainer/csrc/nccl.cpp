@@ -2,24 +2,15 @@
 // nls_group_new_nccl explains how to get a build that has it. Kept apart so the CPU build never
 // needs CUDA.
 #include "c10d_shim.h"
+#include "guarded.h"
 
 #include <cstdlib>
-#include <cstring>
-#include <string>
 
 #ifdef NLS_WITH_NCCL
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
-
-namespace {
-char* dup_message(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  std::memcpy(out, s.c_str(), s.size() + 1);
-  return out;
-}
-}  // namespace
 
 extern "C" {
 
@@ -34,7 +25,7 @@ int nls_nccl_compiled() {
 int nls_group_new_nccl(nls_store* store, int rank, int world, int64_t timeout_ms, int device,
                        nls_group** out, char** err) {
 #ifdef NLS_WITH_NCCL
-  try {
+  return nls::guarded(err, [&] {
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
     auto timeout = std::chrono::milliseconds(timeout_ms);
     // Python's default NCCL group: PrefixStore("default_pg") → "0/" → "cuda/".
@@ -51,16 +42,10 @@ int nls_group_new_nccl(nls_store* store, int rank, int world, int64_t timeout_ms
     backend->setSequenceNumberForGroup();
     *out = new nls_group{backend, rank, world, timeout};
     (*out)->stream_ordered = true;
-    return 0;
-  } catch (const std::exception& e) {
-    *err = dup_message(e.what());
-  } catch (...) {
-    *err = dup_message("unknown C++ exception");
-  }
-  return 1;
+  });
 #else
   (void)store, (void)rank, (void)world, (void)timeout_ms, (void)device, (void)out;
-  *err = dup_message(
+  *err = nls::dup_string(
       "this trainer was built without NCCL (no CUDA headers were found at build time): install "
       "them into the venv with `pip install \"cuda-toolkit[crt,cccl]==13.0.3\"`, rebuild, or use "
       "--backend gloo");

@@ -1,5 +1,7 @@
 //! Our optimizers against hand-worked LARS steps and torch.optim (tests/python/optim_reference.py):
-//! SGD (Nesterov too), Adam, AdamW, with and without the no-decay group of biases and norms;
+//! SGD (Nesterov too), Adam, AdamW, with and without the no-decay group of biases and norms,
+//! and LARS against the VICReg reference's class, its multi-tensor update against its
+//! one-variable formula;
 //! their state round trip, settings checks, and the learning-rate schedule against
 //! hand-computed values.
 
@@ -11,8 +13,8 @@ use std::f64::consts::PI;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::optim::{
-    is_bias_or_norm, AdamW, Lars, LrSchedule, OptimSettings, Optimizer, OptimizerKind, PerVariable,
-    Sgd,
+    is_bias_or_norm, AdamW, Lars, LrSchedule, OptimSettings, Optimizer, OptimizerKind, Param,
+    PerVariable, Sgd, UpdateRule,
 };
 
 const REFERENCE: &str = include_str!("../../tests/python/optim_reference.py");
@@ -246,7 +248,8 @@ fn bn_problem() -> (VarStore, Vec<BTreeMap<String, Tensor>>) {
         let _ = tch::nn::conv2d(&root / "conv", 2, 3, 2, Default::default());
         let _ = tch::nn::batch_norm2d(&root / "bn", 3, Default::default());
         let _ = tch::nn::linear(&root / "fc", 3, 2, Default::default());
-        let trainable: Vec<(String, Vec<i64>)> = vs
+        // Sorted: the VarStore is a HashMap, and each call must draw the same gradient per name.
+        let trainable: BTreeMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
@@ -317,6 +320,78 @@ fn adam_nesterov_and_groups_match_torch() {
         let mut opt = kind.build_with(&problem.0, &settings).unwrap();
         let what = format!("{name} {flags:?}");
         check_against_torch(&what, &problem, opt.as_mut(), (name, wd, flags), &lrs);
+    }
+}
+
+/// [`bn_problem`] plus a variable that starts at zero with a zero first gradient, so that LARS
+/// meets both of its special cases: ‖p‖ = ‖g + wd·p‖ = 0 on step 1, ‖p‖ = 0 alone on step 2.
+fn lars_problem() -> (VarStore, Vec<BTreeMap<String, Tensor>>) {
+    let (vs, mut grads) = bn_problem();
+    let zeros = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+    add_var(&vs, "zero.weight", &zeros);
+    for (k, step) in grads.iter_mut().enumerate() {
+        step.insert("zero.weight".into(), &zeros + k as f64);
+    }
+    (vs, grads)
+}
+
+/// LARS (one group; 1-D variables undecayed and unscaled by the filter) against the VICReg
+/// reference's `LARS` class over four steps with varying rates, wd 0.1 so that decay shows.
+#[test]
+fn lars_matches_the_vicreg_reference() {
+    let lrs = [0.3, 0.1, 0.2, 0.05];
+    let problem = lars_problem();
+    let mut opt = OptimizerKind::Lars.build(&problem.0, 0.1);
+    check_against_torch("lars", &problem, opt.as_mut(), ("lars", 0.1, &[]), &lrs);
+}
+
+/// LARS one variable at a time: the default [`UpdateRule::update_group`] over [`Lars::update`].
+#[derive(Clone)]
+struct OneByOne(Lars);
+
+impl UpdateRule for OneByOne {
+    const SLOTS: &'static [&'static str] = Lars::SLOTS;
+    fn update(&self, p: &mut Param, grad: &Tensor, lr: f64) {
+        self.0.update(p, grad, lr)
+    }
+    fn without_weight_decay(&self) -> Self {
+        OneByOne(self.0.without_weight_decay())
+    }
+}
+
+/// The multi-tensor LARS (what a GPU runs fused) takes bit-identical steps to the formula
+/// applied one variable at a time, with and without the no-decay group.
+#[test]
+fn lars_multi_tensor_equals_one_variable_at_a_time() {
+    let rule = Lars {
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    for groups in [false, true] {
+        let runs: Vec<_> = (0..2)
+            .map(|variant| {
+                let (vs, grads) = lars_problem();
+                let mut opt: Box<dyn Optimizer> = match (variant, groups) {
+                    (0, false) => Box::new(PerVariable::new(&vs, rule)),
+                    (0, true) => Box::new(PerVariable::no_decay_on_bias_and_norm(&vs, rule)),
+                    (_, false) => Box::new(PerVariable::new(&vs, OneByOne(rule))),
+                    (_, true) => {
+                        Box::new(PerVariable::no_decay_on_bias_and_norm(&vs, OneByOne(rule)))
+                    }
+                };
+                for (step, g) in grads.iter().enumerate() {
+                    set_grads(&vs, opt.as_mut(), g);
+                    opt.step(0.1 * (step + 1) as f64);
+                }
+                let state: Vec<(String, Vec<f64>)> = opt
+                    .state()
+                    .iter()
+                    .map(|(k, t)| (k.clone(), values(t)))
+                    .collect();
+                (bits(&vs), state)
+            })
+            .collect();
+        assert_eq!(runs[0], runs[1], "no_decay_bn_bias {groups}");
     }
 }
 

@@ -8,7 +8,7 @@
 pub mod agree;
 pub mod ddp;
 pub mod error;
-mod ffi;
+pub(crate) mod ffi;
 pub mod group;
 pub mod liveness;
 pub mod store;

@@ -9,6 +9,8 @@
 //! - [`lars`]: LARS as in the VICReg reference (the pretraining default);
 //! - [`sgd`]: SGD with momentum (Nesterov optional); [`adam`]: Adam (L2 decay); [`adamw`]:
 //!   AdamW; [`params`]: the shared bookkeeping and parameter groups;
+//! - [`foreach`]: ATen's multi-tensor ops, so that one update formula is a few fused kernels
+//!   for all variables on a GPU (LARS uses them);
 //! - [`schedule`]: the pretraining warm-up + cosine learning rate per step;
 //! - [`train_schedule`]: the supervised schedules (cosine, steps, restarts, constant);
 //! - [`ema`]: an exponential moving average of the weights and BN statistics.
@@ -16,6 +18,7 @@
 pub mod adam;
 pub mod adamw;
 pub mod ema;
+pub mod foreach;
 pub mod lars;
 pub mod params;
 pub mod schedule;

@@ -72,15 +72,26 @@ impl Params {
         }
     }
 
-    /// Runs `update(param, grad)` without autograd on each variable that has a gradient,
-    /// after counting the step; variables without one are left alone, as PyTorch does.
-    pub fn update_each(&mut self, mut update: impl FnMut(&mut Param, &Tensor)) {
+    /// Runs `update(params, grads)` without autograd once per parameter group, on the group's
+    /// variables that have a gradient (in name order), after counting their step; variables
+    /// without one are left alone, as PyTorch does.
+    pub fn update_groups(&mut self, mut update: impl FnMut(usize, &mut [&mut Param], &[Tensor])) {
+        let groups = self.params.iter().map(|p| p.group + 1).max().unwrap_or(0);
         tch::no_grad(|| {
-            for p in &mut self.params {
-                let grad = p.var.grad();
-                if grad.defined() {
-                    p.step += 1;
-                    update(p, &grad);
+            for group in 0..groups {
+                let (mut params, grads): (Vec<&mut Param>, Vec<Tensor>) = self
+                    .params
+                    .iter_mut()
+                    .filter(|p| p.group == group)
+                    .map(|p| (p.var.grad(), p))
+                    .filter(|(grad, _)| grad.defined())
+                    .map(|(grad, p)| {
+                        p.step += 1;
+                        (p, grad)
+                    })
+                    .unzip();
+                if !params.is_empty() {
+                    update(group, &mut params, &grads);
                 }
             }
         })
@@ -181,6 +192,14 @@ pub trait UpdateRule: Clone {
     const SLOTS: &'static [&'static str];
     /// Updates `p.var` in place; runs without autograd, after `p.step` was incremented.
     fn update(&self, p: &mut Param, grad: &Tensor, lr: f64);
+    /// Updates a group's variables, `grads[i]` being the gradient of `params[i]`: by default
+    /// one by one with [`UpdateRule::update`]; a rule may override it with multi-tensor ops
+    /// ([`super::foreach`]) that compute the same values.
+    fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
+        for (p, g) in params.iter_mut().zip(grads) {
+            self.update(p, g, lr);
+        }
+    }
     /// The same rule with weight decay 0 (the group of biases and normalization parameters).
     fn without_weight_decay(&self) -> Self;
 }
@@ -229,7 +248,7 @@ impl<R: UpdateRule> Optimizer for PerVariable<R> {
     fn step(&mut self, lr: f64) {
         let rules = &self.rules;
         self.params
-            .update_each(|p, g| rules[p.group].update(p, g, lr));
+            .update_groups(|group, params, grads| rules[group].update_group(params, grads, lr));
     }
     fn zero_grad(&mut self) {
         self.params.zero_grad()

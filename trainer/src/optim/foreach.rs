@@ -1,0 +1,204 @@
+//! ATen's multi-tensor (`_foreach_*`) ops over lists of tensors, which tch does not bind
+//! (`csrc/foreach.cpp`). On CUDA each call is one fused kernel for the whole list instead of one
+//! per variable, which is what keeps a ResNet's ~60 variables from costing ~60 launches per
+//! formula term; on CPU ATen runs the same per-tensor ops, so results are unchanged bit for bit.
+//!
+//! The ops cannot fail on well-formed lists (same length, one device and kind), so a failure is
+//! a bug and panics with ATen's message, as tch's own non-`f_` methods do.
+
+use crate::distributed::ffi::call;
+use std::ffi::{c_char, c_int};
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn nls_foreach_norm(
+        xs: *const *mut C_tensor,
+        n: usize,
+        out: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    fn nls_foreach_mul_scalar(
+        xs: *const *mut C_tensor,
+        n: usize,
+        s: f64,
+        out: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    fn nls_foreach_binary(
+        op: c_int,
+        xs: *const *mut C_tensor,
+        ys: *const *mut C_tensor,
+        n: usize,
+        out: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
+}
+
+/// The elementwise ops of [`binary`], numbered as in `csrc/foreach.cpp`.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+}
+
+/// The C++ side only reads through these pointers (in-place ops change the tensors' data, not
+/// the handles), so casting away `const` is sound.
+fn pointers(xs: &[Tensor]) -> Vec<*mut C_tensor> {
+    xs.iter().map(|x| x.as_ptr() as *mut C_tensor).collect()
+}
+
+fn run(what: &str, f: impl FnOnce(*mut *mut c_char) -> c_int) {
+    if let Err(e) = call(f) {
+        panic!("_foreach_{what} failed: {e}");
+    }
+}
+
+/// Wraps the `n` tensors the shim allocated into `out`.
+fn owned(out: Vec<*mut C_tensor>) -> Vec<Tensor> {
+    out.into_iter()
+        .map(|p| unsafe { Tensor::from_ptr(p) })
+        .collect()
+}
+
+/// The 2-norm of each tensor, as one 1-D tensor on their device (no host round trip).
+pub fn norms(xs: &[Tensor]) -> Tensor {
+    let ps = pointers(xs);
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    run("norm", |err| unsafe {
+        nls_foreach_norm(ps.as_ptr(), ps.len(), &mut out, err)
+    });
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// `xs[i] * s`, new tensors.
+pub fn mul_scalar(xs: &[Tensor], s: f64) -> Vec<Tensor> {
+    let ps = pointers(xs);
+    let mut out = vec![std::ptr::null_mut(); ps.len()];
+    run("mul", |err| unsafe {
+        nls_foreach_mul_scalar(ps.as_ptr(), ps.len(), s, out.as_mut_ptr(), err)
+    });
+    owned(out)
+}
+
+/// `xs[i] *= s`.
+pub fn mul_scalar_(xs: &[Tensor], s: f64) {
+    let ps = pointers(xs);
+    run("mul_", |err| unsafe {
+        nls_foreach_mul_scalar(ps.as_ptr(), ps.len(), s, std::ptr::null_mut(), err)
+    });
+}
+
+/// `xs[i] (op) ys[i]` into new tensors, or in place when `in_place`.
+fn binary(op: Op, xs: &[Tensor], ys: &[Tensor], in_place: bool) -> Vec<Tensor> {
+    assert_eq!(
+        xs.len(),
+        ys.len(),
+        "_foreach_{op:?}: lists of different lengths"
+    );
+    let (px, py) = (pointers(xs), pointers(ys));
+    let mut out = vec![std::ptr::null_mut(); if in_place { 0 } else { px.len() }];
+    let out_ptr = if in_place {
+        std::ptr::null_mut()
+    } else {
+        out.as_mut_ptr()
+    };
+    run(&format!("{op:?}"), |err| unsafe {
+        nls_foreach_binary(
+            op as c_int,
+            px.as_ptr(),
+            py.as_ptr(),
+            px.len(),
+            out_ptr,
+            err,
+        )
+    });
+    owned(out)
+}
+
+/// `xs[i] + ys[i]`, new tensors.
+pub fn add(xs: &[Tensor], ys: &[Tensor]) -> Vec<Tensor> {
+    binary(Op::Add, xs, ys, false)
+}
+
+/// `xs[i] += ys[i]`.
+pub fn add_(xs: &[Tensor], ys: &[Tensor]) {
+    binary(Op::Add, xs, ys, true);
+}
+
+/// `xs[i] -= ys[i]`.
+pub fn sub_(xs: &[Tensor], ys: &[Tensor]) {
+    binary(Op::Sub, xs, ys, true);
+}
+
+/// `xs[i] *= ys[i]`; `ys[i]` may broadcast (a 0-d scale per tensor, say).
+pub fn mul_(xs: &[Tensor], ys: &[Tensor]) {
+    binary(Op::Mul, xs, ys, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn list() -> Vec<Tensor> {
+        tch::manual_seed(7);
+        [vec![3, 4], vec![5], vec![2, 3, 2, 2]]
+            .into_iter()
+            .map(|s| Tensor::randn(s, (Kind::Float, Device::Cpu)))
+            .collect()
+    }
+
+    fn same(a: &[Tensor], b: &[Tensor]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!(x.equal(y), "{x:?} != {y:?}");
+        }
+    }
+
+    /// Each op equals the per-tensor op it stands for, bit for bit, on CPU.
+    #[test]
+    fn ops_equal_their_per_tensor_forms() {
+        let (xs, ys) = (
+            list(),
+            list().iter().map(|t| t * 0.5 - 1.0).collect::<Vec<_>>(),
+        );
+        let want: Vec<f64> = xs.iter().map(|t| t.norm().double_value(&[])).collect();
+        assert_eq!(Vec::<f64>::try_from(norms(&xs)).unwrap(), want);
+        let each = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| -> Vec<Tensor> {
+            xs.iter().zip(&ys).map(|(x, y)| f(x, y)).collect()
+        };
+        same(&mul_scalar(&xs, 0.3), &each(&|x, _| x * 0.3));
+        same(&add(&xs, &ys), &each(&|x, y| x + y));
+        let copies = || xs.iter().map(|t| t.copy()).collect::<Vec<_>>();
+        let (a, s, m, k) = (copies(), copies(), copies(), copies());
+        add_(&a, &ys);
+        sub_(&s, &ys);
+        mul_(&m, &ys);
+        mul_scalar_(&k, -2.0);
+        same(&a, &each(&|x, y| x + y));
+        same(&s, &each(&|x, y| x - y));
+        same(&m, &each(&|x, y| x * y));
+        same(&k, &each(&|x, _| x * -2.0));
+    }
+
+    /// A 0-d scale per tensor broadcasts (LARS's trust ratios).
+    #[test]
+    fn mul_broadcasts_a_scale_per_tensor() {
+        let xs = list();
+        let scales = Tensor::from_slice(&[2.0f32, -1.0, 0.5]);
+        let m: Vec<Tensor> = xs.iter().map(|t| t.copy()).collect();
+        mul_(&m, &scales.unbind(0));
+        for (i, (got, x)) in m.iter().zip(&xs).enumerate() {
+            assert!(got.equal(&(x * [2.0, -1.0, 0.5][i])), "tensor {i}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "lists of different lengths")]
+    fn lists_must_match() {
+        let xs = list();
+        add_(&xs, &xs[..2]);
+    }
+}
