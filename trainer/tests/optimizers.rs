@@ -345,12 +345,13 @@ fn lars_matches_the_vicreg_reference() {
     check_against_torch("lars", &problem, opt.as_mut(), ("lars", 0.1, &[]), &lrs);
 }
 
-/// LARS one variable at a time: the default [`UpdateRule::update_group`] over [`Lars::update`].
+/// A rule applied one variable at a time: the default [`UpdateRule::update_group`] over the
+/// rule's own [`UpdateRule::update`].
 #[derive(Clone)]
-struct OneByOne(Lars);
+struct OneByOne<R>(R);
 
-impl UpdateRule for OneByOne {
-    const SLOTS: &'static [&'static str] = Lars::SLOTS;
+impl<R: UpdateRule> UpdateRule for OneByOne<R> {
+    const SLOTS: &'static [&'static str] = R::SLOTS;
     fn update(&self, p: &mut Param, grad: &Tensor, lr: f64) {
         self.0.update(p, grad, lr)
     }
@@ -359,39 +360,55 @@ impl UpdateRule for OneByOne {
     }
 }
 
-/// The multi-tensor LARS (what a GPU runs fused) takes bit-identical steps to the formula
-/// applied one variable at a time, with and without the no-decay group.
+type Outcome = (BTreeMap<String, Vec<u32>>, Vec<(String, Vec<f64>)>);
+
+/// The variables' bits and the state after four steps of `rule` on [`lars_problem`], with or
+/// without the no-decay group.
+fn four_steps<R: UpdateRule + 'static>(rule: R, groups: bool) -> Outcome {
+    let (vs, grads) = lars_problem();
+    let mut opt: Box<dyn Optimizer> = if groups {
+        Box::new(PerVariable::no_decay_on_bias_and_norm(&vs, rule))
+    } else {
+        Box::new(PerVariable::new(&vs, rule))
+    };
+    for (step, g) in grads.iter().enumerate() {
+        set_grads(&vs, opt.as_mut(), g);
+        opt.step(0.1 * (step + 1) as f64);
+    }
+    let state = opt
+        .state()
+        .iter()
+        .map(|(k, t)| (k.clone(), values(t)))
+        .collect();
+    (bits(&vs), state)
+}
+
+/// The multi-tensor LARS and SGD (what a GPU runs fused) take bit-identical steps to their
+/// formulas applied one variable at a time, with and without the no-decay group.
 #[test]
-fn lars_multi_tensor_equals_one_variable_at_a_time() {
-    let rule = Lars {
+fn multi_tensor_steps_equal_one_variable_at_a_time() {
+    let lars = Lars {
         weight_decay: 0.1,
         ..Default::default()
     };
     for groups in [false, true] {
-        let runs: Vec<_> = (0..2)
-            .map(|variant| {
-                let (vs, grads) = lars_problem();
-                let mut opt: Box<dyn Optimizer> = match (variant, groups) {
-                    (0, false) => Box::new(PerVariable::new(&vs, rule)),
-                    (0, true) => Box::new(PerVariable::no_decay_on_bias_and_norm(&vs, rule)),
-                    (_, false) => Box::new(PerVariable::new(&vs, OneByOne(rule))),
-                    (_, true) => {
-                        Box::new(PerVariable::no_decay_on_bias_and_norm(&vs, OneByOne(rule)))
-                    }
-                };
-                for (step, g) in grads.iter().enumerate() {
-                    set_grads(&vs, opt.as_mut(), g);
-                    opt.step(0.1 * (step + 1) as f64);
-                }
-                let state: Vec<(String, Vec<f64>)> = opt
-                    .state()
-                    .iter()
-                    .map(|(k, t)| (k.clone(), values(t)))
-                    .collect();
-                (bits(&vs), state)
-            })
-            .collect();
-        assert_eq!(runs[0], runs[1], "no_decay_bn_bias {groups}");
+        let what = format!("{lars:?} no_decay_bn_bias {groups}");
+        assert!(
+            four_steps(lars, groups) == four_steps(OneByOne(lars), groups),
+            "{what}"
+        );
+        for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.8, true)] {
+            let sgd = Sgd {
+                momentum,
+                weight_decay: 0.1,
+                nesterov,
+            };
+            let what = format!("{sgd:?} no_decay_bn_bias {groups}");
+            assert!(
+                four_steps(sgd, groups) == four_steps(OneByOne(sgd), groups),
+                "{what}"
+            );
+        }
     }
 }
 

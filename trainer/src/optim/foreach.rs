@@ -4,7 +4,8 @@
 //! formula term; on CPU ATen runs the same per-tensor ops, so results are unchanged bit for bit.
 //!
 //! The ops cannot fail on well-formed lists (same length, one device and kind), so a failure is
-//! a bug and panics with ATen's message, as tch's own non-`f_` methods do.
+//! a bug and panics with ATen's message, as tch's own non-`f_` methods do. Empty lists are
+//! allowed (ATen refuses them), except by [`norms`].
 
 use crate::distributed::ffi::call;
 use std::ffi::{c_char, c_int};
@@ -62,7 +63,8 @@ fn owned(out: Vec<*mut C_tensor>) -> Vec<Tensor> {
         .collect()
 }
 
-/// The 2-norm of each tensor, as one 1-D tensor on their device (no host round trip).
+/// The 2-norm of each tensor, as one 1-D tensor on their device (no host round trip);
+/// `xs` must not be empty (ATen's rule; the other ops accept an empty list and do nothing).
 pub fn norms(xs: &[Tensor]) -> Tensor {
     let ps = pointers(xs);
     let mut out: *mut C_tensor = std::ptr::null_mut();
@@ -74,6 +76,9 @@ pub fn norms(xs: &[Tensor]) -> Tensor {
 
 /// `xs[i] * s`, new tensors.
 pub fn mul_scalar(xs: &[Tensor], s: f64) -> Vec<Tensor> {
+    if xs.is_empty() {
+        return Vec::new();
+    }
     let ps = pointers(xs);
     let mut out = vec![std::ptr::null_mut(); ps.len()];
     run("mul", |err| unsafe {
@@ -84,6 +89,9 @@ pub fn mul_scalar(xs: &[Tensor], s: f64) -> Vec<Tensor> {
 
 /// `xs[i] *= s`.
 pub fn mul_scalar_(xs: &[Tensor], s: f64) {
+    if xs.is_empty() {
+        return;
+    }
     let ps = pointers(xs);
     run("mul_", |err| unsafe {
         nls_foreach_mul_scalar(ps.as_ptr(), ps.len(), s, std::ptr::null_mut(), err)
@@ -97,6 +105,9 @@ fn binary(op: Op, xs: &[Tensor], ys: &[Tensor], in_place: bool) -> Vec<Tensor> {
         ys.len(),
         "_foreach_{op:?}: lists of different lengths"
     );
+    if xs.is_empty() {
+        return Vec::new();
+    }
     let (px, py) = (pointers(xs), pointers(ys));
     let mut out = vec![std::ptr::null_mut(); if in_place { 0 } else { px.len() }];
     let out_ptr = if in_place {
@@ -193,6 +204,14 @@ mod tests {
         for (i, (got, x)) in m.iter().zip(&xs).enumerate() {
             assert!(got.equal(&(x * [2.0, -1.0, 0.5][i])), "tensor {i}");
         }
+    }
+
+    #[test]
+    fn empty_lists_do_nothing() {
+        assert!(mul_scalar(&[], 2.0).is_empty());
+        assert!(add(&[], &[]).is_empty());
+        mul_scalar_(&[], 2.0);
+        sub_(&[], &[]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! p −= lr·buf, or with Nesterov p −= lr·(d + momentum·buf).
 //! With momentum 0 no buffer is kept and p −= lr·d.
 
+use super::foreach;
 use super::params::{Param, UpdateRule};
 use std::collections::btree_map::Entry;
 use tch::Tensor;
@@ -29,6 +30,33 @@ impl Default for Sgd {
 /// The state key of a variable's momentum buffer (`"<variable>:momentum_buffer"`).
 pub const MOMENTUM_BUFFER: &str = "momentum_buffer";
 
+impl Sgd {
+    /// Each variable's momentum buffer after this step, `d[i]` being its decayed gradient: a
+    /// copy of `d[i]` on its first step, as in [`Sgd::update`], else momentum·buf + d[i].
+    fn momentum_buffers(&self, params: &mut [&mut Param], d: &[Tensor]) -> Vec<Tensor> {
+        let (old, old_d): (Vec<Tensor>, Vec<Tensor>) = params
+            .iter()
+            .zip(d)
+            .filter_map(|(p, d)| {
+                let buf = p.buffers.get(MOMENTUM_BUFFER)?;
+                Some((buf.shallow_clone(), d.shallow_clone()))
+            })
+            .unzip();
+        foreach::mul_scalar_(&old, self.momentum);
+        foreach::add_(&old, &old_d);
+        params
+            .iter_mut()
+            .zip(d)
+            .map(|(p, d)| {
+                p.buffers
+                    .entry(MOMENTUM_BUFFER)
+                    .or_insert_with(|| d.copy())
+                    .shallow_clone()
+            })
+            .collect()
+    }
+}
+
 impl UpdateRule for Sgd {
     const SLOTS: &'static [&'static str] = &[MOMENTUM_BUFFER];
 
@@ -54,6 +82,27 @@ impl UpdateRule for Sgd {
             }
         };
         let _ = p.var.g_sub_(&(direction * lr));
+    }
+
+    /// The same values as [`Sgd::update`] per variable, in multi-tensor ops (fused on a GPU).
+    fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
+        let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
+        let d = if self.weight_decay != 0.0 {
+            foreach::add(grads, &foreach::mul_scalar(&vars, self.weight_decay))
+        } else {
+            grads.iter().map(Tensor::shallow_clone).collect()
+        };
+        let direction = if self.momentum == 0.0 {
+            d
+        } else {
+            let bufs = self.momentum_buffers(params, &d);
+            if self.nesterov {
+                foreach::add(&d, &foreach::mul_scalar(&bufs, self.momentum))
+            } else {
+                bufs
+            }
+        };
+        foreach::sub_(&vars, &foreach::mul_scalar(&direction, lr));
     }
 
     fn without_weight_decay(&self) -> Self {
