@@ -410,19 +410,24 @@ impl<'a> Probe<'a> {
             self.start_method_epoch(epoch)?;
         }
         let order = self.epoch_order(epoch);
+        let mut sums = DeviceSums::from(acc, self.group.device());
         while acc.step < self.steps_per_epoch {
-            let global = Tensor::from_slice(order.global(acc.step)).to_device(self.group.device());
+            let global = self.on_device(order.global(acc.step));
             let (logits, loss) = self.step(&order, epoch, acc.step, &global)?;
-            let (fit, wrong) = self.noisy_fit(&logits, &global);
-            acc.loss_sum += loss;
-            acc.fit += fit;
-            acc.wrong += wrong;
+            sums.add(loss, self.noisy_fit(&logits, &global));
             acc.step += 1;
             if let Some(signal) = self.stop.poll(self.group)? {
+                sums.read_into(acc);
                 return Ok(Some(signal));
             }
         }
+        sums.read_into(acc);
         Ok(None)
+    }
+
+    /// Sample ids on the training device, in one pinned copy that does not block the host.
+    fn on_device(&self, ids: &[i64]) -> Tensor {
+        upload(&Tensor::from_slice(ids), self.group.device())
     }
 
     /// The epoch's order: the method's sampler, the class-balanced subset, or the seeded
@@ -455,7 +460,7 @@ impl<'a> Probe<'a> {
         epoch: usize,
         step: usize,
         global: &Tensor,
-    ) -> Result<(Tensor, f64)> {
+    ) -> Result<(Tensor, Tensor)> {
         let global_step = epoch * self.steps_per_epoch + step;
         let lr_head = self.lr(self.cfg.lr_head, global_step);
         let lr_backbone = self.lr(self.cfg.lr_backbone, global_step);
@@ -485,7 +490,7 @@ impl<'a> Probe<'a> {
         if let Some((method, _)) = &mut self.net_method {
             method.after_step(self.group, lr_backbone)?;
         }
-        Ok((all.detach(), loss.double_value(&[])))
+        Ok((all.detach(), loss.detach()))
     }
 
     /// The global batch's logits and loss: the plain loss, or a head-only method's.
@@ -499,12 +504,11 @@ impl<'a> Probe<'a> {
     ) -> Result<(Tensor, Tensor)> {
         let (rank, world) = (self.group.rank(), self.group.world_size());
         let part = order.slice(step, rank, world);
-        let local = Tensor::from_slice(part).to_device(self.group.device());
-        let (features, mix) = self.features(&local, epoch, step, (rank * part.len()) as i64)?;
+        let (features, mix) = self.features(part, epoch, step, (rank * part.len()) as i64)?;
         self.prefetch_next(order, epoch, step);
         let keep = self.dropout().then(|| {
-            dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len())
-                .to_device(self.group.device())
+            let mask = dropout_mask(self.cfg, epoch, step, rank * part.len(), part.len());
+            upload(&mask, self.group.device())
         });
         let logits = self.head.forward(&features, keep.as_ref(), self.group)?;
         let all = self.group.all_gather_with_grad(&logits)?;
@@ -516,8 +520,10 @@ impl<'a> Probe<'a> {
                 labels: &labels,
                 clean: &self.clean.index_select(0, global),
                 features: &features.index_select(0, global),
-                keep: &dropout_mask(self.cfg, epoch, step, 0, self.cfg.batch_size)
-                    .to_device(self.group.device()),
+                keep: &upload(
+                    &dropout_mask(self.cfg, epoch, step, 0, self.cfg.batch_size),
+                    self.group.device(),
+                ),
                 head,
                 lr: lr_head,
                 key: step_key(self.cfg.seed, epoch, step, u64::MAX - 1),
@@ -607,16 +613,18 @@ impl<'a> Probe<'a> {
         self.cfg.head_mode == HeadMode::Train && self.head.has_dropout()
     }
 
-    /// This rank's inputs for the head: cached features, or (augmented, perhaps mixed) images
-    /// through the backbone (with gradients only when finetuning), and the mixing.
+    /// This rank's inputs for the head, samples `part` (global rows `start..`): cached features,
+    /// or (augmented, perhaps mixed) images through the backbone (with gradients only when
+    /// finetuning), and the mixing.
     fn features(
         &self,
-        idx: &Tensor,
+        part: &[i64],
         epoch: usize,
         step: usize,
         start: i64,
     ) -> Result<(Tensor, Option<Mix>)> {
         let key = step_key(self.cfg.seed, epoch, step, 0);
+        let idx = &self.on_device(part);
         let (images, recipe) = match &self.train {
             Inputs::Features(f) => return Ok((f.index_select(0, idx), None)),
             Inputs::Images(images) => {
@@ -628,9 +636,8 @@ impl<'a> Probe<'a> {
             }
             // Cropped and flipped on the way in: only normalization is left.
             Inputs::Stream(files) => {
-                let indices = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu))?;
                 let key = stream_key(self.cfg, epoch, step);
-                let batch = files.batch(&indices, key, start as u64)?;
+                let batch = files.batch(part, key, start as u64)?;
                 (upload(&batch, idx.device()), Recipe::Plain)
             }
         };
@@ -693,7 +700,9 @@ impl<'a> Probe<'a> {
     }
 
     /// (noisy samples predicted as their true class, noisy samples) in a global batch.
-    fn noisy_fit(&self, logits: &Tensor, global: &Tensor) -> (i64, i64) {
+    /// Of the batch's samples with a wrong label, how many the logits put in their true class,
+    /// and how many there are (on the device).
+    fn noisy_fit(&self, logits: &Tensor, global: &Tensor) -> (Tensor, Tensor) {
         let noisy = self.noisy.index_select(0, global);
         let clean = self.clean.index_select(0, global);
         let wrong = noisy.ne_tensor(&clean);
@@ -701,10 +710,7 @@ impl<'a> Probe<'a> {
             .argmax(1, false)
             .eq_tensor(&clean)
             .logical_and(&wrong);
-        (
-            hit.sum(Kind::Int64).int64_value(&[]),
-            wrong.sum(Kind::Int64).int64_value(&[]),
-        )
+        (hit.sum(Kind::Int64), wrong.sum(Kind::Int64))
     }
 
     /// Gives the method, when it wants them, the classifier's probabilities (eval mode) over
@@ -1066,4 +1072,35 @@ fn eval_augment(side: i64, normalization: Normalization) -> AugmentConfig {
     cfg.solarize_p = 0.0;
     (cfg.mean, cfg.std) = (normalization.mean, normalization.std);
     cfg
+}
+
+/// An epoch's running sums kept on the training device, so that a step never waits for the
+/// device to report its loss; read back when the epoch ends or stops. They start from the
+/// progress already made and add in the same order as on the host, so the figures are the same.
+struct DeviceSums {
+    loss: Tensor,
+    fit: Tensor,
+    wrong: Tensor,
+}
+
+impl DeviceSums {
+    fn from(acc: &EpochProgress, device: tch::Device) -> DeviceSums {
+        DeviceSums {
+            loss: Tensor::from(acc.loss_sum).to_device(device),
+            fit: Tensor::from(acc.fit).to_device(device),
+            wrong: Tensor::from(acc.wrong).to_device(device),
+        }
+    }
+
+    fn add(&mut self, loss: Tensor, (fit, wrong): (Tensor, Tensor)) {
+        self.loss += loss.to_kind(Kind::Double);
+        self.fit += fit;
+        self.wrong += wrong;
+    }
+
+    fn read_into(&self, acc: &mut EpochProgress) {
+        acc.loss_sum = self.loss.double_value(&[]);
+        acc.fit = self.fit.int64_value(&[]);
+        acc.wrong = self.wrong.int64_value(&[]);
+    }
 }
