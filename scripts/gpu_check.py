@@ -8,8 +8,8 @@ Sections, each a row (or rows) of one results table (gpu-check.md and gpu-check.
               SMs busy over each of our runs (nvidia-smi dmon)
   resume      a run stopped by SIGUSR1 and resumed against one that was not, tensor by tensor
   evaluate    freeze, finetune, and each method (mwn, ssr, rkd, ieg) on the whole network
-  ranks       two ranks on one GPU (Gloo with CUDA tensors): dist-check and pretraining;
-              two NCCL ranks where the machine has two GPUs
+  ranks       NCCL's own group on one rank (dist-check); two ranks on one GPU (Gloo with CUDA
+              tensors): dist-check and pretraining; two NCCL ranks where the machine has two GPUs
 
 --dry-run runs every section on the CPU at toy sizes (CI does, to keep the script working);
 its figures mean nothing, its table says which steps ran.
@@ -332,6 +332,13 @@ def check_ranks(check, s):
     import torch
 
     gpus = 0 if s.dry else torch.cuda.device_count()
+    if gpus >= 1:
+        # A lone dist-check still builds the NCCL group: the one NCCL check one GPU allows.
+        def lone_nccl():
+            outs = on_ranks(s.trainer_cmd("dist-check", "--backend", "nccl", "--rounds", "3"), 1)
+            check.row("ranks", "nccl dist-check: one rank", "ok", outs[0][0].strip().splitlines()[-1])
+
+        check.run("ranks", "nccl dist-check: one rank", lone_nccl)
     backends = [("gloo", "two ranks, one device")]
     if gpus >= 2:
         backends.append(("nccl", "two ranks, two GPUs"))

@@ -45,6 +45,23 @@ fn rust_ranks_agree_on_every_collective() {
     }
 }
 
+/// A lone `dist-check` builds a real store and backend (on one GPU that is NCCL itself), where
+/// training alone needs neither: it passes on a free port and fails on a port another process
+/// holds, which a world of one without a group would never touch.
+#[test]
+fn a_lone_dist_check_builds_a_real_group() {
+    all_ok(&wait_all(vec![rust_rank(0, 1, free_port(), &[])], LIMIT));
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let out = wait_all(vec![rust_rank(0, 1, port, &[])], LIMIT);
+    let err = String::from_utf8_lossy(&out[0].stderr);
+    assert!(!out[0].status.success(), "{}", describe(&out));
+    assert!(
+        err.contains(&format!("port {port} on 127.0.0.1 is busy")),
+        "{err}"
+    );
+}
+
 #[test]
 fn rust_and_python_ranks_share_a_group_in_both_orders() {
     for python_is_rank0 in [false, true] {

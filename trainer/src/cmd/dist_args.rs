@@ -25,6 +25,15 @@ pub struct DistArgs {
 impl DistArgs {
     /// Reads the cluster environment (SLURM, torchrun or single) and joins the group.
     pub fn join(&self) -> Result<(ClusterEnv, ProcessGroup)> {
+        self.join_with(false)
+    }
+
+    /// [`DistArgs::join`], but a world of one builds its store and backend too.
+    pub fn join_even_alone(&self) -> Result<(ClusterEnv, ProcessGroup)> {
+        self.join_with(true)
+    }
+
+    fn join_with(&self, connect_alone: bool) -> Result<(ClusterEnv, ProcessGroup)> {
         let env = ClusterEnv::from_env().context("reading the cluster environment")?;
         anyhow::ensure!(
             self.dist_timeout_s > 0.0 && self.dist_timeout_s.is_finite(),
@@ -35,6 +44,7 @@ impl DistArgs {
             backend: self.backend,
             device: self.device,
             timeout: Duration::from_secs_f64(self.dist_timeout_s),
+            connect_alone,
         };
         let group = ProcessGroup::init(&env, &opts)?;
         log::info!(

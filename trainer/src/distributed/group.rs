@@ -35,6 +35,9 @@ pub struct GroupOptions {
     pub device: DeviceKind,
     /// Rendezvous and per-collective timeout.
     pub timeout: Duration,
+    /// Build the store and backend even for a world of one, where training needs neither
+    /// (`dist-check`, so that a one-GPU machine still exercises NCCL itself).
+    pub connect_alone: bool,
 }
 
 impl Default for GroupOptions {
@@ -43,6 +46,7 @@ impl Default for GroupOptions {
             backend: BackendKind::Auto,
             device: DeviceKind::Auto,
             timeout: Duration::from_secs(600),
+            connect_alone: false,
         }
     }
 }
@@ -57,7 +61,8 @@ pub enum ReduceOp {
 }
 
 /// This process's membership in the job's default group. With one process there is no store
-/// and no backend: every collective is the identity.
+/// and no backend unless asked for ([`GroupOptions::connect_alone`]): every collective is then
+/// the identity.
 pub struct ProcessGroup {
     rank: usize,
     world: usize,
@@ -97,7 +102,7 @@ impl ProcessGroup {
             backend,
             connected: None,
         };
-        if env.world_size > 1 {
+        if env.world_size > 1 || opts.connect_alone {
             group.connected = Some(connect(env, opts, device)?);
         }
         Ok(group)
