@@ -19,6 +19,7 @@ fn main() {
         "csrc/c10d_shim.h",
         "csrc/guarded.h",
         "csrc/foreach.cpp",
+        "csrc/grad_sync.cpp",
         "csrc/nccl.cpp",
         "csrc/precision.cpp",
         "csrc/jpeg_region.c",
@@ -47,6 +48,7 @@ fn compile_shim(lib: &Path) {
         .file("csrc/c10d_shim.cpp")
         .file("csrc/precision.cpp")
         .file("csrc/foreach.cpp")
+        .file("csrc/grad_sync.cpp")
         .compile("nls_c10d");
     compile_nccl(torch);
 }

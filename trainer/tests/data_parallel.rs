@@ -3,8 +3,10 @@
 //! Workers are this test binary re-executed (test `ddp_worker`, inert unless started by `common::ranks::run_test_workers`).
 //! Each rank starts from a *different* random init (so the broadcast matters), trains a small
 //! MLP with SyncBatchNorm on its slice of a global batch, adds a loss on the all-gathered hidden
-//! layer (gradient through the gather), and averages gradients in several buckets. The reference is
-//! one process with libtorch's own batch_norm and no collectives at all.
+//! layer (gradient through the gather), and averages gradients in several buckets, once after
+//! backward and once overlapping it (armed hooks issuing buckets between SyncBatchNorm's own
+//! collectives in backward). The reference is one process with libtorch's own batch_norm and no
+//! collectives at all.
 
 mod common;
 
@@ -21,6 +23,15 @@ use trainer::distributed::{GroupOptions, ProcessGroup};
 const GLOBAL_BATCH: i64 = 16;
 const STEPS: i64 = 6;
 type Weights = BTreeMap<String, Vec<f32>>;
+
+/// What one rank reports: the weights after training without and with overlap, and how many
+/// buckets the armed backward had issued by itself, per step.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RankRun {
+    after_backward: Weights,
+    overlapped: Weights,
+    issued_in_backward: Vec<usize>,
+}
 
 /// The global batch of step `step`, identical on every rank.
 fn batch(step: i64) -> (Tensor, Tensor) {
@@ -78,8 +89,9 @@ fn reference() -> (Weights, Weights) {
     (initial, weights(&vs))
 }
 
-/// One rank of the data-parallel run.
-fn train_rank(group: &ProcessGroup) -> Weights {
+/// One rank of the data-parallel run, the gradient averaging armed before backward or not;
+/// with the buckets an armed backward issued by itself, per step.
+fn train_rank(group: &ProcessGroup, overlap: bool) -> (Weights, Vec<usize>) {
     let (rank, world) = (group.rank() as i64, group.world_size() as i64);
     let vs = VarStore::new(Device::Cpu);
     tch::manual_seed(100 + rank);
@@ -95,6 +107,7 @@ fn train_rank(group: &ProcessGroup) -> Weights {
     );
     let mut opt = sgd(&vs);
     let local = GLOBAL_BATCH / world;
+    let mut issued = Vec::new();
     for step in 0..STEPS {
         let (x, y) = batch(step);
         let (x, y) = (
@@ -105,11 +118,14 @@ fn train_rank(group: &ProcessGroup) -> Weights {
         let h_all = group.all_gather_with_grad(&h).unwrap();
         let loss = lin2.forward(&h).cross_entropy_for_logits(&y) + global_loss(&h_all);
         opt.zero_grad();
+        if overlap {
+            sync.arm(group).unwrap();
+        }
         loss.backward();
-        sync.average(group).unwrap();
+        issued.push(sync.average(group).unwrap());
         opt.step();
     }
-    weights(&vs)
+    (weights(&vs), issued)
 }
 
 #[test]
@@ -123,11 +139,17 @@ fn ddp_worker() {
         ..Default::default()
     };
     let group = ProcessGroup::init(&env, &opts).unwrap();
-    let w = train_rank(&group);
-    std::fs::write(out, serde_json::to_string(&w).unwrap()).unwrap();
+    let (after_backward, _) = train_rank(&group, false);
+    let (overlapped, issued_in_backward) = train_rank(&group, true);
+    let run = RankRun {
+        after_backward,
+        overlapped,
+        issued_in_backward,
+    };
+    std::fs::write(out, serde_json::to_string(&run).unwrap()).unwrap();
 }
 
-fn run_ranks(world: usize) -> Vec<Weights> {
+fn run_ranks(world: usize) -> Vec<RankRun> {
     run_test_workers("ddp_worker", world, Duration::from_secs(180))
 }
 
@@ -154,7 +176,20 @@ fn data_parallel_equals_single_process() {
         "training should move the weights (max |Δ| = {moved})"
     );
     for world in [2, 4] {
-        let got = run_ranks(world);
+        let runs = run_ranks(world);
+        for (rank, run) in runs.iter().enumerate() {
+            assert!(
+                run.overlapped == run.after_backward,
+                "world {world}, rank {rank}: overlapping backward changed the weights"
+            );
+            // The first buckets (the output layer's) are complete long before backward ends.
+            assert!(
+                run.issued_in_backward.iter().all(|&n| n >= 1),
+                "world {world}, rank {rank}: buckets issued during backward {:?}",
+                run.issued_in_backward
+            );
+        }
+        let got: Vec<Weights> = runs.into_iter().map(|r| r.after_backward).collect();
         for (rank, w) in got.iter().enumerate() {
             let diff = max_abs_diff(w, &want);
             let per_key: Vec<_> = w

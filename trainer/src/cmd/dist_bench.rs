@@ -52,7 +52,7 @@ fn bench_grad_sync(group: &ProcessGroup, args: &DistBenchArgs) -> Result<()> {
     for (mode, mb) in [("bucketed", DEFAULT_BUCKET_MB), ("per_tensor", 0.0)] {
         let sync = GradSync::new(&vs, mb);
         let secs = median_time(group, args.warmup, args.iters, || {
-            sync.average(group).map_err(Into::into)
+            sync.average(group).map(drop).map_err(Into::into)
         })?;
         let bytes = crate::distributed::ddp::gradient_bytes(&vs);
         report(

@@ -2,12 +2,16 @@
 //!
 //! Parameters and buffers travel in name order (a VarStore is a HashMap, and Gloo matches
 //! collectives by order, so every rank must agree). Gradients are averaged in a few large flat
-//! buckets: one collective per bucket rather than one per tensor.
+//! buckets: one collective per bucket rather than one per tensor, issued while backward still
+//! runs when armed ([`GradSync::arm`]).
 
 use super::error::DistError;
-use super::group::{ProcessGroup, ReduceOp};
+use super::ffi;
+use super::group::ProcessGroup;
+use std::cell::OnceCell;
 use tch::nn::VarStore;
 use tch::Tensor;
+use torch_sys::C_tensor;
 
 /// Default bucket capacity, as PyTorch DDP's `bucket_cap_mb`.
 pub const DEFAULT_BUCKET_MB: f64 = 25.0;
@@ -30,8 +34,29 @@ pub fn broadcast_variables(group: &ProcessGroup, vs: &VarStore) -> Result<(), Di
 }
 
 /// Averages the gradients of a VarStore's trainable variables over ranks, bucket by bucket.
+///
+/// [`GradSync::arm`] before the step's backward lets each bucket's all-reduce start as soon as
+/// backward has produced its gradients, while it computes the earlier layers' (as PyTorch DDP
+/// does; `csrc/grad_sync.cpp`); [`GradSync::average`] after backward issues the rest, waits and
+/// writes the averages back. Without `arm`, `average` does it all after backward. Either way
+/// the averages are the same numbers.
 pub struct GradSync {
+    /// In the order backward completes them: reverse name order (outputs' layers first).
     buckets: Vec<Vec<Tensor>>,
+    /// The shim's hooks, made on first use with a group of more than one rank.
+    hooks: OnceCell<Hooks>,
+}
+
+struct Hooks(*mut ffi::nls_grad_sync);
+
+// The shim's state is locked on every use; hooks run on autograd's threads.
+unsafe impl Send for Hooks {}
+unsafe impl Sync for Hooks {}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        unsafe { ffi::nls_grad_sync_free(self.0) }
+    }
 }
 
 impl GradSync {
@@ -41,9 +66,10 @@ impl GradSync {
         let cap = (bucket_mb * 1e6) as i64;
         let mut trainable: Vec<_> = named_variables(vs)
             .into_iter()
+            .rev()
             .filter(|(_, v)| v.requires_grad())
             .collect();
-        // Buckets hold one dtype each; the sort is stable, so name order remains within a kind.
+        // Buckets hold one dtype each; the sort is stable, so the order remains within a kind.
         trainable.sort_by_key(|(_, v)| format!("{:?}", v.kind()));
         let mut buckets: Vec<Vec<Tensor>> = Vec::new();
         let mut bytes = 0;
@@ -57,50 +83,70 @@ impl GradSync {
             bytes += size;
             buckets.last_mut().unwrap().push(v);
         }
-        GradSync { buckets }
+        GradSync {
+            buckets,
+            hooks: OnceCell::new(),
+        }
     }
 
     pub fn num_buckets(&self) -> usize {
         self.buckets.len()
     }
 
-    /// Call after backward, before the optimizer step. A parameter without a gradient counts as
-    /// zero, so every rank issues the same collectives.
-    pub fn average(&self, group: &ProcessGroup) -> Result<(), DistError> {
-        if group.world_size() == 1 {
+    /// Call right before the step's (only) backward, after the gradients were zeroed: buckets
+    /// are then averaged while backward runs. Not for a backward that adds to gradients kept
+    /// from an earlier one (their sum would be averaged as this backward's alone).
+    pub fn arm(&self, group: &ProcessGroup) -> Result<(), DistError> {
+        let Some(hooks) = self.hooks(group)? else {
             return Ok(());
-        }
-        tch::no_grad(|| {
-            self.buckets
-                .iter()
-                .try_for_each(|b| average_bucket(group, b))
+        };
+        group.shim_call("arm gradient averaging", |_, err| unsafe {
+            ffi::nls_grad_sync_arm(hooks.0, err)
         })
     }
-}
 
-fn average_bucket(group: &ProcessGroup, params: &[Tensor]) -> Result<(), DistError> {
-    let grads: Vec<Tensor> = params.iter().map(grad_or_zeros).collect();
-    let flat: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1])).collect();
-    let mut flat = Tensor::cat(&flat, 0);
-    group.all_reduce(&mut flat, ReduceOp::Avg)?;
-    let mut offset = 0;
-    for (p, g) in params.iter().zip(&grads) {
-        let n = g.numel() as i64;
-        let mut target = p.grad();
-        if target.defined() {
-            target.copy_(&flat.narrow(0, offset, n).view_as(g));
-        }
-        offset += n;
+    /// Call after backward, before the optimizer step. A parameter without a gradient counts as
+    /// zero, so every rank issues the same collectives. Returns how many buckets an armed
+    /// backward had already issued.
+    pub fn average(&self, group: &ProcessGroup) -> Result<usize, DistError> {
+        let Some(hooks) = self.hooks(group)? else {
+            return Ok(0);
+        };
+        let mut issued = 0;
+        tch::no_grad(|| {
+            group.shim_call("all_reduce of gradients", |_, err| unsafe {
+                ffi::nls_grad_sync_finish(hooks.0, &mut issued, err)
+            })
+        })?;
+        Ok(issued)
     }
-    Ok(())
-}
 
-fn grad_or_zeros(p: &Tensor) -> Tensor {
-    let g = p.grad();
-    if g.defined() {
-        g
-    } else {
-        p.zeros_like().to_kind(p.kind())
+    /// The shim's hooks for `group`, made on first use; `None` for a group of one.
+    fn hooks(&self, group: &ProcessGroup) -> Result<Option<&Hooks>, DistError> {
+        if group.raw().is_none() {
+            return Ok(None);
+        }
+        if let Some(hooks) = self.hooks.get() {
+            return Ok(Some(hooks));
+        }
+        let vars: Vec<&Tensor> = self.buckets.iter().flatten().collect();
+        let params: Vec<*mut C_tensor> = vars.iter().map(|v| v.as_ptr() as *mut _).collect();
+        let bucket_of: Vec<i64> = (self.buckets.iter().enumerate())
+            .flat_map(|(b, members)| std::iter::repeat_n(b as i64, members.len()))
+            .collect();
+        let mut raw = std::ptr::null_mut();
+        group.shim_call("gradient averaging set-up", |g, err| unsafe {
+            ffi::nls_grad_sync_new(
+                g,
+                params.as_ptr(),
+                params.len(),
+                bucket_of.as_ptr(),
+                self.buckets.len(),
+                &mut raw,
+                err,
+            )
+        })?;
+        Ok(Some(self.hooks.get_or_init(|| Hooks(raw))))
     }
 }
 

@@ -15,12 +15,34 @@ pub struct nls_group {
     _private: [u8; 0],
 }
 
+#[repr(C)]
+pub struct nls_grad_sync {
+    _private: [u8; 0],
+}
+
 pub const NLS_SUM: c_int = 0;
 pub const NLS_MAX: c_int = 1;
 pub const NLS_MIN: c_int = 2;
 
 extern "C" {
     pub fn nls_free_string(s: *mut c_char);
+
+    pub fn nls_grad_sync_new(
+        group: *mut nls_group,
+        params: *const *mut C_tensor,
+        n: usize,
+        bucket: *const i64,
+        buckets: usize,
+        out: *mut *mut nls_grad_sync,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn nls_grad_sync_arm(sync: *mut nls_grad_sync, err: *mut *mut c_char) -> c_int;
+    pub fn nls_grad_sync_finish(
+        sync: *mut nls_grad_sync,
+        issued_in_backward: *mut usize,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub fn nls_grad_sync_free(sync: *mut nls_grad_sync);
 
     pub fn nls_store_new(
         host: *const c_char,

@@ -204,6 +204,24 @@ impl ProcessGroup {
         self.collective("barrier", c, |err| unsafe { ffi::nls_barrier(c.raw, err) })
     }
 
+    /// The shim's handle of this group; `None` for a group of one.
+    pub(crate) fn raw(&self) -> Option<*mut ffi::nls_group> {
+        self.connected.as_ref().map(|c| c.raw)
+    }
+
+    /// Runs a shim call that issues collectives on this group (nothing for a group of one),
+    /// with a failure diagnosed as any collective's.
+    pub(crate) fn shim_call(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(*mut ffi::nls_group, *mut *mut c_char) -> c_int,
+    ) -> Result<(), DistError> {
+        let Some(c) = &self.connected else {
+            return Ok(());
+        };
+        self.collective(op, c, |err| f(c.raw, err))
+    }
+
     /// Runs a shim call that produces a new tensor; `None` for a group of one.
     fn gather_like(
         &self,

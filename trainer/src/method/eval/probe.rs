@@ -473,6 +473,11 @@ impl<'a> Probe<'a> {
         if let Some(opt) = &mut self.backbone_opt {
             opt.zero_grad();
         }
+        // Buckets are averaged while backward still computes the earlier layers.
+        self.head_sync.arm(self.group)?;
+        if let Some(sync) = &self.backbone_sync {
+            sync.arm(self.group)?;
+        }
         loss.f_backward()
             .map_err(|e| self.group.failed_during("backward", e))
             .context("backward")?;

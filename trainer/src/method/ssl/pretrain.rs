@@ -243,6 +243,8 @@ impl<'a> Pretrainer<'a> {
         })?;
         let loss = self.loss.compute(&z1, &z2, self.group)?;
         self.optimizer.zero_grad();
+        // Buckets are averaged while backward still computes the earlier layers.
+        self.grad_sync.arm(self.group)?;
         loss.total
             .f_backward()
             .map_err(|e| self.group.failed_during("backward", e))
