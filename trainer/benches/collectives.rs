@@ -121,15 +121,8 @@ fn main() {
         );
     }
     println!("lowest ratio (best runs): {worst:.2} (target >= 0.95)\n");
-    let sync = |mode: &str| {
-        median(
-            table[&format!("rust grad_sync_{mode}")]
-                .values()
-                .next()
-                .unwrap(),
-        )
-    };
-    let (bucketed, per_tensor) = (sync("bucketed"), sync("per_tensor"));
+    let sync = |op: &str| median(table[&format!("rust {op}")].values().next().unwrap());
+    let (bucketed, per_tensor) = (sync("grad_sync_bucketed"), sync("grad_sync_per_tensor"));
     let grad_bytes = *table["rust grad_sync_bucketed"].keys().next().unwrap();
     println!(
         "gradient sync per step, ResNet-18 backbone (CIFAR stem), {:.2}M float32 gradients, {world} ranks",
@@ -147,7 +140,20 @@ fn main() {
         buckets["grad_sync_per_tensor"],
         per_tensor * 1e3
     );
-    println!("bucketing speed-up: {:.2}x", per_tensor / bucketed);
+    println!("bucketing speed-up: {:.2}x\n", per_tensor / bucketed);
+    let step = |mode: &str| sync(mode) * 1e3;
+    let alone = step("step_alone");
+    println!("what averaging adds to a ResNet-18 step (forward + backward, 32 images per rank, synchronized BN), {world} ranks");
+    println!("| gradients averaged | step (ms) | added |");
+    println!("|---|---:|---:|");
+    println!("| not at all | {alone:.1} | |");
+    for (mode, what) in [
+        ("step_sync_after", "after backward"),
+        ("step_sync_overlapped", "overlapping backward"),
+    ] {
+        let t = step(mode);
+        println!("| {what} | {t:.1} | {:+.0}% |", (t / alone - 1.0) * 100.0);
+    }
     let what = "all_reduce busbw vs Python torch.distributed (lowest over sizes, best runs)";
     common::bench::summary("collectives", what, worst, ">= 0.95").unwrap();
 }

@@ -1,6 +1,7 @@
-//! `trainer dist-bench`: all-reduce bus bandwidth over a range of sizes, and the gradient-sync time
-//! per step for ResNet-18's parameters, bucketed against one collective per tensor. Rank 0 prints
-//! one JSON object per measurement; `cargo bench --bench collectives` runs it beside Python
+//! `trainer dist-bench`: all-reduce bus bandwidth over a range of sizes, the gradient-sync time
+//! per step for ResNet-18's parameters, bucketed against one collective per tensor, and what
+//! averaging adds to a ResNet-18 training step's forward and backward, after backward or
+//! overlapping it. Rank 0 prints one JSON object per measurement; `cargo bench --bench collectives` runs it beside Python
 //! torch.distributed ranks and prints the comparison table.
 
 use super::dist_args::DistArgs;
@@ -26,9 +27,12 @@ pub struct DistBenchArgs {
     /// Untimed iterations first.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Also time gradient averaging for ResNet-18's parameters.
+    /// Also time gradient averaging for ResNet-18's parameters, alone and within a step.
     #[arg(long)]
     pub grad_sync: bool,
+    /// Images per rank in the timed ResNet-18 steps of --grad-sync.
+    #[arg(long, default_value_t = 32)]
+    pub step_batch: i64,
 }
 
 pub fn run(args: DistBenchArgs) -> Result<()> {
@@ -62,6 +66,35 @@ fn bench_grad_sync(group: &ProcessGroup, args: &DistBenchArgs) -> Result<()> {
             secs,
             Some(sync.num_buckets()),
         );
+    }
+    bench_step_overhead(group, args)
+}
+
+/// Forward and backward of ResNet-18 (CIFAR stem, synchronized BN, train mode) on
+/// `--step-batch` random images per rank, the gradients averaged not at all, after backward,
+/// or overlapping it: what averaging adds to a step.
+fn bench_step_overhead(group: &ProcessGroup, args: &DistBenchArgs) -> Result<()> {
+    let vs = VarStore::new(group.device());
+    let net = ResNet::new(&vs.root(), Arch::Resnet18, Stem::Cifar);
+    let x = Tensor::randn([args.step_batch, 3, 32, 32], (Kind::Float, group.device()));
+    let sync = GradSync::new(&vs, DEFAULT_BUCKET_MB);
+    let bytes = crate::distributed::ddp::gradient_bytes(&vs);
+    for mode in ["step_alone", "step_sync_after", "step_sync_overlapped"] {
+        let secs = median_time(group, args.warmup, args.iters, || {
+            vs.trainable_variables()
+                .iter_mut()
+                .for_each(Tensor::zero_grad);
+            if mode == "step_sync_overlapped" {
+                sync.arm(group)?;
+            }
+            let loss = net.forward(&x, true, group)?.square().mean(Kind::Float);
+            loss.f_backward()?;
+            if mode != "step_alone" {
+                sync.average(group)?;
+            }
+            Ok(())
+        })?;
+        report(group, mode, bytes, secs, Some(sync.num_buckets()));
     }
     Ok(())
 }
