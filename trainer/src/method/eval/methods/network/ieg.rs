@@ -22,12 +22,15 @@
 //!    CE plus `--ieg-mixup` times the rest's; `κ` = `--ieg-consistency` (the paper's 20), the
 //!    KL from the training view's prediction (no gradient) to the AutoAugment view's.
 //!
-//! Where this departs from the reference, and why:
-//! - the pseudo-labels are targets without gradient everywhere; the reference stops their
-//!   gradient in the MixUp term only, its look-ahead and final loss differentiate through them
-//!   (by all appearances unintended: the paper treats them as labels);
-//! - before the optimizer's first step there is no buffer and the look-ahead is plain (the
-//!   reference fills the buffer first with one throw-away step on the batch's plain CE).
+//! Where this departs from the reference, and why: the pseudo-labels are targets without
+//! gradient everywhere; the reference stops their gradient in the MixUp term only, its
+//! look-ahead and final loss differentiate through them (by all appearances unintended: the
+//! paper treats them as labels).
+//!
+//! Before the optimizer's first step there is no buffer and the look-ahead is plain, as in the
+//! reference: its "pre-initialize optimizer momentum states" builds a throw-away
+//! `apply_gradients` on the batch's plain CE only to create the momentum slots, which start at
+//! zero; in TF1's graph mode no fetched op depends on it, so it never runs.
 //!
 //! Meta-step forwards run on every rank over the whole global batch (a group of one) and leave
 //! batch-norm running statistics as they were; the training forwards run on each rank's share.
