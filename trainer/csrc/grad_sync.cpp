@@ -166,6 +166,14 @@ int nls_grad_sync_new(nls_group* group, at::Tensor** params, size_t n, const int
       sync->buckets[b].flat = at::zeros({sizes[b]}, first.options());
     }
     sync->arrived.assign(n, false);
+    // A variable has one such hook: a second GradSync over it would silently replace the first.
+    for (auto& p : sync->params) {
+      if (torch::autograd::impl::post_acc_grad_hooks(p) != nullptr) {
+        throw std::invalid_argument(
+            "a variable already has a post-accumulate-grad hook (two gradient averagers over "
+            "one variable?)");
+      }
+    }
     for (size_t i = 0; i < n; ++i) {
       torch::autograd::impl::set_post_acc_grad_hooks(
           sync->params[i], std::make_unique<Arrival>(sync.get(), i));

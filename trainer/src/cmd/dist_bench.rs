@@ -1,8 +1,8 @@
 //! `trainer dist-bench`: all-reduce bus bandwidth over a range of sizes, the gradient-sync time
 //! per step for ResNet-18's parameters, bucketed against one collective per tensor, and what
 //! averaging adds to a ResNet-18 training step's forward and backward, after backward or
-//! overlapping it. Rank 0 prints one JSON object per measurement; `cargo bench --bench collectives` runs it beside Python
-//! torch.distributed ranks and prints the comparison table.
+//! overlapping it. Rank 0 prints one JSON object per measurement; `cargo bench --bench
+//! collectives` runs it beside Python torch.distributed ranks and prints the comparison table.
 
 use super::dist_args::DistArgs;
 use crate::distributed::ddp::{GradSync, DEFAULT_BUCKET_MB};

@@ -157,3 +157,70 @@ pub fn gradient_bytes(vs: &VarStore) -> i64 {
         .map(|v| v.numel() as i64 * v.kind().elt_size_in_bytes() as i64)
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterEnv;
+    use crate::distributed::{BackendKind, GroupOptions};
+    use std::time::Duration;
+    use tch::{Device, Kind};
+
+    /// A group of one that still has its store and Gloo backend (as `dist-check` alone), on a
+    /// free port: the shim's hooks run as on any rank.
+    fn lone_group() -> ProcessGroup {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let env = ClusterEnv {
+            master_port: free.local_addr().unwrap().port(),
+            ..ClusterEnv::single()
+        };
+        drop(free);
+        let opts = GroupOptions {
+            backend: BackendKind::Gloo,
+            timeout: Duration::from_secs(30),
+            connect_alone: true,
+            ..Default::default()
+        };
+        ProcessGroup::init(&env, &opts).unwrap()
+    }
+
+    fn store() -> VarStore {
+        let vs = VarStore::new(Device::Cpu);
+        let _ = vs.root().randn("w", &[3, 2], 0.0, 1.0);
+        vs
+    }
+
+    fn loss(vs: &VarStore) -> Tensor {
+        vs.trainable_variables()[0].square().sum(Kind::Float)
+    }
+
+    #[test]
+    fn an_armed_backward_averages_once_and_refuses_a_second_backward() {
+        let group = lone_group();
+        let vs = store();
+        let sync = GradSync::new(&vs, 25.0);
+        let w = vs.trainable_variables()[0].shallow_clone();
+        sync.arm(&group).unwrap();
+        loss(&vs).backward();
+        assert_eq!(sync.average(&group).unwrap(), 1, "issued by the hook");
+        let want = &w * 2.0; // d/dw Σw², averaged over one rank
+        assert!(w.grad().equal(&want));
+        let _ = w.grad().zero_();
+        sync.arm(&group).unwrap();
+        loss(&vs).backward();
+        let err = loss(&vs).f_backward().unwrap_err().to_string();
+        assert!(err.contains("arrived twice"), "{err}");
+    }
+
+    #[test]
+    fn two_averagers_over_one_variable_are_refused() {
+        let group = lone_group();
+        let vs = store();
+        let first = GradSync::new(&vs, 25.0);
+        first.arm(&group).unwrap();
+        let err = GradSync::new(&vs, 25.0).arm(&group).unwrap_err();
+        assert!(format!("{err}").contains("two gradient averagers"), "{err}");
+        drop(first);
+        GradSync::new(&vs, 25.0).arm(&group).unwrap();
+    }
+}

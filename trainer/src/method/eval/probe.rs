@@ -629,21 +629,20 @@ impl<'a> Probe<'a> {
         start: i64,
     ) -> Result<(Tensor, Option<Mix>)> {
         let key = step_key(self.cfg.seed, epoch, step, 0);
-        let idx = &self.on_device(part);
         let (images, recipe) = match &self.train {
-            Inputs::Features(f) => return Ok((f.index_select(0, idx), None)),
+            Inputs::Features(f) => return Ok((f.index_select(0, &self.on_device(part)), None)),
             Inputs::Images(images) => {
                 let recipe = match self.augments() {
                     true => Recipe::Train,
                     false => Recipe::Plain,
                 };
-                (images.index_select(0, idx), recipe)
+                (images.index_select(0, &self.on_device(part)), recipe)
             }
             // Cropped and flipped on the way in: only normalization is left.
             Inputs::Stream(files) => {
                 let key = stream_key(self.cfg, epoch, step);
                 let batch = files.batch(part, key, start as u64)?;
-                (upload(&batch, idx.device()), Recipe::Plain)
+                (upload(&batch, self.group.device()), Recipe::Plain)
             }
         };
         let x = self
@@ -704,7 +703,6 @@ impl<'a> Probe<'a> {
         self.cfg.augment || self.cfg.weights == Weights::Finetune
     }
 
-    /// (noisy samples predicted as their true class, noisy samples) in a global batch.
     /// Of the batch's samples with a wrong label, how many the logits put in their true class,
     /// and how many there are (on the device).
     fn noisy_fit(&self, logits: &Tensor, global: &Tensor) -> (Tensor, Tensor) {
