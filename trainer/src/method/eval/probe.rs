@@ -563,7 +563,8 @@ impl<'a> Probe<'a> {
             anyhow::bail!("a whole-network method needs the training images");
         };
         // This step's images are taken before the next steps' are queued behind them.
-        let images = images.step(global, (start, len), key, &method.step_views())?;
+        let ids = (order.global(step), global);
+        let images = images.step(ids, (start, len), key, &method.step_views())?;
         self.prefetch_next(order, epoch, step);
         let Some((method, params)) = &mut self.net_method else {
             unreachable!("checked above");

@@ -160,27 +160,29 @@ impl TrainImages {
         self.len() == 0
     }
 
-    /// The images of a step's global batch `ids` (on the device) whose rows `start..start +
-    /// len` are this rank's, as `wanted` views of `key` will be made of them.
+    /// The images of a step's global batch `ids` (`on_device`: the same ids on the training
+    /// device) whose rows `start..start + len` are this rank's, as `wanted` views of `key` will
+    /// be made of them. Streamed, the rows are read by the host ids, so the host never waits
+    /// for the device to hand them back.
     pub fn step(
         &self,
-        ids: &Tensor,
+        (ids, on_device): (&[i64], &Tensor),
         (start, len): (i64, i64),
         key: ViewKey,
         wanted: &[(Recipe, u64)],
     ) -> Result<StepImages> {
         let streamed = match self {
             TrainImages::Resident(images) => {
-                return Ok(StepImages::Resident(images.index_select(0, ids)))
+                return Ok(StepImages::Resident(images.index_select(0, on_device)))
             }
             TrainImages::Streamed(s) => s,
         };
-        let local = Vec::<i64>::try_from(ids.narrow(0, start, len).to_device(Device::Cpu))?;
+        let local = &ids[start as usize..(start + len) as usize];
         let (recipes, cut_key) = cut_request(key, wanted)?;
         let cuts = streamed
             .stream(&recipes)
-            .views(&local, cut_key, start as u64)?;
-        let device = ids.device();
+            .views(local, cut_key, start as u64)?;
+        let device = on_device.device();
         let cuts = (wanted.iter().zip(cuts))
             .map(|(&w, cut)| (w, upload(&cut, device)))
             .collect();

@@ -24,6 +24,7 @@ use super::{Method, MethodParams};
 use crate::augment::ViewKey;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::head::Head;
+use crate::model::precision::upload;
 use crate::model::{Backbone, NetSpec};
 use crate::optim::{sgd, Optimizer};
 use anyhow::{Context, Result};
@@ -269,9 +270,11 @@ impl TrustedImages {
     /// `[ids.len(), …]`, and their labels.
     pub fn train_view(&self, step: &NetStep, ids: &[i64], view: u64) -> Result<(Tensor, Tensor)> {
         let n = ids.len() as i64;
-        let ids = Tensor::from_slice(ids).to_device(self.labels.device());
+        let on_device = upload(&Tensor::from_slice(ids), self.labels.device());
         let wanted = [(Recipe::Train, view)];
-        let images = self.images.step(&ids, (0, n), step.key, &wanted)?;
+        let images = self
+            .images
+            .step((ids, &on_device), (0, n), step.key, &wanted)?;
         let at = images::ViewAt {
             views: step.views,
             recipe: Recipe::Train,
@@ -281,7 +284,7 @@ impl TrustedImages {
         };
         Ok((
             images.local_view(at, (0, n))?,
-            self.labels.index_select(0, &ids),
+            self.labels.index_select(0, &on_device),
         ))
     }
 }

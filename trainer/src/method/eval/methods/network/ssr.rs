@@ -27,6 +27,7 @@ use crate::augment::ViewKey;
 use crate::distributed::ddp::GradSync;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::ssr::{knn_votes, normalize, relabel, select, selection_metrics};
+use crate::model::precision::upload;
 use crate::model::projector::{init_linears_normal, torch_linear};
 use crate::optim::{OptimSettings, Optimizer, OptimizerKind};
 use anyhow::{ensure, Context, Result};
@@ -395,9 +396,9 @@ impl NetworkSsr {
     /// This rank's rows of the consistency batch's weak (training recipe) and strong
     /// (AutoAugment) views.
     fn consistency_views(&self, step: &NetStep, ids: &[i64]) -> Result<(Tensor, Tensor)> {
-        let ids = Tensor::from_slice(ids).to_device(step.ids.device());
+        let on_device = upload(&Tensor::from_slice(ids), step.ids.device());
         let rows = (step.start, step.len);
-        let images = (self.images).step(&ids, rows, step.key, &CONSISTENCY_VIEWS)?;
+        let images = (self.images).step((ids, &on_device), rows, step.key, &CONSISTENCY_VIEWS)?;
         let view = |(recipe, view): (Recipe, u64)| {
             let at = ViewAt {
                 views: step.views,
