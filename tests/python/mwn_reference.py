@@ -2,14 +2,16 @@
 as the paper's code takes it (github xjtushujun/meta-weight-net, MW-Net/main.py, `train`), with
 torch.func.functional_call in place of its MetaModule copy of the network.
 
-    mwn_reference.py DIR ARCH WIDTH DEPTH CLASSES RATE VNET_LR
+    mwn_reference.py DIR ARCH WIDTH DEPTH CLASSES RATE VNET_LR NORMALIZE
 
 Reads DIR/state.npz (the network's state_dict, classifier included), DIR/vnet.npz (the weighting
 network, as an nn.Sequential: 0.weight, 0.bias, 2.weight, 2.bias) and DIR/io.npz (x, y, meta_x,
 meta_y: the batch's view and noisy labels, the meta batch's view and true labels). Writes
 DIR/torch.npz: the meta loss, the weighting network's gradient and its weights after Adam
 (lr VNET_LR, weight_decay 1e-4, as main.py), the weights V(l) it then gives the batch and the
-training loss sum(l * V(l)) / B.
+training loss sum(l * V(l)) / B. With NORMALIZE 1 the weights are divided by their sum in the
+look-ahead and the training loss, as the same repository's train_WRN-28-10_Meta_PGC.py does
+(the loss is then sum(l * V(l) / sum(V(l)))), and "weights" are the normalized ones.
 """
 import sys
 
@@ -37,6 +39,7 @@ def main():
     directory, arch = sys.argv[1], sys.argv[2]
     width, depth, classes = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     rate, vnet_lr = float(sys.argv[6]), float(sys.argv[7])
+    normalize = sys.argv[8] == "1"
     model = build(arch, width, depth, classes)
     model.load_state_dict(npz(f"{directory}/state.npz"), strict=True)
     model.train()
@@ -51,7 +54,16 @@ def main():
     cost = F.cross_entropy(outputs, y, reduction="none")
     cost_v = torch.reshape(cost, (len(cost), 1))
     v_lambda = vnet(cost_v.data)
-    l_f_meta = torch.sum(cost_v * v_lambda) / len(cost_v)
+    if normalize:
+        # train_WRN-28-10_Meta_PGC.py, as written there.
+        norm_c = torch.sum(v_lambda)
+        if norm_c != 0:
+            v_lambda_norm = v_lambda / norm_c
+        else:
+            v_lambda_norm = v_lambda
+        l_f_meta = torch.sum(cost_v * v_lambda_norm)
+    else:
+        l_f_meta = torch.sum(cost_v * v_lambda) / len(cost_v)
     grads = torch.autograd.grad(l_f_meta, list(params.values()), create_graph=True)
     updated = {name: p - rate * g for (name, p), g in zip(params.items(), grads)}
     y_g_hat = functional_call(model, updated, (meta_x,))
@@ -68,7 +80,13 @@ def main():
     cost_v = torch.reshape(cost_w, (len(cost_w), 1))
     with torch.no_grad():
         w_new = vnet(cost_v)
-    loss = torch.sum(cost_v * w_new) / len(cost_v)
+    if normalize:
+        norm_v = torch.sum(w_new)
+        if norm_v != 0:
+            w_new = w_new / norm_v
+        loss = torch.sum(cost_v * w_new)
+    else:
+        loss = torch.sum(cost_v * w_new) / len(cost_v)
 
     out = {"meta_loss": l_g_meta.detach(), "loss": loss.detach(), "weights": w_new.squeeze(1)}
     out.update(grad)

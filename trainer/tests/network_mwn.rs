@@ -36,7 +36,12 @@ fn resnet32(width: i64) -> NetSpec {
 }
 
 /// Runs `tests/python/mwn_reference.py` in `dir`.
-fn reference_step(dir: &Path, spec: &NetSpec, classes: i64, rate: f64, vnet_lr: f64) {
+fn reference_step(
+    dir: &Path,
+    spec: &NetSpec,
+    (classes, rate, vnet_lr): (i64, f64, f64),
+    normalize: bool,
+) {
     let out = Command::new(python())
         .current_dir(workspace_root())
         .env("PYTHONPATH", workspace_root().join("tests/python"))
@@ -48,6 +53,7 @@ fn reference_step(dir: &Path, spec: &NetSpec, classes: i64, rate: f64, vnet_lr: 
         .arg(classes.to_string())
         .arg(rate.to_string())
         .arg(vnet_lr.to_string())
+        .arg(if normalize { "1" } else { "0" })
         .output()
         .expect("starting python");
     assert!(
@@ -64,6 +70,17 @@ fn reference_step(dir: &Path, spec: &NetSpec, classes: i64, rate: f64, vnet_lr: 
 /// the avx2 and avx512 kernels and ≤ 2.6e-4 with the default ones; bounds 1e-4 and 1e-3.
 #[test]
 fn one_step_equals_the_reference_codes() {
+    one_step_equals_the_reference_codes_with(false);
+}
+
+/// The same with the weights divided by their sum, against the reference's WRN-28-10 script
+/// (`--mwn-normalize`): the weights compared are the normalized ones (times the batch size).
+#[test]
+fn one_normalized_step_equals_the_reference_codes() {
+    one_step_equals_the_reference_codes_with(true);
+}
+
+fn one_step_equals_the_reference_codes_with(normalize: bool) {
     tch::manual_seed(3);
     let (classes, rate, vnet_lr) = (10, 0.1, 1e-3);
     let live = LiveNetwork::new(resnet32(4), classes, Device::Cpu);
@@ -71,6 +88,7 @@ fn one_step_equals_the_reference_codes() {
     let no_images = LiveNetwork::no_images(32, Device::Cpu);
     let params = MethodParams {
         mwn_lr: vnet_lr,
+        mwn_normalize: normalize,
         ..MethodParams::default()
     };
     let mut mwn = NetworkMetaWeightNet::new(setup(&live, params, &no_images)).unwrap();
@@ -100,7 +118,7 @@ fn one_step_equals_the_reference_codes() {
     ];
     let io: Vec<(String, Tensor)> = io.iter().map(|(n, t)| (n.to_string(), t.copy())).collect();
     write_npz(&dir.path().join("io.npz"), &io);
-    reference_step(dir.path(), &live.spec, classes, rate, vnet_lr);
+    reference_step(dir.path(), &live.spec, (classes, rate, vnet_lr), normalize);
     let theirs = read_npz(&dir.path().join("torch.npz"));
 
     let solo = ProcessGroup::single(Device::Cpu);
@@ -138,8 +156,9 @@ fn one_step_equals_the_reference_codes() {
         1e-4,
     );
     let losses = per_sample_loss(&live.net().logits(&x, true, &solo).unwrap(), &y);
-    let w = tch::no_grad(|| mwn.weighting().weights(&losses.detach()));
-    assert_close("weights", &w, &theirs["weights"], 1e-4);
+    let w = tch::no_grad(|| mwn.batch_weights(&losses.detach()));
+    let b = if normalize { 16.0 } else { 1.0 };
+    assert_close("weights", &(&w / b), &theirs["weights"], 1e-4);
     let loss = (&w * &losses).mean(Kind::Float).double_value(&[]);
     assert_close("loss", &scalar(loss), &theirs["loss"].view([1]), 1e-4);
 }

@@ -6,7 +6,7 @@
 //! and the permutation come from the keyed stream, so a key repeats them exactly.
 
 use super::ViewKey;
-use crate::model::precision::upload;
+use crate::model::precision::upload_slice;
 use crate::noise::rng::below;
 use anyhow::{ensure, Result};
 use rand_distr::{Beta, Distribution};
@@ -25,7 +25,7 @@ pub fn mixup(local: &Tensor, key: ViewKey, alpha: f64) -> Result<(Tensor, Tensor
     let mut rng = key.rng();
     let lambda = Beta::new(alpha, alpha)?.sample(&mut rng);
     let partner = permutation(&mut rng, n as usize);
-    let partner = upload(&Tensor::from_slice(&partner), local.device());
+    let partner = upload_slice(&partner, local.device());
     let x = super::to_unit_float(local);
     let mixed = &x * lambda + x.index_select(0, &partner) * (1.0 - lambda);
     Ok((mixed.to_kind(Kind::Float), partner, lambda))

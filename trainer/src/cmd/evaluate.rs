@@ -190,6 +190,11 @@ pub struct EvaluateArgs {
     /// reference on CIFAR and WebVision; its Clothing1M script does not).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub ssr_balance_votes: Option<bool>,
+    /// Whole-network mwn: divide each batch's weights by their sum, as the reference's
+    /// WRN-28-10 script (`train_WRN-28-10_Meta_PGC.py`) does, in the look-ahead and the
+    /// training loss; off: the mean of the weighted losses (its `MW-Net.py`, seed 001).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub mwn_normalize: Option<bool>,
     /// Whole-network ieg: weight of the MixUp term.
     #[arg(long)]
     pub ieg_mixup: Option<f64>,

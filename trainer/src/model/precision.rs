@@ -116,6 +116,11 @@ pub fn upload(t: &Tensor, device: Device) -> Tensor {
         .to_device_(device, t.kind(), true, false)
 }
 
+/// `values` (sample ids, partners, indices) as a tensor on `device`, as [`upload`] copies it.
+pub fn upload_slice<T: tch::kind::Element>(values: &[T], device: Device) -> Tensor {
+    upload(&Tensor::from_slice(values), device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

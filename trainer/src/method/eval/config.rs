@@ -165,6 +165,8 @@ pub struct EvalConfig {
     pub ssr_hidden: i64,
     pub ssr_projection: i64,
     pub ssr_balance_votes: bool,
+    /// Whole-network mwn: each batch's weights divided by their sum.
+    pub mwn_normalize: bool,
     /// Whole-network ieg: weight of the MixUp term.
     pub ieg_mixup: f64,
     /// Whole-network ieg: the initial mixing weight of the noisy label.
@@ -386,6 +388,7 @@ impl Default for EvalConfig {
             ssr_hidden: methods.ssr_hidden,
             ssr_projection: methods.ssr_projection,
             ssr_balance_votes: methods.ssr_balance_votes,
+            mwn_normalize: methods.mwn_normalize,
             ieg_mixup: methods.ieg_mixup,
             ieg_eps0: methods.ieg_eps0,
             rkd_temperature: methods.rkd_temperature,
@@ -439,7 +442,7 @@ const BOOKKEEPING: [&str; 3] = ["data_dir", "exp_dir", "max_timeouts"];
 
 /// Keys added after runs existed: left out of the hash while at their default, so that a
 /// configuration without them hashes (and resumes) as it did before they existed.
-const LATER_KEYS: [&str; 42] = [
+const LATER_KEYS: [&str; 43] = [
     "flips",
     "asym_classes",
     "instance_model",
@@ -482,6 +485,7 @@ const LATER_KEYS: [&str; 42] = [
     "ssr_hidden",
     "ssr_projection",
     "ssr_balance_votes",
+    "mwn_normalize",
 ];
 
 impl EvalConfig {
@@ -693,6 +697,7 @@ impl EvalConfig {
             ssr_hidden: self.ssr_hidden,
             ssr_projection: self.ssr_projection,
             ssr_balance_votes: self.ssr_balance_votes,
+            mwn_normalize: self.mwn_normalize,
             linear_init_std: self.linear_init_std,
             ieg_mixup: self.ieg_mixup,
             ieg_eps0: self.ieg_eps0,

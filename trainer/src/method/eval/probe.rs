@@ -36,7 +36,7 @@ use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
 use crate::long_step::LongStep;
 use crate::method::embed::embed;
-use crate::model::precision::upload;
+use crate::model::precision::{upload, upload_slice};
 use crate::model::projector::init_linears_normal;
 use crate::model::{to_rgb, Backbone};
 use crate::optim::train_schedule::TrainSchedule;
@@ -427,7 +427,7 @@ impl<'a> Probe<'a> {
 
     /// Sample ids on the training device, in one pinned copy that does not block the host.
     fn on_device(&self, ids: &[i64]) -> Tensor {
-        upload(&Tensor::from_slice(ids), self.group.device())
+        upload_slice(ids, self.group.device())
     }
 
     /// The epoch's order: the method's sampler, the class-balanced subset, or the seeded

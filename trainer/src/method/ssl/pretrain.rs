@@ -20,7 +20,7 @@ use crate::data::{Source, Split, SplitData};
 use crate::distributed::agree::StopPoll;
 use crate::distributed::ddp::{broadcast_variables, GradSync};
 use crate::distributed::ProcessGroup;
-use crate::model::precision::upload;
+use crate::model::precision::{upload, upload_slice};
 use crate::model::{to_rgb, Precision};
 use crate::optim::{LrSchedule, Optimizer};
 use anyhow::{Context, Result};
@@ -270,7 +270,7 @@ impl<'a> Pretrainer<'a> {
         let recipe = |v: usize| (&self.augs[v], key.with_view(v as u64));
         let views = match &self.images {
             Images::Resident(images) => {
-                let index = upload(&Tensor::from_slice(part), images.device());
+                let index = upload_slice(part, images.device());
                 let local = images.index_select(0, &index);
                 let view = |v| {
                     let (aug, key) = recipe(v);

@@ -81,6 +81,8 @@ pub struct MethodParams {
     pub ssr_hidden: i64,
     pub ssr_projection: i64,
     pub ssr_balance_votes: bool,
+    /// MW-Net: the batch's weights divided by their sum (the reference's WRN-28-10 script).
+    pub mwn_normalize: bool,
     /// The start of the methods' own Linear layers (SSR's heads): N(0, std), bias 0.
     pub linear_init_std: Option<f64>,
     pub ieg_mixup: f64,
@@ -109,6 +111,7 @@ impl Default for MethodParams {
             ssr_hidden: 256,
             ssr_projection: 128,
             ssr_balance_votes: true,
+            mwn_normalize: false,
             linear_init_std: None,
             ieg_mixup: 5.0,
             ieg_eps0: 0.9,

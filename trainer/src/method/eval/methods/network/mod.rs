@@ -24,7 +24,7 @@ use super::{Method, MethodParams};
 use crate::augment::ViewKey;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::head::Head;
-use crate::model::precision::upload;
+use crate::model::precision::upload_slice;
 use crate::model::{Backbone, NetSpec};
 use crate::optim::{sgd, Optimizer};
 use anyhow::{Context, Result};
@@ -270,7 +270,7 @@ impl TrustedImages {
     /// `[ids.len(), …]`, and their labels.
     pub fn train_view(&self, step: &NetStep, ids: &[i64], view: u64) -> Result<(Tensor, Tensor)> {
         let n = ids.len() as i64;
-        let on_device = upload(&Tensor::from_slice(ids), self.labels.device());
+        let on_device = upload_slice(ids, self.labels.device());
         let wanted = [(Recipe::Train, view)];
         let images = self
             .images

@@ -11,6 +11,11 @@
 //! 4. the network trained on `(1/B)·Σ V(ℓᵢ; φ_new)·ℓᵢ`, the weights taken without gradient.
 //!
 //! The look-ahead is a plain gradient step, as the reference's `update_params`.
+//!
+//! With `--mwn-normalize` the batch's weights are divided by their sum in steps 2 and 4 (times
+//! the batch size, so that the mean of the weighted losses is `Σ wᵢℓᵢ / Σ wᵢ`), as the
+//! reference's WRN-28-10 script, the one its README runs, does: the meta-gradient can then only
+//! move weight between samples, not scale the whole step.
 
 use super::lookahead::{per_sample_loss, LookAhead, NetParams};
 use super::{
@@ -34,6 +39,7 @@ pub struct NetworkMetaWeightNet {
     trusted: TrustedImages,
     meta_batch: usize,
     meta_lr: f64,
+    normalize: bool,
     tally: WeightTally,
 }
 
@@ -47,6 +53,7 @@ impl NetworkMetaWeightNet {
             trusted,
             meta_batch: p.meta_batch,
             meta_lr: p.meta_lr,
+            normalize: p.mwn_normalize,
             tally: WeightTally::new(),
         })
     }
@@ -86,7 +93,7 @@ impl NetworkMetaWeightNet {
         let (losses, grad) = params.keeping_buffers(|| -> Result<_> {
             let losses = per_sample_loss(&net.logits(x, true, solo)?, labels);
             let b = losses.size()[0] as f64;
-            let weights = tch::no_grad(|| self.net.weights(&losses.detach()));
+            let weights = tch::no_grad(|| self.batch_weights(&losses.detach()));
             let grad = self.lookahead.meta_gradient(
                 params,
                 &(&losses / b),
@@ -102,13 +109,30 @@ impl NetworkMetaWeightNet {
             Ok((losses.detach(), grad))
         })?;
         self.net.zero_grad();
-        let w = self.net.weights(&losses);
+        let w = self.batch_weights(&losses);
         (w * grad.du.detach().to_kind(Kind::Float))
             .sum(Kind::Float)
             .f_backward()
             .context("Meta-Weight-Net's meta gradient")?;
         self.net.step();
         Ok(grad.meta_loss)
+    }
+
+    /// The weights the batch's losses are multiplied by (then averaged): `V(ℓ; φ)`, divided by
+    /// its mean over the batch with `--mwn-normalize`.
+    pub fn batch_weights(&self, losses: &Tensor) -> Tensor {
+        self.scaled(self.net.weights(losses))
+    }
+
+    /// `w`, or `w·B / Σw` with `--mwn-normalize`. Where every weight underflows to 0 the sum
+    /// is 0 and the weights stay 0, as the reference's `if norm != 0` (without its host read).
+    fn scaled(&self, w: Tensor) -> Tensor {
+        if !self.normalize {
+            return w;
+        }
+        let b = w.size()[0] as f64;
+        let sum = w.sum(w.kind()).clamp_min(1e-30);
+        w * b / sum
     }
 }
 
@@ -124,6 +148,7 @@ impl NetworkMethod for NetworkMetaWeightNet {
         let losses = per_sample_loss(&logits, step.labels);
         let w = tch::no_grad(|| self.net.weights(&losses.detach())).to_kind(losses.kind());
         self.tally.add(&w, step.labels, step.clean);
+        let w = self.scaled(w);
         Ok(StepLoss {
             loss: (w * losses).mean(None),
             logits: logits.detach(),

@@ -27,7 +27,7 @@ use crate::augment::ViewKey;
 use crate::distributed::ddp::GradSync;
 use crate::distributed::ProcessGroup;
 use crate::method::eval::methods::ssr::{knn_votes, normalize, relabel, select, selection_metrics};
-use crate::model::precision::upload;
+use crate::model::precision::upload_slice;
 use crate::model::projector::{init_linears_normal, torch_linear};
 use crate::optim::{OptimSettings, Optimizer, OptimizerKind};
 use anyhow::{ensure, Context, Result};
@@ -396,7 +396,7 @@ impl NetworkSsr {
     /// This rank's rows of the consistency batch's weak (training recipe) and strong
     /// (AutoAugment) views.
     fn consistency_views(&self, step: &NetStep, ids: &[i64]) -> Result<(Tensor, Tensor)> {
-        let on_device = upload(&Tensor::from_slice(ids), step.ids.device());
+        let on_device = upload_slice(ids, step.ids.device());
         let rows = (step.start, step.len);
         let images = (self.images).step((ids, &on_device), rows, step.key, &CONSISTENCY_VIEWS)?;
         let view = |(recipe, view): (Recipe, u64)| {
