@@ -478,6 +478,9 @@ impl<'a> Probe<'a> {
         if let Some(sync) = &self.backbone_sync {
             sync.arm(self.group)?;
         }
+        if let Some((method, _)) = &self.net_method {
+            method.before_backward(self.group)?;
+        }
         loss.f_backward()
             .map_err(|e| self.group.failed_during("backward", e))
             .context("backward")?;

@@ -207,6 +207,12 @@ pub trait NetworkMethod {
     /// network (through this rank's share), and the batch's training logits.
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss>;
 
+    /// Right before the step's backward: arms the method's own gradient averagers, so that
+    /// they average while backward runs (the module's gradients zeroed since its last step).
+    fn before_backward(&self, _group: &ProcessGroup) -> Result<()> {
+        Ok(())
+    }
+
     /// After the network's optimizer step: steps the method's own trained modules (the
     /// regularizer's projector), at the backbone's rate.
     fn after_step(&mut self, _group: &ProcessGroup, _lr: f64) -> Result<()> {

@@ -201,6 +201,11 @@ impl ConsistencyHeads {
             .neg()
     }
 
+    /// See [`GradSync::arm`].
+    fn arm(&self, group: &ProcessGroup) -> Result<()> {
+        Ok(self.sync.arm(group)?)
+    }
+
     fn step(&mut self, group: &ProcessGroup, lr: f64) -> Result<()> {
         self.sync.average(group)?;
         self.opt.step(lr);
@@ -617,6 +622,12 @@ impl NetworkMethod for NetworkSsr {
     fn loss(&mut self, step: &NetStep) -> Result<StepLoss> {
         let draws = self.draws(step)?;
         self.loss_with(step, &draws)
+    }
+
+    fn before_backward(&self, group: &ProcessGroup) -> Result<()> {
+        self.heads
+            .arm(group)
+            .context("arming SSR's projector averager")
     }
 
     fn after_step(&mut self, group: &ProcessGroup, lr: f64) -> Result<()> {
