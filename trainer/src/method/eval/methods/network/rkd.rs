@@ -177,7 +177,9 @@ impl NetworkMethod for NetworkRepresentationRegularizer {
     }
 
     fn before_backward(&self, group: &ProcessGroup) -> Result<()> {
-        (self.sync.arm(group)).context("arming the projector's averager")
+        self.sync
+            .arm(group)
+            .context("arming the projector's averager")
     }
 
     fn after_step(&mut self, group: &ProcessGroup, lr: f64) -> Result<()> {
