@@ -360,12 +360,13 @@ fn experiments() -> Vec<PathBuf> {
 }
 
 /// The papers' presets (and seed 000's grid) each have a smoke scale.
-const PRESETS: [&str; 10] = [
+const PRESETS: [&str; 11] = [
     "clothing1m",
     "ghosh_lan",
     "ieg",
     "mini_webvision",
     "mwn",
+    "mwn_wrn",
     "noise_sweep",
     "rkd",
     "ssr",
