@@ -13,7 +13,7 @@ use std::f64::consts::PI;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::optim::{
-    is_bias_or_norm, AdamW, Lars, LrSchedule, OptimSettings, Optimizer, OptimizerKind, Param,
+    is_bias_or_norm, Adam, AdamW, Lars, LrSchedule, OptimSettings, Optimizer, OptimizerKind, Param,
     PerVariable, Sgd, UpdateRule,
 };
 
@@ -365,7 +365,14 @@ type Outcome = (BTreeMap<String, Vec<u32>>, Vec<(String, Vec<f64>)>);
 /// The variables' bits and the state after four steps of `rule` on [`lars_problem`], with or
 /// without the no-decay group.
 fn four_steps<R: UpdateRule + 'static>(rule: R, groups: bool) -> Outcome {
-    let (vs, grads) = lars_problem();
+    four_steps_on(rule, groups, lars_problem())
+}
+
+fn four_steps_on<R: UpdateRule + 'static>(
+    rule: R,
+    groups: bool,
+    (vs, grads): (VarStore, Vec<BTreeMap<String, Tensor>>),
+) -> Outcome {
     let mut opt: Box<dyn Optimizer> = if groups {
         Box::new(PerVariable::no_decay_on_bias_and_norm(&vs, rule))
     } else {
@@ -383,8 +390,8 @@ fn four_steps<R: UpdateRule + 'static>(rule: R, groups: bool) -> Outcome {
     (bits(&vs), state)
 }
 
-/// The multi-tensor LARS and SGD (what a GPU runs fused) take bit-identical steps to their
-/// formulas applied one variable at a time, with and without the no-decay group.
+/// The multi-tensor LARS, SGD, Adam and AdamW (what a GPU runs fused) take bit-identical steps
+/// to their formulas applied one variable at a time, with and without the no-decay group.
 #[test]
 fn multi_tensor_steps_equal_one_variable_at_a_time() {
     let lars = Lars {
@@ -409,6 +416,32 @@ fn multi_tensor_steps_equal_one_variable_at_a_time() {
                 "{what}"
             );
         }
+        let adam = Adam {
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        let what = format!("{adam:?} no_decay_bn_bias {groups}");
+        assert!(
+            four_steps(adam, groups) == four_steps(OneByOne(adam), groups),
+            "{what}"
+        );
+        let adamw = AdamW::default();
+        let what = format!("{adamw:?} no_decay_bn_bias {groups}");
+        assert!(
+            four_steps(adamw, groups) == four_steps(OneByOne(adamw), groups),
+            "{what}"
+        );
+        // One variable without a gradient at the first step has taken one step fewer from
+        // then on, so its bias corrections differ from the rest of its group's.
+        let late = || {
+            let (vs, mut grads) = lars_problem();
+            grads[0].remove("zero.weight");
+            (vs, grads)
+        };
+        assert!(
+            four_steps_on(adam, groups, late()) == four_steps_on(OneByOne(adam), groups, late()),
+            "{adam:?} no_decay_bn_bias {groups}, a variable late"
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 //! g ← g + wd·p; m ← lerp(m, g, 1 − β1); v ← β2·v + (1 − β2)·g²;
 //! p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps).
 
+use super::foreach;
 use super::params::{Param, UpdateRule};
 use tch::Tensor;
 
@@ -49,6 +50,39 @@ pub(super) fn moments_step(
     let _ = p.var.addcdiv_(&(m * -step_size), &denom);
 }
 
+/// [`moments_step`] for a parameter group in multi-tensor ops (fused on a GPU), the same
+/// values; one variable at a time where the group's variables have taken different numbers of
+/// steps (one without a gradient at first), since the bias corrections then differ.
+pub(super) fn moments_step_group(
+    params: &mut [&mut Param],
+    g: &[Tensor],
+    lr: f64,
+    (beta1, beta2, eps): (f64, f64, f64),
+) {
+    let t = params.first().map_or(0, |p| p.step);
+    if params.iter().any(|p| p.step != t) {
+        for (p, g) in params.iter_mut().zip(g) {
+            moments_step(p, g, lr, (beta1, beta2, eps));
+        }
+        return;
+    }
+    let mut buffers = |slot| -> Vec<Tensor> {
+        let each = params.iter_mut();
+        each.map(|p| p.zeros_buffer(slot).shallow_clone()).collect()
+    };
+    let (m, v) = (buffers(EXP_AVG), buffers(EXP_AVG_SQ));
+    foreach::lerp_(&m, g, 1.0 - beta1);
+    foreach::mul_scalar_(&v, beta2);
+    foreach::addcmul_(&v, &foreach::mul_scalar(g, 1.0 - beta2), g, 1.0);
+    let t = t as f64;
+    let step_size = lr / (1.0 - beta1.powf(t));
+    let denom = foreach::sqrt(&v);
+    foreach::div_scalar_(&denom, (1.0 - beta2.powf(t)).sqrt());
+    foreach::add_scalar_(&denom, eps);
+    let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
+    foreach::addcdiv_(&vars, &foreach::mul_scalar(&m, -step_size), &denom, 1.0);
+}
+
 impl UpdateRule for Adam {
     const SLOTS: &'static [&'static str] = SLOTS;
 
@@ -59,6 +93,17 @@ impl UpdateRule for Adam {
             g.shallow_clone()
         };
         moments_step(p, &g, lr, (self.beta1, self.beta2, self.eps));
+    }
+
+    /// The same values as [`Adam::update`] per variable, in multi-tensor ops.
+    fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
+        let g = if self.weight_decay != 0.0 {
+            let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
+            foreach::add(grads, &foreach::mul_scalar(&vars, self.weight_decay))
+        } else {
+            grads.iter().map(Tensor::shallow_clone).collect()
+        };
+        moments_step_group(params, &g, lr, (self.beta1, self.beta2, self.eps));
     }
 
     fn without_weight_decay(&self) -> Self {

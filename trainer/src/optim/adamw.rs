@@ -2,8 +2,8 @@
 //! p ← p·(1 − lr·wd); m ← lerp(m, g, 1 − β1); v ← β2·v + (1 − β2)·g²;
 //! p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps).
 
-use super::adam;
 use super::params::{Param, UpdateRule};
+use super::{adam, foreach};
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,6 +32,13 @@ impl UpdateRule for AdamW {
     fn update(&self, p: &mut Param, g: &Tensor, lr: f64) {
         let _ = p.var.g_mul_scalar_(1.0 - lr * self.weight_decay);
         adam::moments_step(p, g, lr, (self.beta1, self.beta2, self.eps));
+    }
+
+    /// The same values as [`AdamW::update`] per variable, in multi-tensor ops.
+    fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
+        let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
+        foreach::mul_scalar_(&vars, 1.0 - lr * self.weight_decay);
+        adam::moments_step_group(params, grads, lr, (self.beta1, self.beta2, self.eps));
     }
 
     fn without_weight_decay(&self) -> Self {

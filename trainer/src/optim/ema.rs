@@ -4,6 +4,7 @@
 //! or not; other kinds (counters) are copied. Evaluating with the average: [`Ema::swap`] it into
 //! the model and back (bit-exact both ways), or [`Ema::copy_to`] a second VarStore.
 
+use super::foreach;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
@@ -39,17 +40,17 @@ impl Ema {
 
     /// Moves the average towards the model's current values, as timm's
     /// `ema_v * decay + (1 - decay) * model_v`.
+    /// In multi-tensor ops (fused on a GPU): the same values as one variable at a time.
     pub fn update(&mut self, decay: f64) {
         tch::no_grad(|| {
-            for v in &mut self.vars {
-                if v.shadow.is_floating_point() {
-                    let _ = v
-                        .shadow
-                        .g_mul_scalar_(decay)
-                        .g_add_(&(&v.live * (1.0 - decay)));
-                } else {
-                    v.shadow.copy_(&v.live);
-                }
+            let (float, counters): (Vec<&Tracked>, Vec<&Tracked>) =
+                self.vars.iter().partition(|v| v.shadow.is_floating_point());
+            let shadows: Vec<Tensor> = float.iter().map(|v| v.shadow.shallow_clone()).collect();
+            let live: Vec<Tensor> = float.iter().map(|v| v.live.shallow_clone()).collect();
+            foreach::mul_scalar_(&shadows, decay);
+            foreach::add_(&shadows, &foreach::mul_scalar(&live, 1.0 - decay));
+            for v in counters {
+                v.shadow.shallow_clone().copy_(&v.live);
             }
         })
     }

@@ -19,10 +19,17 @@ extern "C" {
         out: *mut *mut C_tensor,
         err: *mut *mut c_char,
     ) -> c_int;
-    fn nls_foreach_mul_scalar(
+    fn nls_foreach_scalar(
+        op: c_int,
         xs: *const *mut C_tensor,
         n: usize,
         s: f64,
+        out: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    fn nls_foreach_sqrt(
+        xs: *const *mut C_tensor,
+        n: usize,
         out: *mut *mut C_tensor,
         err: *mut *mut c_char,
     ) -> c_int;
@@ -34,14 +41,32 @@ extern "C" {
         out: *mut *mut C_tensor,
         err: *mut *mut c_char,
     ) -> c_int;
+    fn nls_foreach_pointwise_(
+        op: c_int,
+        xs: *const *mut C_tensor,
+        ys: *const *mut C_tensor,
+        zs: *const *mut C_tensor,
+        n: usize,
+        s: f64,
+        err: *mut *mut c_char,
+    ) -> c_int;
 }
 
-/// The elementwise ops of [`binary`], numbered as in `csrc/foreach.cpp`.
+/// The elementwise ops of [`binary`] and [`scalar`], numbered as in `csrc/foreach.cpp`.
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Add = 0,
     Sub = 1,
     Mul = 2,
+    Div = 3,
+}
+
+/// The in-place ops of [`pointwise_`], numbered as in `csrc/foreach.cpp`.
+#[derive(Clone, Copy, Debug)]
+enum Pointwise {
+    Lerp = 0,
+    Addcmul = 1,
+    Addcdiv = 2,
 }
 
 /// The C++ side only reads through these pointers (in-place ops change the tensors' data, not
@@ -56,11 +81,32 @@ fn run(what: &str, f: impl FnOnce(*mut *mut c_char) -> c_int) {
     }
 }
 
-/// Wraps the `n` tensors the shim allocated into `out`.
-fn owned(out: Vec<*mut C_tensor>) -> Vec<Tensor> {
+/// Runs `f(out, err)` with room for `n` new tensors in `out`, or a null `out` when `in_place`,
+/// and wraps what the shim allocated.
+fn with_outputs(
+    what: &str,
+    n: usize,
+    in_place: bool,
+    f: impl FnOnce(*mut *mut C_tensor, *mut *mut c_char) -> c_int,
+) -> Vec<Tensor> {
+    let mut out = vec![std::ptr::null_mut(); if in_place { 0 } else { n }];
+    let out_ptr = if in_place {
+        std::ptr::null_mut()
+    } else {
+        out.as_mut_ptr()
+    };
+    run(what, |err| f(out_ptr, err));
     out.into_iter()
         .map(|p| unsafe { Tensor::from_ptr(p) })
         .collect()
+}
+
+fn same_lengths(what: &str, a: &[Tensor], b: &[Tensor]) {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "_foreach_{what}: lists of different lengths"
+    );
 }
 
 /// The 2-norm of each tensor, as one 1-D tensor on their device (no host round trip);
@@ -74,58 +120,58 @@ pub fn norms(xs: &[Tensor]) -> Tensor {
     unsafe { Tensor::from_ptr(out) }
 }
 
-/// `xs[i] * s`, new tensors.
-pub fn mul_scalar(xs: &[Tensor], s: f64) -> Vec<Tensor> {
+/// `xs[i] (op) s` into new tensors, or in place when `in_place`.
+fn scalar(op: Op, xs: &[Tensor], s: f64, in_place: bool) -> Vec<Tensor> {
     if xs.is_empty() {
         return Vec::new();
     }
     let ps = pointers(xs);
-    let mut out = vec![std::ptr::null_mut(); ps.len()];
-    run("mul", |err| unsafe {
-        nls_foreach_mul_scalar(ps.as_ptr(), ps.len(), s, out.as_mut_ptr(), err)
-    });
-    owned(out)
+    with_outputs(&format!("{op:?}"), ps.len(), in_place, |out, err| unsafe {
+        nls_foreach_scalar(op as c_int, ps.as_ptr(), ps.len(), s, out, err)
+    })
+}
+
+/// `xs[i] * s`, new tensors.
+pub fn mul_scalar(xs: &[Tensor], s: f64) -> Vec<Tensor> {
+    scalar(Op::Mul, xs, s, false)
 }
 
 /// `xs[i] *= s`.
 pub fn mul_scalar_(xs: &[Tensor], s: f64) {
+    scalar(Op::Mul, xs, s, true);
+}
+
+/// `xs[i] /= s`.
+pub fn div_scalar_(xs: &[Tensor], s: f64) {
+    scalar(Op::Div, xs, s, true);
+}
+
+/// `xs[i] += s`.
+pub fn add_scalar_(xs: &[Tensor], s: f64) {
+    scalar(Op::Add, xs, s, true);
+}
+
+/// `√xs[i]`, new tensors.
+pub fn sqrt(xs: &[Tensor]) -> Vec<Tensor> {
     if xs.is_empty() {
-        return;
+        return Vec::new();
     }
     let ps = pointers(xs);
-    run("mul_", |err| unsafe {
-        nls_foreach_mul_scalar(ps.as_ptr(), ps.len(), s, std::ptr::null_mut(), err)
-    });
+    with_outputs("sqrt", ps.len(), false, |out, err| unsafe {
+        nls_foreach_sqrt(ps.as_ptr(), ps.len(), out, err)
+    })
 }
 
 /// `xs[i] (op) ys[i]` into new tensors, or in place when `in_place`.
 fn binary(op: Op, xs: &[Tensor], ys: &[Tensor], in_place: bool) -> Vec<Tensor> {
-    assert_eq!(
-        xs.len(),
-        ys.len(),
-        "_foreach_{op:?}: lists of different lengths"
-    );
+    same_lengths(&format!("{op:?}"), xs, ys);
     if xs.is_empty() {
         return Vec::new();
     }
     let (px, py) = (pointers(xs), pointers(ys));
-    let mut out = vec![std::ptr::null_mut(); if in_place { 0 } else { px.len() }];
-    let out_ptr = if in_place {
-        std::ptr::null_mut()
-    } else {
-        out.as_mut_ptr()
-    };
-    run(&format!("{op:?}"), |err| unsafe {
-        nls_foreach_binary(
-            op as c_int,
-            px.as_ptr(),
-            py.as_ptr(),
-            px.len(),
-            out_ptr,
-            err,
-        )
-    });
-    owned(out)
+    with_outputs(&format!("{op:?}"), px.len(), in_place, |out, err| unsafe {
+        nls_foreach_binary(op as c_int, px.as_ptr(), py.as_ptr(), px.len(), out, err)
+    })
 }
 
 /// `xs[i] + ys[i]`, new tensors.
@@ -146,6 +192,43 @@ pub fn sub_(xs: &[Tensor], ys: &[Tensor]) {
 /// `xs[i] *= ys[i]`; `ys[i]` may broadcast (a 0-d scale per tensor, say).
 pub fn mul_(xs: &[Tensor], ys: &[Tensor]) {
     binary(Op::Mul, xs, ys, true);
+}
+
+/// `op` in place on `xs` with `ys`, `zs` (lerp reads no `zs`) and the scalar `s`.
+fn pointwise_(op: Pointwise, xs: &[Tensor], ys: &[Tensor], zs: &[Tensor], s: f64) {
+    let what = format!("{op:?}");
+    same_lengths(&what, xs, ys);
+    same_lengths(&what, xs, zs);
+    if xs.is_empty() {
+        return;
+    }
+    let (px, py, pz) = (pointers(xs), pointers(ys), pointers(zs));
+    run(&what, |err| unsafe {
+        nls_foreach_pointwise_(
+            op as c_int,
+            px.as_ptr(),
+            py.as_ptr(),
+            pz.as_ptr(),
+            px.len(),
+            s,
+            err,
+        )
+    });
+}
+
+/// `xs[i] += w·(ys[i] − xs[i])`, as `Tensor::lerp_` with a scalar weight.
+pub fn lerp_(xs: &[Tensor], ys: &[Tensor], w: f64) {
+    pointwise_(Pointwise::Lerp, xs, ys, ys, w);
+}
+
+/// `xs[i] += v·ys[i]·zs[i]`.
+pub fn addcmul_(xs: &[Tensor], ys: &[Tensor], zs: &[Tensor], v: f64) {
+    pointwise_(Pointwise::Addcmul, xs, ys, zs, v);
+}
+
+/// `xs[i] += v·ys[i]/zs[i]`.
+pub fn addcdiv_(xs: &[Tensor], ys: &[Tensor], zs: &[Tensor], v: f64) {
+    pointwise_(Pointwise::Addcdiv, xs, ys, zs, v);
 }
 
 #[cfg(test)]
@@ -192,6 +275,38 @@ mod tests {
         same(&s, &each(&|x, y| x - y));
         same(&m, &each(&|x, y| x * y));
         same(&k, &each(&|x, _| x * -2.0));
+        let positive: Vec<Tensor> = ys.iter().map(|y| y.abs() + 0.25).collect();
+        same(
+            &sqrt(&positive),
+            &positive.iter().map(Tensor::sqrt).collect::<Vec<_>>(),
+        );
+        let (d, p, l) = (copies(), copies(), copies());
+        div_scalar_(&d, 3.0);
+        add_scalar_(&p, 1e-8);
+        lerp_(&l, &ys, 0.1);
+        same(&d, &each(&|x, _| x / 3.0));
+        same(&p, &each(&|x, _| x + 1e-8));
+        same(&l, &each(&|x, y| x.lerp(y, 0.1)));
+        let zs = &positive;
+        let each3 = |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor| -> Vec<Tensor> {
+            (0..xs.len()).map(|i| f(&xs[i], &ys[i], &zs[i])).collect()
+        };
+        let (c, q) = (copies(), copies());
+        addcmul_(&c, &ys, zs, 1.0);
+        addcdiv_(&q, &ys, zs, 1.0);
+        same(&c, &each3(&|x, y, z| x.addcmul(y, z)));
+        same(&q, &each3(&|x, y, z| x.addcdiv(y, z)));
+        // Another value (tch binds none for the per-tensor forms): the same up to rounding.
+        let (c, q) = (copies(), copies());
+        addcmul_(&c, &ys, zs, -0.5);
+        addcdiv_(&q, &ys, zs, 0.7);
+        let close = |got: &[Tensor], want: Vec<Tensor>| {
+            for (g, w) in got.iter().zip(&want) {
+                assert!(g.allclose(w, 1e-6, 1e-6, false), "{g:?} != {w:?}");
+            }
+        };
+        close(&c, each3(&|x, y, z| x + y * z * -0.5));
+        close(&q, each3(&|x, y, z| x + y / z * 0.7));
     }
 
     /// A 0-d scale per tensor broadcasts (LARS's trust ratios).
