@@ -4,7 +4,7 @@
 //! p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps).
 
 use super::foreach;
-use super::params::{Param, UpdateRule};
+use super::params::{variables, with_l2, zeros_buffers, Param, UpdateRule};
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,11 +66,10 @@ pub(super) fn moments_step_group(
         }
         return;
     }
-    let mut buffers = |slot| -> Vec<Tensor> {
-        let each = params.iter_mut();
-        each.map(|p| p.zeros_buffer(slot).shallow_clone()).collect()
-    };
-    let (m, v) = (buffers(EXP_AVG), buffers(EXP_AVG_SQ));
+    let (m, v) = (
+        zeros_buffers(params, EXP_AVG),
+        zeros_buffers(params, EXP_AVG_SQ),
+    );
     foreach::lerp_(&m, g, 1.0 - beta1);
     foreach::mul_scalar_(&v, beta2);
     foreach::addcmul_(&v, &foreach::mul_scalar(g, 1.0 - beta2), g, 1.0);
@@ -79,8 +78,8 @@ pub(super) fn moments_step_group(
     let denom = foreach::sqrt(&v);
     foreach::div_scalar_(&denom, (1.0 - beta2.powf(t)).sqrt());
     foreach::add_scalar_(&denom, eps);
-    let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
-    foreach::addcdiv_(&vars, &foreach::mul_scalar(&m, -step_size), &denom, 1.0);
+    let step = foreach::mul_scalar(&m, -step_size);
+    foreach::addcdiv_(&variables(params), &step, &denom, 1.0);
 }
 
 impl UpdateRule for Adam {
@@ -97,12 +96,7 @@ impl UpdateRule for Adam {
 
     /// The same values as [`Adam::update`] per variable, in multi-tensor ops.
     fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
-        let g = if self.weight_decay != 0.0 {
-            let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
-            foreach::add(grads, &foreach::mul_scalar(&vars, self.weight_decay))
-        } else {
-            grads.iter().map(Tensor::shallow_clone).collect()
-        };
+        let g = with_l2(grads, &variables(params), self.weight_decay);
         moments_step_group(params, &g, lr, (self.beta1, self.beta2, self.eps));
     }
 

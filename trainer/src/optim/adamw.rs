@@ -2,7 +2,7 @@
 //! p ← p·(1 − lr·wd); m ← lerp(m, g, 1 − β1); v ← β2·v + (1 − β2)·g²;
 //! p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps).
 
-use super::params::{Param, UpdateRule};
+use super::params::{variables, Param, UpdateRule};
 use super::{adam, foreach};
 use tch::Tensor;
 
@@ -36,8 +36,7 @@ impl UpdateRule for AdamW {
 
     /// The same values as [`AdamW::update`] per variable, in multi-tensor ops.
     fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
-        let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
-        foreach::mul_scalar_(&vars, 1.0 - lr * self.weight_decay);
+        foreach::mul_scalar_(&variables(params), 1.0 - lr * self.weight_decay);
         adam::moments_step_group(params, grads, lr, (self.beta1, self.beta2, self.eps));
     }
 

@@ -7,7 +7,7 @@
 //! - mu = momentum·mu + g' (mu starts at zero), p −= lr·mu.
 
 use super::foreach;
-use super::params::{Param, UpdateRule};
+use super::params::{variables, zeros_buffers, Param, UpdateRule};
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,14 +94,10 @@ impl UpdateRule for Lars {
                 dp[i] = d;
             }
         }
-        let mus: Vec<Tensor> = params
-            .iter_mut()
-            .map(|p| p.zeros_buffer(MU).shallow_clone())
-            .collect();
+        let mus = zeros_buffers(params, MU);
         foreach::mul_scalar_(&mus, self.momentum);
         foreach::add_(&mus, &dp);
-        let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
-        foreach::sub_(&vars, &foreach::mul_scalar(&mus, lr));
+        foreach::sub_(&variables(params), &foreach::mul_scalar(&mus, lr));
     }
 
     fn without_weight_decay(&self) -> Self {

@@ -1,7 +1,7 @@
 //! The bookkeeping every optimizer shares: the trainable variables in name order, each with
 //! its named buffers and update count, and the conversion of those to and from a flat state.
 
-use super::Optimizer;
+use super::{foreach, Optimizer};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
@@ -27,6 +27,26 @@ impl Param {
         let var = &self.var;
         self.buffers.entry(slot).or_insert_with(|| var.zeros_like())
     }
+}
+
+/// A group's variables for multi-tensor ops, sharing storage: in-place ops reach the model.
+pub fn variables(params: &[&mut Param]) -> Vec<Tensor> {
+    params.iter().map(|p| p.var.shallow_clone()).collect()
+}
+
+/// Each of a group's buffers `slot` ([`Param::zeros_buffer`]), sharing storage.
+pub fn zeros_buffers(params: &mut [&mut Param], slot: &'static str) -> Vec<Tensor> {
+    let each = params.iter_mut();
+    each.map(|p| p.zeros_buffer(slot).shallow_clone()).collect()
+}
+
+/// `grads[i] + wd·vars[i]` (L2 decay in the gradient, as torch.optim's SGD and Adam), or the
+/// gradients themselves when `wd` is 0.
+pub fn with_l2(grads: &[Tensor], vars: &[Tensor], wd: f64) -> Vec<Tensor> {
+    if wd == 0.0 {
+        return grads.iter().map(Tensor::shallow_clone).collect();
+    }
+    foreach::add(grads, &foreach::mul_scalar(vars, wd))
 }
 
 /// The trainable variables of a VarStore, sorted by name: the VarStore is a HashMap, and the

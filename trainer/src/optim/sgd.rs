@@ -4,7 +4,7 @@
 //! With momentum 0 no buffer is kept and p −= lr·d.
 
 use super::foreach;
-use super::params::{Param, UpdateRule};
+use super::params::{variables, with_l2, Param, UpdateRule};
 use std::collections::btree_map::Entry;
 use tch::Tensor;
 
@@ -86,12 +86,8 @@ impl UpdateRule for Sgd {
 
     /// The same values as [`Sgd::update`] per variable, in multi-tensor ops (fused on a GPU).
     fn update_group(&self, params: &mut [&mut Param], grads: &[Tensor], lr: f64) {
-        let vars: Vec<Tensor> = params.iter().map(|p| p.var.shallow_clone()).collect();
-        let d = if self.weight_decay != 0.0 {
-            foreach::add(grads, &foreach::mul_scalar(&vars, self.weight_decay))
-        } else {
-            grads.iter().map(Tensor::shallow_clone).collect()
-        };
+        let vars = variables(params);
+        let d = with_l2(grads, &vars, self.weight_decay);
         let direction = if self.momentum == 0.0 {
             d
         } else {
