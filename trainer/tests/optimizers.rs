@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
+use trainer::model::{MemoryFormat, Precision};
+use trainer::optim::ema::Ema;
 use trainer::optim::{
     is_bias_or_norm, Adam, AdamW, Lars, LrSchedule, OptimSettings, Optimizer, OptimizerKind, Param,
     PerVariable, Sgd, UpdateRule,
@@ -555,6 +557,86 @@ fn state_round_trip_continues_bit_identically() {
         assert_eq!(bits(&resumed_vs), bits(&vs), "{kind} {settings:?}");
         let fresh = build(&resumed_vs);
         assert!(fresh.state().is_empty(), "{kind}: state before any step");
+    }
+}
+
+/// A conv weight made channels-last (as on a GPU), a bias, and two steps of gradients.
+fn channels_last_problem() -> (VarStore, Vec<BTreeMap<String, Tensor>>) {
+    let shapes: [(&str, &[i64]); 2] = [("conv.weight", &[4, 3, 3, 3]), ("conv.bias", &[4])];
+    common::seeded(5, || {
+        let vs = VarStore::new(Device::Cpu);
+        for (name, shape) in shapes {
+            add_var(&vs, name, &Tensor::randn(shape, (Kind::Float, Device::Cpu)));
+        }
+        Precision::new(Device::Cpu, MemoryFormat::ChannelsLast, false).convert(&vs);
+        let grads = (0..2)
+            .map(|_| {
+                let each = shapes.iter();
+                each.map(|(n, s)| (n.to_string(), Tensor::randn(*s, (Kind::Float, Device::Cpu))))
+                    .collect()
+            })
+            .collect();
+        (vs, grads)
+    })
+}
+
+/// Asserts that every tensor of `state` ("variable[:slot]") has its variable's strides.
+fn assert_laid_out_like(what: &str, vs: &VarStore, state: &[(String, Tensor)]) {
+    let vars = vs.variables();
+    for (key, t) in state {
+        let var = &vars[key.split(':').next().unwrap()];
+        if t.size() == var.size() {
+            assert_eq!(t.stride(), var.stride(), "{what}: {key}");
+        }
+    }
+}
+
+/// A checkpoint's tensors are contiguous, a GPU's conv weights channels-last: restored optimizer
+/// state and weight averages must take their variable's layout (ATen's multi-tensor ops fuse
+/// only lists of equal strides; otherwise every step after a resume runs a kernel per tensor on
+/// a GPU) and go on bit-identically. Fails with state restored as the file holds it.
+#[test]
+fn restored_state_takes_each_variables_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [
+        OptimizerKind::Lars,
+        OptimizerKind::Sgd,
+        OptimizerKind::Adam,
+        OptimizerKind::Adamw,
+    ] {
+        let (vs, grads) = channels_last_problem();
+        let build = |vs: &VarStore| kind.build_with(vs, &OptimSettings::new(1e-3)).unwrap();
+        let run = |vs: &VarStore, opt: &mut dyn Optimizer, ema: &mut Ema, step: usize| {
+            set_grads(vs, opt, &grads[step % grads.len()]);
+            opt.step(0.1);
+            ema.update(0.9);
+        };
+        let (mut opt, mut ema) = (build(&vs), Ema::new(&vs));
+        run(&vs, opt.as_mut(), &mut ema, 0);
+        let path = dir.path().join(format!("{kind}.npz"));
+        Tensor::write_npz(&opt.state(), &path).unwrap();
+        let ema_path = dir.path().join(format!("{kind}-ema.npz"));
+        Tensor::write_npz(&ema.state(), &ema_path).unwrap();
+
+        let (resumed_vs, _) = channels_last_problem();
+        tch::no_grad(|| {
+            for (name, mut t) in resumed_vs.variables() {
+                t.copy_(&vs.variables()[&name]);
+            }
+        });
+        let (mut resumed, mut resumed_ema) = (build(&resumed_vs), Ema::new(&resumed_vs));
+        resumed
+            .load_state(Tensor::read_npz(&path).unwrap())
+            .unwrap();
+        resumed_ema
+            .load_state(Tensor::read_npz(&ema_path).unwrap())
+            .unwrap();
+        assert_laid_out_like(&format!("{kind}"), &resumed_vs, &resumed.state());
+        assert_laid_out_like("EMA", &resumed_vs, &resumed_ema.state());
+
+        run(&vs, opt.as_mut(), &mut ema, 1);
+        run(&resumed_vs, resumed.as_mut(), &mut resumed_ema, 1);
+        assert_eq!(bits(&resumed_vs), bits(&vs), "{kind}");
     }
 }
 

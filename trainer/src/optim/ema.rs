@@ -5,6 +5,7 @@
 //! the model and back (bit-exact both ways), or [`Ema::copy_to`] a second VarStore.
 
 use super::foreach;
+use super::params::copy_like;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
@@ -100,13 +101,7 @@ impl Ema {
                 .remove(&v.name)
                 .with_context(|| format!("EMA state has no average for {:?}", v.name))?;
             check_shape(&v.name, &v.live, &value)?;
-            loaded.push(
-                value
-                    .detach()
-                    .to_device(v.live.device())
-                    .to_kind(v.live.kind())
-                    .copy(),
-            );
+            loaded.push(copy_like(&value, &v.live));
         }
         if let Some(name) = by_name.keys().next() {
             bail!("EMA state names an unknown variable {name:?}");

@@ -186,12 +186,18 @@ impl Params {
                 var.size()
             );
         }
-        Ok(value
-            .detach()
-            .to_device(var.device())
-            .to_kind(var.kind())
-            .copy())
+        Ok(copy_like(value, var))
     }
+}
+
+/// A private copy of `value` on `like`'s device, in its kind and memory layout. A checkpoint's
+/// tensors are contiguous; a GPU's convolution weights are channels-last, and ATen's multi-tensor
+/// ops run fused only over lists whose tensors have equal strides, so restored state must take
+/// its variable's layout or every step after a resume falls back to a kernel per tensor.
+pub fn copy_like(value: &Tensor, like: &Tensor) -> Tensor {
+    let mut out = like.empty_like();
+    tch::no_grad(|| out.copy_(value));
+    out
 }
 
 fn scalar_step(key: &str, value: &Tensor) -> anyhow::Result<i64> {
