@@ -17,22 +17,26 @@ if [[ ${1:-} == --capability ]]; then
     esac
     shift 2
 fi
+# Each phase says when it starts (seconds since this script began), so a CI log shows where the
+# time goes; the exit trap gives the total.
+phase() { echo "[test] $* (at $SECONDS s)"; }
+trap 'echo "[test] done in $SECONDS s (exit $?)"' EXIT
 "$root/scripts/setup.sh"
 source "$root/scripts/env.sh"
 cd "$root"
 # What libtorch runs with here (a capability above the CPU's falls back to the CPU's best).
 echo "[test] CPU kernels: $("$NLS_VENV/bin/python" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo unknown)${ATEN_CPU_CAPABILITY:+ (ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY)}"
-echo "[test] cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "[test] cargo clippy"
+phase "cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-echo "[test] the other supported PyTorch compiles too (scripts/check-torch.sh 2.11.0)"
+phase "the other supported PyTorch compiles too (scripts/check-torch.sh 2.11.0)"
 "$root/scripts/check-torch.sh" 2.11.0
-echo "[test] SLURM test cluster (tests/slurm/cluster.sh; left running for the next run)"
+phase "SLURM test cluster (tests/slurm/cluster.sh; left running for the next run)"
 if [[ $(id -u) == 0 ]]; then
     "$root/tests/slurm/cluster.sh" start
 elif ! "$root/tests/slurm/cluster.sh" status >/dev/null 2>&1; then
     echo "[test] not root and no cluster up: the SLURM end-to-end tests will skip"
 fi
-echo "[test] cargo test"
+phase "cargo test"
 cargo test --release --workspace --no-fail-fast "$@"
