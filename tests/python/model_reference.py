@@ -321,6 +321,14 @@ def main():
         model = build(arch, PUBLISHED_WIDTH[arch], 28, 10)
         print(json.dumps({"parameters": sum(p.numel() for p in model.parameters())}))
         return
+    if command == "classifier":
+        arch, width, depth, classes = args[0], int(args[1]), int(args[2]), int(args[3])
+        model = build(arch, width, depth, classes)
+        linear = model.linear if arch == "resnet32" else model.fc
+        w, b = linear.weight.detach().double(), linear.bias.detach().double()
+        print(json.dumps({"fan_in": w.shape[1], "weight_std": w.std().item(),
+                          "weight_max": w.abs().max().item(), "bias_max": b.abs().max().item()}))
+        return
     directory, arch, width, depth, classes = args[0], args[1], int(args[2]), int(args[3]), int(args[4])
     fresh = build(arch, width, depth, classes)
     io = npz(f"{directory}/io.npz")

@@ -248,3 +248,58 @@ fn every_new_architecture_trains() {
         assert!(last < 0.8 * first, "{spec}: loss {first} → {last}");
     }
 }
+
+/// A network trained from scratch starts its linear classifier as the reference module does
+/// (`Arch::classifier_init`, applied by `Head::init_as`): against each module built in Python,
+/// the weights' spread, whether they are bounded by 1/√fan_in (PyTorch's uniform), and whether
+/// the bias is zero. 6400 weights a side: the sample std's relative standard error is
+/// 1/√12800 ≈ 0.9%, the bound 5%; the two weight inits differ by 2.5× (N(0, 2/64) against
+/// U(±1/8)).
+#[test]
+fn a_scratch_classifier_starts_as_the_reference_module_does() {
+    use trainer::method::eval::config::HeadKind;
+    use trainer::method::eval::head::Head;
+    const WIDE: i64 = 100;
+    for (arch, width, depth) in [
+        (Arch::Resnet32, 16, 0),
+        (Arch::Wrn, 1, 10),
+        (Arch::Preact18, 8, 0),
+    ] {
+        let out = Command::new(common::python())
+            .arg(common::workspace_root().join(SCRIPT))
+            .args(["classifier", &arch.to_string()])
+            .args([width, depth, WIDE].map(|v| v.to_string()))
+            .output()
+            .expect("starting python");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let field = |name: &str| reference[name].as_f64().unwrap();
+        let fan_in = field("fan_in") as i64;
+        tch::manual_seed(1);
+        let vs = VarStore::new(Device::Cpu);
+        let head = Head::new(&vs.root(), HeadKind::Linear, false, fan_in, WIDE);
+        head.init_as(arch.classifier_init());
+        let vars = vs.variables();
+        let (w, b) = (&vars["weight"], &vars["bias"]);
+        let std = w.std(true).double_value(&[]);
+        assert!(
+            (std / field("weight_std") - 1.0).abs() < 0.05,
+            "{arch}: weight std {std} vs the reference's {}",
+            field("weight_std")
+        );
+        let bounded = |max: f64| max <= 1.0 / (fan_in as f64).sqrt() + 1e-6;
+        let ours_max = w.abs().max().double_value(&[]);
+        assert_eq!(
+            bounded(ours_max),
+            bounded(field("weight_max")),
+            "{arch}: uniform or not"
+        );
+        let zero = |max: f64| max == 0.0;
+        let ours_bias = b.abs().max().double_value(&[]);
+        assert_eq!(
+            zero(ours_bias),
+            zero(field("bias_max")),
+            "{arch}: bias zero or not"
+        );
+    }
+}

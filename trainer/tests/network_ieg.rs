@@ -5,9 +5,11 @@
 //! - one step (meta step and loss) against a PyTorch re-implementation of the reference;
 //! - a run stopped by SIGUSR1 resumes bit-exactly (IEG's tallies included); two ranks match one.
 //!
-//! No effect test yet: at this suite's budget (≤ 40 steps, ResNet-32 of width 4 from scratch
-//! or ResNet-18 of width 8 from VICReg, 1000 images, 60% noise) IEG's predictions collapse to
-//! one class within the first epoch (pseudo-label accuracy 0.10) while CE reaches 18–34%.
+//! No effect test: at this suite's budget (≤ 80 steps, ResNet-32 of width 4 from scratch or
+//! ResNet-18 of width 8 from VICReg, 1000 images, 60% noise) IEG's predictions collapse to one
+//! class within the first epoch (pseudo-label accuracy about 0.1) while CE reaches 16–34%. So
+//! does the reference's own step re-run in PyTorch on the same setting
+//! (`tests/python/ieg_loop.py`; README, "The methods on the whole network").
 
 mod common;
 
@@ -161,9 +163,10 @@ fn ieg_resumes_bit_exactly_after_sigusr1() {
 /// whole batch) train what one trains. ε is decided by the sign of a meta-gradient, so the
 /// round-off of the gradient all-reduce flips it on a few samples from the second step on, and
 /// the loss follows. Measured over seeds 4–8 under ATEN_CPU_CAPABILITY default, avx2 and avx512
-/// (15 pairs), the meta momentum on (0.9, the default): relative loss gap 3.5e-5 to 1.2e-3,
-/// mean-ε gap 0 to 0.01 (a plain look-ahead flips more: up to 6.1e-3 and 0.045). Bounds 5e-3
-/// and 0.05, about four and five times the largest.
+/// (15 pairs), the meta momentum on (0.9, the default), the classifier starting as ResNet-32's
+/// reference (kaiming normal): relative loss gap 8.2e-6 to 1.3e-2, mean-ε gap 0 to 0.05 (with
+/// PyTorch's default classifier init, smaller logits, they were 3.5e-5 to 1.2e-3 and 0 to
+/// 0.01). Bounds 5e-2 and 0.15, about four and three times the largest.
 #[test]
 fn two_ranks_train_ieg_like_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,7 +185,7 @@ fn two_ranks_train_ieg_like_one() {
     let gap = loss_gap(&m1, &m2);
     let eps = (m1[0]["ieg_eps"].as_f64().unwrap() - m2[0]["ieg_eps"].as_f64().unwrap()).abs();
     eprintln!("1 vs 2 ranks: loss {gap:.2e} relative, mean ε {eps}");
-    assert!(gap < 5e-3 && eps < 0.05, "loss {gap}, ε {eps}");
+    assert!(gap < 5e-2 && eps < 0.15, "loss {gap}, ε {eps}");
 }
 
 /// Measured: float32 round-off between the two (loss 2e-7 relative, weights 1e-6); bounds as

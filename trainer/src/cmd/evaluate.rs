@@ -98,7 +98,9 @@ pub struct EvaluateArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub head_zero_init: Option<bool>,
     /// Start every Linear layer of the head (and of ssr's projector and predictor) at weight
-    /// N(0, F), bias 0, as SSR's Clothing1M script (0.001); unset, PyTorch's own init.
+    /// N(0, F), bias 0, as SSR's Clothing1M script (0.001); unset, PyTorch's own init, except
+    /// that a network trained from scratch (--backbone none) starts its linear classifier as its
+    /// architecture's reference does (resnet32: kaiming-normal weights; wrn: zero bias).
     #[arg(long)]
     pub linear_init_std: Option<f64>,
     /// train: dropout and batch statistics; eval: neither, as seed 000's model.eval() under a

@@ -47,7 +47,32 @@ pub const STANDARD_WIDTH: i64 = 64;
 pub const WRN_DEPTH: i64 = 28;
 pub const WRN_WIDEN: i64 = 10;
 
+/// How an architecture's reference initializes its classifier, `nn.Linear(embedding, K)`, for a
+/// network trained from scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassifierInit {
+    /// PyTorch's `nn.Linear`: weight and bias U(±1/√fan_in) (torchvision's ResNets, which leave
+    /// `fc` as built, and SSR's PreAct ResNet).
+    Torch,
+    /// Meta-Weight-Net's ResNet-32 (`_weights_init`): the weight `kaiming_normal_`,
+    /// N(0, 2/fan_in); the bias PyTorch's.
+    KaimingNormalWeight,
+    /// The Wide ResNet reference: the weight PyTorch's, the bias zero.
+    ZeroBias,
+}
+
 impl Arch {
+    /// How this architecture's reference initializes its classifier.
+    pub fn classifier_init(self) -> ClassifierInit {
+        match self {
+            Arch::Resnet32 => ClassifierInit::KaimingNormalWeight,
+            Arch::Wrn => ClassifierInit::ZeroBias,
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Preact18 => {
+                ClassifierInit::Torch
+            }
+        }
+    }
+
     /// torchvision's ResNets: the only ones with a choice of stem.
     pub fn is_torchvision(self) -> bool {
         matches!(self, Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50)

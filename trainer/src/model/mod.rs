@@ -31,7 +31,7 @@ pub mod projector;
 pub mod resnet;
 pub mod wide;
 
-pub use arch::{Arch, NetSpec, Stem, STANDARD_WIDTH};
+pub use arch::{Arch, ClassifierInit, NetSpec, Stem, STANDARD_WIDTH};
 pub use backbone::Backbone;
 pub use layers::to_rgb;
 pub use precision::{MemoryFormat, Precision};

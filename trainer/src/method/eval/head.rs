@@ -2,12 +2,14 @@
 //! - [`HeadKind::Mlp`], seed 000's head: Linear(emb, 512) → BatchNorm1d → ReLU → Dropout(0.4) →
 //!   Linear(512, K), named as its `nn.Sequential` (`0.weight`, `1.running_mean`, `4.bias`, …);
 //! - [`HeadKind::Linear`], the seed papers' `nn.Linear(emb, K)` (`weight`, `bias`), initialized
-//!   as PyTorch does or, as seed 001's, at zero.
+//!   as PyTorch does or, as seed 001's, at zero; a network trained from scratch re-initializes it
+//!   as its architecture's reference does ([`Head::init_as`]).
 
 use super::config::HeadKind;
 use crate::distributed::sync_bn::SyncBatchNorm;
 use crate::distributed::{DistError, ProcessGroup};
 use crate::model::projector::torch_linear;
+use crate::model::ClassifierInit;
 use tch::nn::{self, Module, Path};
 use tch::Tensor;
 
@@ -50,6 +52,26 @@ impl Head {
             )),
             HeadKind::Linear => Head::Linear(torch_linear(p.clone(), embedding_dim, classes, true)),
         }
+    }
+
+    /// Re-initializes a linear head as `init` says (an MLP head is left as built).
+    pub fn init_as(&self, init: ClassifierInit) {
+        let Head::Linear(linear) = self else { return };
+        tch::no_grad(|| match init {
+            ClassifierInit::Torch => {}
+            ClassifierInit::KaimingNormalWeight => {
+                let fan_in = linear.ws.size()[1] as f64;
+                let _ = linear
+                    .ws
+                    .shallow_clone()
+                    .normal_(0.0, (2.0 / fan_in).sqrt());
+            }
+            ClassifierInit::ZeroBias => {
+                if let Some(bs) = &linear.bs {
+                    let _ = bs.shallow_clone().zero_();
+                }
+            }
+        });
     }
 
     /// Whether training draws a dropout mask for this head.

@@ -207,6 +207,8 @@ impl<'a> Probe<'a> {
         );
         if let Some(std) = cfg.linear_init_std {
             init_linears_normal(&head_vs, std);
+        } else if source.weights.is_none() && !cfg.head_zero_init {
+            head.init_as(source.net.arch.classifier_init());
         }
         broadcast_variables(group, &head_vs)?;
         if source.weights.is_none() {
