@@ -7,7 +7,8 @@ crossentropy_minimize, guess_label, consistency_loss) and custom_ops.py (logit_n
 Reads DIR/state.npz (the network, model_reference.py's module names), DIR/momentum.npz (the
 live optimizer's momentum buffers under the same names), DIR/io.npz (the step's views, labels,
 trusted images, MixUp draws and hyper-parameters); writes DIR/torch.npz with the step's loss,
-meta loss, pseudo-labels, sample weights and new label mix.
+meta loss, pseudo-labels, sample weights and new label mix, in the views' precision (the test
+runs float64).
 
 Same choices as ours where the reference is TensorFlow-specific: the pseudo-labels are targets
 without gradient; the L2 regularization (`net.regularization_loss`, `wd·Σ‖v‖²/2`) covers every
@@ -93,9 +94,10 @@ def main():
     directory, arch, width, depth, k = sys.argv[1:6]
     k = int(k)
     model = build(arch, int(width), int(depth), k)
+    io = npz(f"{directory}/io.npz")
+    model.to(io["x"].dtype)  # the step's precision: the views' (the state file holds float32)
     model.load_state_dict(npz(f"{directory}/state.npz"), strict=True)
     model.train()
-    io = npz(f"{directory}/io.npz")
     io["momentum"] = npz(f"{directory}/momentum.npz")
     logits = model(io["x"])
     aug_logits = model(io["x_aug"])

@@ -261,6 +261,11 @@ impl NetworkIeg {
         })
     }
 
+    /// The look-ahead's shadow network (the tests run the meta step in float64).
+    pub fn shadow_store(&mut self) -> &mut tch::nn::VarStore {
+        self.lookahead.var_store()
+    }
+
     /// Steps 1–2 on the whole batch with a group of one; running statistics left as found.
     /// `momentum`: the live optimizer's buffers `m` in `params.trainable` order (see
     /// [`super::LiveOptimizers::momentum_buffers`]), scaled here by `--meta-momentum`.
