@@ -18,10 +18,9 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision.transforms.v2 as T
 
-from ieg_reference import consistency_loss, guess_label, meta_optimize, mixup_loss, soft_ce
+import ieg_reference as ieg
 from model_reference import build
 
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -93,18 +92,10 @@ def main():
                   "meta_x": probe_x, "meta_y": probe_y, "probe_x": probe_x[draw],
                   "probe_y": probe_y[draw], "x": x, "x_aug": x_aug,
                   "coef": torch.maximum(u ** 2 / 2, 1 - u ** 2 / 2),
-                  "perm": torch.from_numpy(rng.permutation(3 * B)), "mixup": torch.tensor(mixup)}
-            logits, aug_logits = model(x), model(x_aug)
-            guess = guess_label(logits.detach(), aug_logits.detach(), 0.5)
-            weight, eps, _ = meta_optimize(model, io, logits, guess, K)
-            onehot = F.one_hot(labels, K).float()
-            mixed = eps[:, None] * onehot + (1 - eps[:, None]) * guess
-            initial = 0.9 * onehot + 0.1 * guess
-            loss = (soft_ce(mixed, logits).mean() + (soft_ce(initial, logits) * weight).sum()) / 2
-            loss = loss + consistency_loss(logits.detach(), aug_logits, consistency)
-            if mixup > 0:
-                loss = loss + mixup_loss(model, io, guess, K)
-            loss = loss + WD * sum((p * p).sum() / 2 for p in model.parameters())
+                  "perm": torch.from_numpy(rng.permutation(3 * B)), "mixup": torch.tensor(mixup),
+                  "temperature": torch.tensor(0.5), "consistency": torch.tensor(consistency)}
+            loss, guess, weight, _, _ = ieg.step(model, io, K)
+            loss = loss + WD * ieg.l2(model.parameters())  # the reference's L2 is in the loss
             for group in opt.param_groups:
                 group["lr"] = LR * 0.5 * (1 + math.cos(math.pi * step / total))
             opt.zero_grad()

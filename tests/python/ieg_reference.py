@@ -90,6 +90,25 @@ def consistency_loss(logits, aug_logits, factor):
     return kl.mean() * logits.shape[1] * factor
 
 
+def step(model, io, k):
+    """One training step's loss, without L2 (ours decays in the optimizer), and its meta step's
+    pseudo-labels, sample weights, new label mix and meta loss. The MixUp term is left out at
+    weight 0, as the reference's `if FLAGS.ce_factor > 0`."""
+    logits = model(io["x"])
+    aug_logits = model(io["x_aug"])
+    guess = guess_label(logits.detach(), aug_logits.detach(), float(io["temperature"]))
+    weight, eps, meta_loss = meta_optimize(model, io, logits, guess, k)
+    onehot = F.one_hot(io["labels"], k).to(logits.dtype)
+    mixed = eps[:, None] * onehot + (1 - eps[:, None]) * guess
+    eps0 = float(io["eps0"])
+    init_mixed = eps0 * onehot + (1 - eps0) * guess
+    loss = (soft_ce(mixed, logits).mean() + (soft_ce(init_mixed, logits) * weight).sum()) / 2
+    if float(io["mixup"]) > 0:
+        loss = loss + mixup_loss(model, io, guess, k)
+    loss = loss + consistency_loss(logits.detach(), aug_logits, float(io["consistency"]))
+    return loss, guess, weight, eps, meta_loss
+
+
 def main():
     directory, arch, width, depth, k = sys.argv[1:6]
     k = int(k)
@@ -99,17 +118,7 @@ def main():
     model.load_state_dict(npz(f"{directory}/state.npz"), strict=True)
     model.train()
     io["momentum"] = npz(f"{directory}/momentum.npz")
-    logits = model(io["x"])
-    aug_logits = model(io["x_aug"])
-    guess = guess_label(logits.detach(), aug_logits.detach(), float(io["temperature"]))
-    weight, eps, meta_loss = meta_optimize(model, io, logits, guess, k)
-    onehot = F.one_hot(io["labels"], k).to(logits.dtype)
-    mixed = eps[:, None] * onehot + (1 - eps[:, None]) * guess
-    eps0 = float(io["eps0"])
-    init_mixed = eps0 * onehot + (1 - eps0) * guess
-    net_loss = (soft_ce(mixed, logits).mean() + (soft_ce(init_mixed, logits) * weight).sum()) / 2
-    loss = (net_loss + mixup_loss(model, io, guess, k)
-            + consistency_loss(logits.detach(), aug_logits, float(io["consistency"])))
+    loss, guess, weight, eps, meta_loss = step(model, io, k)
     out = {"loss": loss.detach(), "meta_loss": meta_loss, "guess": guess, "weights": weight,
            "eps": eps}
     np.savez(f"{directory}/torch.npz", **{n: t.numpy() for n, t in out.items()})
